@@ -1,0 +1,21 @@
+//! mpcomm: make the message-ordering problem of uncoordinated multicast visible, measurable and
+//! fixable.
+//!
+//! * [`wire`]: every byte format (datagrams, delivery logs, TCP frames), hand-written and total.
+//! * [`peer`]: one peer — a sans-IO state machine ([`peer::machine`]) and its mio driver.
+//! * [`compare`]: the comparator — ordering, loss and latency metrics over delivery logs, as a
+//!   service or offline, and the aggregated report.
+//! * [`lab`]: a whole experiment on this machine (loopback or network namespaces).
+//! * [`wan`]: the emulated wide-area network (zones, one-way delays, jitter, loss).
+//! * [`netns`]: throw-away hosts in network namespaces joined by a bridge.
+//! * [`c2`]: command and control across machines (agent, controller, control CLI).
+//! * [`util`]: small shared pieces (durations with units, clocks).
+
+pub mod c2;
+pub mod compare;
+pub mod lab;
+pub mod netns;
+pub mod peer;
+pub mod util;
+pub mod wan;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! Throw-away hosts in network namespaces (stub; being written).

@@ -1,0 +1,4 @@
+//! Small pieces shared by every part.
+
+pub mod clock;
+pub mod duration;

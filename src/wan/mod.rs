@@ -1,0 +1,1 @@
+//! The emulated wide-area network (stub; being written).

@@ -1,0 +1,439 @@
+//! The delivery log: what one peer delivered, in delivery order.
+//!
+//! A log is a header followed by fixed-size records, all big-endian:
+//!
+//! ```text
+//! header (HEADER_FIXED_LEN bytes, then `wan` and `zone` as UTF-8 of the lengths given)
+//!   0..8    magic "MPCOMLOG"       8..10  version (1)        10..12 header length (bytes)
+//!  12..20   run id                20..22 peer id            22..24 peers (N)
+//!  24..28   messages per peer (M) 28     transport          29     flags (bit 0: kernel rx stamps)
+//!  30..32   DATA datagram size    32..40 start, ns since the Unix epoch
+//!  40..48   clock error bound, ns (u64::MAX = unknown)      48..56 setup ns (start → barrier)
+//!  56..64   duration ns (start → end)                       64..72 malformed datagrams
+//!  72..80   datagrams of other runs                         80..88 record count
+//!  88..92   DATA sent by this peer  92..96 time scale, parts per million (1_000_000 = 1.0)
+//!  96       wan name length       97     zone length        98..100 reserved (0)
+//! record (RECORD_LEN = 32 bytes)
+//!   0..2 sender   2..4 flags (bit 0: recv_ns is a kernel stamp)   4..8 seq
+//!   8..16 send ns (sender's clock)  16..24 receive ns  24..32 delivery ns (receiver's clock)
+//! ```
+//!
+//! The header length field lets a later version append fields that this one skips; the file
+//! length must be exactly header + count × 32, so truncation is always detected.
+
+use byteorder::{ByteOrder, NetworkEndian};
+
+use super::{Error, Field, Result, Transport};
+
+pub const MAGIC: &[u8; 8] = b"MPCOMLOG";
+pub const VERSION: u16 = 1;
+pub const RECORD_LEN: usize = 32;
+/// Time scale 1.0 in the header's parts-per-million unit.
+pub const SCALE_ONE: u32 = 1_000_000;
+/// `clock_error_ns` value that means "the kernel did not say".
+const CLOCK_UNKNOWN: u64 = u64::MAX;
+
+mod field {
+    use super::Field;
+    pub const MAGIC: Field = 0..8;
+    pub const VERSION: Field = 8..10;
+    pub const HEADER_LEN: Field = 10..12;
+    pub const RUN_ID: Field = 12..20;
+    pub const PEER_ID: Field = 20..22;
+    pub const PEERS: Field = 22..24;
+    pub const MSGS: Field = 24..28;
+    pub const TRANSPORT: usize = 28;
+    pub const FLAGS: usize = 29;
+    pub const MSG_SIZE: Field = 30..32;
+    pub const START_NS: Field = 32..40;
+    pub const CLOCK_ERROR_NS: Field = 40..48;
+    pub const SETUP_NS: Field = 48..56;
+    pub const DURATION_NS: Field = 56..64;
+    pub const MALFORMED: Field = 64..72;
+    pub const FOREIGN: Field = 72..80;
+    pub const RECORD_COUNT: Field = 80..88;
+    pub const SENT: Field = 88..92;
+    pub const TIME_SCALE: Field = 92..96;
+    pub const WAN_LEN: usize = 96;
+    pub const ZONE_LEN: usize = 97;
+    pub const RESERVED: Field = 98..100;
+    pub const VARIABLE: usize = RESERVED.end;
+
+    pub const R_SENDER: Field = 0..2;
+    pub const R_FLAGS: Field = 2..4;
+    pub const R_SEQ: Field = 4..8;
+    pub const R_SEND_NS: Field = 8..16;
+    pub const R_RECV_NS: Field = 16..24;
+    pub const R_DELIVER_NS: Field = 24..32;
+}
+
+pub const HEADER_FIXED_LEN: usize = field::VARIABLE;
+const FLAG_KERNEL_STAMPS: u8 = 1;
+const RFLAG_KERNEL_STAMP: u16 = 1;
+
+/// Everything a log says about its run and its peer, besides the records.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogHeader {
+    pub run_id: u64,
+    pub peer_id: u16,
+    pub peers: u16,
+    pub msgs: u32,
+    pub transport: Option<Transport>,
+    /// The peer read kernel receive timestamps (SO_TIMESTAMPNS) for at least some records.
+    pub kernel_stamps: bool,
+    pub msg_size: u16,
+    pub start_ns: u64,
+    /// The host's own bound on its clock error (adjtimex `maxerror`), if the kernel has one.
+    pub clock_error_ns: Option<u64>,
+    pub setup_ns: u64,
+    pub duration_ns: u64,
+    pub malformed: u64,
+    pub foreign: u64,
+    pub record_count: u64,
+    pub sent: u32,
+    pub time_scale_ppm: u32,
+    /// Name of the emulated-WAN profile ("" = none), at most 255 bytes.
+    pub wan: String,
+    /// This peer's zone label in that profile ("" = none), at most 255 bytes.
+    pub zone: String,
+}
+
+impl LogHeader {
+    /// Bytes `emit` writes (strings are cut to 255 bytes on a char boundary).
+    pub fn buffer_len(&self) -> usize {
+        HEADER_FIXED_LEN + short(&self.wan).len() + short(&self.zone).len()
+    }
+
+    pub fn time_scale(&self) -> f64 {
+        f64::from(self.time_scale_ppm) / f64::from(SCALE_ONE)
+    }
+
+    /// Write the header into `buf[..self.buffer_len()]`.
+    pub fn emit(&self, buf: &mut [u8]) {
+        let wan = short(&self.wan);
+        let zone = short(&self.zone);
+        buf[field::MAGIC].copy_from_slice(MAGIC);
+        NetworkEndian::write_u16(&mut buf[field::VERSION], VERSION);
+        NetworkEndian::write_u16(&mut buf[field::HEADER_LEN], self.buffer_len() as u16);
+        NetworkEndian::write_u64(&mut buf[field::RUN_ID], self.run_id);
+        NetworkEndian::write_u16(&mut buf[field::PEER_ID], self.peer_id);
+        NetworkEndian::write_u16(&mut buf[field::PEERS], self.peers);
+        NetworkEndian::write_u32(&mut buf[field::MSGS], self.msgs);
+        buf[field::TRANSPORT] = self.transport.map_or(0xff, Transport::as_u8);
+        buf[field::FLAGS] = if self.kernel_stamps { FLAG_KERNEL_STAMPS } else { 0 };
+        NetworkEndian::write_u16(&mut buf[field::MSG_SIZE], self.msg_size);
+        NetworkEndian::write_u64(&mut buf[field::START_NS], self.start_ns);
+        let clock = self.clock_error_ns.unwrap_or(CLOCK_UNKNOWN);
+        NetworkEndian::write_u64(&mut buf[field::CLOCK_ERROR_NS], clock);
+        NetworkEndian::write_u64(&mut buf[field::SETUP_NS], self.setup_ns);
+        NetworkEndian::write_u64(&mut buf[field::DURATION_NS], self.duration_ns);
+        NetworkEndian::write_u64(&mut buf[field::MALFORMED], self.malformed);
+        NetworkEndian::write_u64(&mut buf[field::FOREIGN], self.foreign);
+        NetworkEndian::write_u64(&mut buf[field::RECORD_COUNT], self.record_count);
+        NetworkEndian::write_u32(&mut buf[field::SENT], self.sent);
+        NetworkEndian::write_u32(&mut buf[field::TIME_SCALE], self.time_scale_ppm);
+        buf[field::WAN_LEN] = wan.len() as u8;
+        buf[field::ZONE_LEN] = zone.len() as u8;
+        buf[field::RESERVED].fill(0);
+        let w = field::VARIABLE;
+        buf[w..w + wan.len()].copy_from_slice(wan.as_bytes());
+        buf[w + wan.len()..w + wan.len() + zone.len()].copy_from_slice(zone.as_bytes());
+    }
+
+    /// Parse a header from the start of `data`; returns it and the header length, where the
+    /// records begin.
+    pub fn parse(data: &[u8]) -> Result<(LogHeader, usize)> {
+        if data.len() < HEADER_FIXED_LEN {
+            return Err(if data.len() >= 8 && &data[field::MAGIC] != MAGIC {
+                Error::BadMagic
+            } else {
+                Error::Truncated
+            });
+        }
+        if &data[field::MAGIC] != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        if NetworkEndian::read_u16(&data[field::VERSION]) != VERSION {
+            return Err(Error::BadVersion);
+        }
+        let header_len = usize::from(NetworkEndian::read_u16(&data[field::HEADER_LEN]));
+        let wan_len = usize::from(data[field::WAN_LEN]);
+        let zone_len = usize::from(data[field::ZONE_LEN]);
+        if header_len < HEADER_FIXED_LEN + wan_len + zone_len {
+            return Err(Error::BadLength);
+        }
+        if data.len() < header_len {
+            return Err(Error::Truncated);
+        }
+        let transport = match data[field::TRANSPORT] {
+            0xff => None,
+            t => Some(Transport::from_u8(t)?),
+        };
+        let w = field::VARIABLE;
+        let text = |r: Field| {
+            std::str::from_utf8(&data[r])
+                .map(str::to_owned)
+                .map_err(|_| Error::BadValue)
+        };
+        let wan = text(w..w + wan_len)?;
+        let zone = text(w + wan_len..w + wan_len + zone_len)?;
+        let peers = NetworkEndian::read_u16(&data[field::PEERS]);
+        let peer_id = NetworkEndian::read_u16(&data[field::PEER_ID]);
+        if peers == 0 || peer_id >= peers {
+            return Err(Error::BadValue);
+        }
+        let clock = NetworkEndian::read_u64(&data[field::CLOCK_ERROR_NS]);
+        let header = LogHeader {
+            run_id: NetworkEndian::read_u64(&data[field::RUN_ID]),
+            peer_id,
+            peers,
+            msgs: NetworkEndian::read_u32(&data[field::MSGS]),
+            transport,
+            kernel_stamps: data[field::FLAGS] & FLAG_KERNEL_STAMPS != 0,
+            msg_size: NetworkEndian::read_u16(&data[field::MSG_SIZE]),
+            start_ns: NetworkEndian::read_u64(&data[field::START_NS]),
+            clock_error_ns: (clock != CLOCK_UNKNOWN).then_some(clock),
+            setup_ns: NetworkEndian::read_u64(&data[field::SETUP_NS]),
+            duration_ns: NetworkEndian::read_u64(&data[field::DURATION_NS]),
+            malformed: NetworkEndian::read_u64(&data[field::MALFORMED]),
+            foreign: NetworkEndian::read_u64(&data[field::FOREIGN]),
+            record_count: NetworkEndian::read_u64(&data[field::RECORD_COUNT]),
+            sent: NetworkEndian::read_u32(&data[field::SENT]),
+            time_scale_ppm: NetworkEndian::read_u32(&data[field::TIME_SCALE]),
+            wan,
+            zone,
+        };
+        Ok((header, header_len))
+    }
+}
+
+/// At most 255 bytes of `s`, cut on a char boundary.
+fn short(s: &str) -> &str {
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// One delivery: which message, when it was sent, received and handed to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Record {
+    pub sender: u16,
+    pub seq: u32,
+    /// Sender's wall clock at send, ns since the Unix epoch.
+    pub send_ns: u64,
+    /// Receiver's wall clock when the datagram arrived (kernel stamp when `kernel_stamp`).
+    pub recv_ns: u64,
+    /// Receiver's wall clock when the message was delivered (after any emulated delay).
+    pub deliver_ns: u64,
+    pub kernel_stamp: bool,
+}
+
+impl Record {
+    /// Read a record from exactly `RECORD_LEN` bytes; never fails (every bit pattern is a record,
+    /// unknown flag bits are ignored).
+    #[inline]
+    pub fn parse(b: &[u8; RECORD_LEN]) -> Record {
+        Record {
+            sender: NetworkEndian::read_u16(&b[field::R_SENDER]),
+            kernel_stamp: NetworkEndian::read_u16(&b[field::R_FLAGS]) & RFLAG_KERNEL_STAMP != 0,
+            seq: NetworkEndian::read_u32(&b[field::R_SEQ]),
+            send_ns: NetworkEndian::read_u64(&b[field::R_SEND_NS]),
+            recv_ns: NetworkEndian::read_u64(&b[field::R_RECV_NS]),
+            deliver_ns: NetworkEndian::read_u64(&b[field::R_DELIVER_NS]),
+        }
+    }
+
+    #[inline]
+    pub fn emit(&self, b: &mut [u8; RECORD_LEN]) {
+        NetworkEndian::write_u16(&mut b[field::R_SENDER], self.sender);
+        let flags = if self.kernel_stamp { RFLAG_KERNEL_STAMP } else { 0 };
+        NetworkEndian::write_u16(&mut b[field::R_FLAGS], flags);
+        NetworkEndian::write_u32(&mut b[field::R_SEQ], self.seq);
+        NetworkEndian::write_u64(&mut b[field::R_SEND_NS], self.send_ns);
+        NetworkEndian::write_u64(&mut b[field::R_RECV_NS], self.recv_ns);
+        NetworkEndian::write_u64(&mut b[field::R_DELIVER_NS], self.deliver_ns);
+    }
+}
+
+/// A checked view of a whole log in memory: header parsed, length verified, records borrowed.
+#[derive(Debug, Clone)]
+pub struct LogView<'a> {
+    pub header: LogHeader,
+    records: &'a [u8],
+}
+
+impl<'a> LogView<'a> {
+    /// Check a whole log: header, then that the rest is exactly `record_count` records.
+    /// Records with a sender outside `0..peers` are refused too, so consumers can index by it.
+    pub fn parse(data: &'a [u8]) -> Result<LogView<'a>> {
+        let (header, header_len) = LogHeader::parse(data)?;
+        let body = &data[header_len..];
+        if body.len() % RECORD_LEN != 0 {
+            return Err(Error::Truncated);
+        }
+        if (body.len() / RECORD_LEN) as u64 != header.record_count {
+            return Err(Error::BadLength);
+        }
+        let peers = header.peers;
+        if body
+            .chunks_exact(RECORD_LEN)
+            .any(|r| NetworkEndian::read_u16(&r[field::R_SENDER]) >= peers)
+        {
+            return Err(Error::BadValue);
+        }
+        Ok(LogView { header, records: body })
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len() / RECORD_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records in delivery order.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = Record> + 'a {
+        self.records.chunks_exact(RECORD_LEN).map(|c| {
+            let c: &[u8; RECORD_LEN] = c.try_into().expect("chunks_exact yields RECORD_LEN");
+            Record::parse(c)
+        })
+    }
+}
+
+/// Serialise a header (its `record_count` set from `records`) and the records.
+pub fn encode(header: &LogHeader, records: &[Record]) -> Vec<u8> {
+    let mut header = header.clone();
+    header.record_count = records.len() as u64;
+    let hl = header.buffer_len();
+    let mut out = vec![0u8; hl + records.len() * RECORD_LEN];
+    header.emit(&mut out[..hl]);
+    for (r, chunk) in records.iter().zip(out[hl..].chunks_exact_mut(RECORD_LEN)) {
+        r.emit(chunk.try_into().expect("chunks_exact_mut yields RECORD_LEN"));
+    }
+    out
+}
+
+/// Write a log file atomically: a temporary file in the same directory, fsync, rename.
+pub fn write_file(path: &std::path::Path, header: &LogHeader, records: &[Record]) -> std::io::Result<()> {
+    use std::io::Write;
+    let bytes = encode(header, records);
+    let tmp = path.with_extension("mplog.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> LogHeader {
+        LogHeader {
+            run_id: 0x0102_0304_0506_0708,
+            peer_id: 1,
+            peers: 3,
+            msgs: 10,
+            transport: Some(Transport::Multicast),
+            kernel_stamps: true,
+            msg_size: 64,
+            start_ns: 1_700_000_000_000_000_000,
+            clock_error_ns: Some(250_000),
+            setup_ns: 12_345_678,
+            duration_ns: 987_654_321,
+            malformed: 7,
+            foreign: 2,
+            record_count: 0,
+            sent: 10,
+            time_scale_ppm: 100_000,
+            wan: "gcp8".into(),
+            zone: "SA".into(),
+        }
+    }
+
+    const RECORD_BYTES: [u8; RECORD_LEN] = [
+        0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x2a, // sender 2, kernel stamp, seq 42
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe8, // send 1000
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, // recv 2000
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, // deliver 3000
+    ];
+
+    #[test]
+    fn record_fixture_both_ways() {
+        let r = Record::parse(&RECORD_BYTES);
+        let want = Record { sender: 2, seq: 42, send_ns: 1000, recv_ns: 2000, deliver_ns: 3000, kernel_stamp: true };
+        assert_eq!(r, want);
+        let mut buf = [0xa5u8; RECORD_LEN];
+        want.emit(&mut buf);
+        assert_eq!(buf, RECORD_BYTES);
+    }
+
+    #[test]
+    fn header_fields_at_their_offsets() {
+        let h = header();
+        let mut buf = vec![0xa5u8; h.buffer_len()];
+        h.emit(&mut buf);
+        assert_eq!(&buf[0..8], b"MPCOMLOG");
+        assert_eq!(&buf[8..12], &[0, 1, 0, 106]);
+        assert_eq!(&buf[12..20], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&buf[20..24], &[0, 1, 0, 3]);
+        assert_eq!(buf[28], 1);
+        assert_eq!(buf[29], 1);
+        assert_eq!(&buf[96..100], &[4, 2, 0, 0]);
+        assert_eq!(&buf[100..], b"gcp8SA");
+        assert_eq!(LogHeader::parse(&buf), Ok((h, 106)));
+    }
+
+    #[test]
+    fn whole_log_round_trip() {
+        let recs: Vec<Record> = (0..5)
+            .map(|i| Record { sender: i % 3, seq: u32::from(i), send_ns: 1, recv_ns: 2, deliver_ns: 3, kernel_stamp: false })
+            .collect();
+        let bytes = encode(&header(), &recs);
+        let view = LogView::parse(&bytes).unwrap();
+        assert_eq!(view.header.record_count, 5);
+        assert_eq!(view.records().collect::<Vec<_>>(), recs);
+        // Every truncation is refused, none panics.
+        for cut in 0..bytes.len() {
+            assert!(LogView::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn refuses_nonsense() {
+        let bytes = encode(&header(), &[]);
+        let mut b = bytes.clone();
+        b[0] ^= 1;
+        assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadMagic);
+        let mut b = bytes.clone();
+        b[9] = 9;
+        assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadVersion);
+        let mut b = bytes.clone();
+        b[21] = 3; // peer id 3 of 3
+        assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadValue);
+        let mut b = bytes.clone();
+        b[28] = 7;
+        assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadValue);
+        let mut b = bytes.clone();
+        b[11] = 20; // header length shorter than the fixed part
+        assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadLength);
+        let mut b = encode(&header(), &[Record::default()]);
+        let n = b.len();
+        b[n - RECORD_LEN + 1] = 3; // sender 3 of 3 peers
+        assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadValue);
+    }
+
+    #[test]
+    fn long_strings_are_cut_on_char_boundaries() {
+        let mut h = header();
+        h.wan = "é".repeat(200);
+        let bytes = encode(&h, &[]);
+        let view = LogView::parse(&bytes).unwrap();
+        assert_eq!(view.header.wan.len(), 254);
+    }
+}

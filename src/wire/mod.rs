@@ -1,0 +1,128 @@
+//! Every byte mpcomm puts on a wire or on disk is defined here, by hand, in network byte order.
+//!
+//! Two layers, as in smoltcp:
+//!
+//! * a **view** (`Packet<T: AsRef<[u8]>>`) reads and writes fields in raw octets of a buffer it
+//!   borrows. `Packet::new_checked` verifies once that every accessor is in bounds, so nothing
+//!   after it can panic. Untrusted input *must* go through `new_checked`; using it when emitting
+//!   into a reused buffer is wrong (the check would pass or fail by chance).
+//! * a **`Repr`** is the small, validated value. `parse` takes a checked view and returns a value
+//!   or a typed [`Error`]; `buffer_len` says how many bytes `emit` needs, and `emit` never panics
+//!   on a buffer that long.
+//!
+//! Every decoder is total: any byte string gives a value or an `Error`, never a panic. The tests
+//! in each file and `tests/fuzz_wire.rs` hold that promise with fixtures, mutations, truncations
+//! and seeded random bytes.
+//!
+//! * [`packet`]: the peer datagrams (HELLO, HELLO_ACK, DATA, STOP).
+//! * [`log`]: the binary delivery log a peer writes and uploads.
+//! * [`frame`]: the length-prefixed frames on TCP (uploads, replies, C2).
+
+#[macro_use]
+mod macros;
+pub mod frame;
+pub mod log;
+pub mod packet;
+
+/// Why a byte string was refused. Fieldless and `Copy` so it can index a counter array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Error {
+    /// Shorter than the fixed header or than a length field says.
+    Truncated = 0,
+    /// Does not start with our magic: not ours at all.
+    BadMagic = 1,
+    /// Ours, but a version this build does not speak.
+    BadVersion = 2,
+    /// A message kind this build does not know.
+    UnknownKind = 3,
+    /// A length that contradicts the kind or the buffer (too long, trailing bytes, odd size).
+    BadLength = 4,
+    /// A field whose value makes no sense (a reserved byte set, an id out of range, bad UTF-8).
+    BadValue = 5,
+}
+
+impl Error {
+    /// Number of variants: the size of a counter array indexed by `Error as usize`.
+    pub const COUNT: usize = 6;
+    pub const ALL: [Error; Error::COUNT] = [
+        Error::Truncated,
+        Error::BadMagic,
+        Error::BadVersion,
+        Error::UnknownKind,
+        Error::BadLength,
+        Error::BadValue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Error::Truncated => "truncated",
+            Error::BadMagic => "bad magic",
+            Error::BadVersion => "unsupported version",
+            Error::UnknownKind => "unknown kind",
+            Error::BadLength => "bad length",
+            Error::BadValue => "bad field value",
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Byte ranges of a fixed layout; `const fn` ranges for fields that follow a variable part.
+pub(crate) type Field = std::ops::Range<usize>;
+
+/// How a run's datagrams travel. Recorded in logs and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// One unicast datagram to every listed peer.
+    Fanout,
+    /// One datagram to an IP multicast group.
+    Multicast,
+}
+
+impl Transport {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Transport::Fanout => 0,
+            Transport::Multicast => 1,
+        }
+    }
+    pub fn from_u8(v: u8) -> Result<Transport> {
+        match v {
+            0 => Ok(Transport::Fanout),
+            1 => Ok(Transport::Multicast),
+            _ => Err(Error::BadValue),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Fanout => "fanout",
+            Transport::Multicast => "multicast",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "fanout" | "unicast" => Ok(Transport::Fanout),
+            "multicast" | "mcast" => Ok(Transport::Multicast),
+            _ => Err(format!("unknown transport {s:?}: use fanout or multicast")),
+        }
+    }
+}

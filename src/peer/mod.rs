@@ -1,4 +1,12 @@
-//! One peer (stub; being written).
+//! One peer: the protocol ([`machine`]), its mio driver ([`driver`]) over real sockets
+//! ([`socket`]), the delivery log it writes and the upload that follows ([`upload`]).
+
+pub mod machine;
+pub mod sim;
+mod timers;
+#[cfg(test)]
+mod tests;
+
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]

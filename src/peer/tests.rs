@@ -1,0 +1,181 @@
+//! State-machine tests on the simulated network: virtual time, seeded loss and reordering.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::machine::{Config, Phase};
+use super::sim::{Link, Sim};
+use crate::wire::packet::{Body, Repr};
+use crate::wire::Error;
+
+fn cfg(n: u16, m: u32) -> impl Fn(u16) -> Config {
+    move |id| {
+        let mut c = Config::new(id, n, m);
+        c.seed = 42;
+        c.nonce = 1000 + u64::from(id);
+        c
+    }
+}
+
+fn assert_complete(sim: &Sim, n: usize, m: usize) {
+    for (id, peer) in sim.machines.iter().enumerate() {
+        assert_eq!(peer.phase(), Phase::Done, "peer {id}");
+        let recs = peer.records();
+        assert_eq!(recs.len(), n * m, "peer {id} deliveries");
+        let distinct: HashSet<(u16, u32)> = recs.iter().map(|r| (r.sender, r.seq)).collect();
+        assert_eq!(distinct.len(), n * m, "peer {id} distinct");
+        assert_eq!(peer.counters().data_sent as usize, m);
+    }
+}
+
+#[test]
+fn four_peers_complete_and_agree_on_the_run_id() {
+    let mut sim = Sim::new(4, Link::default(), 1, cfg(4, 20));
+    assert!(sim.run(100_000));
+    assert_complete(&sim, 4, 20);
+    let ids: HashSet<_> = sim.machines.iter().map(|m| m.run_id()).collect();
+    assert_eq!(ids, HashSet::from([Some(1000)]), "everyone takes peer 0's nonce");
+    for m in &sim.machines {
+        assert!(m.setup_time().unwrap() < Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_given_run_id_is_used() {
+    let mut sim = Sim::new(3, Link::default(), 1, |id| {
+        let mut c = cfg(3, 5)(id);
+        c.run_id = Some(77);
+        c
+    });
+    assert!(sim.run(100_000));
+    assert!(sim.machines.iter().all(|m| m.run_id() == Some(77)));
+}
+
+#[test]
+fn handshake_survives_heavy_loss_by_retransmitting() {
+    // 30 % loss everywhere: the handshake retries; DATA losses are reported, not fatal.
+    let link = Link { loss: 0.3, ..Link::default() };
+    let mut sim = Sim::new(4, link, 7, cfg(4, 10));
+    assert!(sim.run(1_000_000));
+    for m in &sim.machines {
+        assert_eq!(m.phase(), Phase::Done);
+        assert!(m.counters().hellos_sent > 1, "HELLO was retransmitted");
+        assert!(m.records().len() < 40, "some DATA was lost");
+    }
+}
+
+#[test]
+fn lost_stops_end_by_the_quiet_period() {
+    let mut sim = Sim::new(3, Link::default(), 3, cfg(3, 5));
+    sim.drop_if = Some(Box::new(|_, _, b: &[u8]| matches!(Repr::decode(b), Ok(Repr { body: Body::Stop { .. }, .. }))));
+    let t0 = sim.now.at;
+    assert!(sim.run(100_000));
+    for m in &sim.machines {
+        assert_eq!(m.phase(), Phase::Done);
+        assert_eq!(m.records().len(), 15);
+        assert_eq!(m.incomplete(), vec![0, 1, 2], "no STOP arrived");
+    }
+    assert!(sim.now.at - t0 >= Duration::from_secs(2), "waited the drain period");
+    assert!(sim.now.at - t0 < Duration::from_secs(5), "but not forever");
+}
+
+#[test]
+fn a_peer_that_never_shows_up_is_named() {
+    let mut sim = Sim::new(4, Link::default(), 1, |id| {
+        let mut c = cfg(4, 5)(id);
+        c.handshake_timeout = Duration::from_secs(3);
+        c
+    });
+    sim.down[2] = true;
+    assert!(sim.run(100_000));
+    for (id, m) in sim.machines.iter().enumerate() {
+        if id != 2 {
+            assert_eq!(m.phase(), Phase::Failed);
+            assert_eq!(m.missing(), vec![2]);
+            assert_eq!(m.counters().data_sent, 0, "nothing sent before the barrier");
+        }
+    }
+}
+
+#[test]
+fn early_data_is_kept_not_misread() {
+    // Peer 2 loses peer 0's first HELLOs, so it learns the run id last, after others may
+    // already be sending. Everything must still be delivered.
+    let mut dropped = 0;
+    let mut sim = Sim::new(3, Link::default(), 9, cfg(3, 10));
+    sim.drop_if = Some(Box::new(move |from, to, b: &[u8]| {
+        let hello = matches!(Repr::decode(b), Ok(Repr { body: Body::Hello { .. }, .. }));
+        if from == 0 && to == 2 && hello && dropped < 3 {
+            dropped += 1;
+            return true;
+        }
+        false
+    }));
+    assert!(sim.run(100_000));
+    assert_complete(&sim, 3, 10);
+}
+
+#[test]
+fn garbage_is_counted_and_the_run_completes() {
+    let mut sim = Sim::new(3, Link::default(), 5, cfg(3, 10));
+    let mut garbage = vec![vec![], b"MP".to_vec(), vec![0xff; 100], b"MP\x01\x63xxxxxxxxxxxxxx".to_vec()];
+    // A well-formed DATA of another run, and one with a sender out of range.
+    let mut buf = [0u8; 64];
+    let foreign = Repr { run_id: 999, sender: 1, body: Body::Data { seq: 0, send_ns: 1, pad: 0 } };
+    let n = foreign.emit(&mut buf);
+    garbage.push(buf[..n].to_vec());
+    let bad_sender = Repr { run_id: 1000, sender: 9, body: Body::Data { seq: 0, send_ns: 1, pad: 0 } };
+    let n = bad_sender.emit(&mut buf);
+    garbage.push(buf[..n].to_vec());
+    for _ in 0..50 {
+        sim.step();
+        for g in &garbage {
+            sim.inject(0, g.clone());
+        }
+    }
+    assert!(sim.run(100_000));
+    assert_complete(&sim, 3, 10);
+    let c = sim.machines[0].counters();
+    assert_eq!(c.malformed[Error::Truncated as usize], 100);
+    assert_eq!(c.malformed[Error::BadMagic as usize], 50);
+    assert_eq!(c.malformed[Error::UnknownKind as usize], 50);
+    assert_eq!(c.malformed[Error::BadValue as usize], 50);
+    assert!(c.foreign >= 1);
+}
+
+#[test]
+fn jitter_reorders_but_loses_nothing() {
+    let link = Link { latency: Duration::from_millis(1), jitter: Duration::from_millis(30), loss: 0.0 };
+    let mut sim = Sim::new(4, link, 11, cfg(4, 30));
+    assert!(sim.run(1_000_000));
+    assert_complete(&sim, 4, 30);
+    let orders: HashSet<Vec<(u16, u32)>> =
+        sim.machines.iter().map(|m| m.records().iter().map(|r| (r.sender, r.seq)).collect()).collect();
+    assert!(orders.len() > 1, "with 30 ms jitter the peers disagree");
+}
+
+#[test]
+fn the_schedule_is_reproducible_by_seed() {
+    let run = |seed| {
+        let mut sim = Sim::new(3, Link::default(), 1, move |id| {
+            let mut c = cfg(3, 10)(id);
+            c.seed = seed;
+            c
+        });
+        assert!(sim.run(100_000));
+        sim.machines[0].records().iter().map(|r| r.send_ns).collect::<Vec<_>>()
+    };
+    assert_eq!(run(5), run(5));
+    assert_ne!(run(5), run(6));
+}
+
+#[test]
+fn back_to_back_sending_with_zero_interval() {
+    let mut sim = Sim::new(2, Link::default(), 1, |id| {
+        let mut c = cfg(2, 200)(id);
+        c.interval = (Duration::ZERO, Duration::ZERO);
+        c
+    });
+    assert!(sim.run(100_000));
+    assert_complete(&sim, 2, 200);
+}

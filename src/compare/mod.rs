@@ -1,14 +1,232 @@
-//! The comparator (stub; being written).
+//! The comparator: ordering, loss and latency metrics over the delivery logs of a run, as a
+//! long-lived service (`mpcomm compare --listen`) or offline (`mpcomm compare --logs`), and the
+//! aggregated report over many runs (`mpcomm report`).
+//!
+//! * [`peerlog`]: a log decoded into 4 bytes per delivery plus latency histograms.
+//! * [`analyse`](mod@analyse): the metrics of one run (pure; no I/O).
+//! * [`kendall`]: order distances by inversion counting.
+//! * [`report`]: the report, its JSON line and its readable form.
+//! * [`hist`]: `.hgrm` and `.hlog` files.
+//! * [`server`]: the upload service on one mio loop.
+//! * [`aggregate`]: `mpcomm report` (text, CSV, SVG).
+//!
+//! The metrics are defined in docs/compare.md.
+
+pub mod aggregate;
+pub mod analyse;
+pub mod hist;
+pub mod kendall;
+pub mod peerlog;
+pub mod report;
+pub mod server;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-#[derive(clap::Args, Debug)]
-pub struct CompareArgs {}
-#[derive(clap::Args, Debug)]
-pub struct ReportArgs {}
+use anyhow::Context;
 
-pub fn run_compare(_args: CompareArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+pub use analyse::{analyse, AnalyseOptions};
+pub use peerlog::PeerLog;
+pub use report::Report;
+pub use server::{Server, ServerConfig, Stopper};
+
+use crate::util::duration;
+
+/// The original's comparison server port.
+pub const DEFAULT_PORT: u16 = 4568;
+/// Default cap on one upload: 8 M deliveries.
+pub const DEFAULT_MAX_UPLOAD: u32 = 256 << 20;
+
+/// `mpcomm compare`: the comparator service, or the same analysis offline on log files.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Address to receive log uploads on.
+    #[arg(long, default_value = "0.0.0.0:4568", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Analyse these log files offline instead of listening (grouped into runs by run id).
+    #[arg(long, num_args = 1.., value_name = "FILE")]
+    pub logs: Vec<PathBuf>,
+    /// One JSON object per run per line on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Append each run's JSON line to this file (fsynced before the run is acknowledged).
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
+    /// Write latency histograms (.hgrm per pair and overall, one .hlog) per run into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub hist_dir: Option<PathBuf>,
+    /// Report a run this long after its first upload even if logs are missing.
+    #[arg(long, default_value = "60s", value_parser = duration::parse, value_name = "DUR")]
+    pub run_timeout: Duration,
+    /// Drop a connection that sends nothing for this long.
+    #[arg(long, default_value = "10s", value_parser = duration::parse, value_name = "DUR")]
+    pub read_timeout: Duration,
+    /// Largest accepted upload (bytes; K, M, G suffixes are binary).
+    #[arg(long, default_value = "256M", value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_upload: u32,
+    /// Also show receiver x sender (lost, duplicates, latency) and peer x peer matrices.
+    #[arg(long)]
+    pub matrix: bool,
+    /// Measure every peer against this peer's order instead of the mean-position consensus.
+    #[arg(long, value_name = "PEER")]
+    pub reference: Option<u16>,
+    /// Exit after the first completed run.
+    #[arg(long)]
+    pub once: bool,
 }
-pub fn run_report(_args: ReportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+
+/// `mpcomm report`: aggregate a results file into the table of the original study.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Results file written by `--results` (one JSON object per line).
+    #[arg(value_name = "RESULTS.jsonl")]
+    pub results: PathBuf,
+    /// CSV instead of the table.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// One JSON object per group per line instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also draw the chart into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+/// `N`, `NK`, `NM`, `NG` (binary multiples), at most 4 GiB − 1.
+pub fn parse_bytes(s: &str) -> Result<u32, String> {
+    let t = s.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: use e.g. 65536, 64K, 256M"))?;
+    n.checked_mul(mult)
+        .and_then(|b| u32::try_from(b).ok())
+        .ok_or_else(|| format!("{s:?} is too large: at most 4G - 1 bytes"))
+}
+
+/// Append one report as a JSON line and fsync, so an acknowledged run is on disk.
+pub fn append_result(file: &mut File, report: &Report) -> io::Result<()> {
+    let mut line = report.to_json_line();
+    line.push('\n');
+    file.write_all(line.as_bytes())?;
+    file.sync_data()
+}
+
+/// Open a results file for appending (created if absent).
+pub fn open_results(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open results file {} for appending", path.display()))
+}
+
+fn print_report(report: &Report, json: bool) -> io::Result<()> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        writeln!(out, "{}", report.to_json_line())?;
+    } else {
+        report.write_human(&mut out)?;
+        writeln!(out)?;
+    }
+    out.flush()
+}
+
+pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let opts = AnalyseOptions {
+        matrix: args.matrix,
+        reference: args.reference,
+        threads: 0,
+    };
+    if !args.logs.is_empty() {
+        return compare_files(&args, &opts);
+    }
+    let cfg = ServerConfig {
+        listen: args.listen,
+        run_timeout: args.run_timeout,
+        read_timeout: args.read_timeout,
+        max_upload_bytes: args.max_upload,
+        results: args.results.clone(),
+        hist_dir: args.hist_dir.clone(),
+        analyse: opts,
+    };
+    let server = Server::bind(cfg)?;
+    let stopper = server.stopper();
+    let on_signal = stopper.clone();
+    if let Err(e) = ctrlc::set_handler(move || on_signal.stop()) {
+        eprintln!("compare: cannot catch Ctrl-C/SIGTERM ({e}); stop with SIGKILL");
+    }
+    eprintln!("compare: listening on {}", server.local_addr());
+    let (json, once) = (args.json, args.once);
+    let mut print_error = None;
+    server.run(|report| {
+        if let Err(e) = print_report(report, json) {
+            print_error.get_or_insert(e);
+            stopper.stop();
+        }
+        if once {
+            stopper.stop();
+        }
+    })?;
+    if let Some(e) = print_error {
+        return Err(e).context("cannot write the report to stdout");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--logs`: every file, grouped into runs by run id (in order of first appearance).
+fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<ExitCode> {
+    let mut runs: Vec<(u64, Vec<PeerLog>)> = Vec::new();
+    for path in &args.logs {
+        let log = PeerLog::from_file(path)?;
+        let id = log.header.run_id;
+        match runs.iter_mut().find(|(r, _)| *r == id) {
+            Some((_, logs)) => logs.push(log),
+            None => runs.push((id, vec![log])),
+        }
+    }
+    let mut results = args.results.as_deref().map(open_results).transpose()?;
+    for (_, logs) in &runs {
+        let report = analyse(logs, opts);
+        print_report(&report, args.json).context("cannot write the report to stdout")?;
+        if let (Some(f), Some(p)) = (results.as_mut(), args.results.as_deref()) {
+            append_result(f, &report)
+                .with_context(|| format!("cannot append to {}", p.display()))?;
+        }
+        if let Some(dir) = &args.hist_dir {
+            hist::write_run(dir, logs, &report)
+                .with_context(|| format!("cannot write histograms into {}", dir.display()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    aggregate::run(&args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert!(parse_bytes("4G").is_err());
+        assert!(parse_bytes("lots").is_err());
+    }
 }

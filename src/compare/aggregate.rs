@@ -1,0 +1,380 @@
+//! `mpcomm report`: many runs' JSON lines → the original study's table, per (peers, msgs,
+//! transport, wan, time scale): samples, mean and standard deviation of the ordering metrics,
+//! mean latency percentiles; as text, CSV, JSON lines and an SVG chart.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use serde::Serialize;
+
+use super::report::Report;
+use super::ReportArgs;
+
+/// One row of the table.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Group {
+    pub transport: String,
+    pub wan: String,
+    pub time_scale: f64,
+    pub peers: u16,
+    pub msgs_per_peer: u32,
+    pub samples: u64,
+    /// Runs reported with missing peers.
+    pub incomplete: u64,
+    pub out_of_order_mean: f64,
+    pub out_of_order_sd: f64,
+    /// Mean of out_of_order_rounds / rounds, in percent.
+    pub out_of_order_pct: f64,
+    pub disagreement_mean: f64,
+    pub disagreement_sd: f64,
+    pub disagreement_max: f64,
+    pub lost_mean: f64,
+    pub duplicates_mean: f64,
+    /// Means over the runs that had latency data.
+    pub latency_p50_us: Option<f64>,
+    pub latency_p99_us: Option<f64>,
+    pub latency_p999_us: Option<f64>,
+}
+
+const CSV_HEADER: &str = "transport,wan,time_scale,peers,msgs_per_peer,samples,incomplete,out_of_order_mean,out_of_order_sd,out_of_order_pct,disagreement_mean,disagreement_sd,disagreement_max,lost_mean,duplicates_mean,latency_p50_us,latency_p99_us,latency_p999_us";
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    // Sample standard deviation (n − 1): these are samples of a random process.
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, sd)
+}
+
+fn mean_of(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = v.flatten().collect();
+    (!v.is_empty()).then(|| mean_sd(&v).0)
+}
+
+/// Group reports and compute each row. Rows are sorted by transport, wan, time scale, peers, msgs.
+pub fn aggregate(reports: &[Report]) -> Vec<Group> {
+    type Key = (String, String, u64, u16, u32);
+    let mut groups: BTreeMap<Key, Vec<&Report>> = BTreeMap::new();
+    for r in reports {
+        let key = (
+            r.transport.clone().unwrap_or_else(|| "?".into()),
+            r.wan.clone().unwrap_or_default(),
+            r.time_scale.to_bits(),
+            r.peers,
+            r.msgs_per_peer,
+        );
+        groups.entry(key).or_default().push(r);
+    }
+    groups
+        .into_iter()
+        .map(|((transport, wan, scale, peers, msgs_per_peer), rs)| {
+            let ooo: Vec<f64> = rs.iter().map(|r| r.out_of_order_rounds as f64).collect();
+            let pct: Vec<f64> = rs
+                .iter()
+                .map(|r| {
+                    if r.rounds > 0 {
+                        100.0 * r.out_of_order_rounds as f64 / r.rounds as f64
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let dis: Vec<f64> = rs.iter().map(|r| r.pairwise_disagreement.mean).collect();
+            let (out_of_order_mean, out_of_order_sd) = mean_sd(&ooo);
+            let (disagreement_mean, disagreement_sd) = mean_sd(&dis);
+            Group {
+                transport,
+                wan,
+                time_scale: f64::from_bits(scale),
+                peers,
+                msgs_per_peer,
+                samples: rs.len() as u64,
+                incomplete: rs.iter().filter(|r| !r.missing_peers.is_empty()).count() as u64,
+                out_of_order_mean,
+                out_of_order_sd,
+                out_of_order_pct: mean_sd(&pct).0,
+                disagreement_mean,
+                disagreement_sd,
+                disagreement_max: rs
+                    .iter()
+                    .map(|r| r.pairwise_disagreement.max)
+                    .fold(0.0, f64::max),
+                lost_mean: mean_sd(&rs.iter().map(|r| r.lost as f64).collect::<Vec<_>>()).0,
+                duplicates_mean: mean_sd(
+                    &rs.iter().map(|r| r.duplicates as f64).collect::<Vec<_>>(),
+                )
+                .0,
+                latency_p50_us: mean_of(rs.iter().map(|r| r.latency_us.p50)),
+                latency_p99_us: mean_of(rs.iter().map(|r| r.latency_us.p99)),
+                latency_p999_us: mean_of(rs.iter().map(|r| r.latency_us.p999)),
+            }
+        })
+        .collect()
+}
+
+/// Read a results file; lines that are not reports are skipped with a note on stderr.
+pub fn read_results(path: &Path) -> anyhow::Result<Vec<Report>> {
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open results file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in io::BufReader::new(f).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match Report::from_json_line(&line) {
+            Ok(r) => out.push(r),
+            Err(e) => eprintln!(
+                "report: {}:{}: not a report ({e}); skipped",
+                path.display(),
+                i + 1
+            ),
+        }
+    }
+    Ok(out)
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(String::new, |x| format!("{x:.1}"))
+}
+
+/// The aggregated table of `reports`.
+pub fn write_table(reports: &[Report], w: &mut dyn Write) -> io::Result<()> {
+    table(&aggregate(reports), w)
+}
+
+/// The aggregated rows of `reports` as CSV.
+pub fn write_csv(reports: &[Report], w: &mut dyn Write) -> io::Result<()> {
+    csv(&aggregate(reports), w)
+}
+
+/// The chart of `reports` (see [`svg`]).
+pub fn write_svg(reports: &[Report], path: &Path) -> anyhow::Result<()> {
+    svg(&aggregate(reports), path)
+}
+
+fn table(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:<10} {:<8} {:>5} {:>5} {:>7} {:>5} {:>22} {:>7} {:>18} {:>8} {:>9} {:>9}",
+        "transport",
+        "wan",
+        "peers",
+        "msgs",
+        "samples",
+        "incpl",
+        "out-of-order mean ± sd",
+        "%",
+        "disagreement ± sd",
+        "lost",
+        "p50 us",
+        "p99 us"
+    )?;
+    for g in groups {
+        let wan = if g.wan.is_empty() {
+            "-".to_owned()
+        } else if g.time_scale != 1.0 {
+            format!("{}x{}", g.wan, g.time_scale)
+        } else {
+            g.wan.clone()
+        };
+        writeln!(
+            w,
+            "{:<10} {:<8} {:>5} {:>5} {:>7} {:>5} {:>22} {:>7.2} {:>18} {:>8.1} {:>9} {:>9}",
+            g.transport,
+            wan,
+            g.peers,
+            g.msgs_per_peer,
+            g.samples,
+            g.incomplete,
+            format!("{:.1} ± {:.1}", g.out_of_order_mean, g.out_of_order_sd),
+            g.out_of_order_pct,
+            format!("{:.4} ± {:.4}", g.disagreement_mean, g.disagreement_sd),
+            g.lost_mean,
+            opt(g.latency_p50_us),
+            opt(g.latency_p99_us),
+        )?;
+    }
+    Ok(())
+}
+
+fn csv(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, "{CSV_HEADER}")?;
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    for g in groups {
+        writeln!(
+            w,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            quote(&g.transport),
+            quote(&g.wan),
+            g.time_scale,
+            g.peers,
+            g.msgs_per_peer,
+            g.samples,
+            g.incomplete,
+            g.out_of_order_mean,
+            g.out_of_order_sd,
+            g.out_of_order_pct,
+            g.disagreement_mean,
+            g.disagreement_sd,
+            g.disagreement_max,
+            g.lost_mean,
+            g.duplicates_mean,
+            opt(g.latency_p50_us),
+            opt(g.latency_p99_us),
+            opt(g.latency_p999_us),
+        )?;
+    }
+    Ok(())
+}
+
+/// Two panels over the number of peers, one line per (transport, msgs, wan): out-of-order
+/// rounds (% of N × M) and mean pairwise disagreement (%), with ± 1 sd bars.
+pub fn svg(groups: &[Group], path: &Path) -> anyhow::Result<()> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
+    let mut series: BTreeMap<String, Vec<&Group>> = BTreeMap::new();
+    for g in groups {
+        let wan = if g.wan.is_empty() {
+            String::new()
+        } else {
+            format!(", wan {} x{}", g.wan, g.time_scale)
+        };
+        series
+            .entry(format!("{}, {} msgs{wan}", g.transport, g.msgs_per_peer))
+            .or_default()
+            .push(g);
+    }
+    let x_max = groups
+        .iter()
+        .map(|g| f64::from(g.peers))
+        .fold(2.0, f64::max)
+        + 1.0;
+    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let panels = root.split_evenly((1, 2));
+    type Metric = fn(&Group) -> (f64, f64);
+    let metrics: [(&str, &str, Metric); 2] = [
+        ("Out-of-order rounds", "% of N x M positions", |g| {
+            let scale = if g.out_of_order_mean > 0.0 {
+                g.out_of_order_pct / g.out_of_order_mean
+            } else {
+                0.0
+            };
+            (g.out_of_order_pct, g.out_of_order_sd * scale)
+        }),
+        (
+            "Pairwise disagreement (Kendall)",
+            "% of message pairs",
+            |g| (100.0 * g.disagreement_mean, 100.0 * g.disagreement_sd),
+        ),
+    ];
+    for (panel, (title, y_desc, metric)) in panels.iter().zip(metrics) {
+        let y_max = groups
+            .iter()
+            .map(|g| {
+                let (m, sd) = metric(g);
+                m + sd
+            })
+            .fold(1.0, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("peers (N)")
+            .y_desc(y_desc)
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, (name, gs)) in series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let pts: Vec<(f64, f64, f64)> = gs
+                .iter()
+                .map(|g| {
+                    let (m, sd) = metric(g);
+                    (f64::from(g.peers), m, sd)
+                })
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|&(x, y, _)| (x, y)),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| err(&e))?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    pts.iter()
+                        .map(|&(x, y, _)| Circle::new((x, y), 4, color.filled())),
+                )
+                .map_err(|e| err(&e))?;
+            chart
+                .draw_series(pts.iter().map(|&(x, y, sd)| {
+                    PathElement::new(vec![(x, (y - sd).max(0.0)), (x, y + sd)], color)
+                }))
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let reports = read_results(&args.results)?;
+    if reports.is_empty() {
+        anyhow::bail!(
+            "{} holds no reports: run `mpcomm compare --results {}` or `mpcomm lab` first",
+            args.results.display(),
+            args.results.display()
+        );
+    }
+    let groups = aggregate(&reports);
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if args.csv {
+        csv(&groups, &mut out)?;
+    } else if args.json {
+        for g in &groups {
+            writeln!(out, "{}", serde_json::to_string(g)?)?;
+        }
+    } else {
+        table(&groups, &mut out)?;
+    }
+    out.flush()?;
+    if let Some(svg) = &args.svg {
+        self::svg(&groups, svg)?;
+        eprintln!("report: chart written to {}", svg.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

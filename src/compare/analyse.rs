@@ -1,0 +1,416 @@
+//! The analysis of one run: pure, no I/O. Memory is proportional to the deliveries actually
+//! logged, never to the N × M a header claims (a hostile upload cannot make it allocate more).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hdrhistogram::Histogram;
+
+use super::kendall::{self, RankIndex};
+use super::peerlog::{new_hist, PeerLog, NOT_EXPECTED};
+use super::report::*;
+
+/// Choices that change the analysis.
+#[derive(Clone, Debug, Default)]
+pub struct AnalyseOptions {
+    /// Fill `Report::matrix` (receiver × sender and peer × peer).
+    pub matrix: bool,
+    /// Measure every peer against this peer's order instead of the mean-position consensus.
+    pub reference: Option<u16>,
+    /// Threads for the pairwise distances (0 = as many as the machine has).
+    pub threads: usize,
+}
+
+const NS_PER_MS: f64 = 1e6;
+
+/// What one present peer's log gives after sorting its deliveries by message.
+struct PeerStats {
+    index: RankIndex,
+    lost_from: Vec<u64>,
+    dups_from: Vec<u64>,
+    unexpected: u64,
+}
+
+fn peer_stats(log: &PeerLog, n: u16, m: u32) -> PeerStats {
+    let key_bound = u64::from(n) * u64::from(m);
+    let mut v: Vec<u64> = Vec::with_capacity(log.order.len());
+    let mut unexpected = 0;
+    for (pos, &msg) in log.order.iter().enumerate() {
+        if msg == NOT_EXPECTED {
+            unexpected += 1;
+        } else {
+            v.push((u64::from(msg) << 32) | pos as u64);
+        }
+    }
+    kendall::radix_sort_by_key(&mut v, key_bound);
+    let mut distinct_from = vec![0u64; usize::from(n)];
+    let mut dups_from = vec![0u64; usize::from(n)];
+    // Keep the first delivery of each message (the sort is stable: it comes first).
+    let mut prev = u64::MAX;
+    v.retain(|&x| {
+        let msg = x >> 32;
+        let sender = (msg / u64::from(m)) as usize;
+        if msg == prev {
+            dups_from[sender] += 1;
+            false
+        } else {
+            prev = msg;
+            distinct_from[sender] += 1;
+            true
+        }
+    });
+    v.shrink_to_fit();
+    let lost_from = distinct_from.iter().map(|&d| u64::from(m) - d).collect();
+    PeerStats {
+        index: RankIndex {
+            by_msg: v,
+            span: log.order.len(),
+        },
+        lost_from,
+        dups_from,
+        unexpected,
+    }
+}
+
+fn summary(h: &Histogram<u64>, negative: u64) -> LatencySummary {
+    let us = |ns: u64| Some(ns as f64 / 1e3);
+    if h.len() == 0 {
+        return LatencySummary {
+            negative,
+            ..LatencySummary::default()
+        };
+    }
+    LatencySummary {
+        p50: us(h.value_at_quantile(0.5)),
+        p90: us(h.value_at_quantile(0.9)),
+        p99: us(h.value_at_quantile(0.99)),
+        p999: us(h.value_at_quantile(0.999)),
+        max: us(h.max()),
+        mean: Some(h.mean() / 1e3),
+        count: h.len(),
+        negative,
+    }
+}
+
+/// Positional comparison over the N expected peers (a missing log is empty):
+/// `(out_of_order_rounds, first_divergence)`.
+fn positional(by_peer: &[Option<&PeerLog>], rounds: u64) -> (u64, Option<u64>) {
+    let orders: Option<Vec<&[u32]>> = by_peer
+        .iter()
+        .map(|l| l.map(|l| l.order.as_slice()))
+        .collect();
+    let orders = orders.unwrap_or_default();
+    let common = orders
+        .iter()
+        .map(|o| o.len())
+        .min()
+        .unwrap_or(0)
+        .min(rounds as usize);
+    let mut agree = 0u64;
+    let mut first = None;
+    if let Some((head, rest)) = orders.split_first() {
+        for k in 0..common {
+            let msg = head[k];
+            if msg != NOT_EXPECTED && rest.iter().all(|o| o[k] == msg) {
+                agree += 1;
+            } else if first.is_none() {
+                first = Some(k as u64);
+            }
+        }
+    }
+    if first.is_none() && (common as u64) < rounds {
+        first = Some(common as u64);
+    }
+    (rounds - agree, first)
+}
+
+/// Kendall distances for the given pairs of `indexes`, on up to `threads` threads.
+fn distances(indexes: &[&RankIndex], pairs: &[(usize, usize)], threads: usize) -> Vec<(u64, u64)> {
+    let next = AtomicUsize::new(0);
+    let mut out = vec![(0u64, 0u64); pairs.len()];
+    let threads = threads.clamp(1, pairs.len().max(1));
+    let results: Vec<Vec<(usize, (u64, u64))>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut scratch = kendall::Scratch::default();
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(a, b)) = pairs.get(i) else { break };
+                        mine.push((i, kendall::distance(indexes[a], indexes[b], &mut scratch)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("distance worker does not panic"))
+            .collect()
+    });
+    for (i, d) in results.into_iter().flatten() {
+        out[i] = d;
+    }
+    out
+}
+
+/// Messages ordered by their mean first-delivery position over the peers that delivered them
+/// (ties by message index): a Borda-style consensus.
+fn mean_position_order(indexes: &[&RankIndex]) -> Vec<u32> {
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::with_capacity(indexes.len());
+    let mut cursor = vec![0usize; indexes.len()];
+    for (p, ix) in indexes.iter().enumerate() {
+        if let Some(&x) = ix.by_msg.first() {
+            heap.push(Reverse((x, p)));
+        }
+    }
+    // (mean position × 2^16 as integer, message)
+    let mut keyed: Vec<(u64, u32)> = Vec::new();
+    let (mut cur, mut sum, mut count) = (u64::MAX, 0u64, 0u64);
+    let flush = |cur: u64, sum: u64, count: u64, keyed: &mut Vec<(u64, u32)>| {
+        if count > 0 {
+            keyed.push(((sum << 16) / count, cur as u32));
+        }
+    };
+    while let Some(Reverse((x, p))) = heap.pop() {
+        let msg = x >> 32;
+        if msg != cur {
+            flush(cur, sum, count, &mut keyed);
+            (cur, sum, count) = (msg, 0, 0);
+        }
+        sum += x & 0xffff_ffff;
+        count += 1;
+        cursor[p] += 1;
+        if let Some(&y) = indexes[p].by_msg.get(cursor[p]) {
+            heap.push(Reverse((y, p)));
+        }
+    }
+    flush(cur, sum, count, &mut keyed);
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, m)| m).collect()
+}
+
+/// Analyse the logs of one run (any subset of its peers). N, M, run id and the run's settings
+/// come from the first log; a log of another run or shape, or a second log of the same peer, is
+/// ignored with a warning.
+pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
+    let mut r = Report::default();
+    let Some(first) = logs.first() else {
+        r.warnings.push("no logs".into());
+        return r;
+    };
+    let h0 = &first.header;
+    let (n, m) = (h0.peers, h0.msgs);
+    let nu = usize::from(n);
+    let mut by_peer: Vec<Option<&PeerLog>> = vec![None; nu];
+    for log in logs {
+        let h = &log.header;
+        if (h.run_id, h.peers, h.msgs) != (h0.run_id, n, m) {
+            r.warnings.push(format!(
+                "ignored a log of run {:#x} ({} peers x {} msgs): not run {:#x} ({n} x {m})",
+                h.run_id, h.peers, h.msgs, h0.run_id
+            ));
+        } else if by_peer[usize::from(h.peer_id)].is_some() {
+            r.warnings
+                .push(format!("ignored a second log of peer {}", h.peer_id));
+        } else {
+            by_peer[usize::from(h.peer_id)] = Some(log);
+        }
+    }
+    let present: Vec<&PeerLog> = by_peer.iter().flatten().copied().collect();
+
+    r.run_id = h0.run_id;
+    r.peers = n;
+    r.msgs_per_peer = m;
+    r.transport = h0.transport.map(|t| t.as_str().to_owned());
+    r.wan = (!h0.wan.is_empty()).then(|| h0.wan.clone());
+    r.time_scale = h0.time_scale();
+    r.size = h0.msg_size;
+    r.rounds = u64::from(n) * u64::from(m);
+    r.zones = by_peer
+        .iter()
+        .map(|l| l.and_then(|l| (!l.header.zone.is_empty()).then(|| l.header.zone.clone())))
+        .collect();
+    r.missing_peers = (0..n)
+        .filter(|&p| by_peer[usize::from(p)].is_none())
+        .collect();
+    r.deliveries = present.iter().map(|l| l.order.len() as u64).sum();
+    r.fifo_violations = present.iter().map(|l| l.fifo_violations).sum();
+    r.malformed = present.iter().map(|l| l.header.malformed).sum();
+    r.foreign = present.iter().map(|l| l.header.foreign).sum();
+    r.setup_ms = present.iter().map(|l| l.header.setup_ns).max().unwrap_or(0) as f64 / NS_PER_MS;
+    r.duration_ms = present
+        .iter()
+        .map(|l| l.header.duration_ns)
+        .max()
+        .unwrap_or(0) as f64
+        / NS_PER_MS;
+    r.kernel_stamps = !present.is_empty() && present.iter().all(|l| l.header.kernel_stamps);
+    let clocks: Option<Vec<u64>> = present.iter().map(|l| l.header.clock_error_ns).collect();
+    r.clock_error_ms = clocks
+        .and_then(|c| c.into_iter().max())
+        .map(|c| c as f64 / NS_PER_MS);
+
+    (r.out_of_order_rounds, r.first_divergence) = positional(&by_peer, r.rounds);
+
+    // Loss, duplicates and the per-peer order indexes.
+    let stats: Vec<Option<PeerStats>> = by_peer
+        .iter()
+        .map(|l| l.map(|l| peer_stats(l, n, m)))
+        .collect();
+    for s in stats.iter().flatten() {
+        r.lost += s.lost_from.iter().sum::<u64>();
+        r.duplicates += s.dups_from.iter().sum::<u64>();
+        r.unexpected += s.unexpected;
+    }
+
+    // Pairwise Kendall distances between present peers.
+    let ids: Vec<usize> = (0..nu).filter(|&p| stats[p].is_some()).collect();
+    let indexes: Vec<&RankIndex> = ids
+        .iter()
+        .map(|&p| &stats[p].as_ref().expect("present").index)
+        .collect();
+    let pairs: Vec<(usize, usize)> = (0..ids.len())
+        .flat_map(|a| (a + 1..ids.len()).map(move |b| (a, b)))
+        .collect();
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |t| t.get())
+    } else {
+        opts.threads
+    };
+    let dist: Vec<f64> = distances(&indexes, &pairs, threads)
+        .into_iter()
+        .map(|(d, c)| kendall::normalise(d, c))
+        .collect();
+    let mut pair_matrix = vec![vec![None; nu]; nu];
+    for (&(a, b), &d) in pairs.iter().zip(&dist) {
+        let (pa, pb) = (ids[a], ids[b]);
+        pair_matrix[pa][pb] = Some(d);
+        pair_matrix[pb][pa] = Some(d);
+        if d > r.pairwise_disagreement.max {
+            r.pairwise_disagreement.max = d;
+            r.pairwise_disagreement.max_pair = Some([pa as u16, pb as u16]);
+        }
+    }
+    for &p in &ids {
+        pair_matrix[p][p] = Some(0.0);
+    }
+    r.pairwise_disagreement.pairs = pairs.len() as u64;
+    r.pairwise_disagreement.mean = if dist.is_empty() {
+        0.0
+    } else {
+        dist.iter().sum::<f64>() / dist.len() as f64
+    };
+
+    // Consensus order and each peer's distance to it.
+    let reference = opts
+        .reference
+        .filter(|&p| usize::from(p) < nu && stats[usize::from(p)].is_some());
+    if let Some(p) = opts.reference.filter(|_| reference.is_none()) {
+        r.warnings.push(format!(
+            "reference peer {p} has no log; using the mean-position consensus"
+        ));
+    }
+    let consensus_index = match reference {
+        Some(p) => {
+            r.consensus.method = "reference".into();
+            r.consensus.reference = Some(p);
+            None
+        }
+        None => {
+            r.consensus.method = "mean-position".into();
+            Some(RankIndex::from_order(
+                &mean_position_order(&indexes),
+                r.rounds,
+            ))
+        }
+    };
+    let target: &RankIndex = match (&consensus_index, reference) {
+        (Some(c), _) => c,
+        (None, Some(p)) => {
+            &stats[usize::from(p)]
+                .as_ref()
+                .expect("reference present")
+                .index
+        }
+        (None, None) => unreachable!("either a reference or a consensus"),
+    };
+    let with_target: Vec<&RankIndex> = std::iter::once(target)
+        .chain(indexes.iter().copied())
+        .collect();
+    let target_pairs: Vec<(usize, usize)> = (1..with_target.len()).map(|i| (0, i)).collect();
+    let to_consensus: Vec<f64> = distances(&with_target, &target_pairs, threads)
+        .into_iter()
+        .map(|(d, c)| kendall::normalise(d, c))
+        .collect();
+    let mut peer_distance = vec![None; nu];
+    for (&p, &d) in ids.iter().zip(&to_consensus) {
+        peer_distance[p] = Some(d);
+        if d > r.consensus.max_distance {
+            r.consensus.max_distance = d;
+            r.consensus.odd_one_out = Some(p as u16);
+        }
+    }
+
+    // Latency: overall, per receiver, per sender → receiver.
+    let mut overall = new_hist();
+    let mut negative = 0;
+    for p in 0..n {
+        let i = usize::from(p);
+        let mut s = PeerSummary {
+            peer: p,
+            zone: r.zones[i].clone(),
+            ..PeerSummary::default()
+        };
+        if let (Some(log), Some(st)) = (by_peer[i], &stats[i]) {
+            let h = log.latency.total();
+            let neg = log.latency.negative_total();
+            overall.add(&h).expect("auto-resizing histograms add");
+            negative += neg;
+            s.present = true;
+            s.deliveries = log.order.len() as u64;
+            s.lost = st.lost_from.iter().sum();
+            s.duplicates = st.dups_from.iter().sum();
+            s.fifo_violations = log.fifo_violations;
+            s.malformed = log.header.malformed;
+            s.setup_ms = log.header.setup_ns as f64 / NS_PER_MS;
+            s.clock_error_ms = log.header.clock_error_ns.map(|c| c as f64 / NS_PER_MS);
+            s.distance_to_consensus = peer_distance[i];
+            s.latency_us = summary(&h, neg);
+        }
+        r.per_peer.push(s);
+    }
+    r.latency_us = summary(&overall, negative);
+
+    if opts.matrix {
+        let row = |p: usize, f: &dyn Fn(&PeerStats) -> &Vec<u64>| {
+            stats[p]
+                .as_ref()
+                .map_or_else(|| vec![0; nu], |s| f(s).clone())
+        };
+        let p50 = |p: usize| -> Vec<Option<f64>> {
+            match by_peer[p] {
+                Some(log) if log.latency.per_sender => log
+                    .latency
+                    .hists
+                    .iter()
+                    .map(|h| {
+                        h.as_ref()
+                            .filter(|h| h.len() > 0)
+                            .map(|h| h.value_at_quantile(0.5) as f64 / 1e3)
+                    })
+                    .collect(),
+                _ => vec![None; nu],
+            }
+        };
+        r.matrix = Some(Matrices {
+            lost: (0..nu).map(|p| row(p, &|s| &s.lost_from)).collect(),
+            duplicates: (0..nu).map(|p| row(p, &|s| &s.dups_from)).collect(),
+            disagreement: pair_matrix,
+            latency_p50_us: (0..nu).map(p50).collect(),
+        });
+    }
+    r
+}

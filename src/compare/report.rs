@@ -1,0 +1,318 @@
+//! The per-run report: field names are a stable interface (`--json`, `--results`, `mpcomm
+//! report`), documented in docs/compare.md. New fields may be added; none is renamed.
+
+use std::io::{self, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the comparator says about one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Report {
+    pub run_id: u64,
+    /// N, from the log headers.
+    pub peers: u16,
+    /// M, from the log headers.
+    pub msgs_per_peer: u32,
+    /// "fanout", "multicast" or null.
+    pub transport: Option<String>,
+    /// Emulated-WAN profile name, null when none.
+    pub wan: Option<String>,
+    /// Zone label per peer id (null: none or log missing).
+    pub zones: Vec<Option<String>>,
+    /// Time scale of the emulated WAN (1.0 = real time).
+    pub time_scale: f64,
+    /// DATA datagram size in bytes.
+    pub size: u16,
+    /// N × M.
+    pub rounds: u64,
+    /// Positions k < N × M at which not all N peers delivered the same (sender, seq).
+    pub out_of_order_rounds: u64,
+    /// The first such position, null when there is none.
+    pub first_divergence: Option<u64>,
+    /// Delivery records over all logs received.
+    pub deliveries: u64,
+    /// Expected (receiver, sender, seq) never delivered, over the receivers whose log arrived.
+    pub lost: u64,
+    /// Deliveries beyond the first of the same (sender, seq) at a receiver.
+    pub duplicates: u64,
+    /// Deliveries with seq ≥ M (no expected message).
+    pub unexpected: u64,
+    /// Deliveries of a sender's seq after a higher seq of the same sender at the same receiver.
+    pub fifo_violations: u64,
+    /// Sum of the headers' malformed-datagram counters.
+    pub malformed: u64,
+    /// Sum of the headers' datagrams-of-other-runs counters.
+    pub foreign: u64,
+    /// Peer ids whose log never arrived.
+    pub missing_peers: Vec<u16>,
+    /// Longest start → handshake-barrier time over the peers.
+    pub setup_ms: f64,
+    /// Longest start → end time over the peers.
+    pub duration_ms: f64,
+    /// Every log's peer read kernel receive timestamps.
+    pub kernel_stamps: bool,
+    pub pairwise_disagreement: Disagreement,
+    pub consensus: Consensus,
+    pub latency_us: LatencySummary,
+    /// Largest clock error bound over the peers' headers; null when any peer's is unknown.
+    pub clock_error_ms: Option<f64>,
+    /// One entry per peer id 0..N.
+    pub per_peer: Vec<PeerSummary>,
+    /// Receiver × sender and peer × peer matrices (`--matrix`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<Matrices>,
+    /// Things about the input a user should know (ignored logs, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Kendall tau distance between each pair of peers' orders, over the messages both delivered,
+/// normalised to [0, 1].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Disagreement {
+    pub max: f64,
+    pub mean: f64,
+    /// Pairs compared (both logs present).
+    pub pairs: u64,
+    /// The pair with the largest distance (null if no pair disagrees).
+    pub max_pair: Option<[u16; 2]>,
+}
+
+/// A consensus order and who is furthest from it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Consensus {
+    /// "mean-position" (messages ordered by their mean delivery position over the peers) or
+    /// "reference" (one peer's order, `--reference`).
+    pub method: String,
+    pub reference: Option<u16>,
+    /// Peer with the largest distance to the consensus (null if all agree with it).
+    pub odd_one_out: Option<u16>,
+    pub max_distance: f64,
+}
+
+/// One-way latency deliver_ns − send_ns in µs over every delivery with a non-negative value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LatencySummary {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    /// Deliveries recorded.
+    pub count: u64,
+    /// Deliveries with deliver_ns < send_ns (clocks apart); not recorded.
+    pub negative: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerSummary {
+    pub peer: u16,
+    /// Its log arrived.
+    pub present: bool,
+    pub zone: Option<String>,
+    pub deliveries: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub fifo_violations: u64,
+    pub malformed: u64,
+    pub setup_ms: f64,
+    pub clock_error_ms: Option<f64>,
+    /// Kendall distance of its order to the consensus order (null if absent).
+    pub distance_to_consensus: Option<f64>,
+    /// Latency of deliveries at this receiver.
+    pub latency_us: LatencySummary,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Matrices {
+    /// `lost[receiver][sender]`.
+    pub lost: Vec<Vec<u64>>,
+    /// `duplicates[receiver][sender]`.
+    pub duplicates: Vec<Vec<u64>>,
+    /// `disagreement[a][b]`: Kendall distance (null when a log is missing).
+    pub disagreement: Vec<Vec<Option<f64>>>,
+    /// `latency_p50_us[receiver][sender]` (null: no deliveries or not kept for large N).
+    pub latency_p50_us: Vec<Vec<Option<f64>>>,
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
+}
+
+impl Report {
+    /// One JSON object, no newline.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("a report always serialises")
+    }
+
+    /// Parse one line of a results file.
+    pub fn from_json_line(line: &str) -> serde_json::Result<Report> {
+        serde_json::from_str(line)
+    }
+
+    /// The readable form: the original's line, a summary and a per-peer table (+ matrices).
+    pub fn write_human(&self, w: &mut dyn Write) -> io::Result<()> {
+        let transport = self.transport.as_deref().unwrap_or("?");
+        write!(
+            w,
+            "run {:#018x}: {} peers x {} msgs, {transport}",
+            self.run_id, self.peers, self.msgs_per_peer
+        )?;
+        if let Some(wan) = &self.wan {
+            write!(w, ", wan {wan} (time scale {})", self.time_scale)?;
+        }
+        writeln!(w)?;
+        writeln!(
+            w,
+            "Found {} unordered message rounds",
+            self.out_of_order_rounds
+        )?;
+        let pct = if self.rounds > 0 {
+            100.0 * self.out_of_order_rounds as f64 / self.rounds as f64
+        } else {
+            0.0
+        };
+        let first = self
+            .first_divergence
+            .map_or_else(|| "none".to_owned(), |k| k.to_string());
+        writeln!(
+            w,
+            "  rounds {}, out of order {} ({pct:.1}%), first divergence at position {first}",
+            self.rounds, self.out_of_order_rounds
+        )?;
+        writeln!(
+            w,
+            "  deliveries {}, lost {}, duplicates {}, fifo violations {}, unexpected {}, malformed {}, other-run {}",
+            self.deliveries, self.lost, self.duplicates, self.fifo_violations, self.unexpected, self.malformed, self.foreign
+        )?;
+        let d = &self.pairwise_disagreement;
+        write!(
+            w,
+            "  pairwise disagreement (Kendall): mean {:.4}, max {:.4}",
+            d.mean, d.max
+        )?;
+        if let Some([a, b]) = d.max_pair {
+            write!(w, " (peers {a} and {b})")?;
+        }
+        writeln!(w, " over {} pairs", d.pairs)?;
+        let c = &self.consensus;
+        match (c.odd_one_out, c.reference) {
+            (Some(p), Some(r)) => writeln!(
+                w,
+                "  furthest from reference peer {r}: peer {p} ({:.4})",
+                c.max_distance
+            )?,
+            (Some(p), None) => writeln!(
+                w,
+                "  odd one out (vs {} consensus): peer {p} ({:.4})",
+                c.method, c.max_distance
+            )?,
+            (None, _) => writeln!(w, "  every peer agrees with the {} consensus", c.method)?,
+        }
+        let l = &self.latency_us;
+        writeln!(
+            w,
+            "  latency us: p50 {} p90 {} p99 {} p99.9 {} max {} (n={}, negative {})",
+            opt(l.p50, 1),
+            opt(l.p90, 1),
+            opt(l.p99, 1),
+            opt(l.p999, 1),
+            opt(l.max, 1),
+            l.count,
+            l.negative
+        )?;
+        let clock = self
+            .clock_error_ms
+            .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.3} ms"));
+        writeln!(w, "  clock error bound: {clock}; one-way latency across hosts is only as good as their clock sync")?;
+        if !self.missing_peers.is_empty() {
+            writeln!(w, "  missing peers (no log): {:?}", self.missing_peers)?;
+        }
+        writeln!(
+            w,
+            "  setup {:.1} ms, duration {:.1} ms",
+            self.setup_ms, self.duration_ms
+        )?;
+        for warning in &self.warnings {
+            writeln!(w, "  warning: {warning}")?;
+        }
+        writeln!(
+            w,
+            "  {:>4} {:>8} {:>10} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8}",
+            "peer", "zone", "deliveries", "lost", "dups", "fifo", "p50 us", "p99 us", "neg", "dist"
+        )?;
+        for p in &self.per_peer {
+            if !p.present {
+                writeln!(
+                    w,
+                    "  {:>4} {:>8} (no log)",
+                    p.peer,
+                    p.zone.as_deref().unwrap_or("-")
+                )?;
+                continue;
+            }
+            writeln!(
+                w,
+                "  {:>4} {:>8} {:>10} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8}",
+                p.peer,
+                p.zone.as_deref().unwrap_or("-"),
+                p.deliveries,
+                p.lost,
+                p.duplicates,
+                p.fifo_violations,
+                opt(p.latency_us.p50, 1),
+                opt(p.latency_us.p99, 1),
+                p.latency_us.negative,
+                opt(p.distance_to_consensus, 4)
+            )?;
+        }
+        if let Some(m) = &self.matrix {
+            write_matrix(w, "lost (row: receiver, column: sender)", &m.lost, |v| {
+                v.to_string()
+            })?;
+            write_matrix(
+                w,
+                "duplicates (row: receiver, column: sender)",
+                &m.duplicates,
+                |v| v.to_string(),
+            )?;
+            write_matrix(w, "pairwise disagreement", &m.disagreement, |v| opt(*v, 4))?;
+            write_matrix(
+                w,
+                "latency p50 us (row: receiver, column: sender)",
+                &m.latency_p50_us,
+                |v| opt(*v, 1),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_matrix<T>(
+    w: &mut dyn Write,
+    title: &str,
+    m: &[Vec<T>],
+    cell: impl Fn(&T) -> String,
+) -> io::Result<()> {
+    writeln!(w, "  {title}:")?;
+    write!(w, "  {:>4}", "")?;
+    for j in 0..m.len() {
+        write!(w, " {j:>8}")?;
+    }
+    writeln!(w)?;
+    for (i, row) in m.iter().enumerate() {
+        write!(w, "  {i:>4}")?;
+        for v in row {
+            write!(w, " {:>8}", cell(v))?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
+}

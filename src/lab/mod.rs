@@ -1,9 +1,295 @@
-//! A whole experiment on this machine (stub; being written).
+//! `mpcomm lab`: a whole experiment on this machine — N real `mpcomm peer` processes, an
+//! in-process comparator, the report. Peers live on loopback (each its own 127.x.y.z address)
+//! or, with `--netns`, on separate network stacks joined by a bridge.
+
+mod children;
+mod experiment;
+mod hosts;
+
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
 
-#[derive(clap::Args, Debug)]
-pub struct LabArgs {}
+use anyhow::Context;
 
-pub fn run(_args: LabArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+pub use experiment::{Experiment, Outcome};
+
+use crate::compare::{Report, Server, ServerConfig};
+use crate::util::duration;
+use crate::wire::Transport;
+
+/// Run an experiment on this machine and print the comparator's report.
+///
+/// Starts --peers real peer processes (one mio event loop each) that handshake, send --msgs
+/// messages each to all peers at random intervals, log what they receive and upload the logs to
+/// a comparator running inside this command. Both transports by default: fan-out unicast and
+/// IP multicast. On one host messages arrive within microseconds and the peers mostly agree;
+/// add `--wan gcp8` to emulate the original's eight cloud regions and see the ordering problem.
+///
+/// Examples:
+///   mpcomm lab                                  # 8 peers × 100 messages, fanout and multicast
+///   mpcomm lab --wan gcp8 --time-scale 0.1      # emulated multi-region WAN, 10× faster
+///   mpcomm lab --peers 4 --msgs 50 --runs 10 --json --results out.jsonl
+///   mpcomm lab --grid --time-scale 0.1          # the original study's whole grid
+#[derive(clap::Args, Debug, Clone)]
+pub struct LabArgs {
+    /// Number of peers (N).
+    #[arg(long, default_value_t = 8)]
+    pub peers: u16,
+    /// Messages each peer sends (M).
+    #[arg(long, default_value_t = 100)]
+    pub msgs: u32,
+    /// fanout, multicast, or both (one run each).
+    #[arg(long, default_value = "both")]
+    pub transport: TransportChoice,
+    /// Gap between a peer's messages, uniform in MIN..MAX ms; 0 = back to back.
+    #[arg(long, default_value = "10..100", value_parser = duration::parse_range_ms)]
+    pub interval: (Duration, Duration),
+    /// DATA datagram size in bytes.
+    #[arg(long, default_value_t = crate::wire::packet::DATA_MIN_LEN)]
+    pub size: usize,
+    /// Base seed; run k uses seed + k (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Runs per configuration and transport (samples); default 1, or 10 with --grid.
+    #[arg(long)]
+    pub runs: Option<u32>,
+    /// Run the original study's grid: N ∈ {2,3,4,6,8} × M ∈ {10,50,100} × --runs (default 10)
+    /// samples × both transports, then print the aggregated table.
+    #[arg(long)]
+    pub grid: bool,
+    /// Emulated WAN profile: lan, gcp8, or a profile file.
+    #[arg(long)]
+    pub wan: Option<String>,
+    /// Extra random loss of the emulated WAN, 0..1.
+    #[arg(long, default_value_t = 0.0)]
+    pub wan_loss: f64,
+    /// Multiply every interval and emulated delay (0.1 = ten times faster).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Put every peer in its own network namespace on a Linux bridge (root, or a user namespace).
+    #[arg(long)]
+    pub netns: bool,
+    /// One JSON object per run per line on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Append every run's JSON line to this file.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Keep the peers' delivery logs in this directory (default: a temporary one, removed).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Also write latency histograms (.hgrm, .hlog) per run into this directory.
+    #[arg(long)]
+    pub hist_dir: Option<PathBuf>,
+    /// SVG chart of the aggregated results (with --grid or --runs > 1).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Peers' quiet period after sending.
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
+    pub drain: Duration,
+    /// Give up on a run whose peers have not all shaken hands by then.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub handshake_timeout: Duration,
+    /// Show the peers' own log lines.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportChoice {
+    One(Transport),
+    Both,
+}
+
+impl std::str::FromStr for TransportChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "both" {
+            Ok(TransportChoice::Both)
+        } else {
+            s.parse()
+                .map(TransportChoice::One)
+                .map_err(|e| format!("{e}, or both"))
+        }
+    }
+}
+
+impl TransportChoice {
+    pub fn list(self) -> Vec<Transport> {
+        match self {
+            TransportChoice::One(t) => vec![t],
+            TransportChoice::Both => vec![Transport::Fanout, Transport::Multicast],
+        }
+    }
+}
+
+pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.peers >= 1 && args.peers <= 64,
+        "--peers must be 1..=64 on one machine"
+    );
+    anyhow::ensure!(args.runs != Some(0), "--runs must be at least 1");
+    crate::wan::check_time_scale(args.time_scale).map_err(anyhow::Error::msg)?;
+    if let Some(w) = &args.wan {
+        crate::wan::Profile::load(w).map_err(|e| anyhow::anyhow!("--wan {w}: {e}"))?;
+    }
+    let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
+    let experiments = experiment::plan(&args, base_seed);
+    let total = experiments.len();
+    eprintln!(
+        "mpcomm lab: {total} run(s){}, seed {base_seed}{}",
+        if args.netns {
+            " in network namespaces"
+        } else {
+            " on loopback"
+        },
+        args.wan.as_ref().map_or(String::new(), |w| format!(
+            ", emulated WAN {w} × {}",
+            args.time_scale
+        ))
+    );
+
+    // The comparator, in this process, on one mio loop of its own thread.
+    let (listen, hosts) = hosts::prepare(&args)?;
+    let mut cfg = ServerConfig::local(listen);
+    cfg.run_timeout = Duration::from_secs(5);
+    cfg.hist_dir = args.hist_dir.clone();
+    let server = Server::bind(cfg).context("cannot start the comparator")?;
+    let comparator = server.local_addr();
+    let stopper = server.stopper();
+    let (tx, reports) = mpsc::channel::<Report>();
+    let server_thread =
+        std::thread::spawn(move || server.run(move |r: &Report| drop(tx.send(r.clone()))));
+
+    let pids = children::PidList::default();
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (pids, interrupted) = (pids.clone(), interrupted.clone());
+        let _ = ctrlc::set_handler(move || {
+            interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+            for &pid in pids.lock().expect("pid list").iter() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        });
+    }
+
+    let tmp_logs = match &args.log_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            None
+        }
+        None => Some(TempDir::new()?),
+    };
+    let log_dir = args
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| tmp_logs.as_ref().expect("temp dir").0.clone());
+    let mut results = match &args.results {
+        Some(p) => Some(crate::compare::open_results(p)?),
+        None => None,
+    };
+
+    let stdout = std::io::stdout();
+    let mut all = Vec::new();
+    let mut failures = 0;
+    for (k, exp) in experiments.iter().enumerate() {
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let ctx = experiment::Context {
+            exe: std::env::current_exe().context("cannot find the mpcomm binary")?,
+            comparator,
+            log_dir: log_dir.clone(),
+            hosts: &hosts,
+            pids: pids.clone(),
+            verbose: args.verbose,
+        };
+        let outcome = experiment::run_one(exp, &ctx, &reports);
+        let mut out = stdout.lock();
+        match outcome {
+            Ok(report) => {
+                eprintln!(
+                    "mpcomm lab: [{}/{total}] {} N={} M={}: {} of {} rounds out of order, {} lost, setup {:.1} ms",
+                    k + 1,
+                    exp.transport,
+                    exp.peers,
+                    exp.msgs,
+                    report.out_of_order_rounds,
+                    report.rounds,
+                    report.lost,
+                    report.setup_ms
+                );
+                if let Some(f) = results.as_mut() {
+                    crate::compare::append_result(f, &report)?;
+                }
+                if args.json {
+                    writeln!(out, "{}", report.to_json_line())?;
+                } else if total <= 4 {
+                    report.write_human(&mut out)?;
+                    writeln!(out)?;
+                }
+                all.push(report);
+            }
+            Err(e) => {
+                failures += 1;
+                eprintln!(
+                    "mpcomm lab: [{}/{total}] {} N={} M={} failed: {e:#}",
+                    k + 1,
+                    exp.transport,
+                    exp.peers,
+                    exp.msgs
+                );
+            }
+        }
+        out.flush()?;
+    }
+    stopper.stop();
+    match server_thread.join() {
+        Ok(r) => r.context("comparator failed")?,
+        Err(_) => anyhow::bail!("comparator thread panicked"),
+    }
+    if !args.json && (all.len() > 1) {
+        let mut out = stdout.lock();
+        crate::compare::aggregate::write_table(&all, &mut out)?;
+    }
+    if let Some(svg) = &args.svg {
+        crate::compare::aggregate::write_svg(&all, svg)?;
+        eprintln!("mpcomm lab: chart written to {}", svg.display());
+    }
+    if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!("mpcomm lab: interrupted; peers stopped");
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        let p = std::env::temp_dir().join(format!(
+            "mpcomm-lab-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).with_context(|| format!("cannot create {}", p.display()))?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

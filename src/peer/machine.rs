@@ -150,6 +150,9 @@ pub struct Machine {
     hello_nonce: Vec<u64>,
     acked_by: Vec<bool>,
     ack_due: Vec<bool>,
+    /// A peer we just heard from for the first time has not acknowledged us: it probably
+    /// started after our last HELLO, so it gets one at once instead of at the next retry.
+    hello_to_due: Vec<bool>,
     hello_due: bool,
     hello_backoff: Duration,
     run_id: Option<u64>,
@@ -177,7 +180,10 @@ pub struct Machine {
 
 impl Machine {
     pub fn new(mut cfg: Config, now: Now, delay: Option<Box<dyn DelayModel>>) -> Machine {
-        assert!(cfg.peers > 0 && cfg.id < cfg.peers, "peer id must be below the peer count");
+        assert!(
+            cfg.peers > 0 && cfg.id < cfg.peers,
+            "peer id must be below the peer count"
+        );
         assert!(cfg.nonce != 0, "nonce must be non-zero");
         cfg.size = cfg.size.clamp(packet::DATA_MIN_LEN, packet::MAX_DATAGRAM);
         let n = usize::from(cfg.peers);
@@ -193,6 +199,7 @@ impl Machine {
             hello_nonce: vec![0; n],
             acked_by: vec![false; n],
             ack_due: vec![false; n],
+            hello_to_due: vec![false; n],
             hello_due: true,
             hello_backoff: cfg.hello_retry,
             run_id: cfg.run_id,
@@ -254,7 +261,9 @@ impl Machine {
     }
     /// Peers whose STOP never arrived or whose messages are incomplete (after the run).
     pub fn incomplete(&self) -> Vec<u16> {
-        (0..self.cfg.peers).filter(|&p| !self.sender_complete(usize::from(p))).collect()
+        (0..self.cfg.peers)
+            .filter(|&p| !self.sender_complete(usize::from(p)))
+            .collect()
     }
 
     // ---- inputs ----
@@ -279,7 +288,9 @@ impl Machine {
                 Some(id) if repr.run_id != id => self.counters.foreign += 1,
                 Some(_) => self.on_run_message(now, repr, arrival),
                 // Not yet agreed: keep it (bounded), never misread it.
-                None if self.early.len() < self.records.capacity() => self.early.push((repr, arrival)),
+                None if self.early.len() < self.records.capacity() => {
+                    self.early.push((repr, arrival))
+                }
                 None => self.counters.foreign += 1,
             },
         }
@@ -327,17 +338,56 @@ impl Machine {
             self.ack_due[to] = false;
             let to = to as u16;
             let nonce = self.hello_nonce[usize::from(to)];
-            let r = Repr { run_id: hello_run, sender: self.cfg.id, body: Body::HelloAck { to, nonce } };
-            return Some(Transmit { dest: Dest::Peer(to), len: r.emit(buf) });
+            let r = Repr {
+                run_id: hello_run,
+                sender: self.cfg.id,
+                body: Body::HelloAck { to, nonce },
+            };
+            return Some(Transmit {
+                dest: Dest::Peer(to),
+                len: r.emit(buf),
+            });
+        }
+        if let Some(to) = self.hello_to_due.iter().position(|&d| d) {
+            self.hello_to_due[to] = false;
+            if !self.acked_by[to] && !self.is_finished() {
+                self.counters.hellos_sent += 1;
+                let body = Body::Hello {
+                    nonce: self.cfg.nonce,
+                    peers: self.cfg.peers,
+                    msgs: self.cfg.msgs,
+                };
+                let r = Repr {
+                    run_id: hello_run,
+                    sender: self.cfg.id,
+                    body,
+                };
+                return Some(Transmit {
+                    dest: Dest::Peer(to as u16),
+                    len: r.emit(buf),
+                });
+            }
         }
         if self.hello_due && !self.is_finished() {
             self.hello_due = false;
             self.counters.hellos_sent += 1;
-            self.timers.set(Timer::HelloRetry, now.at + self.hello_backoff);
+            self.timers
+                .set(Timer::HelloRetry, now.at + self.hello_backoff);
             self.hello_backoff = (self.hello_backoff * 3 / 2).min(self.cfg.hello_retry_max);
-            let body = Body::Hello { nonce: self.cfg.nonce, peers: self.cfg.peers, msgs: self.cfg.msgs };
-            let r = Repr { run_id: hello_run, sender: self.cfg.id, body };
-            return Some(Transmit { dest: Dest::All, len: r.emit(buf) });
+            let body = Body::Hello {
+                nonce: self.cfg.nonce,
+                peers: self.cfg.peers,
+                msgs: self.cfg.msgs,
+            };
+            let r = Repr {
+                run_id: hello_run,
+                sender: self.cfg.id,
+                body,
+            };
+            return Some(Transmit {
+                dest: Dest::All,
+                len: r.emit(buf),
+            });
         }
         let run_id = self.run_id?;
         if self.data_due && self.phase == Phase::Sending {
@@ -346,23 +396,45 @@ impl Machine {
             self.next_seq += 1;
             self.counters.data_sent += 1;
             let pad = (self.cfg.size - packet::DATA_MIN_LEN) as u16;
-            let body = Body::Data { seq, send_ns: now.unix_ns, pad };
-            let len = Repr { run_id, sender: self.cfg.id, body }.emit(buf);
+            let body = Body::Data {
+                seq,
+                send_ns: now.unix_ns,
+                pad,
+            };
+            let len = Repr {
+                run_id,
+                sender: self.cfg.id,
+                body,
+            }
+            .emit(buf);
             if self.next_seq < self.cfg.msgs {
                 self.schedule_send(now);
             } else {
                 self.start_draining(now);
             }
-            return Some(Transmit { dest: Dest::All, len });
+            return Some(Transmit {
+                dest: Dest::All,
+                len,
+            });
         }
         if self.stop_due {
             self.stop_due = false;
             self.stops_left -= 1;
             if self.stops_left > 0 {
-                self.timers.set(Timer::StopRetry, now.at + self.cfg.stop_gap);
+                self.timers
+                    .set(Timer::StopRetry, now.at + self.cfg.stop_gap);
             }
-            let r = Repr { run_id, sender: self.cfg.id, body: Body::Stop { sent: self.next_seq } };
-            return Some(Transmit { dest: Dest::All, len: r.emit(buf) });
+            let r = Repr {
+                run_id,
+                sender: self.cfg.id,
+                body: Body::Stop {
+                    sent: self.next_seq,
+                },
+            };
+            return Some(Transmit {
+                dest: Dest::All,
+                len: r.emit(buf),
+            });
         }
         None
     }
@@ -378,14 +450,19 @@ impl Machine {
     /// Whether `poll_transmit` has something right now (the driver's "keep going" test).
     pub fn wants_transmit(&self) -> bool {
         self.ack_due.iter().any(|&d| d)
+            || self.hello_to_due.iter().any(|&d| d)
             || (self.hello_due && !self.is_finished())
-            || (self.run_id.is_some() && ((self.data_due && self.phase == Phase::Sending) || self.stop_due))
+            || (self.run_id.is_some()
+                && ((self.data_due && self.phase == Phase::Sending) || self.stop_due))
     }
 
     // ---- internals ----
 
     fn on_hello(&mut self, now: Now, repr: Repr, nonce: u64, peers: u16, msgs: u32) {
-        if repr.run_id != self.cfg.run_id.unwrap_or(0) || peers != self.cfg.peers || msgs != self.cfg.msgs {
+        if repr.run_id != self.cfg.run_id.unwrap_or(0)
+            || peers != self.cfg.peers
+            || msgs != self.cfg.msgs
+        {
             self.counters.foreign += 1;
             return;
         }
@@ -397,6 +474,7 @@ impl Machine {
                 return;
             }
             self.hello_nonce[from] = nonce;
+            self.hello_to_due[from] = !self.acked_by[from];
         }
         self.ack_due[from] = true;
         self.heard_from_run(now);
@@ -448,7 +526,11 @@ impl Machine {
 
     fn schedule_send(&mut self, now: Now) {
         let (lo, hi) = self.cfg.interval;
-        let gap = if hi.is_zero() { Duration::ZERO } else { self.rng.gen_range(lo..=hi) };
+        let gap = if hi.is_zero() {
+            Duration::ZERO
+        } else {
+            self.rng.gen_range(lo..=hi)
+        };
         if gap.is_zero() {
             self.data_due = true;
         } else {
@@ -505,7 +587,15 @@ impl Machine {
 
     /// The emulated WAN delivers at `send_ns + delay` on the sender's clock, which on one
     /// machine is ours; mapped onto the monotonic clock through `now`.
-    fn hold(&mut self, now: Now, sender: u16, seq: u32, send_ns: u64, arrival: Arrival, d: Duration) {
+    fn hold(
+        &mut self,
+        now: Now,
+        sender: u16,
+        seq: u32,
+        send_ns: u64,
+        arrival: Arrival,
+        d: Duration,
+    ) {
         let target = send_ns.saturating_add(d.as_nanos() as u64);
         let due = now.at + Duration::from_nanos(target.saturating_sub(now.unix_ns));
         self.held_order += 1;
@@ -528,7 +618,10 @@ impl Machine {
                 return;
             }
             let Reverse(h) = self.held.pop().expect("peeked");
-            let arrival = Arrival { recv_ns: h.recv_ns, kernel_stamp: h.kernel_stamp };
+            let arrival = Arrival {
+                recv_ns: h.recv_ns,
+                kernel_stamp: h.kernel_stamp,
+            };
             self.deliver(now, h.sender, h.seq, h.send_ns, arrival);
         }
         self.timers.stop(Timer::HoldBack);

@@ -1,30 +1,269 @@
 //! One peer: the protocol ([`machine`]), its mio driver ([`driver`]) over real sockets
 //! ([`socket`]), the delivery log it writes and the upload that follows ([`upload`]).
 
+pub mod args;
+pub mod driver;
+pub mod logcmd;
 pub mod machine;
 pub mod sim;
-mod timers;
+pub mod socket;
 #[cfg(test)]
 mod tests;
+mod timers;
+pub mod upload;
+pub mod wan_delay;
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-#[derive(clap::Args, Debug)]
-pub struct PeerArgs {}
-#[derive(clap::Subcommand, Debug)]
-pub enum LogCommand {
-    /// Print a log.
-    Dump,
-}
-#[derive(clap::Args, Debug)]
-pub struct UploadArgs {}
+use anyhow::Context;
 
-pub fn run(_args: PeerArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+use crate::util::clock::{self, Now};
+use crate::wire::log::{self, LogHeader, SCALE_ONE};
+use crate::wire::Transport;
+pub use args::{LogCommand, PeerArgs, UploadArgs};
+use driver::{Driver, Route};
+use machine::{Machine, Phase};
+
+/// Exit codes a script can tell apart.
+pub mod exit {
+    /// The handshake timed out (a peer never showed up).
+    pub const HANDSHAKE: u8 = 2;
+    /// The run finished and the log is on disk, but the upload failed (retry with `mpcomm upload`).
+    pub const UPLOAD: u8 = 3;
+    /// Interrupted by SIGINT/SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
 }
-pub fn run_log(_cmd: LogCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+
+/// What a finished peer reports (stdout with `--json`).
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub run_id: Option<u64>,
+    pub id: u16,
+    pub peers: u16,
+    pub transport: Transport,
+    pub ok: bool,
+    pub sent: u32,
+    pub deliveries: usize,
+    pub incomplete_senders: Vec<u16>,
+    pub missing_peers: Vec<u16>,
+    pub malformed: u64,
+    pub foreign: u64,
+    pub send_errors: u64,
+    pub setup_ms: Option<f64>,
+    pub duration_ms: Option<f64>,
+    pub kernel_stamps: bool,
+    pub log: Option<PathBuf>,
+    pub uploaded: Option<bool>,
 }
-pub fn run_upload(_args: UploadArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+
+pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
+    let plan = args.plan()?;
+    let start = Now::read();
+    let opened = match plan.transport {
+        Transport::Fanout => socket::open_fanout(plan.peers[usize::from(plan.id)]),
+        Transport::Multicast => socket::open_multicast(plan.group, plan.iface, plan.ttl),
+    }?;
+    if opened.rcvbuf < socket::RCVBUF_BYTES {
+        eprintln!(
+            "mpcomm peer: note: receive buffer is {} KiB (asked {} KiB; raise net.core.rmem_max for bursts)",
+            opened.rcvbuf / 1024,
+            socket::RCVBUF_BYTES / 1024
+        );
+    }
+    let route = match plan.transport {
+        Transport::Fanout => Route::Fanout(plan.peers.clone()),
+        Transport::Multicast => Route::Multicast(plan.group.into()),
+    };
+    let kernel_stamps = opened.kernel_stamps;
+    let mut driver = Driver::new(opened.socket, route, kernel_stamps)?;
+    let shutdown = driver.shutdown_handle();
+    // The handler only wakes the loop; shutdown happens there.
+    let _ = ctrlc::set_handler(move || shutdown.request());
+
+    let delay = plan.wan.as_ref().map(|w| w.delay_model(plan.id, plan.seed));
+    let mut machine = Machine::new(plan.config.clone(), start, delay);
+    eprintln!(
+        "mpcomm peer: ready id={} peers={} transport={} addr={}",
+        plan.id,
+        plan.peers.len(),
+        plan.transport,
+        driver.local_addr()?
+    );
+    let result = driver.run(&mut machine);
+    let interrupted = matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::Interrupted);
+    if let Err(e) = &result {
+        if !interrupted {
+            return Err(anyhow::anyhow!("peer event loop failed: {e}"));
+        }
+    }
+    let counters = machine.counters().clone();
+    let mut summary = Summary {
+        run_id: machine.run_id(),
+        id: plan.id,
+        peers: plan.config.peers,
+        transport: plan.transport,
+        ok: machine.phase() == Phase::Done,
+        sent: counters.data_sent,
+        deliveries: machine.records().len(),
+        incomplete_senders: if machine.phase() == Phase::Done {
+            machine.incomplete()
+        } else {
+            vec![]
+        },
+        missing_peers: if machine.phase() == Phase::Failed {
+            machine.missing()
+        } else {
+            vec![]
+        },
+        malformed: counters.malformed_total(),
+        foreign: counters.foreign,
+        send_errors: driver.send_errors,
+        setup_ms: machine.setup_time().map(ms),
+        duration_ms: machine.duration().map(ms),
+        kernel_stamps,
+        log: None,
+        uploaded: None,
+    };
+    let code = if interrupted {
+        eprintln!("mpcomm peer: interrupted; no log written");
+        ExitCode::from(exit::INTERRUPTED)
+    } else if machine.phase() == Phase::Failed {
+        eprintln!(
+            "mpcomm peer: handshake timed out after {}: no HELLO or no acknowledgement from peer(s) {} ({}). \
+             Are they running, with the same --peers, --msgs and --run-id, and is UDP allowed between the hosts?",
+            crate::util::duration::human(plan.config.handshake_timeout),
+            join(&summary.missing_peers),
+            summary.missing_peers.iter().map(|&p| plan.peers[usize::from(p)].to_string()).collect::<Vec<_>>().join(", ")
+        );
+        ExitCode::from(exit::HANDSHAKE)
+    } else {
+        finish_run(&plan, &machine, start, &mut summary)?
+    };
+    if plan.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    }
+    Ok(code)
+}
+
+/// Write the log, then upload it; the file stays whatever happens to the upload.
+fn finish_run(
+    plan: &args::Plan,
+    machine: &Machine,
+    start: Now,
+    summary: &mut Summary,
+) -> anyhow::Result<ExitCode> {
+    let run_id = machine.run_id().expect("a finished run has a run id");
+    let header = LogHeader {
+        run_id,
+        peer_id: plan.id,
+        peers: plan.config.peers,
+        msgs: plan.config.msgs,
+        transport: Some(plan.transport),
+        kernel_stamps: summary.kernel_stamps,
+        msg_size: plan.config.size as u16,
+        start_ns: start.unix_ns,
+        clock_error_ns: clock::clock_error_ns(),
+        setup_ns: machine.setup_time().map_or(0, |d| d.as_nanos() as u64),
+        duration_ns: machine.duration().map_or(0, |d| d.as_nanos() as u64),
+        malformed: summary.malformed,
+        foreign: summary.foreign,
+        record_count: 0,
+        sent: summary.sent,
+        time_scale_ppm: plan
+            .wan
+            .as_ref()
+            .map_or(SCALE_ONE, |w| (w.time_scale * f64::from(SCALE_ONE)) as u32),
+        wan: plan
+            .wan
+            .as_ref()
+            .map_or_else(String::new, |w| w.profile.name.clone()),
+        zone: plan
+            .wan
+            .as_ref()
+            .map_or_else(String::new, |w| w.zone_name(plan.id)),
+    };
+    std::fs::create_dir_all(&plan.log_dir)
+        .with_context(|| format!("cannot create log directory {}", plan.log_dir.display()))?;
+    let path = plan
+        .log_dir
+        .join(format!("mpcomm-{run_id:016x}-p{}.mplog", plan.id));
+    log::write_file(&path, &header, machine.records())
+        .with_context(|| format!("cannot write log {}", path.display()))?;
+    summary.log = Some(path.clone());
+    let lost: usize = usize::from(plan.config.peers) * plan.config.msgs as usize;
+    eprintln!(
+        "mpcomm peer: done: sent {}, delivered {} of {} expected, setup {:.1} ms, log {}",
+        summary.sent,
+        summary.deliveries,
+        lost,
+        summary.setup_ms.unwrap_or(0.0),
+        path.display()
+    );
+    let Some(comparator) = &plan.comparator else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let bytes = std::fs::read(&path)?;
+    match upload::upload(comparator, &bytes, plan.upload_attempts) {
+        Ok(msg) => {
+            summary.uploaded = Some(true);
+            eprintln!("mpcomm peer: uploaded to {comparator}: {msg}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            summary.uploaded = Some(false);
+            eprintln!(
+                "mpcomm peer: {e}. The log is kept: retry with `mpcomm upload {} --comparator {comparator}`",
+                path.display()
+            );
+            Ok(ExitCode::from(exit::UPLOAD))
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn join(ids: &[u16]) -> String {
+    ids.iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn run_log(cmd: LogCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LogCommand::Dump { file, csv } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            logcmd::dump(&file, csv, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_upload(args: UploadArgs) -> anyhow::Result<ExitCode> {
+    let mut failed = 0;
+    for file in &args.files {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        log::LogView::parse(&bytes)
+            .map_err(|e| anyhow::anyhow!("{} is not a valid delivery log: {e}", file.display()))?;
+        match upload::upload(&args.comparator, &bytes, args.attempts) {
+            Ok(msg) => eprintln!("mpcomm upload: {}: {msg}", file.display()),
+            Err(e) => {
+                eprintln!("mpcomm upload: {}: {e}", file.display());
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::UPLOAD)
+    })
 }

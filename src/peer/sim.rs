@@ -25,7 +25,11 @@ pub struct Link {
 
 impl Default for Link {
     fn default() -> Link {
-        Link { latency: Duration::from_micros(100), jitter: Duration::ZERO, loss: 0.0 }
+        Link {
+            latency: Duration::from_micros(100),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+        }
     }
 }
 
@@ -47,7 +51,10 @@ pub struct Sim {
 impl Sim {
     /// `n` peers with `cfg(id)` each, on a network described by `link`, seeded.
     pub fn new(n: u16, link: Link, seed: u64, cfg: impl Fn(u16) -> Config) -> Sim {
-        let now = Now { at: Instant::now(), unix_ns: 1_700_000_000_000_000_000 };
+        let now = Now {
+            at: Instant::now(),
+            unix_ns: 1_700_000_000_000_000_000,
+        };
         let machines = (0..n).map(|i| Machine::new(cfg(i), now, None)).collect();
         Sim {
             machines,
@@ -66,7 +73,8 @@ impl Sim {
     /// Queue a raw datagram for peer `to` at the current time (garbage injection).
     pub fn inject(&mut self, to: usize, bytes: Vec<u8>) {
         self.order += 1;
-        self.inbound.push(Reverse((self.now.at, self.order, to, bytes)));
+        self.inbound
+            .push(Reverse((self.now.at, self.order, to, bytes)));
     }
 
     fn flush_transmits(&mut self) {
@@ -128,7 +136,10 @@ impl Sim {
             }
             let Reverse((_, _, to, bytes)) = self.inbound.pop().expect("peeked");
             if !self.down[to] {
-                let arrival = Arrival { recv_ns: self.now.unix_ns, kernel_stamp: false };
+                let arrival = Arrival {
+                    recv_ns: self.now.unix_ns,
+                    kernel_stamp: false,
+                };
                 self.machines[to].handle_datagram(self.now, &bytes, arrival);
             }
         }
@@ -143,9 +154,17 @@ impl Sim {
     /// Step until every live machine is finished, at most `max_steps` steps.
     pub fn run(&mut self, max_steps: usize) -> bool {
         for _ in 0..max_steps {
-            let all_done = self.machines.iter().zip(&self.down).all(|(m, &d)| d || m.is_finished());
+            let all_done = self
+                .machines
+                .iter()
+                .zip(&self.down)
+                .all(|(m, &d)| d || m.is_finished());
             if all_done || !self.step() {
-                return self.machines.iter().zip(&self.down).all(|(m, &d)| d || m.is_finished());
+                return self
+                    .machines
+                    .iter()
+                    .zip(&self.down)
+                    .all(|(m, &d)| d || m.is_finished());
             }
         }
         false

@@ -34,7 +34,11 @@ fn four_peers_complete_and_agree_on_the_run_id() {
     assert!(sim.run(100_000));
     assert_complete(&sim, 4, 20);
     let ids: HashSet<_> = sim.machines.iter().map(|m| m.run_id()).collect();
-    assert_eq!(ids, HashSet::from([Some(1000)]), "everyone takes peer 0's nonce");
+    assert_eq!(
+        ids,
+        HashSet::from([Some(1000)]),
+        "everyone takes peer 0's nonce"
+    );
     for m in &sim.machines {
         assert!(m.setup_time().unwrap() < Duration::from_millis(5));
     }
@@ -54,7 +58,10 @@ fn a_given_run_id_is_used() {
 #[test]
 fn handshake_survives_heavy_loss_by_retransmitting() {
     // 30 % loss everywhere: the handshake retries; DATA losses are reported, not fatal.
-    let link = Link { loss: 0.3, ..Link::default() };
+    let link = Link {
+        loss: 0.3,
+        ..Link::default()
+    };
     let mut sim = Sim::new(4, link, 7, cfg(4, 10));
     assert!(sim.run(1_000_000));
     for m in &sim.machines {
@@ -67,7 +74,15 @@ fn handshake_survives_heavy_loss_by_retransmitting() {
 #[test]
 fn lost_stops_end_by_the_quiet_period() {
     let mut sim = Sim::new(3, Link::default(), 3, cfg(3, 5));
-    sim.drop_if = Some(Box::new(|_, _, b: &[u8]| matches!(Repr::decode(b), Ok(Repr { body: Body::Stop { .. }, .. }))));
+    sim.drop_if = Some(Box::new(|_, _, b: &[u8]| {
+        matches!(
+            Repr::decode(b),
+            Ok(Repr {
+                body: Body::Stop { .. },
+                ..
+            })
+        )
+    }));
     let t0 = sim.now.at;
     assert!(sim.run(100_000));
     for m in &sim.machines {
@@ -75,7 +90,10 @@ fn lost_stops_end_by_the_quiet_period() {
         assert_eq!(m.records().len(), 15);
         assert_eq!(m.incomplete(), vec![0, 1, 2], "no STOP arrived");
     }
-    assert!(sim.now.at - t0 >= Duration::from_secs(2), "waited the drain period");
+    assert!(
+        sim.now.at - t0 >= Duration::from_secs(2),
+        "waited the drain period"
+    );
     assert!(sim.now.at - t0 < Duration::from_secs(5), "but not forever");
 }
 
@@ -104,7 +122,13 @@ fn early_data_is_kept_not_misread() {
     let mut dropped = 0;
     let mut sim = Sim::new(3, Link::default(), 9, cfg(3, 10));
     sim.drop_if = Some(Box::new(move |from, to, b: &[u8]| {
-        let hello = matches!(Repr::decode(b), Ok(Repr { body: Body::Hello { .. }, .. }));
+        let hello = matches!(
+            Repr::decode(b),
+            Ok(Repr {
+                body: Body::Hello { .. },
+                ..
+            })
+        );
         if from == 0 && to == 2 && hello && dropped < 3 {
             dropped += 1;
             return true;
@@ -118,13 +142,34 @@ fn early_data_is_kept_not_misread() {
 #[test]
 fn garbage_is_counted_and_the_run_completes() {
     let mut sim = Sim::new(3, Link::default(), 5, cfg(3, 10));
-    let mut garbage = vec![vec![], b"MP".to_vec(), vec![0xff; 100], b"MP\x01\x63xxxxxxxxxxxxxx".to_vec()];
+    let mut garbage = vec![
+        vec![],
+        b"MP".to_vec(),
+        vec![0xff; 100],
+        b"MP\x01\x63xxxxxxxxxxxxxx".to_vec(),
+    ];
     // A well-formed DATA of another run, and one with a sender out of range.
     let mut buf = [0u8; 64];
-    let foreign = Repr { run_id: 999, sender: 1, body: Body::Data { seq: 0, send_ns: 1, pad: 0 } };
+    let foreign = Repr {
+        run_id: 999,
+        sender: 1,
+        body: Body::Data {
+            seq: 0,
+            send_ns: 1,
+            pad: 0,
+        },
+    };
     let n = foreign.emit(&mut buf);
     garbage.push(buf[..n].to_vec());
-    let bad_sender = Repr { run_id: 1000, sender: 9, body: Body::Data { seq: 0, send_ns: 1, pad: 0 } };
+    let bad_sender = Repr {
+        run_id: 1000,
+        sender: 9,
+        body: Body::Data {
+            seq: 0,
+            send_ns: 1,
+            pad: 0,
+        },
+    };
     let n = bad_sender.emit(&mut buf);
     garbage.push(buf[..n].to_vec());
     for _ in 0..50 {
@@ -145,12 +190,19 @@ fn garbage_is_counted_and_the_run_completes() {
 
 #[test]
 fn jitter_reorders_but_loses_nothing() {
-    let link = Link { latency: Duration::from_millis(1), jitter: Duration::from_millis(30), loss: 0.0 };
+    let link = Link {
+        latency: Duration::from_millis(1),
+        jitter: Duration::from_millis(30),
+        loss: 0.0,
+    };
     let mut sim = Sim::new(4, link, 11, cfg(4, 30));
     assert!(sim.run(1_000_000));
     assert_complete(&sim, 4, 30);
-    let orders: HashSet<Vec<(u16, u32)>> =
-        sim.machines.iter().map(|m| m.records().iter().map(|r| (r.sender, r.seq)).collect()).collect();
+    let orders: HashSet<Vec<(u16, u32)>> = sim
+        .machines
+        .iter()
+        .map(|m| m.records().iter().map(|r| (r.sender, r.seq)).collect())
+        .collect();
     assert!(orders.len() > 1, "with 30 ms jitter the peers disagree");
 }
 
@@ -163,7 +215,11 @@ fn the_schedule_is_reproducible_by_seed() {
             c
         });
         assert!(sim.run(100_000));
-        sim.machines[0].records().iter().map(|r| r.send_ns).collect::<Vec<_>>()
+        sim.machines[0]
+            .records()
+            .iter()
+            .map(|r| r.send_ns)
+            .collect::<Vec<_>>()
     };
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6));

@@ -12,12 +12,18 @@ pub struct Now {
 
 impl Now {
     pub fn read() -> Now {
-        Now { at: Instant::now(), unix_ns: unix_ns() }
+        Now {
+            at: Instant::now(),
+            unix_ns: unix_ns(),
+        }
     }
 
     /// The same moment moved forward by `d` on both clocks (virtual time in tests).
     pub fn plus(self, d: std::time::Duration) -> Now {
-        Now { at: self.at + d, unix_ns: self.unix_ns + d.as_nanos() as u64 }
+        Now {
+            at: self.at + d,
+            unix_ns: self.unix_ns + d.as_nanos() as u64,
+        }
     }
 }
 

@@ -110,12 +110,20 @@ pub fn read_frame(r: &mut impl Read, max_len: u32) -> io::Result<(Kind, Vec<u8>)
 mod tests {
     use super::*;
 
-    static FRAME_BYTES: [u8; 15] = [b'M', b'P', b'C', b'F', 1, 2, 0, 0, 0, 0, 0, 3, b'y', b'e', b's'];
+    static FRAME_BYTES: [u8; 15] = [
+        b'M', b'P', b'C', b'F', 1, 2, 0, 0, 0, 0, 0, 3, b'y', b'e', b's',
+    ];
 
     #[test]
     fn fixture_both_ways() {
         let h = FrameHeader::parse(&FRAME_BYTES, 16).unwrap();
-        assert_eq!(h, FrameHeader { kind: Kind::Accepted, len: 3 });
+        assert_eq!(
+            h,
+            FrameHeader {
+                kind: Kind::Accepted,
+                len: 3
+            }
+        );
         let mut out = Vec::new();
         write_frame(&mut out, Kind::Accepted, b"yes").unwrap();
         assert_eq!(out, FRAME_BYTES);
@@ -139,7 +147,10 @@ mod tests {
         b[7] = 1;
         assert_eq!(FrameHeader::parse(&b, 16), Err(Error::BadValue));
         for cut in 0..HEADER_LEN {
-            assert_eq!(FrameHeader::parse(&FRAME_BYTES[..cut], 16), Err(Error::Truncated));
+            assert_eq!(
+                FrameHeader::parse(&FRAME_BYTES[..cut], 16),
+                Err(Error::Truncated)
+            );
         }
     }
 }

@@ -120,7 +120,11 @@ impl LogHeader {
         NetworkEndian::write_u16(&mut buf[field::PEERS], self.peers);
         NetworkEndian::write_u32(&mut buf[field::MSGS], self.msgs);
         buf[field::TRANSPORT] = self.transport.map_or(0xff, Transport::as_u8);
-        buf[field::FLAGS] = if self.kernel_stamps { FLAG_KERNEL_STAMPS } else { 0 };
+        buf[field::FLAGS] = if self.kernel_stamps {
+            FLAG_KERNEL_STAMPS
+        } else {
+            0
+        };
         NetworkEndian::write_u16(&mut buf[field::MSG_SIZE], self.msg_size);
         NetworkEndian::write_u64(&mut buf[field::START_NS], self.start_ns);
         let clock = self.clock_error_ns.unwrap_or(CLOCK_UNKNOWN);
@@ -248,7 +252,11 @@ impl Record {
     #[inline]
     pub fn emit(&self, b: &mut [u8; RECORD_LEN]) {
         NetworkEndian::write_u16(&mut b[field::R_SENDER], self.sender);
-        let flags = if self.kernel_stamp { RFLAG_KERNEL_STAMP } else { 0 };
+        let flags = if self.kernel_stamp {
+            RFLAG_KERNEL_STAMP
+        } else {
+            0
+        };
         NetworkEndian::write_u16(&mut b[field::R_FLAGS], flags);
         NetworkEndian::write_u32(&mut b[field::R_SEQ], self.seq);
         NetworkEndian::write_u64(&mut b[field::R_SEND_NS], self.send_ns);
@@ -283,7 +291,10 @@ impl<'a> LogView<'a> {
         {
             return Err(Error::BadValue);
         }
-        Ok(LogView { header, records: body })
+        Ok(LogView {
+            header,
+            records: body,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -311,13 +322,21 @@ pub fn encode(header: &LogHeader, records: &[Record]) -> Vec<u8> {
     let mut out = vec![0u8; hl + records.len() * RECORD_LEN];
     header.emit(&mut out[..hl]);
     for (r, chunk) in records.iter().zip(out[hl..].chunks_exact_mut(RECORD_LEN)) {
-        r.emit(chunk.try_into().expect("chunks_exact_mut yields RECORD_LEN"));
+        r.emit(
+            chunk
+                .try_into()
+                .expect("chunks_exact_mut yields RECORD_LEN"),
+        );
     }
     out
 }
 
 /// Write a log file atomically: a temporary file in the same directory, fsync, rename.
-pub fn write_file(path: &std::path::Path, header: &LogHeader, records: &[Record]) -> std::io::Result<()> {
+pub fn write_file(
+    path: &std::path::Path,
+    header: &LogHeader,
+    records: &[Record],
+) -> std::io::Result<()> {
     use std::io::Write;
     let bytes = encode(header, records);
     let tmp = path.with_extension("mplog.tmp");
@@ -366,7 +385,14 @@ mod tests {
     #[test]
     fn record_fixture_both_ways() {
         let r = Record::parse(&RECORD_BYTES);
-        let want = Record { sender: 2, seq: 42, send_ns: 1000, recv_ns: 2000, deliver_ns: 3000, kernel_stamp: true };
+        let want = Record {
+            sender: 2,
+            seq: 42,
+            send_ns: 1000,
+            recv_ns: 2000,
+            deliver_ns: 3000,
+            kernel_stamp: true,
+        };
         assert_eq!(r, want);
         let mut buf = [0xa5u8; RECORD_LEN];
         want.emit(&mut buf);
@@ -392,7 +418,14 @@ mod tests {
     #[test]
     fn whole_log_round_trip() {
         let recs: Vec<Record> = (0..5)
-            .map(|i| Record { sender: i % 3, seq: u32::from(i), send_ns: 1, recv_ns: 2, deliver_ns: 3, kernel_stamp: false })
+            .map(|i| Record {
+                sender: i % 3,
+                seq: u32::from(i),
+                send_ns: 1,
+                recv_ns: 2,
+                deliver_ns: 3,
+                kernel_stamp: false,
+            })
             .collect();
         let bytes = encode(&header(), &recs);
         let view = LogView::parse(&bytes).unwrap();

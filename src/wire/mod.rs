@@ -79,8 +79,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Byte ranges of a fixed layout; `const fn` ranges for fields that follow a variable part.
 pub(crate) type Field = std::ops::Range<usize>;
 
-/// How a run's datagrams travel. Recorded in logs and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// How a run's datagrams travel. Recorded in logs and reports (as "fanout" / "multicast").
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// One unicast datagram to every listed peer.
     Fanout,

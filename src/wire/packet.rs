@@ -182,11 +182,18 @@ impl Repr {
                 if nonce == 0 || peers == 0 {
                     return Err(Error::BadValue);
                 }
-                Body::Hello { nonce, peers, msgs: p.u32_at(field::HELLO_MSGS) }
+                Body::Hello {
+                    nonce,
+                    peers,
+                    msgs: p.u32_at(field::HELLO_MSGS),
+                }
             }
             Kind::HelloAck => {
                 exact(HELLO_ACK_LEN)?;
-                Body::HelloAck { to: p.u16_at(field::ACK_TO), nonce: p.u64_at(field::ACK_NONCE) }
+                Body::HelloAck {
+                    to: p.u16_at(field::ACK_TO),
+                    nonce: p.u64_at(field::ACK_NONCE),
+                }
             }
             Kind::Data => {
                 if len < DATA_MIN_LEN {
@@ -203,11 +210,17 @@ impl Repr {
             }
             Kind::Stop => {
                 exact(STOP_LEN)?;
-                Body::Stop { sent: p.u32_at(field::STOP_SENT) }
+                Body::Stop {
+                    sent: p.u32_at(field::STOP_SENT),
+                }
             }
             Kind::Unknown(_) => return Err(Error::UnknownKind),
         };
-        Ok(Repr { run_id: p.run_id(), sender: p.sender(), body })
+        Ok(Repr {
+            run_id: p.run_id(),
+            sender: p.sender(),
+            body,
+        })
     }
 
     /// Decode untrusted bytes in one step.
@@ -274,24 +287,59 @@ mod tests {
         0, 2, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, // to 2, nonce
     ];
     static DATA_BYTES: [u8; DATA_MIN_LEN + 2] = [
-        b'M', b'P', 1, 3, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x01, 0x00, // sender 256
-        0, 0, 0, 42, 0x17, 0x9a, 0x3f, 0x1c, 0x00, 0x00, 0x00, 0x01, 0, 0, // seq 42, time, pad 2
+        b'M', b'P', 1, 3, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x01,
+        0x00, // sender 256
+        0, 0, 0, 42, 0x17, 0x9a, 0x3f, 0x1c, 0x00, 0x00, 0x00, 0x01, 0,
+        0, // seq 42, time, pad 2
     ];
-    static STOP_BYTES: [u8; STOP_LEN] = [b'M', b'P', 1, 4, 0, 0, 0, 0, 0, 0, 0, 7, 0, 3, 0, 0, 0, 100];
+    static STOP_BYTES: [u8; STOP_LEN] =
+        [b'M', b'P', 1, 4, 0, 0, 0, 0, 0, 0, 0, 7, 0, 3, 0, 0, 0, 100];
 
     fn fixtures() -> Vec<(&'static [u8], Repr)> {
         vec![
-            (&HELLO_BYTES[..], Repr { run_id: 7, sender: 2, body: Body::Hello { nonce: 0xdead_beef, peers: 8, msgs: 100 } }),
-            (&ACK_BYTES[..], Repr { run_id: 7, sender: 5, body: Body::HelloAck { to: 2, nonce: 0xdead_beef } }),
+            (
+                &HELLO_BYTES[..],
+                Repr {
+                    run_id: 7,
+                    sender: 2,
+                    body: Body::Hello {
+                        nonce: 0xdead_beef,
+                        peers: 8,
+                        msgs: 100,
+                    },
+                },
+            ),
+            (
+                &ACK_BYTES[..],
+                Repr {
+                    run_id: 7,
+                    sender: 5,
+                    body: Body::HelloAck {
+                        to: 2,
+                        nonce: 0xdead_beef,
+                    },
+                },
+            ),
             (
                 &DATA_BYTES[..],
                 Repr {
                     run_id: 0x1122_3344_5566_7788,
                     sender: 256,
-                    body: Body::Data { seq: 42, send_ns: 0x179a_3f1c_0000_0001, pad: 2 },
+                    body: Body::Data {
+                        seq: 42,
+                        send_ns: 0x179a_3f1c_0000_0001,
+                        pad: 2,
+                    },
                 },
             ),
-            (&STOP_BYTES[..], Repr { run_id: 7, sender: 3, body: Body::Stop { sent: 100 } }),
+            (
+                &STOP_BYTES[..],
+                Repr {
+                    run_id: 7,
+                    sender: 3,
+                    body: Body::Stop { sent: 100 },
+                },
+            ),
         ]
     }
 
@@ -348,7 +396,10 @@ mod tests {
         let mut b = HELLO_BYTES;
         b[3] = 77;
         assert_eq!(Repr::decode(&b), Err(Error::UnknownKind));
-        assert_eq!(Packet::new_checked(&b[..]).unwrap().kind(), Kind::Unknown(77));
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap().kind(),
+            Kind::Unknown(77)
+        );
         let mut b = HELLO_BYTES;
         b[14..22].fill(0);
         assert_eq!(Repr::decode(&b), Err(Error::BadValue));
@@ -365,11 +416,27 @@ mod tests {
 
     #[test]
     fn restamp_changes_only_seq_and_time() {
-        let repr = Repr { run_id: 9, sender: 1, body: Body::Data { seq: 0, send_ns: 0, pad: 10 } };
+        let repr = Repr {
+            run_id: 9,
+            sender: 1,
+            body: Body::Data {
+                seq: 0,
+                send_ns: 0,
+                pad: 10,
+            },
+        };
         let mut buf = vec![0u8; repr.buffer_len()];
         repr.emit(&mut buf);
         restamp_data(&mut buf, 5, 77);
-        let want = Repr { run_id: 9, sender: 1, body: Body::Data { seq: 5, send_ns: 77, pad: 10 } };
+        let want = Repr {
+            run_id: 9,
+            sender: 1,
+            body: Body::Data {
+                seq: 5,
+                send_ns: 77,
+                pad: 10,
+            },
+        };
         assert_eq!(Repr::decode(&buf), Ok(want));
     }
 }

@@ -1,0 +1,217 @@
+//! One run of the lab: start N peers, wait for them, fetch the comparator's report.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use super::children::{Group, PidList};
+use super::hosts::Hosts;
+use super::LabArgs;
+use crate::compare::Report;
+use crate::wire::Transport;
+
+/// One configuration to run once.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub peers: u16,
+    pub msgs: u32,
+    pub transport: Transport,
+    pub interval: (Duration, Duration),
+    pub size: usize,
+    pub seed: u64,
+    pub wan: Option<String>,
+    pub wan_loss: f64,
+    pub time_scale: f64,
+    pub drain: Duration,
+    pub handshake_timeout: Duration,
+}
+
+pub type Outcome = anyhow::Result<Report>;
+
+/// The original study's grid.
+const GRID_PEERS: [u16; 5] = [2, 3, 4, 6, 8];
+const GRID_MSGS: [u32; 3] = [10, 50, 100];
+
+pub fn plan(args: &LabArgs, base_seed: u64) -> Vec<Experiment> {
+    let (sizes, runs): (Vec<(u16, u32)>, u32) = if args.grid {
+        let cells = GRID_PEERS
+            .iter()
+            .flat_map(|&n| GRID_MSGS.iter().map(move |&m| (n, m)))
+            .collect();
+        (cells, args.runs.unwrap_or(10))
+    } else {
+        (vec![(args.peers, args.msgs)], args.runs.unwrap_or(1))
+    };
+    let mut out = Vec::new();
+    for &(peers, msgs) in &sizes {
+        for k in 0..runs {
+            for transport in args.transport.list() {
+                out.push(Experiment {
+                    peers,
+                    msgs,
+                    transport,
+                    interval: args.interval,
+                    size: args.size,
+                    // The same seed for both transports of a sample: same schedule, other path.
+                    seed: base_seed.wrapping_add(u64::from(k)),
+                    wan: args.wan.clone(),
+                    wan_loss: args.wan_loss,
+                    time_scale: args.time_scale,
+                    drain: args.drain,
+                    handshake_timeout: args.handshake_timeout,
+                });
+            }
+        }
+    }
+    out
+}
+
+pub struct Context<'a> {
+    pub exe: PathBuf,
+    pub comparator: SocketAddr,
+    pub log_dir: PathBuf,
+    pub hosts: &'a Hosts,
+    pub pids: PidList,
+    pub verbose: bool,
+}
+
+impl Experiment {
+    /// An upper bound on how long the peers can take, for the watchdog.
+    fn deadline(&self) -> Duration {
+        let sending = self.interval.1.mul_f64(self.time_scale) * self.msgs;
+        // The largest one-way delay of any shipped profile is under 0.2 s (gcp8: 172.6 ms).
+        let wan = Duration::from_secs(1).mul_f64(self.time_scale.max(0.0));
+        self.handshake_timeout + sending + wan + self.drain * 2 + Duration::from_secs(20)
+    }
+
+    fn peer_args(
+        &self,
+        id: u16,
+        run_id: u64,
+        peers: &[SocketAddr],
+        group: SocketAddr,
+        ctx: &Context,
+    ) -> Vec<String> {
+        let list = peers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut a: Vec<String> = vec![
+            "peer".into(),
+            "--peers".into(),
+            list,
+            "--id".into(),
+            id.to_string(),
+            "--msgs".into(),
+            self.msgs.to_string(),
+            "--transport".into(),
+            self.transport.to_string(),
+            "--group".into(),
+            group.to_string(),
+            "--interval".into(),
+            format!(
+                "{}us..{}us",
+                self.interval.0.as_micros(),
+                self.interval.1.as_micros()
+            ),
+            "--size".into(),
+            self.size.to_string(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--run-id".into(),
+            run_id.to_string(),
+            "--handshake-timeout".into(),
+            format!("{}ms", self.handshake_timeout.as_millis()),
+            "--drain".into(),
+            format!("{}ms", self.drain.as_millis()),
+            "--log-dir".into(),
+            ctx.log_dir.display().to_string(),
+            "--comparator".into(),
+            ctx.comparator.to_string(),
+            "--time-scale".into(),
+            self.time_scale.to_string(),
+        ];
+        if let Some(iface) = ctx.hosts.iface(usize::from(id)) {
+            a.extend(["--iface".into(), iface.to_string()]);
+        }
+        if let Some(w) = &self.wan {
+            a.extend([
+                "--wan".into(),
+                w.clone(),
+                "--wan-loss".into(),
+                self.wan_loss.to_string(),
+            ]);
+        }
+        a
+    }
+}
+
+pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> Outcome {
+    let run_id = loop {
+        let v: u64 = rand::random::<u64>() >> 1; // below 2^63: exact in every JSON reader that uses i64
+        if v != 0 {
+            break v;
+        }
+    };
+    let peers = ctx.hosts.peer_addrs(usize::from(exp.peers));
+    let group = ctx.hosts.group();
+    let started = Instant::now();
+    let mut group_of = Group::new(ctx.pids.clone());
+    for id in 0..exp.peers {
+        let mut cmd = ctx.hosts.command(usize::from(id), &ctx.exe);
+        cmd.args(exp.peer_args(id, run_id, &peers, group, ctx));
+        group_of
+            .spawn(cmd, ctx.verbose)
+            .context("cannot start a peer process")?;
+    }
+    let deadline = started + exp.deadline();
+    let mut failed = Vec::new();
+    for _ in 0..exp.peers {
+        match group_of.next_exit(deadline) {
+            Some(exit) => match exit.status {
+                Ok(s) if s.success() => {}
+                Ok(s) => failed.push((exit.index, s.to_string())),
+                Err(e) => failed.push((exit.index, e.to_string())),
+            },
+            None => {
+                group_of.kill_all();
+                bail!(
+                    "peers did not finish within {:.0} s; stopped them",
+                    exp.deadline().as_secs_f64()
+                );
+            }
+        }
+    }
+    if let Some((index, status)) = failed.first() {
+        let tail = group_of.stderr_of(*index);
+        let detail = tail
+            .iter()
+            .rev()
+            .take(3)
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n    ");
+        bail!(
+            "{} of {} peers failed; peer {index} {status}:\n    {detail}",
+            failed.len(),
+            exp.peers
+        );
+    }
+    // Every peer uploaded and got its acknowledgement, so the report is on its way or sent.
+    let wait_until = Instant::now() + Duration::from_secs(30);
+    loop {
+        match reports.recv_timeout(wait_until.saturating_duration_since(Instant::now())) {
+            Ok(r) if r.run_id == run_id => return Ok(r),
+            Ok(_) => continue, // a late report of an earlier, failed run
+            Err(RecvTimeoutError::Timeout) => {
+                bail!("the comparator did not report run {run_id} in time")
+            }
+            Err(RecvTimeoutError::Disconnected) => bail!("the comparator stopped"),
+        }
+    }
+}

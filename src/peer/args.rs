@@ -1,0 +1,270 @@
+//! The peer's command line, and the checked plan built from it.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::machine::Config;
+use super::wan_delay::WanPlan;
+use crate::util::duration;
+use crate::wire::{packet, Transport};
+
+/// The default multicast group and port: administratively scoped (239/8, RFC 2365).
+pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
+
+/// Run one peer. Every host runs one; all are started with the same --peers list.
+///
+/// The peer joins the others in a handshake (HELLO, retransmitted until every peer answered),
+/// sends --msgs messages at random gaps, logs every message it receives in arrival order,
+/// writes the log to --log-dir and uploads it to --comparator.
+///
+/// Example, on each of three hosts:
+///   mpcomm peer --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570 --msgs 100 --comparator 10.0.0.9:4568
+#[derive(clap::Args, Debug, Clone)]
+pub struct PeerArgs {
+    /// Every peer's IP:PORT (or HOST:PORT), comma-separated; the position is the peer id.
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub peers: Vec<String>,
+    /// This peer's id (index in --peers). May be omitted if exactly one listed address is local.
+    #[arg(long)]
+    pub id: Option<u16>,
+    /// Messages each peer sends.
+    #[arg(long, default_value_t = 100)]
+    pub msgs: u32,
+    /// fanout: one unicast datagram per peer; multicast: one datagram to --group.
+    #[arg(long, default_value = "fanout")]
+    pub transport: Transport,
+    /// Multicast group and port (with --transport multicast).
+    #[arg(long, default_value = DEFAULT_GROUP)]
+    pub group: SocketAddrV4,
+    /// Address of the interface for multicast (default: this peer's own listed address).
+    #[arg(long)]
+    pub iface: Option<Ipv4Addr>,
+    /// Multicast TTL (1 stays on the local network).
+    #[arg(long, default_value_t = 1)]
+    pub ttl: u32,
+    /// Gap between messages, uniform in MIN..MAX (ms unless a unit is given); 0 = back to back.
+    #[arg(long, default_value = "10..100", value_parser = duration::parse_range_ms)]
+    pub interval: (Duration, Duration),
+    /// DATA datagram size in bytes, padding included (minimum 26, maximum 65507).
+    #[arg(long, default_value_t = packet::DATA_MIN_LEN)]
+    pub size: usize,
+    /// Seed of the send schedule and of the emulated WAN (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run id (decimal or 0x-hex). Default: the peers agree on one during the handshake.
+    #[arg(long, value_parser = parse_run_id)]
+    pub run_id: Option<u64>,
+    /// Give up if not every peer has answered the handshake by then.
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    pub handshake_timeout: Duration,
+    /// After sending, stop once nothing arrived for this long (lost STOPs cannot hang a run).
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    pub drain: Duration,
+    /// Directory for the delivery log.
+    #[arg(long, default_value = ".")]
+    pub log_dir: PathBuf,
+    /// Comparator HOST:PORT to upload the log to (none: only write it).
+    #[arg(long)]
+    pub comparator: Option<String>,
+    /// Upload attempts before giving up (the log stays on disk).
+    #[arg(long, default_value_t = 5)]
+    pub upload_attempts: u32,
+    /// Emulate a WAN: a shipped profile (lan, gcp8) or a profile file.
+    #[arg(long)]
+    pub wan: Option<String>,
+    /// Zone of every peer, comma-separated in --peers order (default: round-robin over the profile).
+    #[arg(long, value_delimiter = ',')]
+    pub zones: Vec<String>,
+    /// Extra random loss of the emulated WAN, 0..1.
+    #[arg(long, default_value_t = 0.0)]
+    pub wan_loss: f64,
+    /// Multiply every interval and emulated delay (0.1 = ten times faster).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Print a one-line JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_run_id(s: &str) -> Result<u64, String> {
+    let v = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|_| format!("{s:?} is not a run id: use a decimal or 0x-hex u64"))?;
+    if v == 0 {
+        return Err("run id 0 is reserved (it means: not agreed yet)".into());
+    }
+    Ok(v)
+}
+
+/// Everything the peer needs, checked.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub id: u16,
+    pub peers: Vec<SocketAddr>,
+    pub transport: Transport,
+    pub group: SocketAddrV4,
+    pub iface: Ipv4Addr,
+    pub ttl: u32,
+    pub seed: u64,
+    pub config: Config,
+    pub log_dir: PathBuf,
+    pub comparator: Option<String>,
+    pub upload_attempts: u32,
+    pub wan: Option<WanPlan>,
+    pub json: bool,
+}
+
+impl PeerArgs {
+    pub fn plan(&self) -> anyhow::Result<Plan> {
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| {
+                p.to_socket_addrs()
+                    .with_context(|| format!("cannot resolve peer address {p:?} (use IP:PORT)"))?
+                    .find(SocketAddr::is_ipv4)
+                    .with_context(|| format!("peer address {p:?} has no IPv4 address"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let n = u16::try_from(peers.len())
+            .ok()
+            .filter(|&n| n > 0 && n <= 1024)
+            .context("--peers lists 1 to 1024 peers")?;
+        let id = match self.id {
+            Some(id) if id < n => id,
+            Some(id) => bail!(
+                "--id {id} is out of range: --peers lists {n} peers (ids 0..{})",
+                n - 1
+            ),
+            None => who_am_i(&peers)?,
+        };
+        let expected = u64::from(n) * u64::from(self.msgs);
+        if expected > 50_000_000 {
+            bail!(
+                "{n} peers × {} messages is too many to log (limit 50,000,000 deliveries per peer)",
+                self.msgs
+            );
+        }
+        if !(packet::DATA_MIN_LEN..=packet::MAX_DATAGRAM).contains(&self.size) {
+            bail!(
+                "--size {} is out of range: {}..={} bytes",
+                self.size,
+                packet::DATA_MIN_LEN,
+                packet::MAX_DATAGRAM
+            );
+        }
+        let time_scale =
+            crate::wan::check_time_scale(self.time_scale).map_err(anyhow::Error::msg)?;
+        let own_ip = match peers[usize::from(id)].ip() {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => unreachable!("filtered to IPv4"),
+        };
+        // 127.x.y.z other than 127.0.0.1 is not an interface address: use lo's.
+        let iface = self.iface.unwrap_or(if own_ip.is_loopback() {
+            Ipv4Addr::LOCALHOST
+        } else {
+            own_ip
+        });
+        let seed = self.seed.unwrap_or_else(rand::random);
+        let wan = match &self.wan {
+            None => None,
+            Some(name) => {
+                let profile = crate::wan::Profile::load(name)
+                    .map_err(|e| anyhow::anyhow!("--wan {name}: {e}"))?;
+                let loss = crate::wan::check_loss(self.wan_loss).map_err(anyhow::Error::msg)?;
+                Some(WanPlan::new(
+                    profile,
+                    usize::from(n),
+                    &self.zones,
+                    time_scale,
+                    loss,
+                )?)
+            }
+        };
+        let scale = |d: Duration| d.mul_f64(time_scale);
+        let mut config = Config::new(id, n, self.msgs);
+        config.interval = (scale(self.interval.0), scale(self.interval.1));
+        config.size = self.size;
+        config.seed = seed;
+        config.run_id = self.run_id;
+        config.nonce = loop {
+            let v: u64 = rand::random();
+            if v != 0 {
+                break v;
+            }
+        };
+        config.handshake_timeout = self.handshake_timeout;
+        config.drain = self.drain;
+        Ok(Plan {
+            id,
+            peers,
+            transport: self.transport,
+            group: self.group,
+            iface,
+            ttl: self.ttl,
+            seed,
+            config,
+            log_dir: self.log_dir.clone(),
+            comparator: self.comparator.clone(),
+            upload_attempts: self.upload_attempts,
+            wan,
+            json: self.json,
+        })
+    }
+}
+
+/// The original's "find out who am I": the one listed address that is on this host.
+fn who_am_i(peers: &[SocketAddr]) -> anyhow::Result<u16> {
+    let local: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .context("cannot list this host's addresses: pass --id")?
+        .filter_map(|i| {
+            i.address
+                .and_then(|a| a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
+        })
+        .collect();
+    let mine: Vec<usize> = (0..peers.len())
+        .filter(|&i| local.contains(&peers[i].ip()) || peers[i].ip().is_loopback())
+        .collect();
+    match mine.as_slice() {
+        [one] => Ok(*one as u16),
+        [] => bail!("none of the --peers addresses is on this host: pass --id, or list this host's address"),
+        many => bail!(
+            "{} of the --peers addresses are on this host ({}): pass --id to say which one is this peer",
+            many.len(),
+            many.iter().map(|&i| peers[i].to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// `mpcomm log …`
+#[derive(clap::Subcommand, Debug)]
+pub enum LogCommand {
+    /// Print a delivery log: a table, or CSV with the header
+    /// `receiver,position,sender,seq,send_ns,recv_ns,deliver_ns`.
+    Dump {
+        /// The log file (mpcomm-RUN-pID.mplog).
+        file: PathBuf,
+        /// CSV instead of the table.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// Send delivery logs to a comparator (e.g. after a failed upload).
+#[derive(clap::Args, Debug)]
+pub struct UploadArgs {
+    /// Log files to send.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Comparator HOST:PORT.
+    #[arg(long)]
+    pub comparator: String,
+    /// Attempts per file.
+    #[arg(long, default_value_t = 5)]
+    pub attempts: u32,
+}

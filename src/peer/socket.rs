@@ -1,0 +1,184 @@
+//! Sockets for the two transports (socket2 → std → mio), and receiving with kernel timestamps.
+//!
+//! * fan-out: one UDP socket bound to this peer's own listed address; a message is one
+//!   `send_to` per listed peer (ourselves included, so we receive our own messages too).
+//! * multicast: one UDP socket bound to the group address and port (so unicast to that port does
+//!   not reach it), member of the group on `iface`, sending with IP_MULTICAST_IF = `iface`,
+//!   loopback on (we hear ourselves), IP_MULTICAST_ALL off (other groups on this host, from
+//!   parallel runs, stay out). Several peers on one host share the port via SO_REUSEADDR; every
+//!   member socket gets its own copy of each group datagram.
+
+use std::io::{self, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Receive buffer we ask for: a burst of 8 peers × back-to-back sends must not overflow it.
+pub const RCVBUF_BYTES: usize = 4 << 20;
+
+pub struct Opened {
+    pub socket: std::net::UdpSocket,
+    /// SO_TIMESTAMPNS is on: receive times come from the kernel.
+    pub kernel_stamps: bool,
+    /// The receive buffer the kernel actually granted.
+    pub rcvbuf: usize,
+}
+
+fn new_udp(addr: &SocketAddr) -> io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(*addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_nonblocking(true)?;
+    // Ask for a large buffer; the kernel may cap it at net.core.rmem_max (read back below).
+    let _ = s.set_recv_buffer_size(RCVBUF_BYTES);
+    let _ = s.set_send_buffer_size(RCVBUF_BYTES);
+    Ok(s)
+}
+
+fn finish(s: Socket) -> io::Result<Opened> {
+    let rcvbuf = s.recv_buffer_size()?;
+    let kernel_stamps = socket::setsockopt(&s, sockopt::ReceiveTimestampns, &true).is_ok();
+    Ok(Opened {
+        socket: s.into(),
+        kernel_stamps,
+        rcvbuf,
+    })
+}
+
+/// A fan-out socket bound to this peer's own address.
+pub fn open_fanout(own: SocketAddr) -> io::Result<Opened> {
+    let s = new_udp(&own)?;
+    s.bind(&own.into()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot bind {own}: {e} (is another peer or program using it?)"),
+        )
+    })?;
+    finish(s)
+}
+
+/// A multicast socket: member of `group` on the interface with address `iface`.
+pub fn open_multicast(group: SocketAddrV4, iface: Ipv4Addr, ttl: u32) -> io::Result<Opened> {
+    if !group.ip().is_multicast() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a multicast address: use 224.0.0.0/4, e.g. 239.255.77.77",
+                group.ip()
+            ),
+        ));
+    }
+    let addr = SocketAddr::V4(group);
+    let s = new_udp(&addr)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into()).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot bind multicast group {group}: {e}"),
+        )
+    })?;
+    s.join_multicast_v4(group.ip(), &iface).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot join {} on interface {iface}: {e} (check --iface)",
+                group.ip()
+            ),
+        )
+    })?;
+    s.set_multicast_if_v4(&iface)?;
+    s.set_multicast_loop_v4(true)?;
+    s.set_multicast_ttl_v4(ttl)?;
+    s.set_multicast_all_v4(false)?;
+    finish(s)
+}
+
+/// One received datagram's metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub len: usize,
+    pub from: Option<SocketAddr>,
+    /// Kernel receive time (ns since the Unix epoch), when SO_TIMESTAMPNS delivered one.
+    pub kernel_ns: Option<u64>,
+}
+
+/// Reusable receive state: the control-message buffer is allocated once, not per datagram.
+pub struct Receiver {
+    cmsg: Vec<u8>,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver {
+            cmsg: nix::cmsg_space!(nix::sys::time::TimeSpec),
+        }
+    }
+}
+
+impl Receiver {
+    /// Receive one datagram into `buf` without blocking (`WouldBlock` when none is queued).
+    pub fn recv(&mut self, sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = socket::recvmsg::<SockaddrStorage>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut self.cmsg),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
+        let mut kernel_ns = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                    let ns = ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128;
+                    kernel_ns = u64::try_from(ns).ok();
+                }
+            }
+        }
+        let from = msg.address.and_then(|a: SockaddrStorage| {
+            a.as_sockaddr_in()
+                .map(|v4| SocketAddr::V4(SocketAddrV4::from(*v4)))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+        });
+        Ok(Received {
+            len: msg.bytes,
+            from,
+            kernel_ns,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_socket_receives_with_kernel_timestamps() {
+        let a = open_fanout("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = a.socket.local_addr().unwrap();
+        assert!(a.rcvbuf > 0);
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.send_to(b"hello", addr).unwrap();
+        let mut rx = Receiver::default();
+        let mut buf = [0u8; 64];
+        // On loopback `send_to` queues the datagram on the receiver before it returns.
+        let got = rx.recv(&a.socket, &mut buf).unwrap();
+        assert_eq!(&buf[..got.len], b"hello");
+        assert_eq!(got.from, Some(b.local_addr().unwrap()));
+        if a.kernel_stamps {
+            let ns = got
+                .kernel_ns
+                .expect("SO_TIMESTAMPNS was accepted, so a stamp is expected");
+            let now = crate::util::clock::unix_ns();
+            assert!(now >= ns && now - ns < 5_000_000_000);
+        }
+    }
+
+    #[test]
+    fn a_unicast_group_address_is_refused_clearly() {
+        let e = open_multicast("10.0.0.1:5000".parse().unwrap(), Ipv4Addr::LOCALHOST, 1)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("not a multicast address"));
+    }
+}

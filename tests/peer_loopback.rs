@@ -1,0 +1,297 @@
+//! Real peer processes on loopback, both transports: the logs they write, garbage they survive,
+//! uploads that fail and succeed later.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mpcomm::wire::log::LogView;
+use mpcomm::wire::packet::{Body, Repr};
+use support::{join, loopback_peers, mpcomm, Proc, TempDir};
+
+/// A peer command; `extra` flags replace the defaults given here (clap refuses repeats).
+fn peer_cmd_with(
+    peers: &[SocketAddr],
+    group: SocketAddr,
+    id: usize,
+    msgs: u32,
+    transport: &str,
+    dir: &TempDir,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut c = mpcomm();
+    c.args([
+        "peer",
+        "--peers",
+        &join(peers),
+        "--id",
+        &id.to_string(),
+        "--msgs",
+        &msgs.to_string(),
+    ]);
+    c.args([
+        "--transport",
+        transport,
+        "--group",
+        &group.to_string(),
+        "--drain",
+        "500ms",
+        "--json",
+        "--log-dir",
+    ]);
+    c.arg(dir.path());
+    for (flag, default) in [("--interval", "1..4"), ("--handshake-timeout", "10s")] {
+        if !extra.contains(&flag) {
+            c.args([flag, default]);
+        }
+    }
+    c.args(extra);
+    c
+}
+
+fn peer_cmd(
+    peers: &[SocketAddr],
+    group: SocketAddr,
+    id: usize,
+    msgs: u32,
+    transport: &str,
+    dir: &TempDir,
+) -> std::process::Command {
+    peer_cmd_with(peers, group, id, msgs, transport, dir, &[])
+}
+
+fn logs_in(dir: &TempDir) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mplog"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn run_peers(transport: &str, n: usize, msgs: u32) {
+    let dir = TempDir::new(transport);
+    let (peers, group) = loopback_peers(n);
+    let procs: Vec<Proc> = (0..n)
+        .map(|i| Proc::spawn(peer_cmd(&peers, group, i, msgs, transport, &dir)))
+        .collect();
+    for p in procs {
+        let (status, stdout) = p.finish(Duration::from_secs(30));
+        assert!(status.success(), "peer failed: {status}");
+        let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(summary["ok"], true);
+        assert_eq!(summary["deliveries"], n as u64 * u64::from(msgs));
+    }
+    let logs = logs_in(&dir);
+    assert_eq!(logs.len(), n);
+    let mut run_ids = HashSet::new();
+    for path in logs {
+        let bytes = std::fs::read(&path).unwrap();
+        let log = LogView::parse(&bytes).unwrap();
+        run_ids.insert(log.header.run_id);
+        assert_eq!(log.header.transport.unwrap().as_str(), transport);
+        let distinct: HashSet<(u16, u32)> = log.records().map(|r| (r.sender, r.seq)).collect();
+        assert_eq!(distinct.len(), n * msgs as usize, "{}", path.display());
+        assert_eq!(log.len(), n * msgs as usize, "no duplicates on loopback");
+        for r in log.records() {
+            assert!(r.deliver_ns >= r.send_ns, "one clock: delivery after send");
+        }
+    }
+    assert_eq!(run_ids.len(), 1, "all peers agreed on one run id");
+}
+
+#[test]
+fn fanout_peers_deliver_everything() {
+    run_peers("fanout", 4, 40);
+}
+
+#[test]
+fn multicast_peers_deliver_everything() {
+    run_peers("multicast", 4, 40);
+}
+
+/// 500 datagrams that are not ours or not valid, sent to a peer during its run.
+fn garbage(run_id: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64];
+    let data = Repr {
+        run_id,
+        sender: 1,
+        body: Body::Data {
+            seq: 0,
+            send_ns: 1,
+            pad: 0,
+        },
+    };
+    let n = data.emit(&mut buf);
+    let valid = buf[..n].to_vec();
+    for i in 0..500u32 {
+        let mut g = match i % 5 {
+            0 => {
+                // Random bytes that do not start with the magic.
+                let len = 1 + (i as usize * 7919) % 200;
+                let mut v: Vec<u8> = (0..len).map(|_| rand::random()).collect();
+                v[0] = b'X';
+                v
+            }
+            1 => valid[..(i as usize % 14)].to_vec(), // a truncated header
+            2 => {
+                let mut v = valid.clone();
+                v[2] = 9; // an unknown version
+                v
+            }
+            3 => {
+                let mut v = valid.clone();
+                v[3] = 200; // an unknown kind
+                v
+            }
+            _ => {
+                let mut v = valid[..20].to_vec(); // DATA cut inside its body
+                v[19] ^= 0xff;
+                v
+            }
+        };
+        if g.is_empty() {
+            g.push(0);
+        }
+        out.push(g);
+    }
+    out
+}
+
+#[test]
+fn garbage_during_a_run_is_counted_as_malformed() {
+    let dir = TempDir::new("garbage");
+    let (peers, group) = loopback_peers(3);
+    let run_id = 4242;
+    let procs: Vec<Proc> = (0..3)
+        .map(|i| {
+            let rid = run_id.to_string();
+            Proc::spawn(peer_cmd_with(
+                &peers,
+                group,
+                i,
+                60,
+                "fanout",
+                &dir,
+                &["--run-id", &rid, "--interval", "5..10"],
+            ))
+        })
+        .collect();
+    let mut procs = procs;
+    procs[0].wait_for_line("ready", Duration::from_secs(10));
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for g in garbage(run_id) {
+        attacker.send_to(&g, peers[0]).unwrap();
+    }
+    for p in procs {
+        let (status, _) = p.finish(Duration::from_secs(30));
+        assert!(status.success());
+    }
+    let p0 = logs_in(&dir)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with("-p0.mplog"))
+        .unwrap();
+    let bytes = std::fs::read(p0).unwrap();
+    let log = LogView::parse(&bytes).unwrap();
+    assert_eq!(log.header.malformed, 500, "every garbage datagram counted");
+    let distinct: HashSet<(u16, u32)> = log.records().map(|r| (r.sender, r.seq)).collect();
+    assert_eq!(distinct.len(), 180, "and the run's counts are still right");
+    assert_eq!(log.len(), 180);
+}
+
+#[test]
+fn a_missing_peer_is_named_and_the_exit_code_says_so() {
+    let dir = TempDir::new("missing");
+    let (peers, group) = loopback_peers(3);
+    let mut p = Proc::spawn(peer_cmd_with(
+        &peers,
+        group,
+        0,
+        5,
+        "fanout",
+        &dir,
+        &["--handshake-timeout", "700ms"],
+    ));
+    let line = p.wait_for_line("handshake timed out", Duration::from_secs(10));
+    assert!(line.contains("peer(s) 1, 2"), "{line}");
+    let (status, _) = p.finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn a_failed_upload_keeps_the_log_and_the_exit_code_says_so() {
+    let dir = TempDir::new("upload");
+    let (peers, group) = loopback_peers(1);
+    // A port with nobody listening: connection refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut c = peer_cmd(&peers, group, 0, 5, "fanout", &dir);
+    c.args([
+        "--comparator",
+        &closed.to_string(),
+        "--upload-attempts",
+        "2",
+    ]);
+    let mut p = Proc::spawn(c);
+    p.wait_for_line("log is kept", Duration::from_secs(20));
+    let (status, _) = p.finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(3));
+    let logs = logs_in(&dir);
+    assert_eq!(logs.len(), 1, "the log stays for a retry");
+    assert_eq!(
+        LogView::parse(&std::fs::read(&logs[0]).unwrap())
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+#[test]
+fn log_dump_prints_the_documented_csv() {
+    let dir = TempDir::new("dump");
+    let (peers, group) = loopback_peers(2);
+    let procs: Vec<Proc> = (0..2)
+        .map(|i| Proc::spawn(peer_cmd(&peers, group, i, 7, "fanout", &dir)))
+        .collect();
+    for p in procs {
+        assert!(p.finish(Duration::from_secs(30)).0.success());
+    }
+    let log = &logs_in(&dir)[1];
+    let out = mpcomm()
+        .args(["log", "dump", "--csv"])
+        .arg(log)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("receiver,position,sender,seq,send_ns,recv_ns,deliver_ns")
+    );
+    let rows: Vec<Vec<u64>> = lines
+        .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 14);
+    for (pos, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], 1, "receiver");
+        assert_eq!(r[1], pos as u64, "position");
+        assert!(
+            r[4] <= r[5] && r[5] <= r[6],
+            "send ≤ recv ≤ deliver on one clock"
+        );
+    }
+    // A file that is not a log gets a clear error and a non-zero exit.
+    let bogus = dir.path().join("bogus.mplog");
+    std::fs::write(&bogus, b"not a log").unwrap();
+    let out = mpcomm().args(["log", "dump"]).arg(&bogus).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid delivery log"));
+}

@@ -1,0 +1,146 @@
+//! Helpers for tests that drive the real `mpcomm` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn mpcomm() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mpcomm"));
+    c.env_remove("NOTIFY_SOCKET");
+    c
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "mpcomm-test-{tag}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process that is killed and reaped when dropped; its stderr lines arrive on a channel.
+pub struct Proc {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn mpcomm");
+        let err = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("    | {l}");
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait (at most `within`) for a stderr line containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line containing {needle:?} within {within:?}; saw {:?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Wait (bounded) for exit; returns status and stdout.
+    pub fn finish(mut self, within: Duration) -> (ExitStatus, String) {
+        let mut out = self.child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut out, &mut s);
+            let _ = tx.send(s);
+        });
+        // stdout closes when the process exits (or closes it on purpose, which ours never do).
+        let stdout = match rx.recv_timeout(within) {
+            Ok(s) => s,
+            Err(_) => panic!(
+                "process did not exit within {within:?}; stderr so far {:?}",
+                self.seen
+            ),
+        };
+        let status = self.child.wait().unwrap();
+        (status, stdout)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` loopback peer addresses that no other test uses: 127.a.b.(i+1) with a random a.b.
+pub fn loopback_peers(n: usize) -> (Vec<SocketAddr>, SocketAddr) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (a, b) = (rand::random::<u8>().max(1), rand::random::<u8>().max(1));
+    let peers = (0..n)
+        .map(|i| {
+            SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::new(127, a, b, i as u8 + 1),
+                port,
+            ))
+        })
+        .collect();
+    let group = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(239, 255, a, b), port));
+    (peers, group)
+}
+
+pub fn join(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,386 @@
+//! Building, entering and removing a testbed.
+
+use std::ffi::{CString, OsStr};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use super::guard::Guard;
+use super::{support, Mode, NetnsError};
+
+/// Every namespace a testbed makes starts with this, then `<creator pid>-<8 hex digits>-`.
+pub const PREFIX: &str = "mpc-";
+
+/// `.` for open(2) (C string literals need Rust 1.77; we support 1.75).
+const DOT: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(b".\0") {
+    Ok(c) => c,
+    Err(_) => panic!(),
+};
+
+/// The interface of every host, inside its own namespace.
+const HOST_IFACE: &str = "eth0";
+
+/// N hosts (network namespaces) on one bridge. Removed by [`Testbed::teardown`] or `Drop`; if
+/// the creating process dies, its guard process removes it (see the module doc).
+pub struct Testbed {
+    prefix: String,
+    mode: Mode,
+    hosts: usize,
+    /// `10.net[0].net[1].0/24`, random per run.
+    net: [u8; 2],
+    ip: PathBuf,
+    guard: Option<Guard>,
+}
+
+impl std::fmt::Debug for Testbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Testbed")
+            .field("prefix", &self.prefix)
+            .field("mode", &self.mode)
+            .field("hosts", &self.hosts)
+            .field(
+                "net",
+                &format_args!("10.{}.{}.0/24", self.net[0], self.net[1]),
+            )
+            .finish()
+    }
+}
+
+impl Testbed {
+    /// A testbed of `hosts` hosts in the mode [`support`] picks.
+    pub fn create(hosts: usize) -> Result<Testbed, NetnsError> {
+        let mode = support().map_err(NetnsError::Unsupported)?;
+        Testbed::create_with(hosts, mode)
+    }
+
+    /// A testbed in a given mode (tests run both where both work).
+    pub fn create_with(hosts: usize, mode: Mode) -> Result<Testbed, NetnsError> {
+        if !(1..=250).contains(&hosts) {
+            return Err(NetnsError::Hosts(hosts));
+        }
+        let ip = super::find_tool("ip")
+            .ok_or_else(|| NetnsError::Unsupported("`ip` not found: install iproute2".into()))?;
+        if mode == Mode::Root {
+            if let Err(e) = cleanup_stale() {
+                eprintln!("mpcomm netns: could not remove stale namespaces: {e}");
+            }
+        }
+        let prefix = format!(
+            "{PREFIX}{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        // The guard first, so a death at any later point is cleaned up.
+        let guard = Guard::spawn(&prefix, &ip, mode)?;
+        let net = [rand::random::<u8>() % 190 + 64, rand::random::<u8>()];
+        let tb = Testbed {
+            prefix,
+            mode,
+            hosts,
+            net,
+            ip,
+            guard: Some(guard),
+        };
+        tb.build()?; // on error, Drop removes what was made
+        Ok(tb)
+    }
+
+    fn build(&self) -> Result<(), NetnsError> {
+        let sw = self.switch_ns();
+        let mut adds = format!("netns add {sw}\n");
+        for i in 0..self.hosts {
+            adds += &format!("netns add {}\n", self.ns_name(i));
+        }
+        self.ip_batch(None, &adds)?;
+
+        // The bridge floods multicast (snooping off): every host hears every group it joined,
+        // with no querier and no race between an IGMP report and the first datagram.
+        let mut switch =
+            "link add br0 type bridge mcast_snooping 0 stp_state 0\nlink set br0 up\n".to_string();
+        for i in 0..self.hosts {
+            switch += &format!(
+                "link add h{i} type veth peer name {HOST_IFACE} netns {}\n\
+                 link set h{i} master br0\nlink set h{i} up\n",
+                self.ns_name(i)
+            );
+        }
+        self.ip_batch(Some(&sw), &switch)?;
+
+        for i in 0..self.hosts {
+            let host = format!(
+                "link set lo up\naddr add {}/24 dev {HOST_IFACE}\nlink set {HOST_IFACE} up\n\
+                 route add 224.0.0.0/4 dev {HOST_IFACE}\n",
+                self.host_addr(i)
+            );
+            self.ip_batch(Some(&self.ns_name(i)), &host)?;
+        }
+        Ok(())
+    }
+
+    pub fn hosts(&self) -> usize {
+        self.hosts
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// `mpc-<pid>-<rand>`: every namespace of this testbed starts with it plus `-`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Name of host i's namespace (as root: `ip netns exec NAME …` works too).
+    pub fn ns_name(&self, i: usize) -> String {
+        assert!(i < self.hosts, "host {i} of {}", self.hosts);
+        format!("{}-h{i}", self.prefix)
+    }
+
+    fn switch_ns(&self) -> String {
+        format!("{}-sw", self.prefix)
+    }
+
+    /// In user-namespace mode, the pid of the helper whose namespaces everything joins.
+    pub fn helper_pid(&self) -> Option<u32> {
+        match self.mode {
+            Mode::Root => None,
+            Mode::UserNamespace => self.guard.as_ref().map(|g| g.pid()),
+        }
+    }
+
+    /// `10.X.Y.(i+1)`.
+    pub fn host_addr(&self, i: usize) -> Ipv4Addr {
+        assert!(i < self.hosts, "host {i} of {}", self.hosts);
+        Ipv4Addr::new(10, self.net[0], self.net[1], i as u8 + 1)
+    }
+
+    /// The interface name inside host i's namespace.
+    pub fn iface(&self, i: usize) -> String {
+        assert!(i < self.hosts, "host {i} of {}", self.hosts);
+        HOST_IFACE.to_string()
+    }
+
+    /// A command that runs `program` inside host i (its network namespace; in user-namespace
+    /// mode also the helper's user and mount namespaces). The working directory is kept.
+    pub fn command(&self, i: usize, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        self.enter(&mut cmd, Some(&self.ns_name(i)));
+        cmd
+    }
+
+    /// `ip` with `-n NS` (or none), run inside our namespaces, fed `script` as a batch.
+    fn ip_batch(&self, ns: Option<&str>, script: &str) -> Result<(), NetnsError> {
+        let mut cmd = Command::new(&self.ip);
+        if let Some(ns) = ns {
+            cmd.args(["-n", ns]);
+        }
+        cmd.args(["-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.enter(&mut cmd, None);
+        let what = format!(
+            "ip {}-batch",
+            ns.map(|n| format!("-n {n} ")).unwrap_or_default()
+        );
+        let mut child = cmd.spawn().map_err(|e| NetnsError::io(&what, e))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let written = stdin.write_all(script.as_bytes());
+        drop(stdin);
+        let out = child
+            .wait_with_output()
+            .map_err(|e| NetnsError::io(&what, e))?;
+        if !out.status.success() || written.is_err() {
+            return Err(NetnsError::Command {
+                what,
+                detail: format!(
+                    "{}; {}; script:\n{script}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Make `cmd` enter the helper's user + mount namespaces (user-namespace mode) and then the
+    /// network namespace `netns`, if any, between fork and exec.
+    fn enter(&self, cmd: &mut Command, netns: Option<&str>) {
+        let cpath = |p: &str| CString::new(p).expect("no NUL in our paths");
+        let helper = self.helper_pid();
+        // The helper's own network namespace too: `ip netns add` returns to the namespace it
+        // started in, which must be one the user namespace owns (not the caller's).
+        let user_mnt = helper.map(|pid| {
+            (
+                cpath(&format!("/proc/{pid}/ns/user")),
+                cpath(&format!("/proc/{pid}/ns/mnt")),
+                cpath(&format!("/proc/{pid}/ns/net")),
+            )
+        });
+        let net = netns.map(|n| cpath(&format!("/run/netns/{n}")));
+        if user_mnt.is_none() && net.is_none() {
+            return;
+        }
+        // SAFETY: the closure only calls async-signal-safe functions (open, setns, fchdir,
+        // close) on data prepared before the fork; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if let Some((user, mnt, helper_net)) = &user_mnt {
+                    // setns(CLONE_NEWNS) moves us to the new root: keep the working directory.
+                    let cwd = sys_open(DOT, libc::O_RDONLY | libc::O_DIRECTORY)?;
+                    join(user, libc::CLONE_NEWUSER)?;
+                    join(mnt, libc::CLONE_NEWNS)?;
+                    join(helper_net, libc::CLONE_NEWNET)?;
+                    let r = libc::fchdir(cwd);
+                    libc::close(cwd);
+                    if r != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(net) = &net {
+                    join(net, libc::CLONE_NEWNET)?;
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Remove every namespace (and with them every link and the bridge) and every process
+    /// inside them; also done by `Drop`. Safe to call when the creator's guard is gone.
+    pub fn teardown(mut self) -> Result<(), NetnsError> {
+        self.teardown_inner()
+    }
+
+    fn teardown_inner(&mut self) -> Result<(), NetnsError> {
+        let Some(mut guard) = self.guard.take() else {
+            return Ok(());
+        };
+        let result = guard.finish();
+        drop(guard);
+        if self.mode == Mode::Root {
+            let left = list_netns()
+                .into_iter()
+                .filter(|n| n.starts_with(&format!("{}-", self.prefix)))
+                .collect::<Vec<_>>();
+            if !left.is_empty() {
+                return Err(NetnsError::Leftover(left));
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown_inner() {
+            eprintln!("mpcomm netns: teardown of {}: {e}", self.prefix);
+        }
+    }
+}
+
+fn sys_open(path: &std::ffi::CStr, flags: i32) -> std::io::Result<i32> {
+    // SAFETY: a valid NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(fd)
+    }
+}
+
+fn join(path: &std::ffi::CStr, nstype: i32) -> std::io::Result<()> {
+    let fd = sys_open(path, libc::O_RDONLY)?;
+    // SAFETY: fd was just opened and is closed below.
+    let r = unsafe { libc::setns(fd, nstype) };
+    let err = std::io::Error::last_os_error();
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        Err(err)
+    } else {
+        Ok(())
+    }
+}
+
+/// Names in this mount namespace's `/run/netns`.
+fn list_netns() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// As root: delete the namespaces (and kill the processes inside them) of testbeds whose
+/// creating process no longer exists. Returns the names removed. Namespaces of live creators,
+/// and anything not named `mpc-<pid>-<8 hex>-…`, are left alone.
+pub fn cleanup_stale() -> Result<Vec<String>, NetnsError> {
+    let ip = super::find_tool("ip")
+        .ok_or_else(|| NetnsError::Unsupported("`ip` not found: install iproute2".into()))?;
+    let mut removed = Vec::new();
+    for name in list_netns() {
+        let Some(pid) = creator_pid(&name) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let pids = Command::new(&ip)
+            .args(["netns", "pids", &name])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for p in pids
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let out = Command::new(&ip)
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|e| NetnsError::io("ip netns del", e))?;
+        // Another creator may have collected it at the same moment.
+        if !out.status.success() && std::path::Path::new("/run/netns").join(&name).exists() {
+            return Err(NetnsError::Command {
+                what: format!("ip netns del {name}"),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+/// `mpc-<pid>-<8 hex>-<suffix>` → pid.
+fn creator_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let mut parts = rest.splitn(3, '-');
+    let pid = parts.next()?.parse().ok()?;
+    let tag = parts.next()?;
+    parts.next()?;
+    (tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creator_pid_only_from_our_names() {
+        assert_eq!(creator_pid("mpc-1234-0badf00d-h0"), Some(1234));
+        assert_eq!(creator_pid("mpc-1234-0badf00d-sw"), Some(1234));
+        assert_eq!(creator_pid("mpc-1234-0badf00d"), None);
+        assert_eq!(creator_pid("mpc-x-0badf00d-h0"), None);
+        assert_eq!(creator_pid("mpc-1234-nothex00-h0"), None);
+        assert_eq!(creator_pid("other-1234-0badf00d-h0"), None);
+    }
+}

@@ -1,12 +1,52 @@
-//! Command and control (stub; being written).
+//! Command and control across machines (issue 5): resident agents that start peer runs, a
+//! controller that keeps the agent registry and runs the comparator, and control commands.
+//!
+//! * [`proto`]: the C2 messages, byte by byte; [`auth`]: the PSK handshake and per-frame MACs;
+//!   [`conn`]: one framed, authenticated connection on a non-blocking socket.
+//! * [`timing`], [`registry`], [`runs`]: the protocol logic as plain state over `Instant`.
+//! * [`agent`], [`controller`], [`client`]: the mio drivers and the blocking control client.
+//! * [`key`], [`notify`]: key files and systemd readiness.
+
+pub mod agent;
+pub mod auth;
+pub mod client;
+pub mod conn;
+pub mod controller;
+pub mod key;
+pub mod notify;
+pub mod proto;
+pub mod registry;
+pub mod runs;
+pub mod timing;
+
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum C2Command {
-    /// Print a fresh pre-shared key.
+    /// Print a fresh pre-shared key: `mpcomm c2 keygen > key && chmod 600 key`.
     Keygen,
+    /// Resident agent (one per host): connects out to the controller, starts peer runs.
+    Agent(agent::AgentArgs),
+    /// The controller: agent registry, runs, and the comparator in the same process.
+    Serve(controller::ServeArgs),
+    /// Start a run (or a series: --repeat, --transport both) and print the reports.
+    Run(client::RunArgs),
+    /// List the agents the controller knows, live or lost.
+    Status(client::StatusArgs),
+    /// Stop every agent, then the controller.
+    Exit(client::ControlArgs),
 }
 
-pub fn run(_cmd: C2Command) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet implemented")
+pub fn run(cmd: C2Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        C2Command::Keygen => {
+            print!("{}", key::generate());
+            Ok(ExitCode::SUCCESS)
+        }
+        C2Command::Agent(a) => agent::run(a),
+        C2Command::Serve(a) => controller::run(a),
+        C2Command::Run(a) => client::run_series(a),
+        C2Command::Status(a) => client::status(a),
+        C2Command::Exit(a) => client::exit(a),
+    }
 }

@@ -1,0 +1,714 @@
+//! `mpcomm c2 agent`: the resident agent. One mio loop: the outbound link to the controller
+//! (connect, handshake, register, heartbeat, reconnect with backoff), and at most one peer run
+//! as a child process (argument vector, never a shell) watched through a pidfd and its stderr.
+
+use anyhow::Context;
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::auth::{fresh32, Handshake, Key};
+use super::conn::{Conn, ConnError};
+use super::proto::{Msg, Role, RunSpec, MAX_LABEL};
+use super::timing::{Backoff, Liveness, HANDSHAKE_TIMEOUT};
+
+const LINK: Token = Token(0);
+const WAKER: Token = Token(1);
+const CHILD_EXIT: Token = Token(2);
+const CHILD_STDERR: Token = Token(3);
+
+/// Outcomes kept for the controller while the link is down (one run at a time, so few).
+const MAX_PENDING: usize = 8;
+const MAX_LINE: usize = 4096;
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    /// The controller, HOST:PORT. The agent connects out, so it works behind NAT.
+    #[arg(long, env = "MPCOMM_CONTROLLER")]
+    pub controller: String,
+    /// Pre-shared key file (`mpcomm c2 keygen`); must not be readable by group or others.
+    #[arg(long, env = "MPCOMM_KEY_FILE")]
+    pub key_file: PathBuf,
+    /// Address the other peers reach this host at (default: this host's side of the
+    /// connection to the controller).
+    #[arg(long, env = "MPCOMM_ADVERTISE")]
+    pub advertise: Option<IpAddr>,
+    /// Zone label for WAN emulation (letters, digits, '-', '_', '.'; at most 32 bytes).
+    #[arg(long, env = "MPCOMM_ZONE", default_value = "")]
+    pub zone: String,
+    /// Directory for delivery logs (kept there when an upload fails). Under systemd this is
+    /// the unit's StateDirectory.
+    #[arg(long, env = "STATE_DIRECTORY", default_value = ".")]
+    pub log_dir: PathBuf,
+    /// Program started for a peer run (default: this binary).
+    #[arg(long, hide = true)]
+    pub peer_exe: Option<PathBuf>,
+}
+
+/// The peer's command line for one run: typed values become separate arguments.
+pub fn peer_args(spec: &RunSpec, log_dir: &std::path::Path) -> Vec<OsString> {
+    let join = |v: Vec<String>| v.join(",");
+    let mut a: Vec<OsString> = Vec::with_capacity(32);
+    let mut push = |k: &str, v: String| {
+        a.push(k.into());
+        a.push(v.into());
+    };
+    push(
+        "--peers",
+        join(spec.peers.iter().map(SocketAddr::to_string).collect()),
+    );
+    push("--id", spec.peer_id.to_string());
+    push("--msgs", spec.msgs.to_string());
+    push("--transport", spec.transport.as_str().into());
+    if let Some(g) = spec.group {
+        push("--group", g.to_string());
+    }
+    if spec.transport == crate::wire::Transport::Multicast {
+        // Send and join on the interface of our advertised address: hosts without a default
+        // route (network namespaces, private VPCs) have no other multicast route.
+        push(
+            "--iface",
+            spec.peers[usize::from(spec.peer_id)].ip().to_string(),
+        );
+    }
+    push(
+        "--interval",
+        format!("{}..{}", spec.interval_ms.0, spec.interval_ms.1),
+    );
+    if spec.size > 0 {
+        push("--size", spec.size.to_string());
+    }
+    push("--seed", spec.seed.to_string());
+    push("--run-id", spec.run_id.to_string());
+    push("--log-dir", log_dir.display().to_string());
+    push("--comparator", spec.comparator.to_string());
+    if !spec.wan.is_empty() {
+        push("--wan", spec.wan.clone());
+        push("--zones", spec.zones.join(","));
+    }
+    let mut v = vec![OsString::from("peer")];
+    v.append(&mut a);
+    v
+}
+
+enum Link {
+    Down {
+        retry_at: Instant,
+    },
+    Connecting {
+        conn: Conn<TcpStream>,
+        since: Instant,
+        tcp_up: bool,
+    },
+    Up {
+        conn: Conn<TcpStream>,
+        live: Liveness,
+    },
+}
+
+struct Running {
+    run_id: u64,
+    child: Child,
+    pidfd: Option<OwnedFd>,
+    stderr: Option<ChildStderr>,
+    partial: Vec<u8>,
+    last_line: String,
+    ready: bool,
+}
+
+struct Agent {
+    args: AgentArgs,
+    key: Key,
+    instance: u64,
+    poll: Poll,
+    link: Link,
+    backoff: Backoff,
+    running: Option<Running>,
+    pending: VecDeque<Msg>,
+    notified_ready: bool,
+    last_err: String,
+    msgs: Vec<Msg>,
+    shutdown_ordered: bool,
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    let key = super::key::load(&args.key_file)?;
+    if args.zone.len() > MAX_LABEL
+        || !args
+            .zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        anyhow::bail!(
+            "--zone {:?}: use at most {MAX_LABEL} letters, digits, '-', '_' or '.'",
+            args.zone
+        );
+    }
+    std::fs::create_dir_all(&args.log_dir)
+        .with_context(|| format!("cannot create log dir {}", args.log_dir.display()))?;
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let w = waker.clone();
+    ctrlc::set_handler(move || {
+        let _ = w.wake();
+    })
+    .context("cannot install the SIGINT/SIGTERM handler")?;
+    let instance = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes"));
+    let mut agent = Agent {
+        args,
+        key,
+        instance,
+        poll,
+        link: Link::Down {
+            retry_at: Instant::now(),
+        },
+        backoff: Backoff::new(instance),
+        running: None,
+        pending: VecDeque::new(),
+        notified_ready: false,
+        last_err: String::new(),
+        msgs: Vec::new(),
+        shutdown_ordered: false,
+    };
+    agent.event_loop()
+}
+
+fn log(msg: impl std::fmt::Display) {
+    eprintln!("mpcomm c2 agent: {msg}");
+}
+
+impl Agent {
+    fn event_loop(&mut self) -> anyhow::Result<ExitCode> {
+        let mut events = Events::with_capacity(64);
+        log(format_args!(
+            "starting; controller {}",
+            self.args.controller
+        ));
+        loop {
+            let now = Instant::now();
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LINK => self.on_link_event(),
+                    WAKER => {
+                        log("signal received: stopping");
+                        return Ok(self.shutdown());
+                    }
+                    CHILD_EXIT => self.reap_child(),
+                    CHILD_STDERR => self.read_child_stderr(),
+                    t => log(format_args!("event for unknown token {t:?} ignored")),
+                }
+            }
+            if self.take_shutdown_order() {
+                log("shutdown ordered by the controller");
+                return Ok(self.shutdown());
+            }
+            self.on_timers(Instant::now());
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let link = match &self.link {
+            Link::Down { retry_at } => *retry_at,
+            Link::Connecting { since, .. } => *since + HANDSHAKE_TIMEOUT,
+            Link::Up { live, .. } => live.next_deadline(),
+        };
+        // Without a pidfd (old kernels) the child is polled.
+        let child = self
+            .running
+            .as_ref()
+            .filter(|r| r.pidfd.is_none())
+            .map(|_| Instant::now() + Duration::from_millis(200));
+        Some(child.map_or(link, |c| c.min(link)))
+    }
+
+    fn fail_link(&mut self, why: impl std::fmt::Display) {
+        if let Link::Connecting { conn, .. } | Link::Up { conn, .. } = &mut self.link {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        let why = why.to_string();
+        if why != self.last_err {
+            log(format_args!(
+                "link to controller {}: {why}; reconnecting with backoff",
+                self.args.controller
+            ));
+            self.last_err = why;
+        }
+        self.link = Link::Down {
+            retry_at: Instant::now() + self.backoff.next_delay(),
+        };
+    }
+
+    fn connect(&mut self, now: Instant) {
+        let addr = match self.args.controller.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => a,
+            Ok(None) => return self.fail_link("controller name resolves to no address"),
+            Err(e) => return self.fail_link(format_args!("cannot resolve controller: {e}")),
+        };
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => return self.fail_link(format_args!("connect: {e}")),
+        };
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            LINK,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            return self.fail_link(format_args!("register socket: {e}"));
+        }
+        let hs = Handshake::client(self.key, Role::Agent, fresh32());
+        self.link = Link::Connecting {
+            conn: Conn::new(stream, hs),
+            since: now,
+            tcp_up: false,
+        };
+    }
+
+    fn on_link_event(&mut self) {
+        let now = Instant::now();
+        let result: Result<bool, ConnError> = match &mut self.link {
+            Link::Down { .. } => return,
+            Link::Connecting { conn, tcp_up, .. } => {
+                if !*tcp_up {
+                    if let Ok(Some(e)) | Err(e) = conn.stream.take_error() {
+                        return self.fail_link(format_args!("connect: {e}"));
+                    }
+                    match conn.stream.peer_addr() {
+                        Ok(_) => *tcp_up = true,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return,
+                        Err(e) => return self.fail_link(format_args!("connect: {e}")),
+                    }
+                }
+                conn.flush().and_then(|_| conn.on_readable(&mut self.msgs))
+            }
+            Link::Up { conn, .. } => conn.flush().and_then(|_| conn.on_readable(&mut self.msgs)),
+        };
+        match result {
+            Err(ConnError::Auth(e)) => self.fail_link(format_args!("authentication failed: {e}")),
+            Err(ConnError::Closed) if matches!(self.link, Link::Connecting { .. }) => self.fail_link(
+                "controller closed the connection during authentication: is the key file the same on both sides?",
+            ),
+            Err(e) => self.fail_link(e),
+            Ok(established) => {
+                if established {
+                    self.on_established(now);
+                }
+                self.handle_msgs(now);
+            }
+        }
+    }
+
+    fn on_established(&mut self, now: Instant) {
+        let Link::Connecting { conn, .. } =
+            std::mem::replace(&mut self.link, Link::Down { retry_at: now })
+        else {
+            return;
+        };
+        let mut conn = conn;
+        let advertise = self
+            .args
+            .advertise
+            .or_else(|| conn.stream.local_addr().ok().map(|a| a.ip()));
+        let mut r = conn.send(&Msg::Register {
+            instance: self.instance,
+            advertise,
+            zone: self.args.zone.clone(),
+        });
+        for m in self.pending.drain(..) {
+            r = r.and_then(|_| conn.send(&m));
+        }
+        let mut live = Liveness::new(now);
+        live.sent(now);
+        self.link = Link::Up { conn, live };
+        if let Err(e) = r.and_then(|_| self.flush_link()) {
+            return self.fail_link(e);
+        }
+        self.backoff.reset();
+        self.last_err.clear();
+        log(format_args!(
+            "registered with controller {} as {}{}",
+            self.args.controller,
+            advertise.map_or("?".into(), |a| a.to_string()),
+            if self.args.zone.is_empty() {
+                String::new()
+            } else {
+                format!(" in zone {}", self.args.zone)
+            }
+        ));
+        if !self.notified_ready {
+            self.notified_ready = true;
+            if let Err(e) = super::notify::notify("READY=1") {
+                log(format_args!("cannot notify systemd: {e}"));
+            }
+        }
+    }
+
+    fn flush_link(&mut self) -> Result<(), ConnError> {
+        if let Link::Up { conn, .. } = &mut self.link {
+            conn.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Send now if the link is up, else keep it for the next registration (outcomes only).
+    fn send_or_keep(&mut self, m: Msg) {
+        if let Link::Up { conn, live } = &mut self.link {
+            live.sent(Instant::now());
+            if let Err(e) = conn.send(&m).and_then(|_| conn.flush()) {
+                self.pending.push_back(m);
+                return self.fail_link(e);
+            }
+            return;
+        }
+        if matches!(m, Msg::RunFinished { .. }) {
+            if self.pending.len() == MAX_PENDING {
+                self.pending.pop_front();
+            }
+            self.pending.push_back(m);
+        }
+    }
+
+    fn handle_msgs(&mut self, now: Instant) {
+        let msgs = std::mem::take(&mut self.msgs);
+        if !msgs.is_empty() {
+            if let Link::Up { live, .. } = &mut self.link {
+                live.received(now);
+            }
+        }
+        for m in &msgs {
+            match m {
+                Msg::Heartbeat => {}
+                Msg::Run(spec) => self.start_run(spec),
+                Msg::Shutdown => self.shutdown_ordered = true,
+                other => log(format_args!(
+                    "unexpected message from the controller ignored: {other:?}"
+                )),
+            }
+        }
+        self.msgs = msgs;
+        self.msgs.clear();
+    }
+
+    fn take_shutdown_order(&mut self) -> bool {
+        self.shutdown_ordered
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        match &mut self.link {
+            Link::Down { retry_at } if now >= *retry_at => self.connect(now),
+            Link::Connecting { since, .. } if now >= *since + HANDSHAKE_TIMEOUT => self.fail_link(
+                format_args!("no authenticated connection within {HANDSHAKE_TIMEOUT:?}"),
+            ),
+            Link::Up { live, .. } if live.is_dead(now) => {
+                self.fail_link("controller silent: heartbeats missed")
+            }
+            Link::Up { conn, live } if live.heartbeat_due(now) => {
+                live.sent(now);
+                if let Err(e) = conn.send(&Msg::Heartbeat).and_then(|_| conn.flush()) {
+                    self.fail_link(e);
+                }
+            }
+            _ => {}
+        }
+        if self.running.as_ref().is_some_and(|r| r.pidfd.is_none()) {
+            self.reap_child();
+        }
+    }
+
+    fn start_run(&mut self, spec: &RunSpec) {
+        let refuse = |detail: String| Msg::RunFinished {
+            run_id: spec.run_id,
+            ok: false,
+            detail,
+        };
+        if let Some(r) = &self.running {
+            let m = refuse(format!(
+                "agent busy with run {}: one run at a time",
+                r.run_id
+            ));
+            return self.send_or_keep(m);
+        }
+        if let Err(e) = spec.check() {
+            return self.send_or_keep(refuse(format!("run refused: {e}")));
+        }
+        match self.spawn_peer(spec) {
+            Ok(r) => {
+                log(format_args!(
+                    "run {}: started peer {} of {} (pid {})",
+                    spec.run_id,
+                    spec.peer_id,
+                    spec.peers.len(),
+                    r.child.id()
+                ));
+                self.running = Some(r);
+            }
+            Err(e) => {
+                log(format_args!(
+                    "run {}: cannot start the peer: {e:#}",
+                    spec.run_id
+                ));
+                self.send_or_keep(refuse(format!("cannot start the peer: {e:#}")));
+            }
+        }
+    }
+
+    fn spawn_peer(&mut self, spec: &RunSpec) -> anyhow::Result<Running> {
+        let exe = match &self.args.peer_exe {
+            Some(p) => p.clone(),
+            None => {
+                std::env::current_exe().context("cannot find this program to start the peer")?
+            }
+        };
+        let mut child = Command::new(exe)
+            .args(peer_args(spec, &self.args.log_dir))
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawn")?;
+        let mut stderr = child.stderr.take();
+        if let Some(e) = &stderr {
+            set_nonblocking(e.as_raw_fd())?;
+        }
+        if let Some(e) = &mut stderr {
+            self.poll.registry().register(
+                &mut SourceFd(&e.as_raw_fd()),
+                CHILD_STDERR,
+                Interest::READABLE,
+            )?;
+        }
+        let pidfd = pidfd_open(child.id());
+        if let Some(fd) = &pidfd {
+            self.poll.registry().register(
+                &mut SourceFd(&fd.as_raw_fd()),
+                CHILD_EXIT,
+                Interest::READABLE,
+            )?;
+        }
+        Ok(Running {
+            run_id: spec.run_id,
+            child,
+            pidfd,
+            stderr,
+            partial: Vec::new(),
+            last_line: String::new(),
+            ready: false,
+        })
+    }
+
+    /// Forward the peer's stderr line by line; its readiness line becomes RunReady.
+    fn read_child_stderr(&mut self) {
+        let mut ready_now = None;
+        let Some(r) = self.running.as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 4096];
+        let mut eof = false;
+        for _ in 0..64 {
+            let Some(e) = r.stderr.as_mut() else { break };
+            match e.read(&mut chunk) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => r.partial.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+            while let Some(pos) = r
+                .partial
+                .iter()
+                .position(|b| *b == b'\n')
+                .or((r.partial.len() > MAX_LINE).then_some(MAX_LINE))
+            {
+                let line: Vec<u8> = r.partial.drain(..=pos.min(r.partial.len() - 1)).collect();
+                let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                eprintln!("mpcomm c2 agent: [run {}] {line}", r.run_id);
+                if !r.ready && line.contains("mpcomm peer: ready") {
+                    r.ready = true;
+                    ready_now = Some(r.run_id);
+                } else if !line.is_empty() {
+                    r.last_line = line.chars().take(512).collect();
+                }
+            }
+        }
+        if eof {
+            if let Some(mut e) = r.stderr.take() {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&e.as_raw_fd()));
+                let _ = e.read(&mut []);
+            }
+        }
+        if let Some(run_id) = ready_now {
+            self.send_or_keep(Msg::RunReady { run_id });
+        }
+    }
+
+    fn reap_child(&mut self) {
+        let Some(r) = self.running.as_mut() else {
+            return;
+        };
+        let status = match r.child.try_wait() {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                log(format_args!(
+                    "run {}: cannot wait for the peer: {e}",
+                    r.run_id
+                ));
+                return;
+            }
+        };
+        self.read_child_stderr();
+        let mut r = self.running.take().expect("checked above");
+        if let Some(fd) = &r.pidfd {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&fd.as_raw_fd()));
+        }
+        if let Some(e) = &r.stderr {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&e.as_raw_fd()));
+        }
+        r.stderr = None;
+        let ok = status.success();
+        let detail = if ok {
+            String::new()
+        } else {
+            format!("peer {status}: {}", r.last_line)
+        };
+        log(format_args!(
+            "run {}: peer {}",
+            r.run_id,
+            if ok { "finished" } else { "failed" }
+        ));
+        self.send_or_keep(Msg::RunFinished {
+            run_id: r.run_id,
+            ok,
+            detail,
+        });
+    }
+
+    /// Stop cleanly: end a running peer, tell systemd, exit 0 (so `Restart=on-failure` leaves
+    /// the unit stopped).
+    fn shutdown(&mut self) -> ExitCode {
+        let _ = super::notify::notify("STOPPING=1");
+        if let Some(mut r) = self.running.take() {
+            log(format_args!(
+                "run {}: stopping the peer (pid {})",
+                r.run_id,
+                r.child.id()
+            ));
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+        }
+        if let Link::Up { conn, .. } = &mut self.link {
+            let _ = conn.flush();
+        }
+        log("stopped");
+        ExitCode::SUCCESS
+    }
+}
+
+fn set_nonblocking(fd: i32) -> std::io::Result<()> {
+    // SAFETY: fcntl on an fd we own; F_GETFL/F_SETFL only change its status flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A pidfd for `pid` (Linux 5.3+): readable when the process exits. `None` on older kernels.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: the syscall returns a new fd we then own, or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Transport;
+
+    #[test]
+    fn peer_arguments_are_separate_typed_values() {
+        let spec = RunSpec {
+            run_id: 42,
+            peer_id: 1,
+            transport: Transport::Multicast,
+            msgs: 50,
+            interval_ms: (10, 100),
+            size: 0,
+            seed: 3,
+            group: None,
+            comparator: "10.0.0.9:4568".parse().unwrap(),
+            peers: vec![
+                "10.0.0.1:4567".parse().unwrap(),
+                "10.0.0.2:4567".parse().unwrap(),
+            ],
+            wan: "gcp8".into(),
+            zones: vec!["us; rm -rf".into(), "eu".into()],
+        };
+        let a: Vec<String> = peer_args(&spec, std::path::Path::new("/var/lib/x"))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let want = [
+            "peer",
+            "--peers",
+            "10.0.0.1:4567,10.0.0.2:4567",
+            "--id",
+            "1",
+            "--msgs",
+            "50",
+            "--transport",
+            "multicast",
+            "--iface",
+            "10.0.0.2",
+            "--interval",
+            "10..100",
+            "--seed",
+            "3",
+            "--run-id",
+            "42",
+            "--log-dir",
+            "/var/lib/x",
+            "--comparator",
+            "10.0.0.9:4568",
+            "--wan",
+            "gcp8",
+            "--zones",
+            "us; rm -rf,eu",
+        ];
+        assert_eq!(a, want);
+    }
+}

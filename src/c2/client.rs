@@ -1,0 +1,277 @@
+//! The control CLI (`mpcomm c2 run|status|exit`): a short blocking conversation with the
+//! controller over the same authenticated frames the agents use.
+
+use anyhow::{bail, Context};
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::auth::{fresh32, AuthError, Handshake, Session};
+use super::proto::{Msg, Role, RunRequest, HELLO_LEN, MAX_FRAME};
+use crate::compare::Report;
+use crate::util::duration;
+use crate::wire::frame::{read_frame, write_frame, Kind};
+use crate::wire::Transport;
+
+/// The controller sends a heartbeat every second; this much silence means it is gone.
+const SILENCE: Duration = Duration::from_secs(10);
+pub const MAX_REPEAT: u32 = 1000;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControlArgs {
+    /// The controller, HOST:PORT.
+    #[arg(long, env = "MPCOMM_CONTROLLER")]
+    pub controller: String,
+    /// Pre-shared key file (`mpcomm c2 keygen`); must not be readable by group or others.
+    #[arg(long, env = "MPCOMM_KEY_FILE")]
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportChoice {
+    Fanout,
+    Multicast,
+    /// Fan-out, then multicast, per repetition.
+    Both,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub ctl: ControlArgs,
+    /// Number of peers (the first N live agents; at most 256).
+    #[arg(long)]
+    pub peers: u16,
+    /// Messages per peer (at most 100000).
+    #[arg(long)]
+    pub msgs: u32,
+    #[arg(long, value_enum, default_value = "fanout")]
+    pub transport: TransportChoice,
+    /// Random gap between a peer's messages, MIN..MAX milliseconds (at most 60000).
+    #[arg(long, default_value = "10..100", value_parser = duration::parse_range_ms)]
+    pub interval: (Duration, Duration),
+    /// DATA datagram size in bytes (0: the smallest; at most 8192).
+    #[arg(long, default_value_t = 0)]
+    pub size: u32,
+    /// Emulated WAN profile (every agent needs a --zone).
+    #[arg(long)]
+    pub wan: Option<String>,
+    /// Runs per configuration (the original study used 10).
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
+    /// One JSON report per line on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also append every report as a JSON line to this file (`mpcomm report FILE` aggregates).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub ctl: ControlArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An authenticated connection to the controller.
+pub struct Client {
+    stream: TcpStream,
+    session: Session,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(ctl: &ControlArgs) -> anyhow::Result<Client> {
+        let key = super::key::load(&ctl.key_file)?;
+        let addr = ctl
+            .controller
+            .to_socket_addrs()
+            .with_context(|| {
+                format!(
+                    "cannot resolve controller {:?} (use HOST:PORT)",
+                    ctl.controller
+                )
+            })?
+            .next()
+            .with_context(|| format!("controller {:?} resolves to no address", ctl.controller))?;
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
+            format!("cannot connect to the controller at {addr}: is `mpcomm c2 serve` running there?")
+        })?;
+        stream.set_read_timeout(Some(SILENCE))?;
+        stream.set_nodelay(true)?;
+        let mut hs = Handshake::client(key, Role::Control, fresh32());
+        let mut buf = Vec::new();
+        for _ in 0..4 {
+            while let Some(kind) = hs.poll_transmit(&mut buf) {
+                write_frame(&mut stream, kind, &buf)?;
+            }
+            if let Some(session) = hs.take_session() {
+                return Ok(Client {
+                    stream,
+                    session,
+                    buf,
+                });
+            }
+            let (kind, payload) = read_frame(&mut stream, HELLO_LEN as u32).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof || e.kind() == std::io::ErrorKind::ConnectionReset {
+                    anyhow::anyhow!("the controller refused us during authentication: wrong key? (use the same key file as the controller)")
+                } else {
+                    anyhow::anyhow!("authentication with {addr}: {e}")
+                }
+            })?;
+            hs.handle_frame(kind, &payload)
+                .map_err(|e: AuthError| anyhow::anyhow!("authentication with {addr}: {e}"))?;
+        }
+        bail!("authentication with {addr} did not finish")
+    }
+
+    pub fn send(&mut self, m: &Msg) -> anyhow::Result<()> {
+        let mut body = Vec::new();
+        m.emit(&mut body);
+        self.session.seal(&body, &mut self.buf);
+        write_frame(&mut self.stream, Kind::C2Message, &self.buf)
+            .context("sending to the controller")
+    }
+
+    /// The next message that is not a heartbeat (heartbeats are answered).
+    pub fn recv(&mut self) -> anyhow::Result<Msg> {
+        loop {
+            let (kind, payload) =
+                read_frame(&mut self.stream, MAX_FRAME).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                        anyhow::anyhow!("the controller has been silent for {SILENCE:?}")
+                    }
+                    std::io::ErrorKind::UnexpectedEof => {
+                        anyhow::anyhow!("the controller closed the connection")
+                    }
+                    _ => anyhow::anyhow!("reading from the controller: {e}"),
+                })?;
+            if kind != Kind::C2Message {
+                bail!("unexpected frame {kind:?} from the controller");
+            }
+            let body = self.session.open(&payload)?;
+            let m = Msg::parse(body)
+                .map_err(|e| anyhow::anyhow!("undecodable message from the controller: {e}"))?;
+            if m == Msg::Heartbeat {
+                self.send(&Msg::Heartbeat)?;
+                continue;
+            }
+            return Ok(m);
+        }
+    }
+}
+
+pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.repeat == 0 || args.repeat > MAX_REPEAT {
+        bail!("--repeat must be 1..={MAX_REPEAT}");
+    }
+    let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    let base = RunRequest {
+        peers: args.peers,
+        msgs: args.msgs,
+        transport: Transport::Fanout,
+        interval_ms: (ms(args.interval.0), ms(args.interval.1)),
+        size: args.size,
+        wan: args.wan.clone().unwrap_or_default(),
+    };
+    // Check locally first for a fast, clear error; the controller checks again.
+    super::proto::check_run_shape(base.peers as usize, base.msgs, base.interval_ms, base.size)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let transports: &[Transport] = match args.transport {
+        TransportChoice::Fanout => &[Transport::Fanout],
+        TransportChoice::Multicast => &[Transport::Multicast],
+        TransportChoice::Both => &[Transport::Fanout, Transport::Multicast],
+    };
+    let mut results = match &args.results {
+        Some(p) => Some(crate::compare::open_results(p)?),
+        None => None,
+    };
+    let mut client = Client::connect(&args.ctl)?;
+    let total = args.repeat as usize * transports.len();
+    let mut reports = Vec::with_capacity(total);
+    let stdout = std::io::stdout();
+    for i in 0..total {
+        let transport = transports[i % transports.len()];
+        let req = RunRequest {
+            transport,
+            ..base.clone()
+        };
+        client.send(&Msg::RunRequest(req))?;
+        let report = loop {
+            match client.recv()? {
+                Msg::Progress { text } => eprintln!("[{}/{total}] {text}", i + 1),
+                Msg::RunReport { json, .. } => {
+                    break Report::from_json_line(&json)
+                        .context("the controller sent a report that does not parse")?
+                }
+                Msg::Refused { text } => {
+                    bail!("run {}/{total} ({transport}) refused: {text}", i + 1)
+                }
+                other => bail!("unexpected reply from the controller: {other:?}"),
+            }
+        };
+        eprintln!(
+            "[{}/{total}] run {} ({transport}): {} out-of-order rounds, {} lost",
+            i + 1,
+            report.run_id,
+            report.out_of_order_rounds,
+            report.lost
+        );
+        let mut out = stdout.lock();
+        if args.json {
+            writeln!(out, "{}", report.to_json_line())?;
+        } else if total == 1 {
+            report.write_human(&mut out)?;
+        }
+        out.flush()?;
+        if let Some(f) = results.as_mut() {
+            crate::compare::append_result(f, &report).context("appending to --results")?;
+        }
+        reports.push(report);
+    }
+    if !args.json && total > 1 {
+        crate::compare::aggregate::write_table(&reports, &mut stdout.lock())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let mut client = Client::connect(&args.ctl)?;
+    client.send(&Msg::StatusRequest)?;
+    let agents = match client.recv()? {
+        Msg::Status { agents } => agents,
+        Msg::Refused { text } => bail!("refused: {text}"),
+        other => bail!("unexpected reply from the controller: {other:?}"),
+    };
+    if args.json {
+        for a in &agents {
+            let v = serde_json::json!({
+                "advertise": a.advertise.to_string(), "zone": a.zone, "live": a.live, "busy": a.busy, "seen_ms_ago": a.seen_ms_ago,
+            });
+            println!("{v}");
+        }
+    } else {
+        super::controller::print_status(&agents);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn exit(ctl: ControlArgs) -> anyhow::Result<ExitCode> {
+    let mut client = Client::connect(&ctl)?;
+    client.send(&Msg::ExitRequest)?;
+    loop {
+        match client.recv()? {
+            Msg::ExitDone { agents } => {
+                println!("controller stopped; {agents} agents stopped");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Msg::Progress { text } => eprintln!("{text}"),
+            Msg::Refused { text } => eprintln!("{text}"),
+            other => bail!("unexpected reply from the controller: {other:?}"),
+        }
+    }
+}

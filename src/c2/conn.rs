@@ -1,0 +1,209 @@
+//! One C2 connection on a non-blocking stream: frame reassembly with a cap, the handshake, then
+//! sealed messages. The thin layer between a mio socket and the sans-IO [`auth`] machine; the
+//! agent and controller drivers own one per connection and call it on readiness.
+
+use std::io::{self, Read, Write};
+
+use super::auth::{AuthError, Handshake, Session};
+use super::proto::{Msg, Role, HELLO_LEN, MAX_FRAME};
+use crate::wire::frame::{FrameHeader, Kind, HEADER_LEN};
+
+/// Outgoing bytes a slow reader may leave queued before we drop the connection.
+const MAX_WRITE_QUEUE: usize = 4 << 20;
+/// Reads per readiness event before yielding to other sources (fairness bound).
+const READS_PER_EVENT: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("connection closed by the other side")]
+    Closed,
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad frame ({0})")]
+    Frame(crate::wire::Error),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("authenticated message does not decode ({0})")]
+    Message(crate::wire::Error),
+    #[error("the other side does not read: {MAX_WRITE_QUEUE} bytes queued")]
+    Backlog,
+}
+
+impl ConnError {
+    /// True when the failure is the other side not proving the key (what we log as a refusal).
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, ConnError::Auth(_) | ConnError::Frame(_))
+    }
+}
+
+pub struct Conn<S> {
+    pub stream: S,
+    hs: Option<Handshake>,
+    session: Option<Session>,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    scratch: Vec<u8>,
+    sealed: Vec<u8>,
+    peer_role: Option<Role>,
+}
+
+impl<S: Read + Write> Conn<S> {
+    pub fn new(stream: S, hs: Handshake) -> Conn<S> {
+        let mut c = Conn {
+            stream,
+            hs: Some(hs),
+            session: None,
+            rbuf: Vec::with_capacity(4096),
+            wbuf: Vec::with_capacity(4096),
+            wpos: 0,
+            scratch: Vec::new(),
+            sealed: Vec::new(),
+            peer_role: None,
+        };
+        c.pump_handshake();
+        c
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.session.is_some()
+    }
+
+    /// The client's role (controller side), known once its Hello arrived.
+    pub fn peer_role(&self) -> Option<Role> {
+        self.peer_role
+    }
+
+    /// True when bytes wait for the socket to become writable.
+    pub fn wants_write(&self) -> bool {
+        self.wpos < self.wbuf.len()
+    }
+
+    fn push_frame(&mut self, kind: Kind, payload_from_sealed: bool) -> Result<(), ConnError> {
+        let payload = if payload_from_sealed {
+            &self.sealed
+        } else {
+            &self.scratch
+        };
+        let mut hdr = [0u8; HEADER_LEN];
+        FrameHeader {
+            kind,
+            len: payload.len() as u32,
+        }
+        .emit(&mut hdr);
+        if self.wbuf.len() - self.wpos + payload.len() > MAX_WRITE_QUEUE {
+            return Err(ConnError::Backlog);
+        }
+        self.wbuf.extend_from_slice(&hdr);
+        self.wbuf.extend_from_slice(payload);
+        Ok(())
+    }
+
+    fn pump_handshake(&mut self) {
+        let Some(hs) = self.hs.as_mut() else { return };
+        let mut out = std::mem::take(&mut self.scratch);
+        while let Some(kind) = hs.poll_transmit(&mut out) {
+            let mut hdr = [0u8; HEADER_LEN];
+            FrameHeader {
+                kind,
+                len: out.len() as u32,
+            }
+            .emit(&mut hdr);
+            self.wbuf.extend_from_slice(&hdr);
+            self.wbuf.extend_from_slice(&out);
+        }
+        self.scratch = out;
+        self.peer_role = self.peer_role.or(hs.peer_role());
+        if let Some(s) = hs.take_session() {
+            self.session = Some(s);
+            self.hs = None;
+        }
+    }
+
+    /// Queue one message (after the handshake; before it, messages are a programming error).
+    pub fn send(&mut self, msg: &Msg) -> Result<(), ConnError> {
+        let session = self
+            .session
+            .as_mut()
+            .expect("send only after the handshake");
+        self.scratch.clear();
+        msg.emit(&mut self.scratch);
+        session.seal(&self.scratch, &mut self.sealed);
+        self.push_frame(Kind::C2Message, true)
+    }
+
+    /// Write what the socket takes. `Ok(())` also when it would block (see `wants_write`).
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(ConnError::Closed),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    /// Read what the socket has and decode whole frames; authenticated messages go to `msgs`.
+    /// Returns `Ok(true)` if the handshake completed during this call.
+    pub fn on_readable(&mut self, msgs: &mut Vec<Msg>) -> Result<bool, ConnError> {
+        let was = self.is_established();
+        let mut chunk = [0u8; 16 * 1024];
+        for _ in 0..READS_PER_EVENT {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    self.decode(msgs)?;
+                    return Err(ConnError::Closed);
+                }
+                Ok(n) => {
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    self.decode(msgs)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.flush()?;
+        Ok(!was && self.is_established())
+    }
+
+    fn decode(&mut self, msgs: &mut Vec<Msg>) -> Result<(), ConnError> {
+        loop {
+            if self.rbuf.len() < HEADER_LEN {
+                return Ok(());
+            }
+            // Before authentication only handshake-sized frames: an unauthenticated peer
+            // cannot make us buffer more than a few dozen bytes.
+            let cap = if self.is_established() {
+                MAX_FRAME
+            } else {
+                HELLO_LEN as u32
+            };
+            let h = FrameHeader::parse(&self.rbuf[..HEADER_LEN], cap).map_err(ConnError::Frame)?;
+            let end = HEADER_LEN + h.len as usize;
+            if self.rbuf.len() < end {
+                return Ok(());
+            }
+            let payload = &self.rbuf[HEADER_LEN..end];
+            if let Some(session) = self.session.as_mut() {
+                if h.kind != Kind::C2Message {
+                    return Err(AuthError::Unexpected(h.kind).into());
+                }
+                let body = session.open(payload)?;
+                msgs.push(Msg::parse(body).map_err(ConnError::Message)?);
+            } else {
+                let hs = self.hs.as_mut().expect("handshake until established");
+                hs.handle_frame(h.kind, payload)?;
+                self.pump_handshake();
+            }
+            self.rbuf.drain(..end);
+        }
+    }
+}

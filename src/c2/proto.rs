@@ -1,0 +1,778 @@
+//! The C2 messages, byte by byte (network byte order). They travel inside `wire::frame` frames:
+//!
+//! ```text
+//!   C2Hello   (both ways, first frame):  0 role   1..4 reserved (0)   4..36 nonce
+//!   C2Auth    (both ways, second frame): 0..32 proof = HMAC-SHA256(psk, label | role | cn | sn)
+//!   C2Message (after auth):              0..8 counter   8..n-32 body   n-32..n tag
+//!   body:                                0 type   1.. fields (below, per `Msg` variant)
+//! ```
+//!
+//! Field encodings: integers big-endian; `str` = u32 length + UTF-8 (each field has its own cap);
+//! `addr` = family (4 or 6) + 4 or 16 address bytes (+ u16 port for a socket address);
+//! `list` = u16 count + items. Every decoder is total and checks the documented limits, so a
+//! value that parses is a value the agent may act on.
+
+use byteorder::{ByteOrder, NetworkEndian};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::wire::{Error, Result, Transport};
+
+pub const NONCE_LEN: usize = 32;
+pub const TAG_LEN: usize = 32;
+pub const HELLO_LEN: usize = 4 + NONCE_LEN;
+pub const COUNTER_LEN: usize = 8;
+/// Cap on one C2 frame payload: a report in JSON fits comfortably, a 4 GiB prefix does not.
+pub const MAX_FRAME: u32 = 1 << 20;
+
+/// Documented limits of a run (README "C2"): checked by the controller, again by the agent.
+pub const MAX_PEERS: usize = 256;
+pub const MAX_MSGS: u32 = 100_000;
+pub const MAX_SIZE: u32 = 8_192;
+pub const MAX_INTERVAL_MS: u32 = 60_000;
+pub const MAX_LABEL: usize = 32;
+pub const MAX_TEXT: usize = 4_096;
+pub const MAX_REPORT: usize = (MAX_FRAME as usize) - 1024;
+pub const MAX_AGENTS_LISTED: usize = 1024;
+
+/// Who is speaking on a connection (part of every proof, so a proof cannot change roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Controller,
+    Agent,
+    Control,
+    Unknown(u8),
+}
+
+impl From<u8> for Role {
+    fn from(v: u8) -> Role {
+        match v {
+            0 => Role::Controller,
+            1 => Role::Agent,
+            2 => Role::Control,
+            other => Role::Unknown(other),
+        }
+    }
+}
+
+impl From<Role> for u8 {
+    fn from(r: Role) -> u8 {
+        match r {
+            Role::Controller => 0,
+            Role::Agent => 1,
+            Role::Control => 2,
+            Role::Unknown(v) => v,
+        }
+    }
+}
+
+/// The first frame each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub role: Role,
+    pub nonce: [u8; NONCE_LEN],
+}
+
+impl Hello {
+    pub fn parse(b: &[u8]) -> Result<Hello> {
+        if b.len() != HELLO_LEN {
+            return Err(if b.len() < HELLO_LEN {
+                Error::Truncated
+            } else {
+                Error::BadLength
+            });
+        }
+        let role = Role::from(b[0]);
+        if matches!(role, Role::Unknown(_)) || b[1..4] != [0, 0, 0] {
+            return Err(Error::BadValue);
+        }
+        let mut nonce = [0; NONCE_LEN];
+        nonce.copy_from_slice(&b[4..]);
+        Ok(Hello { role, nonce })
+    }
+    pub fn emit(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0; HELLO_LEN];
+        b[0] = self.role.into();
+        b[4..].copy_from_slice(&self.nonce);
+        b
+    }
+}
+
+/// What a run looks like to one agent: everything its peer child needs, typed and bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    pub run_id: u64,
+    pub peer_id: u16,
+    pub transport: Transport,
+    pub msgs: u32,
+    pub interval_ms: (u32, u32),
+    pub size: u32,
+    pub seed: u64,
+    pub group: Option<SocketAddr>,
+    pub comparator: SocketAddr,
+    pub peers: Vec<SocketAddr>,
+    /// WAN profile name; empty = none. With a profile, `zones` has one label per peer.
+    pub wan: String,
+    pub zones: Vec<String>,
+}
+
+/// What a control client asks for (one run; `--repeat` and `both` are loops in the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub peers: u16,
+    pub msgs: u32,
+    pub transport: Transport,
+    pub interval_ms: (u32, u32),
+    pub size: u32,
+    pub wan: String,
+}
+
+/// One line of `c2 status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub advertise: IpAddr,
+    pub zone: String,
+    pub live: bool,
+    pub busy: bool,
+    pub seen_ms_ago: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    // agent → controller
+    Register {
+        instance: u64,
+        advertise: Option<IpAddr>,
+        zone: String,
+    },
+    Heartbeat,
+    RunReady {
+        run_id: u64,
+    },
+    RunFinished {
+        run_id: u64,
+        ok: bool,
+        detail: String,
+    },
+    // controller → agent
+    Run(Box<RunSpec>),
+    Shutdown,
+    // control → controller
+    RunRequest(RunRequest),
+    StatusRequest,
+    ExitRequest,
+    // controller → control
+    Progress {
+        text: String,
+    },
+    RunReport {
+        run_id: u64,
+        json: String,
+    },
+    Refused {
+        text: String,
+    },
+    Status {
+        agents: Vec<AgentInfo>,
+    },
+    ExitDone {
+        agents: u16,
+    },
+}
+
+mod ty {
+    pub const REGISTER: u8 = 1;
+    pub const HEARTBEAT: u8 = 2;
+    pub const RUN_READY: u8 = 3;
+    pub const RUN_FINISHED: u8 = 4;
+    pub const RUN: u8 = 10;
+    pub const SHUTDOWN: u8 = 11;
+    pub const RUN_REQUEST: u8 = 20;
+    pub const STATUS_REQUEST: u8 = 21;
+    pub const EXIT_REQUEST: u8 = 22;
+    pub const PROGRESS: u8 = 30;
+    pub const RUN_REPORT: u8 = 31;
+    pub const REFUSED: u8 = 32;
+    pub const STATUS: u8 = 33;
+    pub const EXIT_DONE: u8 = 34;
+}
+
+/// A cursor that turns every short read into `Error::Truncated`.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(Error::Truncated);
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(NetworkEndian::read_u16(self.take(2)?))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(NetworkEndian::read_u32(self.take(4)?))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(NetworkEndian::read_u64(self.take(8)?))
+    }
+    fn bool(&mut self) -> Result<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(Error::BadValue),
+        }
+    }
+    fn str(&mut self, cap: usize) -> Result<String> {
+        let n = self.u32()? as usize;
+        if n > cap {
+            return Err(Error::BadLength);
+        }
+        let b = self.take(n)?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| Error::BadValue)
+    }
+    fn ip(&mut self) -> Result<IpAddr> {
+        match self.u8()? {
+            4 => {
+                let b = self.take(4)?;
+                Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+            }
+            6 => {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(self.take(16)?);
+                Ok(IpAddr::V6(Ipv6Addr::from(o)))
+            }
+            _ => Err(Error::BadValue),
+        }
+    }
+    fn opt_ip(&mut self) -> Result<Option<IpAddr>> {
+        if self.0.first() == Some(&0) {
+            self.take(1)?;
+            return Ok(None);
+        }
+        self.ip().map(Some)
+    }
+    fn sock(&mut self) -> Result<SocketAddr> {
+        let ip = self.ip()?;
+        Ok(SocketAddr::new(ip, self.u16()?))
+    }
+    fn count(&mut self, cap: usize) -> Result<usize> {
+        let n = self.u16()? as usize;
+        if n > cap {
+            return Err(Error::BadLength);
+        }
+        Ok(n)
+    }
+    fn transport(&mut self) -> Result<Transport> {
+        Transport::from_u8(self.u8()?)
+    }
+    fn end(&self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::BadLength)
+        }
+    }
+}
+
+/// Appends to the caller's buffer (reused per connection).
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    /// Strings longer than `cap` are cut at a char boundary, so emit never makes a frame the
+    /// other side must refuse.
+    fn str(&mut self, s: &str, cap: usize) {
+        let mut n = s.len().min(cap);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.u32(n as u32);
+        self.0.extend_from_slice(&s.as_bytes()[..n]);
+    }
+    fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => {
+                self.u8(4);
+                self.0.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                self.u8(6);
+                self.0.extend_from_slice(&a.octets());
+            }
+        }
+    }
+    fn sock(&mut self, a: SocketAddr) {
+        self.ip(a.ip());
+        self.u16(a.port());
+    }
+}
+
+/// Bounds every run parameter; the one place that says what "in bounds" means.
+pub fn check_run_shape(
+    peers: usize,
+    msgs: u32,
+    interval_ms: (u32, u32),
+    size: u32,
+) -> std::result::Result<(), String> {
+    if peers == 0 || peers > MAX_PEERS {
+        return Err(format!("peers must be 1..={MAX_PEERS}, got {peers}"));
+    }
+    if msgs == 0 || msgs > MAX_MSGS {
+        return Err(format!("msgs must be 1..={MAX_MSGS}, got {msgs}"));
+    }
+    if interval_ms.0 > interval_ms.1 || interval_ms.1 > MAX_INTERVAL_MS {
+        return Err(format!(
+            "interval must be MIN..MAX ms with MIN <= MAX <= {MAX_INTERVAL_MS}, got {}..{}",
+            interval_ms.0, interval_ms.1
+        ));
+    }
+    if size > MAX_SIZE {
+        return Err(format!("size must be at most {MAX_SIZE} bytes, got {size}"));
+    }
+    Ok(())
+}
+
+impl RunSpec {
+    fn parse(r: &mut Reader) -> Result<RunSpec> {
+        let run_id = r.u64()?;
+        let peer_id = r.u16()?;
+        let transport = r.transport()?;
+        let msgs = r.u32()?;
+        let interval_ms = (r.u32()?, r.u32()?);
+        let size = r.u32()?;
+        let seed = r.u64()?;
+        let group = match r.u8()? {
+            0 => None,
+            1 => Some(r.sock()?),
+            _ => return Err(Error::BadValue),
+        };
+        let comparator = r.sock()?;
+        let n = r.count(MAX_PEERS)?;
+        let mut peers = Vec::with_capacity(n);
+        for _ in 0..n {
+            peers.push(r.sock()?);
+        }
+        let wan = r.str(MAX_LABEL)?;
+        let nz = r.count(MAX_PEERS)?;
+        let mut zones = Vec::with_capacity(nz);
+        for _ in 0..nz {
+            zones.push(r.str(MAX_LABEL)?);
+        }
+        let spec = RunSpec {
+            run_id,
+            peer_id,
+            transport,
+            msgs,
+            interval_ms,
+            size,
+            seed,
+            group,
+            comparator,
+            peers,
+            wan,
+            zones,
+        };
+        spec.check().map_err(|_| Error::BadValue)?;
+        Ok(spec)
+    }
+
+    /// Semantic bounds (also used by the agent before it starts anything).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        check_run_shape(self.peers.len(), self.msgs, self.interval_ms, self.size)?;
+        if usize::from(self.peer_id) >= self.peers.len() {
+            return Err(format!(
+                "peer id {} out of range for {} peers",
+                self.peer_id,
+                self.peers.len()
+            ));
+        }
+        if self.wan.is_empty() != self.zones.is_empty()
+            || (!self.zones.is_empty() && self.zones.len() != self.peers.len())
+        {
+            return Err("a WAN profile needs exactly one zone label per peer".into());
+        }
+        let labels_ok = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !labels_ok(&self.wan) || !self.zones.iter().all(|z| !z.is_empty() && labels_ok(z)) {
+            return Err(
+                "WAN profile and zone labels may only use letters, digits, '-', '_' and '.'".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn emit(&self, w: &mut Writer) {
+        w.u64(self.run_id);
+        w.u16(self.peer_id);
+        w.u8(self.transport.as_u8());
+        w.u32(self.msgs);
+        w.u32(self.interval_ms.0);
+        w.u32(self.interval_ms.1);
+        w.u32(self.size);
+        w.u64(self.seed);
+        match self.group {
+            None => w.u8(0),
+            Some(g) => {
+                w.u8(1);
+                w.sock(g);
+            }
+        }
+        w.sock(self.comparator);
+        w.u16(self.peers.len() as u16);
+        for p in &self.peers {
+            w.sock(*p);
+        }
+        w.str(&self.wan, MAX_LABEL);
+        w.u16(self.zones.len() as u16);
+        for z in &self.zones {
+            w.str(z, MAX_LABEL);
+        }
+    }
+}
+
+impl Msg {
+    /// Decode a message body (the part between counter and tag). Total.
+    pub fn parse(body: &[u8]) -> Result<Msg> {
+        let mut r = Reader(body);
+        let m = match r.u8()? {
+            ty::REGISTER => Msg::Register {
+                instance: r.u64()?,
+                advertise: r.opt_ip()?,
+                zone: r.str(MAX_LABEL)?,
+            },
+            ty::HEARTBEAT => Msg::Heartbeat,
+            ty::RUN_READY => Msg::RunReady { run_id: r.u64()? },
+            ty::RUN_FINISHED => Msg::RunFinished {
+                run_id: r.u64()?,
+                ok: r.bool()?,
+                detail: r.str(MAX_TEXT)?,
+            },
+            ty::RUN => Msg::Run(Box::new(RunSpec::parse(&mut r)?)),
+            ty::SHUTDOWN => Msg::Shutdown,
+            ty::RUN_REQUEST => {
+                let req = RunRequest {
+                    peers: r.u16()?,
+                    msgs: r.u32()?,
+                    transport: r.transport()?,
+                    interval_ms: (r.u32()?, r.u32()?),
+                    size: r.u32()?,
+                    wan: r.str(MAX_LABEL)?,
+                };
+                Msg::RunRequest(req)
+            }
+            ty::STATUS_REQUEST => Msg::StatusRequest,
+            ty::EXIT_REQUEST => Msg::ExitRequest,
+            ty::PROGRESS => Msg::Progress {
+                text: r.str(MAX_TEXT)?,
+            },
+            ty::RUN_REPORT => Msg::RunReport {
+                run_id: r.u64()?,
+                json: r.str(MAX_REPORT)?,
+            },
+            ty::REFUSED => Msg::Refused {
+                text: r.str(MAX_TEXT)?,
+            },
+            ty::STATUS => {
+                let n = r.count(MAX_AGENTS_LISTED)?;
+                let mut agents = Vec::with_capacity(n);
+                for _ in 0..n {
+                    agents.push(AgentInfo {
+                        advertise: r.ip()?,
+                        zone: r.str(MAX_LABEL)?,
+                        live: r.bool()?,
+                        busy: r.bool()?,
+                        seen_ms_ago: r.u32()?,
+                    });
+                }
+                Msg::Status { agents }
+            }
+            ty::EXIT_DONE => Msg::ExitDone { agents: r.u16()? },
+            _ => return Err(Error::UnknownKind),
+        };
+        r.end()?;
+        Ok(m)
+    }
+
+    /// Append the body to `out`.
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        let mut w = Writer(out);
+        match self {
+            Msg::Register {
+                instance,
+                advertise,
+                zone,
+            } => {
+                w.u8(ty::REGISTER);
+                w.u64(*instance);
+                match advertise {
+                    None => w.u8(0),
+                    Some(ip) => w.ip(*ip),
+                }
+                w.str(zone, MAX_LABEL);
+            }
+            Msg::Heartbeat => w.u8(ty::HEARTBEAT),
+            Msg::RunReady { run_id } => {
+                w.u8(ty::RUN_READY);
+                w.u64(*run_id);
+            }
+            Msg::RunFinished { run_id, ok, detail } => {
+                w.u8(ty::RUN_FINISHED);
+                w.u64(*run_id);
+                w.u8(*ok as u8);
+                w.str(detail, MAX_TEXT);
+            }
+            Msg::Run(spec) => {
+                w.u8(ty::RUN);
+                spec.emit(&mut w);
+            }
+            Msg::Shutdown => w.u8(ty::SHUTDOWN),
+            Msg::RunRequest(q) => {
+                w.u8(ty::RUN_REQUEST);
+                w.u16(q.peers);
+                w.u32(q.msgs);
+                w.u8(q.transport.as_u8());
+                w.u32(q.interval_ms.0);
+                w.u32(q.interval_ms.1);
+                w.u32(q.size);
+                w.str(&q.wan, MAX_LABEL);
+            }
+            Msg::StatusRequest => w.u8(ty::STATUS_REQUEST),
+            Msg::ExitRequest => w.u8(ty::EXIT_REQUEST),
+            Msg::Progress { text } => {
+                w.u8(ty::PROGRESS);
+                w.str(text, MAX_TEXT);
+            }
+            Msg::RunReport { run_id, json } => {
+                w.u8(ty::RUN_REPORT);
+                w.u64(*run_id);
+                w.str(json, MAX_REPORT);
+            }
+            Msg::Refused { text } => {
+                w.u8(ty::REFUSED);
+                w.str(text, MAX_TEXT);
+            }
+            Msg::Status { agents } => {
+                w.u8(ty::STATUS);
+                let n = agents.len().min(MAX_AGENTS_LISTED);
+                w.u16(n as u16);
+                for a in &agents[..n] {
+                    w.ip(a.advertise);
+                    w.str(&a.zone, MAX_LABEL);
+                    w.u8(a.live as u8);
+                    w.u8(a.busy as u8);
+                    w.u32(a.seen_ms_ago);
+                }
+            }
+            Msg::ExitDone { agents } => {
+                w.u8(ty::EXIT_DONE);
+                w.u16(*agents);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            run_id: 0x0102030405060708,
+            peer_id: 1,
+            transport: Transport::Multicast,
+            msgs: 50,
+            interval_ms: (10, 100),
+            size: 0,
+            seed: 7,
+            group: Some("239.1.2.3:4570".parse().unwrap()),
+            comparator: "127.0.0.1:4568".parse().unwrap(),
+            peers: vec![
+                "127.0.0.2:4567".parse().unwrap(),
+                "[::1]:4567".parse().unwrap(),
+            ],
+            wan: "eu".into(),
+            zones: vec!["a".into(), "b".into()],
+        }
+    }
+
+    fn samples() -> Vec<Msg> {
+        vec![
+            Msg::Register {
+                instance: 9,
+                advertise: Some("10.0.0.1".parse().unwrap()),
+                zone: "eu-west".into(),
+            },
+            Msg::Register {
+                instance: 9,
+                advertise: None,
+                zone: String::new(),
+            },
+            Msg::Heartbeat,
+            Msg::RunReady { run_id: 3 },
+            Msg::RunFinished {
+                run_id: 3,
+                ok: false,
+                detail: "peer exited with 2: handshake timed out".into(),
+            },
+            Msg::Run(Box::new(spec())),
+            Msg::Shutdown,
+            Msg::RunRequest(RunRequest {
+                peers: 4,
+                msgs: 50,
+                transport: Transport::Fanout,
+                interval_ms: (0, 5),
+                size: 64,
+                wan: String::new(),
+            }),
+            Msg::StatusRequest,
+            Msg::ExitRequest,
+            Msg::Progress {
+                text: "run 3: 4/4 peers ready".into(),
+            },
+            Msg::RunReport {
+                run_id: 3,
+                json: "{\"run_id\":3}".into(),
+            },
+            Msg::Refused {
+                text: "only 3 agents are live".into(),
+            },
+            Msg::Status {
+                agents: vec![AgentInfo {
+                    advertise: "::1".parse().unwrap(),
+                    zone: "z".into(),
+                    live: true,
+                    busy: false,
+                    seen_ms_ago: 12,
+                }],
+            },
+            Msg::ExitDone { agents: 4 },
+        ]
+    }
+
+    fn enc(m: &Msg) -> Vec<u8> {
+        let mut v = Vec::new();
+        m.emit(&mut v);
+        v
+    }
+
+    #[test]
+    fn fixtures() {
+        assert_eq!(enc(&Msg::Heartbeat), [2]);
+        assert_eq!(
+            enc(&Msg::RunReady { run_id: 0x0102 }),
+            [3, 0, 0, 0, 0, 0, 0, 1, 2]
+        );
+        assert_eq!(
+            enc(&Msg::Register {
+                instance: 1,
+                advertise: Some("10.0.0.1".parse().unwrap()),
+                zone: "z".into()
+            }),
+            [1, 0, 0, 0, 0, 0, 0, 0, 1, 4, 10, 0, 0, 1, 0, 0, 0, 1, b'z']
+        );
+        assert_eq!(enc(&Msg::ExitDone { agents: 4 }), [34, 0, 4]);
+        let h = Hello {
+            role: Role::Agent,
+            nonce: [0xab; 32],
+        };
+        let b = h.emit();
+        assert_eq!(&b[..4], [1, 0, 0, 0]);
+        assert_eq!(Hello::parse(&b), Ok(h));
+    }
+
+    #[test]
+    fn round_trips() {
+        for m in samples() {
+            assert_eq!(Msg::parse(&enc(&m)), Ok(m.clone()), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn truncations_and_trailing_bytes_are_errors() {
+        for m in samples() {
+            let b = enc(&m);
+            for cut in 0..b.len() {
+                assert!(Msg::parse(&b[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+            let mut long = b.clone();
+            long.push(0);
+            assert_eq!(Msg::parse(&long), Err(Error::BadLength));
+        }
+        assert_eq!(Hello::parse(&[1; 35]), Err(Error::Truncated));
+        assert_eq!(Hello::parse(&[1; 37]), Err(Error::BadLength));
+        let mut h = Hello {
+            role: Role::Control,
+            nonce: [0; 32],
+        }
+        .emit();
+        h[0] = 9;
+        assert_eq!(Hello::parse(&h), Err(Error::BadValue));
+    }
+
+    #[test]
+    fn out_of_bounds_run_specs_do_not_parse() {
+        let bad = |f: &dyn Fn(&mut RunSpec)| {
+            let mut s = spec();
+            f(&mut s);
+            Msg::parse(&enc(&Msg::Run(Box::new(s))))
+        };
+        assert_eq!(bad(&|s| s.msgs = MAX_MSGS + 1), Err(Error::BadValue));
+        assert_eq!(bad(&|s| s.msgs = 0), Err(Error::BadValue));
+        assert_eq!(bad(&|s| s.peer_id = 2), Err(Error::BadValue));
+        assert_eq!(bad(&|s| s.size = MAX_SIZE + 1), Err(Error::BadValue));
+        assert_eq!(bad(&|s| s.interval_ms = (5, 4)), Err(Error::BadValue));
+        assert_eq!(
+            bad(&|s| s.zones.pop().map(drop).unwrap_or(())),
+            Err(Error::BadValue)
+        );
+        assert_eq!(bad(&|s| s.zones[0] = "a b".into()), Err(Error::BadValue));
+        assert!(bad(&|_| ()).is_ok());
+    }
+
+    /// Stable-Rust fuzzing: seeded random bytes and bit-flipped fixtures never panic.
+    #[test]
+    fn mutations_never_panic() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let encoded: Vec<Vec<u8>> = samples().iter().map(enc).collect();
+        for i in 0..20_000 {
+            let mut b = encoded[i % encoded.len()].clone();
+            match i % 3 {
+                0 => {
+                    let k = rng.gen_range(0..b.len());
+                    b[k] ^= 1 << rng.gen_range(0..8);
+                }
+                1 => {
+                    let k = rng.gen_range(0..b.len());
+                    b[k] = rng.gen();
+                    b.truncate(rng.gen_range(0..=b.len()));
+                }
+                _ => {
+                    b = (0..rng.gen_range(0..64)).map(|_| rng.gen()).collect();
+                }
+            }
+            let _ = Msg::parse(&b);
+            let _ = Hello::parse(&b);
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Run bookkeeping in the controller: turn a request into one `RunSpec` per agent (or a clear
+//! refusal, before anything starts), then follow the run to its report. Plain data over `Instant`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use super::proto::{check_run_shape, RunRequest, RunSpec, MAX_LABEL};
+
+/// The agents a run may use, in peer-id order: (agent instance, advertised address, zone).
+pub struct Candidate<'a> {
+    pub instance: u64,
+    pub advertise: IpAddr,
+    pub zone: &'a str,
+    /// The comparator as this agent reaches it (the controller's address on its connection).
+    pub comparator: SocketAddr,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub run_id: u64,
+    pub specs: Vec<(u64, RunSpec)>,
+    pub deadline: Duration,
+}
+
+/// Settings of the controller that shape every run.
+pub struct RunDefaults {
+    pub peer_port: u16,
+    pub group: Option<SocketAddr>,
+    /// The peer's own handshake timeout plus upload and comparator slack.
+    pub slack: Duration,
+}
+
+/// Check `req` against the live, idle agents and build the specs. Nothing is sent on error.
+pub fn plan(
+    req: &RunRequest,
+    idle: &[Candidate],
+    live_total: usize,
+    d: &RunDefaults,
+    run_id: u64,
+    seed: u64,
+) -> Result<Plan, String> {
+    check_run_shape(req.peers as usize, req.msgs, req.interval_ms, req.size)?;
+    let n = req.peers as usize;
+    if n > idle.len() {
+        return Err(if idle.len() < live_total {
+            format!(
+                "{n} peers requested but only {} of {live_total} live agents are idle (a run is in progress?)",
+                idle.len()
+            )
+        } else {
+            format!("{n} peers requested but only {live_total} agents are live: start more agents or ask for fewer peers (`mpcomm c2 status`)")
+        });
+    }
+    let chosen = &idle[..n];
+    if req.wan.len() > MAX_LABEL {
+        return Err(format!("WAN profile name longer than {MAX_LABEL} bytes"));
+    }
+    let zones: Vec<String> = if req.wan.is_empty() {
+        Vec::new()
+    } else {
+        if let Some(c) = chosen.iter().find(|c| c.zone.is_empty()) {
+            return Err(format!(
+                "--wan {} needs a zone label on every agent; agent {} has none (start it with --zone)",
+                req.wan, c.advertise
+            ));
+        }
+        chosen.iter().map(|c| c.zone.to_owned()).collect()
+    };
+    let peers: Vec<SocketAddr> = chosen
+        .iter()
+        .map(|c| SocketAddr::new(c.advertise, d.peer_port))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = peers.iter().find(|p| !seen.insert(**p)) {
+        return Err(format!(
+            "two agents advertise the same address {dup}: give each a distinct --advertise"
+        ));
+    }
+    let mut specs = Vec::with_capacity(n);
+    for (i, c) in chosen.iter().enumerate() {
+        let spec = RunSpec {
+            run_id,
+            peer_id: i as u16,
+            transport: req.transport,
+            msgs: req.msgs,
+            interval_ms: req.interval_ms,
+            size: req.size,
+            seed: seed.wrapping_add(i as u64),
+            group: d.group,
+            comparator: c.comparator,
+            peers: peers.clone(),
+            wan: req.wan.clone(),
+            zones: zones.clone(),
+        };
+        spec.check()?;
+        specs.push((c.instance, spec));
+    }
+    let sending = Duration::from_millis(u64::from(req.msgs) * u64::from(req.interval_ms.1));
+    Ok(Plan {
+        run_id,
+        specs,
+        deadline: sending + d.slack,
+    })
+}
+
+/// What the controller tells the requester next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Update {
+    Progress(String),
+    Done(String),
+    Failed(String),
+}
+
+/// A run in flight: which agents are ready, which finished, whether the report is in.
+#[derive(Debug)]
+pub struct ActiveRun {
+    pub run_id: u64,
+    pub transport: crate::wire::Transport,
+    agents: Vec<u64>,
+    ready: Vec<bool>,
+    finished: Vec<Option<(bool, String)>>,
+    report: Option<String>,
+    report_at: Option<Instant>,
+    deadline: Instant,
+}
+
+/// After the report, agents still running get this long to say they finished (so the next run
+/// does not find a peer port still taken).
+const FINISH_GRACE: Duration = Duration::from_secs(10);
+
+impl ActiveRun {
+    pub fn new(plan: &Plan, transport: crate::wire::Transport, now: Instant) -> ActiveRun {
+        let n = plan.specs.len();
+        ActiveRun {
+            run_id: plan.run_id,
+            transport,
+            agents: plan.specs.iter().map(|(i, _)| *i).collect(),
+            ready: vec![false; n],
+            finished: vec![None; n],
+            report: None,
+            report_at: None,
+            deadline: now + plan.deadline,
+        }
+    }
+
+    pub fn agents(&self) -> &[u64] {
+        &self.agents
+    }
+
+    fn index(&self, instance: u64) -> Option<usize> {
+        self.agents.iter().position(|a| *a == instance)
+    }
+
+    pub fn on_ready(&mut self, instance: u64) -> Option<Update> {
+        let i = self.index(instance)?;
+        if std::mem::replace(&mut self.ready[i], true) {
+            return None;
+        }
+        let k = self.ready.iter().filter(|r| **r).count();
+        Some(Update::Progress(format!(
+            "run {}: {k}/{} peers ready",
+            self.run_id,
+            self.agents.len()
+        )))
+    }
+
+    pub fn on_finished(&mut self, instance: u64, ok: bool, detail: String) -> Option<Update> {
+        let i = self.index(instance)?;
+        let text = if ok {
+            format!("run {}: peer {i} finished", self.run_id)
+        } else {
+            format!("run {}: peer {i} failed: {detail}", self.run_id)
+        };
+        self.finished[i] = Some((ok, detail));
+        Some(Update::Progress(text))
+    }
+
+    pub fn on_report(&mut self, json: String, now: Instant) {
+        self.report = Some(json);
+        self.report_at = Some(now);
+    }
+
+    /// The outcome once there is one: the report when every agent finished (or the grace ran
+    /// out), a failure at the deadline or when every peer failed without any upload.
+    pub fn poll(&mut self, now: Instant) -> Option<Update> {
+        let all_finished = self.finished.iter().all(Option::is_some);
+        if let (Some(_), Some(at)) = (&self.report, self.report_at) {
+            if all_finished || now >= at + FINISH_GRACE {
+                return self.report.take().map(Update::Done);
+            }
+            return None;
+        }
+        let failures: Vec<String> = self
+            .finished
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match f {
+                Some((false, d)) => Some(format!("peer {i}: {d}")),
+                _ => None,
+            })
+            .collect();
+        if all_finished && failures.len() == self.agents.len() {
+            return Some(Update::Failed(format!(
+                "run {} failed on every peer: {}",
+                self.run_id,
+                failures.join("; ")
+            )));
+        }
+        if now >= self.deadline {
+            let missing: Vec<String> = (0..self.agents.len())
+                .filter(|i| self.finished[*i].is_none())
+                .map(|i| i.to_string())
+                .collect();
+            return Some(Update::Failed(format!(
+                "run {} timed out without a comparator report; peers not finished: [{}]; failures: [{}]",
+                self.run_id,
+                missing.join(", "),
+                failures.join("; ")
+            )));
+        }
+        None
+    }
+
+    pub fn next_deadline(&self) -> Instant {
+        match self.report_at {
+            Some(at) => at + FINISH_GRACE,
+            None => self.deadline,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Transport;
+
+    fn cands(n: usize, zone: &'static str) -> Vec<Candidate<'static>> {
+        (0..n)
+            .map(|i| Candidate {
+                instance: 100 + i as u64,
+                advertise: format!("10.0.0.{}", i + 1).parse().unwrap(),
+                zone,
+                comparator: "10.0.0.254:4568".parse().unwrap(),
+            })
+            .collect()
+    }
+
+    fn req(peers: u16, msgs: u32) -> RunRequest {
+        RunRequest {
+            peers,
+            msgs,
+            transport: Transport::Fanout,
+            interval_ms: (10, 100),
+            size: 0,
+            wan: String::new(),
+        }
+    }
+
+    const D: RunDefaults = RunDefaults {
+        peer_port: 4567,
+        group: None,
+        slack: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn plans_in_order_and_refuses_out_of_bounds() {
+        let c = cands(4, "");
+        let p = plan(&req(3, 50), &c, 4, &D, 9, 1).unwrap();
+        assert_eq!(p.specs.len(), 3);
+        assert_eq!(p.specs[2].0, 102);
+        assert_eq!(p.specs[2].1.peer_id, 2);
+        assert_eq!(p.specs[0].1.peers[1], "10.0.0.2:4567".parse().unwrap());
+        assert_eq!(p.deadline, Duration::from_millis(5000) + D.slack);
+        assert!(plan(&req(5, 50), &c, 4, &D, 9, 1)
+            .unwrap_err()
+            .contains("only 4 agents are live"));
+        assert!(plan(&req(4, 50), &c[..2], 4, &D, 9, 1)
+            .unwrap_err()
+            .contains("idle"));
+        assert!(plan(&req(0, 50), &c, 4, &D, 9, 1).is_err());
+        assert!(plan(&req(2, 0), &c, 4, &D, 9, 1).is_err());
+        assert!(
+            plan(&req(2, super::super::proto::MAX_MSGS + 1), &c, 4, &D, 9, 1)
+                .unwrap_err()
+                .contains("msgs")
+        );
+        let mut w = req(2, 5);
+        w.wan = "gcp8".into();
+        assert!(plan(&w, &c, 4, &D, 9, 1).unwrap_err().contains("--zone"));
+        let z = cands(2, "eu");
+        assert_eq!(
+            plan(&w, &z, 2, &D, 9, 1).unwrap().specs[1].1.zones,
+            ["eu", "eu"]
+        );
+        let mut dup = cands(2, "");
+        dup[1].advertise = dup[0].advertise;
+        assert!(plan(&req(2, 5), &dup, 2, &D, 9, 1)
+            .unwrap_err()
+            .contains("same address"));
+    }
+
+    #[test]
+    fn run_completes_on_report_and_all_finished_or_fails_in_virtual_time() {
+        let t0 = Instant::now();
+        let c = cands(2, "");
+        let p = plan(&req(2, 10), &c, 2, &D, 7, 1).unwrap();
+        let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
+        assert_eq!(
+            r.on_ready(100),
+            Some(Update::Progress("run 7: 1/2 peers ready".into()))
+        );
+        assert_eq!(r.on_ready(100), None);
+        assert_eq!(r.on_ready(555), None);
+        r.on_report("{}".into(), t0);
+        assert_eq!(r.poll(t0), None);
+        r.on_finished(100, true, String::new());
+        r.on_finished(101, true, String::new());
+        assert_eq!(r.poll(t0), Some(Update::Done("{}".into())));
+
+        let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
+        r.on_finished(100, false, "exit 1".into());
+        assert_eq!(r.poll(t0), None);
+        r.on_finished(101, false, "exit 2".into());
+        assert!(matches!(r.poll(t0), Some(Update::Failed(t)) if t.contains("exit 2")));
+
+        let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
+        assert_eq!(r.poll(r.next_deadline() - Duration::from_millis(1)), None);
+        assert!(
+            matches!(r.poll(r.next_deadline()), Some(Update::Failed(t)) if t.contains("timed out"))
+        );
+
+        // Report in, one agent never says it finished: the report goes out after the grace.
+        let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
+        r.on_report("{}".into(), t0);
+        r.on_finished(100, true, String::new());
+        assert_eq!(r.poll(t0 + Duration::from_secs(1)), None);
+        assert_eq!(r.poll(r.next_deadline()), Some(Update::Done("{}".into())));
+    }
+}

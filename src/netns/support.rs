@@ -75,6 +75,20 @@ pub fn support_of(mode: Mode) -> Result<(), String> {
             if unsafe { libc::geteuid() } != 0 {
                 return Err("not running as root".into());
             }
+            // Root of a user namespace (e.g. inside `unshare -r`) cannot write the host's /run.
+            let run = if std::path::Path::new("/run/netns").exists() {
+                &b"/run/netns\0"[..]
+            } else {
+                &b"/run\0"[..]
+            };
+            let run = std::ffi::CStr::from_bytes_with_nul(run).expect("NUL-terminated");
+            // SAFETY: a valid C string.
+            if unsafe { libc::access(run.as_ptr(), libc::W_OK) } != 0 {
+                return Err(format!(
+                    "root, but {} is not writable for `ip netns add`",
+                    run.to_string_lossy()
+                ));
+            }
             // Can we make a network namespace at all (a container may lack CAP_SYS_ADMIN)?
             let mut probe = Command::new(&ip);
             probe.arg("-V").stdout(Stdio::null()).stderr(Stdio::null());

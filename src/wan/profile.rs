@@ -159,6 +159,9 @@ impl Profile {
     }
 }
 
+/// One matrix value as written: `None` for the diagonal's `-`.
+type Cell = (Option<f64>, Source);
+
 struct Parser<'a> {
     name: &'a str,
     zones: Option<(usize, Vec<String>)>,
@@ -167,8 +170,8 @@ struct Parser<'a> {
     dist: Option<JitterDist>,
     jitter_max: Option<f64>,
     loss: Option<f64>,
-    /// Per zone: the line it was given on and its values (None = `-`).
-    rows: Vec<Option<(usize, Vec<(Option<f64>, Source)>)>>,
+    /// Per zone: the line it was given on and its values.
+    rows: Vec<Option<(usize, Vec<Cell>)>>,
 }
 
 impl<'a> Parser<'a> {

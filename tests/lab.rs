@@ -1,0 +1,119 @@
+//! `mpcomm lab` end to end through the real binary: child peers, in-process comparator, report;
+//! and the bar that the CSV dumps reproduce the report when recomputed by an independent script.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{mpcomm, Proc, TempDir};
+
+fn lab_json(extra: &[&str], logs: &TempDir) -> Vec<serde_json::Value> {
+    let mut c = mpcomm();
+    c.args([
+        "lab",
+        "--json",
+        "--interval",
+        "1..3",
+        "--drain",
+        "300ms",
+        "--log-dir",
+    ])
+    .arg(logs.path())
+    .args(extra);
+    let (status, stdout) = Proc::spawn(c).finish(Duration::from_secs(120));
+    assert!(status.success(), "lab failed: {status}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+#[test]
+fn lab_reports_both_transports_complete() {
+    let logs = TempDir::new("lab");
+    let reports = lab_json(&["--peers", "4", "--msgs", "20"], &logs);
+    assert_eq!(reports.len(), 2);
+    let transports: Vec<&str> = reports
+        .iter()
+        .map(|r| r["transport"].as_str().unwrap())
+        .collect();
+    assert_eq!(transports, ["fanout", "multicast"]);
+    for r in &reports {
+        assert_eq!(r["rounds"], 80);
+        assert_eq!(r["deliveries"], 320);
+        assert_eq!(r["lost"], 0);
+        assert_eq!(r["duplicates"], 0);
+        assert_eq!(r["missing_peers"].as_array().unwrap().len(), 0);
+        assert!(r["setup_ms"].as_f64().unwrap() < 5_000.0);
+    }
+}
+
+#[test]
+fn csv_dumps_reproduce_out_of_order_rounds_in_an_independent_script() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("SKIP: python3 is not installed (the independent recomputation needs it)");
+        return;
+    }
+    let logs = TempDir::new("csv");
+    // Emulated WAN: so there is disorder to count.
+    let reports = lab_json(
+        &[
+            "--peers",
+            "5",
+            "--msgs",
+            "30",
+            "--wan",
+            "gcp8",
+            "--time-scale",
+            "0.05",
+            "--transport",
+            "fanout",
+        ],
+        &logs,
+    );
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    let run_id = r["run_id"].as_u64().unwrap();
+    let files: Vec<PathBuf> = std::fs::read_dir(logs.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(&format!("{run_id:016x}")))
+        .collect();
+    assert_eq!(files.len(), 5);
+    let mut csvs = Vec::new();
+    for f in &files {
+        let out = mpcomm()
+            .args(["log", "dump", "--csv"])
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let csv = f.with_extension("csv");
+        std::fs::write(&csv, out.stdout).unwrap();
+        csvs.push(csv);
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scripts/recompute_ooo.py"
+    );
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["5", "30"])
+        .args(&csvs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recomputed: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(recomputed, r["out_of_order_rounds"].as_u64().unwrap());
+    assert!(recomputed > 0, "gcp8 emulation produces disorder");
+}

@@ -251,6 +251,11 @@ fn role_hold(mode: &str) {
     ));
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line); // returns on EOF too
+    assert_ne!(
+        line.trim(),
+        "panic",
+        "asked to panic with the testbed alive"
+    );
     std::mem::forget(inner); // leave it to the guard, as a killed creator would
 }
 
@@ -376,9 +381,15 @@ fn drop_removes_everything_even_with_a_process_inside() {
 }
 
 #[test]
-fn creator_killed_by_sigint_or_sigkill_leaves_nothing() {
+fn creator_ended_by_sigint_sigterm_sigkill_or_panic_leaves_nothing() {
     for mode in modes() {
-        for signal in [libc::SIGINT, libc::SIGKILL] {
+        // None: the holder panics (unwinding runs Drop) instead of being killed.
+        for signal in [
+            Some(libc::SIGINT),
+            Some(libc::SIGTERM),
+            Some(libc::SIGKILL),
+            None,
+        ] {
             let mut cmd = Command::new(std::env::current_exe().unwrap());
             cmd.args(["--exact", "role_entry", "--nocapture", "--test-threads=1"])
                 .env(
@@ -397,8 +408,15 @@ fn creator_killed_by_sigint_or_sigkill_leaves_nothing() {
                 assert_eq!(leftovers(prefix).len(), 3, "2 hosts + switch while alive");
             }
             assert!(!gone(inner));
-            // SAFETY: plain kill(2) of our own child.
-            assert_eq!(unsafe { libc::kill(holder.child.id() as i32, signal) }, 0);
+            match signal {
+                // SAFETY: plain kill(2) of our own child.
+                Some(sig) => assert_eq!(unsafe { libc::kill(holder.child.id() as i32, sig) }, 0),
+                None => {
+                    use std::io::Write;
+                    let stdin = holder.child.stdin.as_mut().unwrap();
+                    stdin.write_all(b"panic\n").unwrap();
+                }
+            }
             let st = holder.child.wait().unwrap();
             assert!(!st.success());
             eventually(
@@ -413,7 +431,7 @@ fn creator_killed_by_sigint_or_sigkill_leaves_nothing() {
                 eventually("helper exited", Duration::from_secs(10), || gone(helper));
             }
             eprintln!(
-                "{}: creator killed by signal {signal}: clean",
+                "{}: creator ended by {signal:?} (None = panic): clean",
                 mode.as_str()
             );
         }

@@ -82,18 +82,20 @@ impl Proc {
         l
     }
 
+    /// Wait for EOF on the child's stdout (the reader thread then drops its sender), then for
+    /// its exit status, which must be success.
     fn wait_ok(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
-        // Bounded: the child's own deadlines end it well before ours.
         loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "{} exited with {st}", self.what);
-                return;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(_) => continue, // a further line: keep draining
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("{} still running", self.what),
             }
-            assert!(Instant::now() < deadline, "{} still running", self.what);
-            // Wait for the stdout reader to see EOF rather than sleeping blind.
-            let _ = self.lines.recv_timeout(Duration::from_millis(20));
         }
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "{} exited with {st}", self.what);
     }
 }
 
@@ -244,10 +246,10 @@ fn role_hold(mode: &str) {
     let inner = role_in(&tb, 0, "echo");
     inner.expect("ready", Duration::from_secs(10));
     say(format!(
-        "prefix {} inner {} helper {}",
+        "prefix {} inner {} guard {}",
         tb.prefix(),
         inner.child.id(),
-        tb.helper_pid().unwrap_or(0)
+        tb.guard_pid().unwrap()
     ));
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line); // returns on EOF too
@@ -291,13 +293,36 @@ fn gone(pid: u32) -> bool {
     }
 }
 
-/// Wait, bounded, for `cond`; used only to observe cleanup done by another process.
-fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
+/// Wait for any process (not only a child) to exit: a pidfd becomes readable when it does.
+fn wait_exit(pid: u32, within: Duration, what: &str) {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as i32;
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        assert_eq!(
+            e.raw_os_error(),
+            Some(libc::ESRCH),
+            "pidfd_open({pid}): {e}"
+        );
+        return; // already gone and reaped
     }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = Instant::now() + within;
+    let ready = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) };
+        if n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break n > 0;
+        }
+    };
+    // SAFETY: our fd.
+    unsafe { libc::close(fd) };
+    assert!(ready, "{what} (pid {pid}) still running after {within:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -359,11 +384,15 @@ fn multicast_from_host_0_reaches_members_on_hosts_1_to_3() {
 #[test]
 fn drop_removes_everything_even_with_a_process_inside() {
     for mode in modes() {
-        let (prefix, inner_pid, helper) = {
+        let (prefix, inner_pid, guard) = {
             let tb = Testbed::create_with(3, mode).unwrap();
             let inner = role_in(&tb, 1, "echo");
             inner.expect("ready", Duration::from_secs(10));
-            let ids = (tb.prefix().to_string(), inner.child.id(), tb.helper_pid());
+            let ids = (
+                tb.prefix().to_string(),
+                inner.child.id(),
+                tb.guard_pid().unwrap(),
+            );
             std::mem::forget(inner); // still running when the testbed goes
             if mode == Mode::Root {
                 assert_eq!(leftovers(&ids.0).len(), 4, "3 hosts + switch listed");
@@ -371,12 +400,9 @@ fn drop_removes_everything_even_with_a_process_inside() {
             ids
         }; // Drop
         assert_eq!(leftovers(&prefix), Vec::<String>::new());
-        eventually("process inside killed", Duration::from_secs(5), || {
-            gone(inner_pid)
-        });
-        if let Some(h) = helper {
-            assert!(gone(h), "helper {h} still running");
-        }
+        // Teardown waited for the guard, and the guard killed the process before it exited.
+        assert!(gone(guard), "guard {guard} still running");
+        wait_exit(inner_pid, Duration::from_secs(5), "process inside");
     }
 }
 
@@ -402,7 +428,7 @@ fn creator_ended_by_sigint_sigterm_sigkill_or_panic_leaves_nothing() {
             let mut holder = Proc::spawn(cmd, "holder");
             let l = holder.expect("prefix ", Duration::from_secs(20));
             let f: Vec<&str> = l.split_whitespace().collect();
-            let (prefix, inner, helper): (&str, u32, u32) =
+            let (prefix, inner, guard): (&str, u32, u32) =
                 (f[1], f[3].parse().unwrap(), f[5].parse().unwrap());
             if mode == Mode::Root {
                 assert_eq!(leftovers(prefix).len(), 3, "2 hosts + switch while alive");
@@ -419,17 +445,10 @@ fn creator_ended_by_sigint_sigterm_sigkill_or_panic_leaves_nothing() {
             }
             let st = holder.child.wait().unwrap();
             assert!(!st.success());
-            eventually(
-                &format!("namespaces {prefix}-* removed"),
-                Duration::from_secs(10),
-                || leftovers(prefix).is_empty(),
-            );
-            eventually("process inside killed", Duration::from_secs(10), || {
-                gone(inner)
-            });
-            if helper != 0 {
-                eventually("helper exited", Duration::from_secs(10), || gone(helper));
-            }
+            // The guard deletes the namespaces, then exits: wait for that event, then look.
+            wait_exit(guard, Duration::from_secs(10), "guard");
+            assert_eq!(leftovers(prefix), Vec::<String>::new());
+            wait_exit(inner, Duration::from_secs(5), "process inside");
             eprintln!(
                 "{}: creator ended by {signal:?} (None = panic): clean",
                 mode.as_str()

@@ -142,8 +142,14 @@ impl Testbed {
         format!("{}-sw", self.prefix)
     }
 
+    /// The pid of the guard process that removes the testbed (see the module doc); `None` after
+    /// teardown. In user-namespace mode it is also the helper whose namespaces everything joins.
+    pub fn guard_pid(&self) -> Option<u32> {
+        self.guard.as_ref().map(|g| g.pid())
+    }
+
     /// In user-namespace mode, the pid of the helper whose namespaces everything joins.
-    pub fn helper_pid(&self) -> Option<u32> {
+    fn helper_pid(&self) -> Option<u32> {
         match self.mode {
             Mode::Root => None,
             Mode::UserNamespace => self.guard.as_ref().map(|g| g.pid()),

@@ -29,7 +29,14 @@ fn log_of(peer: u16, n: u16, m: u32, order: &[(u16, u32)]) -> PeerLog {
         .enumerate()
         .map(|(i, &(sender, seq))| {
             let send_ns = T0 + i as u64 * 1_000_000;
-            Record { sender, seq, send_ns, recv_ns: send_ns + 4_000, deliver_ns: send_ns + 5_000, kernel_stamp: false }
+            Record {
+                sender,
+                seq,
+                send_ns,
+                recv_ns: send_ns + 4_000,
+                deliver_ns: send_ns + 5_000,
+                kernel_stamp: false,
+            }
         })
         .collect();
     PeerLog::from_bytes(&encode(&header(peer, n, m), &recs)).expect("valid log")
@@ -43,11 +50,20 @@ fn all_msgs(n: u16, m: u32) -> Vec<(u16, u32)> {
 /// Histogram values are exact to 3 significant digits (reported as the bucket's highest value).
 fn assert_close(got: Option<f64>, want: f64) {
     let got = got.expect("a value");
-    assert!((got - want).abs() <= want * 1e-3, "{got} is not {want} to 3 digits");
+    assert!(
+        (got - want).abs() <= want * 1e-3,
+        "{got} is not {want} to 3 digits"
+    );
 }
 
 fn run(logs: &[PeerLog]) -> Report {
-    analyse(logs, &AnalyseOptions { matrix: true, ..AnalyseOptions::default() })
+    analyse(
+        logs,
+        &AnalyseOptions {
+            matrix: true,
+            ..AnalyseOptions::default()
+        },
+    )
 }
 
 #[test]
@@ -55,10 +71,19 @@ fn identical_orders() {
     let o = all_msgs(3, 2);
     let logs: Vec<PeerLog> = (0..3).map(|p| log_of(p, 3, 2, &o)).collect();
     let r = run(&logs);
-    assert_eq!((r.rounds, r.out_of_order_rounds, r.first_divergence), (6, 0, None));
-    assert_eq!((r.deliveries, r.lost, r.duplicates, r.fifo_violations), (18, 0, 0, 0));
+    assert_eq!(
+        (r.rounds, r.out_of_order_rounds, r.first_divergence),
+        (6, 0, None)
+    );
+    assert_eq!(
+        (r.deliveries, r.lost, r.duplicates, r.fifo_violations),
+        (18, 0, 0, 0)
+    );
     assert_eq!(r.pairwise_disagreement.pairs, 3);
-    assert_eq!((r.pairwise_disagreement.max, r.pairwise_disagreement.mean), (0.0, 0.0));
+    assert_eq!(
+        (r.pairwise_disagreement.max, r.pairwise_disagreement.mean),
+        (0.0, 0.0)
+    );
     assert_eq!(r.consensus.odd_one_out, None);
     assert!(r.missing_peers.is_empty());
     assert_eq!(r.latency_us.count, 18);
@@ -68,7 +93,11 @@ fn identical_orders() {
     let mut text = Vec::new();
     r.write_human(&mut text).unwrap();
     let text = String::from_utf8(text).unwrap();
-    assert!(text.lines().any(|l| l == "Found 0 unordered message rounds"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "Found 0 unordered message rounds"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -83,7 +112,13 @@ fn reversed_orders() {
     assert_eq!(r.lost, 0);
     // Peer 1 got each sender's seqs 2, 1, 0: two violations per sender.
     assert_eq!(r.fifo_violations, 4);
-    let r = analyse(&logs, &AnalyseOptions { reference: Some(0), ..AnalyseOptions::default() });
+    let r = analyse(
+        &logs,
+        &AnalyseOptions {
+            reference: Some(0),
+            ..AnalyseOptions::default()
+        },
+    );
     assert_eq!(r.consensus.method, "reference");
     assert_eq!(r.consensus.odd_one_out, Some(1));
     assert_eq!(r.consensus.max_distance, 1.0);
@@ -99,7 +134,10 @@ fn one_loss_shifts_positions_but_not_the_pairwise_order() {
     let r = run(&[log_of(0, 2, 3, &o), log_of(1, 2, 3, &lossy)]);
     assert_eq!(r.lost, 1);
     assert_eq!(r.per_peer[1].lost, 1);
-    assert_eq!(r.matrix.as_ref().unwrap().lost, vec![vec![0, 0], vec![1, 0]]);
+    assert_eq!(
+        r.matrix.as_ref().unwrap().lost,
+        vec![vec![0, 0], vec![1, 0]]
+    );
     // Positions 2..5 differ (the last because peer 1's log is shorter).
     assert_eq!((r.out_of_order_rounds, r.first_divergence), (4, Some(2)));
     assert_eq!(r.pairwise_disagreement.max, 0.0);
@@ -110,7 +148,10 @@ fn one_loss_shifts_positions_but_not_the_pairwise_order() {
 fn loss_at_the_end_counts_once() {
     let o = all_msgs(2, 3);
     let r = run(&[log_of(0, 2, 3, &o), log_of(1, 2, 3, &o[..5])]);
-    assert_eq!((r.lost, r.out_of_order_rounds, r.first_divergence), (1, 1, Some(5)));
+    assert_eq!(
+        (r.lost, r.out_of_order_rounds, r.first_divergence),
+        (1, 1, Some(5))
+    );
 }
 
 #[test]
@@ -120,7 +161,10 @@ fn duplicates() {
     dup.insert(2, (0, 0)); // (0,0) again, after (1,0)
     let r = run(&[log_of(0, 2, 2, &o), log_of(1, 2, 2, &dup)]);
     assert_eq!((r.duplicates, r.lost, r.deliveries), (1, 0, 9));
-    assert_eq!(r.matrix.as_ref().unwrap().duplicates, vec![vec![0, 0], vec![1, 0]]);
+    assert_eq!(
+        r.matrix.as_ref().unwrap().duplicates,
+        vec![vec![0, 0], vec![1, 0]]
+    );
     // The duplicate is not a FIFO violation (seq 0 after seq 0), and it shifts positions 2..4.
     assert_eq!(r.fifo_violations, 0);
     assert_eq!(r.out_of_order_rounds, 2);
@@ -141,7 +185,10 @@ fn empty_log() {
 #[test]
 fn single_peer_with_fifo_violation() {
     let r = run(&[log_of(0, 1, 5, &[(0, 0), (0, 2), (0, 1), (0, 3), (0, 4)])]);
-    assert_eq!((r.rounds, r.out_of_order_rounds, r.first_divergence), (5, 0, None));
+    assert_eq!(
+        (r.rounds, r.out_of_order_rounds, r.first_divergence),
+        (5, 0, None)
+    );
     assert_eq!(r.fifo_violations, 1);
     assert_eq!(r.pairwise_disagreement.pairs, 0);
     assert_eq!(r.consensus.odd_one_out, None);
@@ -184,8 +231,22 @@ fn header_fields_are_carried() {
         h.clock_error_ns = clock;
         h.transport = Some(Transport::Multicast);
         let recs = [
-            Record { sender: 0, seq: 0, send_ns: 10_000, recv_ns: 0, deliver_ns: 4_000, kernel_stamp: true },
-            Record { sender: 1, seq: 0, send_ns: 10_000, recv_ns: 0, deliver_ns: 30_000, kernel_stamp: true },
+            Record {
+                sender: 0,
+                seq: 0,
+                send_ns: 10_000,
+                recv_ns: 0,
+                deliver_ns: 4_000,
+                kernel_stamp: true,
+            },
+            Record {
+                sender: 1,
+                seq: 0,
+                send_ns: 10_000,
+                recv_ns: 0,
+                deliver_ns: 30_000,
+                kernel_stamp: true,
+            },
         ];
         PeerLog::from_bytes(&encode(&h, &recs)).unwrap()
     };
@@ -193,7 +254,10 @@ fn header_fields_are_carried() {
     assert_eq!(r.transport.as_deref(), Some("multicast"));
     assert_eq!(r.wan.as_deref(), Some("gcp8"));
     assert_eq!(r.zones, vec![Some("SA".to_owned()), Some("EU".to_owned())]);
-    assert_eq!((r.time_scale, r.size, r.malformed, r.foreign), (0.1, 64, 5, 2));
+    assert_eq!(
+        (r.time_scale, r.size, r.malformed, r.foreign),
+        (0.1, 64, 5, 2)
+    );
     assert_eq!((r.setup_ms, r.duration_ms), (9.0, 90.0));
     assert!(r.kernel_stamps);
     // One peer's clock error is unknown, so the run's bound is unknown.
@@ -210,7 +274,12 @@ fn logs_of_other_runs_and_second_copies_are_ignored_with_a_warning() {
     let mut other = header(1, 2, 1);
     other.run_id = 7;
     let other = PeerLog::from_bytes(&encode(&other, &[])).unwrap();
-    let r = run(&[log_of(0, 2, 1, &o), log_of(0, 2, 1, &[]), other, log_of(1, 2, 1, &o)]);
+    let r = run(&[
+        log_of(0, 2, 1, &o),
+        log_of(0, 2, 1, &[]),
+        other,
+        log_of(1, 2, 1, &o),
+    ]);
     assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
     assert_eq!((r.deliveries, r.out_of_order_rounds, r.lost), (4, 0, 0));
 }
@@ -219,7 +288,15 @@ fn logs_of_other_runs_and_second_copies_are_ignored_with_a_warning() {
 fn seq_beyond_m_is_unexpected_and_never_agrees() {
     let o = [(0u16, 0u32), (0, 9)];
     let r = run(&[log_of(0, 1, 2, &o)]);
-    assert_eq!((r.unexpected, r.lost, r.out_of_order_rounds, r.first_divergence), (1, 1, 1, Some(1)));
+    assert_eq!(
+        (
+            r.unexpected,
+            r.lost,
+            r.out_of_order_rounds,
+            r.first_divergence
+        ),
+        (1, 1, 1, Some(1))
+    );
 }
 
 #[test]
@@ -231,17 +308,45 @@ fn json_line_round_trips_with_the_documented_names() {
     assert_eq!(Report::from_json_line(&line).unwrap(), r);
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     for key in [
-        "run_id", "peers", "msgs_per_peer", "transport", "rounds", "out_of_order_rounds", "deliveries", "lost",
-        "duplicates", "malformed", "missing_peers", "setup_ms", "duration_ms", "pairwise_disagreement",
-        "first_divergence", "fifo_violations", "latency_us", "clock_error_ms", "wan", "zones", "time_scale", "size",
-        "foreign", "kernel_stamps", "consensus", "per_peer",
+        "run_id",
+        "peers",
+        "msgs_per_peer",
+        "transport",
+        "rounds",
+        "out_of_order_rounds",
+        "deliveries",
+        "lost",
+        "duplicates",
+        "malformed",
+        "missing_peers",
+        "setup_ms",
+        "duration_ms",
+        "pairwise_disagreement",
+        "first_divergence",
+        "fifo_violations",
+        "latency_us",
+        "clock_error_ms",
+        "wan",
+        "zones",
+        "time_scale",
+        "size",
+        "foreign",
+        "kernel_stamps",
+        "consensus",
+        "per_peer",
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {line}");
     }
     for key in ["p50", "p90", "p99", "p999", "max", "count", "negative"] {
-        assert!(v["latency_us"].get(key).is_some(), "missing latency_us.{key}");
+        assert!(
+            v["latency_us"].get(key).is_some(),
+            "missing latency_us.{key}"
+        );
     }
-    assert!(v["pairwise_disagreement"].get("max").is_some() && v["pairwise_disagreement"].get("mean").is_some());
+    assert!(
+        v["pairwise_disagreement"].get("max").is_some()
+            && v["pairwise_disagreement"].get("mean").is_some()
+    );
 }
 
 #[test]

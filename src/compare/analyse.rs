@@ -20,6 +20,8 @@ pub struct AnalyseOptions {
     pub reference: Option<u16>,
     /// Threads for the pairwise distances (0 = as many as the machine has).
     pub threads: usize,
+    /// Leave out the pairwise distances and the consensus (for timing the rest).
+    pub skip_pairwise: bool,
 }
 
 const NS_PER_MS: f64 = 1e6;
@@ -272,9 +274,13 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .iter()
         .map(|&p| &stats[p].as_ref().expect("present").index)
         .collect();
-    let pairs: Vec<(usize, usize)> = (0..ids.len())
-        .flat_map(|a| (a + 1..ids.len()).map(move |b| (a, b)))
-        .collect();
+    let pairs: Vec<(usize, usize)> = if opts.skip_pairwise {
+        Vec::new()
+    } else {
+        (0..ids.len())
+            .flat_map(|a| (a + 1..ids.len()).map(move |b| (a, b)))
+            .collect()
+    };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(1, |t| t.get())
     } else {
@@ -319,6 +325,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
             r.consensus.reference = Some(p);
             None
         }
+        None if opts.skip_pairwise => Some(RankIndex::default()),
         None => {
             r.consensus.method = "mean-position".into();
             Some(RankIndex::from_order(
@@ -340,7 +347,11 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     let with_target: Vec<&RankIndex> = std::iter::once(target)
         .chain(indexes.iter().copied())
         .collect();
-    let target_pairs: Vec<(usize, usize)> = (1..with_target.len()).map(|i| (0, i)).collect();
+    let target_pairs: Vec<(usize, usize)> = if opts.skip_pairwise {
+        Vec::new()
+    } else {
+        (1..with_target.len()).map(|i| (0, i)).collect()
+    };
     let to_consensus: Vec<f64> = distances(&with_target, &target_pairs, threads)
         .into_iter()
         .map(|(d, c)| kendall::normalise(d, c))

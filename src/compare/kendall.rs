@@ -68,15 +68,14 @@ fn merge(a: &[u32], b: &[u32], out: &mut [u32]) -> u64 {
     }
     let (mut i, mut j, mut k) = (0, 0, 0);
     let mut inv = 0u64;
+    // Branch-free: which side goes next is data, not control flow (random orders mispredict).
     while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
-            out[k] = a[i];
-            i += 1;
-        } else {
-            out[k] = b[j];
-            j += 1;
-            inv += (a.len() - i) as u64;
-        }
+        let (x, y) = (a[i], b[j]);
+        let take_b = y < x;
+        out[k] = if take_b { y } else { x };
+        inv += (a.len() - i) as u64 * u64::from(take_b);
+        j += usize::from(take_b);
+        i += usize::from(!take_b);
         k += 1;
     }
     out[k..k + a.len() - i].copy_from_slice(&a[i..]);

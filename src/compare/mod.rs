@@ -147,7 +147,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let opts = AnalyseOptions {
         matrix: args.matrix,
         reference: args.reference,
-        threads: 0,
+        ..AnalyseOptions::default()
     };
     if !args.logs.is_empty() {
         return compare_files(&args, &opts);

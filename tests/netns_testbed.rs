@@ -132,6 +132,7 @@ fn role_entry() {
         ["isolated"] => role_isolated(),
         ["mrecv", ifaddr] => role_mrecv(ifaddr.parse().unwrap()),
         ["msend"] => role_msend(),
+        ["tcp-send", addr] => role_tcp_send(addr),
         ["hold", mode] => role_hold(mode),
         other => panic!("unknown role {other:?}"),
     }
@@ -232,6 +233,18 @@ fn role_msend() {
     for _ in 0..3 {
         sock.send_to(b"hello-group", (GROUP, GROUP_PORT)).unwrap();
     }
+    say("sent");
+}
+
+/// Connect to a listener of the test process inside the testbed and say hello.
+fn role_tcp_send(addr: &str) {
+    use std::io::Write;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))
+            .unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(format!("hello from {}", me.ip()).as_bytes())
+        .unwrap();
     say("sent");
 }
 
@@ -378,6 +391,32 @@ fn multicast_from_host_0_reaches_members_on_hosts_1_to_3() {
         }
         tb.teardown().unwrap();
         eprintln!("{}: multicast 0 -> 1,2,3 ok", mode.as_str());
+    }
+}
+
+#[test]
+fn hosts_reach_a_listener_of_the_creating_process() {
+    use std::io::Read;
+    for mode in modes() {
+        let tb = Testbed::create_with(3, mode).unwrap();
+        let listener = tb.tcp_listener(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(addr.ip(), std::net::IpAddr::V4(tb.service_addr()));
+        let mut sender = role_in(&tb, 2, &format!("tcp-send {addr}"));
+        sender.expect("sent", Duration::from_secs(10));
+        // The connection is queued already, so accept returns at once.
+        let (mut conn, from) = listener.accept().unwrap();
+        assert_eq!(from.ip(), std::net::IpAddr::V4(tb.host_addr(2)));
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = String::new();
+        conn.read_to_string(&mut got).unwrap();
+        assert_eq!(got, format!("hello from {}", tb.host_addr(2)));
+        sender.wait_ok(Duration::from_secs(10));
+        tb.teardown().unwrap();
+        eprintln!(
+            "{}: host 2 -> listener of the test process ok",
+            mode.as_str()
+        );
     }
 }
 

@@ -6,7 +6,9 @@
 //! veth end `h<i>` per host; the other end is `eth0` inside host i, with `10.X.Y.(i+1)/24`,
 //! `lo` up and a route for `224.0.0.0/4` via `eth0`. Nothing is created in the namespace of the
 //! caller: no link, no address, no NAT, no default route, so traffic can never leave the testbed
-//! and parallel runs cannot collide (the prefix embeds the creator's pid and a random part).
+//! and parallel runs cannot collide (the prefix embeds the creator's pid and a random part). The
+//! bridge has one address, `10.X.Y.254`, where the caller can listen from inside the testbed
+//! ([`Testbed::tcp_listener`], e.g. for the comparator the peers upload to).
 //!
 //! Two ways to get there, chosen by [`support`]:
 //!
@@ -31,6 +33,7 @@
 //! user-namespace path as root).
 
 mod guard;
+mod service;
 mod support;
 mod testbed;
 

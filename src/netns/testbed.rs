@@ -97,8 +97,12 @@ impl Testbed {
 
         // The bridge floods multicast (snooping off): every host hears every group it joined,
         // with no querier and no race between an IGMP report and the first datagram.
-        let mut switch =
-            "link add br0 type bridge mcast_snooping 0 stp_state 0\nlink set br0 up\n".to_string();
+        // br0's one address is for sockets of the caller (see service.rs); no route beyond /24.
+        let mut switch = format!(
+            "link add br0 type bridge mcast_snooping 0 stp_state 0\n\
+             addr add {}/24 dev br0\nlink set br0 up\n",
+            self.service_addr()
+        );
         for i in 0..self.hosts {
             switch += &format!(
                 "link add h{i} type veth peer name {HOST_IFACE} netns {}\n\
@@ -117,6 +121,15 @@ impl Testbed {
             self.ip_batch(Some(&self.ns_name(i)), &host)?;
         }
         Ok(())
+    }
+
+    pub(super) fn net(&self) -> [u8; 2] {
+        self.net
+    }
+
+    /// Make `cmd` run in the switch namespace (where br0 and its address live).
+    pub(super) fn enter_switch(&self, cmd: &mut Command) {
+        self.enter(cmd, Some(&self.switch_ns()));
     }
 
     pub fn hosts(&self) -> usize {

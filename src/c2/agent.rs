@@ -472,9 +472,7 @@ impl Agent {
     fn spawn_peer(&mut self, spec: &RunSpec) -> anyhow::Result<Running> {
         let exe = match &self.args.peer_exe {
             Some(p) => p.clone(),
-            None => {
-                std::env::current_exe().context("cannot find this program to start the peer")?
-            }
+            None => current_exe()?,
         };
         let mut child = Command::new(exe)
             .args(peer_args(spec, &self.args.log_dir))
@@ -634,6 +632,17 @@ impl Agent {
         log("stopped");
         ExitCode::SUCCESS
     }
+}
+
+/// This program's path. After an upgrade replaced the binary, Linux reports the old inode as
+/// "PATH (deleted)": new runs then start the new binary at PATH.
+fn current_exe() -> anyhow::Result<PathBuf> {
+    let p = std::env::current_exe().context("cannot find this program to start the peer")?;
+    let s = p.to_string_lossy();
+    Ok(match s.strip_suffix(" (deleted)") {
+        Some(live) => PathBuf::from(live),
+        None => p,
+    })
 }
 
 fn set_nonblocking(fd: i32) -> std::io::Result<()> {

@@ -391,6 +391,12 @@ impl Controller {
                 "agent {} ({instance:016x}) disconnected: {why}; {live} live",
                 c.addr
             ));
+        } else {
+            let who = match c.conn.peer_role() {
+                Some(Role::Agent) => "unregistered agent",
+                _ => "control client",
+            };
+            log(format_args!("{who} {} disconnected: {why}", c.addr));
         }
     }
 

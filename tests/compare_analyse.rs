@@ -430,3 +430,30 @@ proptest! {
         prop_assert!((r.pairwise_disagreement.max - max).abs() < 1e-12, "{} vs {}", r.pairwise_disagreement.max, max);
     }
 }
+
+/// The worked example of docs/compare.md, number by number.
+#[test]
+fn documented_worked_example() {
+    let (a0, a1, b0, b1, c0, c1) = ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1));
+    let full = [a0, b0, c0, a1, b1, c1];
+    let logs = [
+        log_of(0, 3, 2, &full),
+        log_of(1, 3, 2, &full),
+        log_of(2, 3, 2, &[b0, a0, c0, b1, c1]),
+    ];
+    let r = analyse(&logs, &AnalyseOptions::default());
+    assert_eq!(
+        (r.rounds, r.out_of_order_rounds, r.first_divergence),
+        (6, 5, Some(0))
+    );
+    assert_eq!(
+        (r.deliveries, r.lost, r.duplicates, r.fifo_violations),
+        (17, 1, 0, 0)
+    );
+    assert!((r.pairwise_disagreement.max - 0.1).abs() < 1e-12);
+    assert!((r.pairwise_disagreement.mean - 0.2 / 3.0).abs() < 1e-12);
+    assert_eq!(r.consensus.method, "mean-position");
+    assert_eq!(r.consensus.odd_one_out, Some(2));
+    assert!((r.consensus.max_distance - 0.1).abs() < 1e-12);
+    assert_eq!(r.per_peer[0].distance_to_consensus, Some(0.0));
+}

@@ -93,6 +93,9 @@ pub struct LabArgs {
     /// Give up on a run whose peers have not all shaken hands by then.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub handshake_timeout: Duration,
+    /// Include receiver × sender and peer × peer matrices (loss, latency p50, disagreement).
+    #[arg(long)]
+    pub matrix: bool,
     /// Show the peers' own log lines.
     #[arg(long, short)]
     pub verbose: bool,
@@ -157,6 +160,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = ServerConfig::local(listen);
     cfg.run_timeout = Duration::from_secs(5);
     cfg.hist_dir = args.hist_dir.clone();
+    cfg.analyse.matrix = args.matrix;
     let server = Server::bind(cfg).context("cannot start the comparator")?;
     let comparator = server.local_addr();
     let stopper = server.stopper();

@@ -2,6 +2,9 @@
 //! sends what the machine asks for and sleeps until the machine's next deadline. No protocol
 //! logic lives here.
 //!
+//! Deadlines are kept by a timerfd with nanosecond resolution: `epoll_wait` alone rounds its
+//! timeout up to whole milliseconds, which would add up to 1 ms to every emulated WAN delay.
+//!
 //! Per-wake work is bounded (`RECV_BATCH` datagrams), then the loop polls with a zero timeout so
 //! timers and sends are not starved by a flood. A send that would block keeps its datagram and
 //! waits for WRITABLE instead of failing.
@@ -12,8 +15,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Instant;
+
 use mio::net::UdpSocket;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use super::machine::{Arrival, Dest, Machine, Transmit};
 use super::socket::Receiver;
@@ -22,6 +31,7 @@ use crate::wire::packet::MAX_DATAGRAM;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
+const TIMER: Token = Token(2);
 /// Datagrams read per wake-up before timers and sends get a turn.
 const RECV_BATCH: usize = 256;
 
@@ -64,6 +74,9 @@ pub struct Driver {
     route: Route,
     shutdown: Shutdown,
     kernel_stamps: bool,
+    timer: TimerFd,
+    /// The deadline the timerfd is armed for.
+    armed_for: Option<Instant>,
     /// Send errors other than WouldBlock (e.g. no route): counted, the run goes on.
     pub send_errors: u64,
 }
@@ -89,12 +102,22 @@ impl Driver {
             flag: Arc::new(AtomicBool::new(false)),
             waker,
         };
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let timer_fd = timer.as_fd().as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&timer_fd), TIMER, Interest::READABLE)?;
         Ok(Driver {
             poll,
             socket,
             route,
             shutdown,
             kernel_stamps,
+            timer,
+            armed_for: None,
             send_errors: 0,
         })
     }
@@ -154,14 +177,15 @@ impl Driver {
             let timeout = if more_to_read || (machine.wants_transmit() && pending.is_none()) {
                 Some(Duration::ZERO)
             } else {
-                machine
-                    .poll_timeout()
-                    .map(|t| t.saturating_duration_since(std::time::Instant::now()))
+                self.arm(machine.poll_timeout())?
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
+            }
+            if events.iter().any(|e| e.token() == TIMER) {
+                self.disarm();
             }
             let readable = more_to_read
                 || events
@@ -171,6 +195,36 @@ impl Driver {
                 more_to_read = self.recv_batch(machine, &mut rx, &mut buf)?;
             }
         }
+    }
+
+    /// Arm the timerfd for `deadline`; returns the (coarse, safety-net) poll timeout.
+    fn arm(&mut self, deadline: Option<Instant>) -> io::Result<Option<Duration>> {
+        let Some(deadline) = deadline else {
+            return Ok(None);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Some(Duration::ZERO));
+        }
+        if self.armed_for != Some(deadline) {
+            // A one-shot relative timer; nanosecond resolution.
+            self.timer
+                .set(
+                    Expiration::OneShot(TimeSpec::from_duration(left)),
+                    TimerSetTimeFlags::empty(),
+                )
+                .map_err(io::Error::from)?;
+            self.armed_for = Some(deadline);
+        }
+        // The timerfd wakes us; the poll timeout only guards against a lost wake-up.
+        Ok(Some(left + Duration::from_millis(5)))
+    }
+
+    /// Consume the timerfd's expiration so its next one is a new event.
+    fn disarm(&mut self) {
+        let mut b = [0u8; 8];
+        let _ = nix::unistd::read(self.timer.as_fd().as_raw_fd(), &mut b);
+        self.armed_for = None;
     }
 
     /// Read up to `RECV_BATCH` datagrams; true if the socket may hold more.

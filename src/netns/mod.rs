@@ -31,6 +31,22 @@
 //!
 //! Set `MPCOMM_NETNS=root` or `MPCOMM_NETNS=userns` to force a mode (e.g. to test the
 //! user-namespace path as root).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use mpcomm::netns::Testbed;
+//! let tb = Testbed::create(4)?; // Err(Unsupported(reason)) where neither mode works
+//! let comparator = tb.tcp_listener(0)?; // reachable from every host
+//! let mut peer = tb
+//!     .command(1, "mpcomm")
+//!     .arg("peer")
+//!     .arg(format!("--comparator={}", comparator.local_addr()?))
+//!     .spawn()?; // runs with host 1's address, tb.host_addr(1), on tb.iface(1)
+//! peer.wait()?;
+//! tb.teardown()?; // or just drop it
+//! # Ok(())
+//! # }
+//! ```
 
 mod guard;
 mod service;

@@ -182,7 +182,9 @@ impl Testbed {
     }
 
     /// A command that runs `program` inside host i (its network namespace; in user-namespace
-    /// mode also the helper's user and mount namespaces). The working directory is kept.
+    /// mode also the helper's user and mount namespaces, where it is uid 0 mapped to the
+    /// caller's uid and `/run` is a private tmpfs). The working directory and the rest of the
+    /// file system are the caller's.
     pub fn command(&self, i: usize, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new(program);
         self.enter(&mut cmd, Some(&self.ns_name(i)));

@@ -457,3 +457,31 @@ fn documented_worked_example() {
     assert!((r.consensus.max_distance - 0.1).abs() < 1e-12);
     assert_eq!(r.per_peer[0].distance_to_consensus, Some(0.0));
 }
+
+/// A header may claim 65535 peers: the analysis must cost what the logs hold, not N².
+#[test]
+fn huge_claimed_n_costs_what_the_logs_hold() {
+    let t = std::time::Instant::now();
+    let logs = [
+        log_of(0, 65535, 1000, &[(0, 0), (7, 3)]),
+        log_of(9, 65535, 1000, &[(7, 3)]),
+    ];
+    let r = analyse(
+        &logs,
+        &AnalyseOptions {
+            matrix: true,
+            ..AnalyseOptions::default()
+        },
+    );
+    assert_eq!(r.rounds, 65_535_000);
+    assert_eq!(r.missing_peers.len(), 65533);
+    assert_eq!(r.out_of_order_rounds, r.rounds);
+    assert_eq!(r.lost, 2 * 65_535_000 - 3);
+    assert!(r.matrix.is_none());
+    assert!(
+        r.warnings.iter().any(|w| w.contains("no matrices")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+}

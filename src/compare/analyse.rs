@@ -25,6 +25,10 @@ pub struct AnalyseOptions {
 }
 
 const NS_PER_MS: f64 = 1e6;
+/// Matrices (`--matrix`) only up to this many peers.
+pub const MAX_MATRIX_PEERS: usize = 256;
+/// Pairwise distances and the consensus only up to this many logs (~500,000 pairs).
+pub const MAX_PAIRWISE_PEERS: usize = 1024;
 
 /// What one present peer's log gives after sorting its deliveries by message.
 struct PeerStats {
@@ -274,7 +278,13 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .iter()
         .map(|&p| &stats[p].as_ref().expect("present").index)
         .collect();
-    let pairs: Vec<(usize, usize)> = if opts.skip_pairwise {
+    let pairwise = !opts.skip_pairwise && ids.len() <= MAX_PAIRWISE_PEERS;
+    if ids.len() > MAX_PAIRWISE_PEERS {
+        r.warnings.push(format!(
+            "no pairwise distances for more than {MAX_PAIRWISE_PEERS} logs"
+        ));
+    }
+    let pairs: Vec<(usize, usize)> = if !pairwise {
         Vec::new()
     } else {
         (0..ids.len())
@@ -290,17 +300,30 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .into_iter()
         .map(|(d, c)| kendall::normalise(d, c))
         .collect();
-    let mut pair_matrix = vec![vec![None; nu]; nu];
+    // N × N only when asked for, and only for an N a person can read (a header may say 65535).
+    let matrix = opts.matrix && nu <= MAX_MATRIX_PEERS;
+    if opts.matrix && !matrix {
+        r.warnings.push(format!(
+            "no matrices for more than {MAX_MATRIX_PEERS} peers"
+        ));
+    }
+    let mut pair_matrix = if matrix {
+        vec![vec![None; nu]; nu]
+    } else {
+        Vec::new()
+    };
     for (&(a, b), &d) in pairs.iter().zip(&dist) {
         let (pa, pb) = (ids[a], ids[b]);
-        pair_matrix[pa][pb] = Some(d);
-        pair_matrix[pb][pa] = Some(d);
+        if matrix {
+            pair_matrix[pa][pb] = Some(d);
+            pair_matrix[pb][pa] = Some(d);
+        }
         if d > r.pairwise_disagreement.max {
             r.pairwise_disagreement.max = d;
             r.pairwise_disagreement.max_pair = Some([pa as u16, pb as u16]);
         }
     }
-    for &p in &ids {
+    for &p in ids.iter().filter(|_| matrix) {
         pair_matrix[p][p] = Some(0.0);
     }
     r.pairwise_disagreement.pairs = pairs.len() as u64;
@@ -325,7 +348,10 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
             r.consensus.reference = Some(p);
             None
         }
-        None if opts.skip_pairwise => Some(RankIndex::default()),
+        None if !pairwise => {
+            r.consensus.method = "none".into();
+            Some(RankIndex::default())
+        }
         None => {
             r.consensus.method = "mean-position".into();
             Some(RankIndex::from_order(
@@ -347,7 +373,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     let with_target: Vec<&RankIndex> = std::iter::once(target)
         .chain(indexes.iter().copied())
         .collect();
-    let target_pairs: Vec<(usize, usize)> = if opts.skip_pairwise {
+    let target_pairs: Vec<(usize, usize)> = if !pairwise {
         Vec::new()
     } else {
         (1..with_target.len()).map(|i| (0, i)).collect()
@@ -395,7 +421,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     }
     r.latency_us = summary(&overall, negative);
 
-    if opts.matrix {
+    if matrix {
         let row = |p: usize, f: &dyn Fn(&PeerStats) -> &Vec<u64>| {
             stats[p]
                 .as_ref()

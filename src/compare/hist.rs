@@ -107,12 +107,6 @@ pub fn hlog_bytes(
     Ok(out)
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_data()
-}
-
 /// Write the run's histograms into `dir`: `run-ID.hgrm` (all deliveries), `run-ID-sS-rR.hgrm`
 /// per sender → receiver pair with deliveries (per receiver, `-rR`, above 64 peers) and
 /// `run-ID.hlog`. Returns the files written.
@@ -147,7 +141,7 @@ pub fn write_run(dir: &Path, logs: &[PeerLog], report: &Report) -> io::Result<Ve
     let mut text = Vec::new();
     let put = |name: String, bytes: &[u8], files: &mut Vec<PathBuf>| -> io::Result<()> {
         let p = dir.join(name);
-        write_file(&p, bytes)?;
+        std::fs::write(&p, bytes)?;
         files.push(p);
         Ok(())
     };

@@ -85,7 +85,7 @@ pub struct Disagreement {
 #[serde(default)]
 pub struct Consensus {
     /// "mean-position" (messages ordered by their mean delivery position over the peers) or
-    /// "reference" (one peer's order, `--reference`).
+    /// "reference" (one peer's order, `--reference`); "none" when not computed.
     pub method: String,
     pub reference: Option<u16>,
     /// Peer with the largest distance to the consensus (null if all agree with it).
@@ -204,6 +204,9 @@ impl Report {
         writeln!(w, " over {} pairs", d.pairs)?;
         let c = &self.consensus;
         match (c.odd_one_out, c.reference) {
+            _ if c.method == "none" => {
+                writeln!(w, "  pairwise distances and consensus not computed")?
+            }
             (Some(p), Some(r)) => writeln!(
                 w,
                 "  furthest from reference peer {r}: peer {p} ({:.4})",

@@ -122,13 +122,21 @@ pub struct Server {
 impl Server {
     /// Bind the listening socket and open the results file; nothing is served until `run`.
     pub fn bind(cfg: ServerConfig) -> anyhow::Result<Server> {
-        let poll = Poll::new().context("cannot create the event loop")?;
-        let mut listener = TcpListener::bind(cfg.listen).with_context(|| {
+        let listener = std::net::TcpListener::bind(cfg.listen).with_context(|| {
             format!(
                 "cannot listen on {} (port in use? choose another with --listen)",
                 cfg.listen
             )
         })?;
+        Server::with_listener(cfg, listener)
+    }
+
+    /// Serve on a listener made elsewhere (e.g. inside a network namespace by `netns`);
+    /// `cfg.listen` is ignored.
+    pub fn with_listener(cfg: ServerConfig, listener: std::net::TcpListener) -> anyhow::Result<Server> {
+        let poll = Poll::new().context("cannot create the event loop")?;
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
         let addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;

@@ -1,29 +1,50 @@
 //! Where the lab's peers live: loopback addresses on this host, or network namespaces.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::process::Command;
 
+use anyhow::Context;
+
 use super::LabArgs;
+use crate::netns::Testbed;
+
+/// The port every peer uses inside a network-namespace host.
+const NETNS_PEER_PORT: u16 = 4570;
 
 pub enum Hosts {
     /// Peer i at 127.a.b.(i+1):port — one address per peer, so fan-out needs no port juggling
     /// and parallel labs (other a.b) never collide.
     Loopback { a: u8, b: u8, port: u16 },
+    /// Peer i alone in network namespace i, with its own IP stack, on a Linux bridge.
+    Netns { bed: Testbed, a: u8, b: u8 },
 }
 
-/// The comparator's listen address and the hosts for the peers.
-pub fn prepare(args: &LabArgs) -> anyhow::Result<(SocketAddr, Hosts)> {
+/// The comparator's listener and the hosts for the peers.
+pub fn prepare(args: &LabArgs) -> anyhow::Result<(TcpListener, Hosts)> {
+    let (a, b) = (rand::random::<u8>().max(1), rand::random::<u8>().max(1));
     if args.netns {
-        anyhow::bail!("--netns is not available in this build yet");
+        let mode = crate::netns::support()
+            .map_err(|why| anyhow::anyhow!("--netns is not possible here: {why}"))?;
+        let hosts = if args.grid {
+            8
+        } else {
+            usize::from(args.peers)
+        };
+        let bed = Testbed::create(hosts).context("cannot build the network-namespace hosts")?;
+        eprintln!(
+            "mpcomm lab: {hosts} hosts in network namespaces {}-* ({})",
+            bed.prefix(),
+            mode.as_str()
+        );
+        // The comparator listens on the bridge, the one address every host can reach.
+        let listener = bed.tcp_listener(0)?;
+        return Ok((listener, Hosts::Netns { bed, a, b }));
     }
     // A port the kernel says is free now; on a 127.a.b.x address nobody else uses it anyway.
     let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let port = probe.local_addr()?.port();
-    let (a, b) = (rand::random::<u8>().max(1), rand::random::<u8>().max(1));
-    Ok((
-        "127.0.0.1:0".parse().expect("literal"),
-        Hosts::Loopback { a, b, port },
-    ))
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on loopback")?;
+    Ok((listener, Hosts::Loopback { a, b, port }))
 }
 
 impl Hosts {
@@ -37,27 +58,37 @@ impl Hosts {
                     ))
                 })
                 .collect(),
+            Hosts::Netns { bed, .. } => (0..n)
+                .map(|i| SocketAddr::V4(SocketAddrV4::new(bed.host_addr(i), NETNS_PEER_PORT)))
+                .collect(),
         }
     }
 
-    /// A multicast group for one run (administratively scoped, random per lab).
+    /// A multicast group for the lab's runs (administratively scoped, random per lab).
     pub fn group(&self) -> SocketAddr {
         match self {
             Hosts::Loopback { a, b, port } => {
                 SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(239, 255, *a, *b), *port))
             }
+            Hosts::Netns { a, b, .. } => SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::new(239, 255, *a, *b),
+                NETNS_PEER_PORT + 7,
+            )),
         }
     }
 
-    pub fn iface(&self, _i: usize) -> Option<Ipv4Addr> {
+    /// The interface address peer i uses for multicast.
+    pub fn iface(&self, i: usize) -> Option<Ipv4Addr> {
         match self {
             Hosts::Loopback { .. } => Some(Ipv4Addr::LOCALHOST),
+            Hosts::Netns { bed, .. } => Some(bed.host_addr(i)),
         }
     }
 
-    pub fn command(&self, _i: usize, exe: &std::path::Path) -> Command {
+    pub fn command(&self, i: usize, exe: &std::path::Path) -> Command {
         match self {
             Hosts::Loopback { .. } => Command::new(exe),
+            Hosts::Netns { bed, .. } => bed.command(i, exe),
         }
     }
 }

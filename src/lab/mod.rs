@@ -156,12 +156,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     );
 
     // The comparator, in this process, on one mio loop of its own thread.
-    let (listen, hosts) = hosts::prepare(&args)?;
-    let mut cfg = ServerConfig::local(listen);
+    let (listener, hosts) = hosts::prepare(&args)?;
+    let mut cfg = ServerConfig::local(listener.local_addr()?);
     cfg.run_timeout = Duration::from_secs(5);
     cfg.hist_dir = args.hist_dir.clone();
     cfg.analyse.matrix = args.matrix;
-    let server = Server::bind(cfg).context("cannot start the comparator")?;
+    let server = Server::with_listener(cfg, listener).context("cannot start the comparator")?;
     let comparator = server.local_addr();
     let stopper = server.stopper();
     let (tx, reports) = mpsc::channel::<Report>();

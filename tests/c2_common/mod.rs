@@ -198,6 +198,16 @@ pub fn start_controller(
     listen: SocketAddr,
     results: &Path,
 ) -> (Proc, SocketAddr) {
+    start_controller_env(h, key, listen, results, &[])
+}
+
+pub fn start_controller_env(
+    h: &dyn Hosts,
+    key: &Path,
+    listen: SocketAddr,
+    results: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Proc, SocketAddr) {
     let mut cmd = c2(
         h,
         0,
@@ -209,6 +219,7 @@ pub fn start_controller(
         &SocketAddr::new(listen.ip(), 0).to_string(),
     ]);
     cmd.args(h.controller_extra());
+    cmd.envs(env.iter().copied());
     let mut p = Proc::spawn(cmd, "serve");
     let line = p.wait_for("listening on ", Duration::from_secs(10));
     let addr = line

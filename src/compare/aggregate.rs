@@ -26,8 +26,9 @@ pub struct Group {
     pub incomplete: u64,
     pub out_of_order_mean: f64,
     pub out_of_order_sd: f64,
-    /// Mean of out_of_order_rounds / rounds, in percent.
+    /// Mean and sd of out_of_order_rounds / rounds, in percent.
     pub out_of_order_pct: f64,
+    pub out_of_order_pct_sd: f64,
     pub disagreement_mean: f64,
     pub disagreement_sd: f64,
     pub disagreement_max: f64,
@@ -39,7 +40,7 @@ pub struct Group {
     pub latency_p999_us: Option<f64>,
 }
 
-const CSV_HEADER: &str = "transport,wan,time_scale,peers,msgs_per_peer,samples,incomplete,out_of_order_mean,out_of_order_sd,out_of_order_pct,disagreement_mean,disagreement_sd,disagreement_max,lost_mean,duplicates_mean,latency_p50_us,latency_p99_us,latency_p999_us";
+const CSV_HEADER: &str = "transport,wan,time_scale,peers,msgs_per_peer,samples,incomplete,out_of_order_mean,out_of_order_sd,out_of_order_pct,out_of_order_pct_sd,disagreement_mean,disagreement_sd,disagreement_max,lost_mean,duplicates_mean,latency_p50_us,latency_p99_us,latency_p999_us";
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     if v.is_empty() {
@@ -103,6 +104,7 @@ pub fn aggregate(reports: &[Report]) -> Vec<Group> {
                 out_of_order_mean,
                 out_of_order_sd,
                 out_of_order_pct: mean_sd(&pct).0,
+                out_of_order_pct_sd: mean_sd(&pct).1,
                 disagreement_mean,
                 disagreement_sd,
                 disagreement_max: rs
@@ -220,7 +222,7 @@ fn csv(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
     for g in groups {
         writeln!(
             w,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             quote(&g.transport),
             quote(&g.wan),
             g.time_scale,
@@ -231,6 +233,7 @@ fn csv(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
             g.out_of_order_mean,
             g.out_of_order_sd,
             g.out_of_order_pct,
+            g.out_of_order_pct_sd,
             g.disagreement_mean,
             g.disagreement_sd,
             g.disagreement_max,
@@ -272,12 +275,7 @@ pub fn svg(groups: &[Group], path: &Path) -> anyhow::Result<()> {
     type Metric = fn(&Group) -> (f64, f64);
     let metrics: [(&str, &str, Metric); 2] = [
         ("Out-of-order rounds", "% of N x M positions", |g| {
-            let scale = if g.out_of_order_mean > 0.0 {
-                g.out_of_order_pct / g.out_of_order_mean
-            } else {
-                0.0
-            };
-            (g.out_of_order_pct, g.out_of_order_sd * scale)
+            (g.out_of_order_pct, g.out_of_order_pct_sd)
         }),
         (
             "Pairwise disagreement (Kendall)",
@@ -304,6 +302,7 @@ pub fn svg(groups: &[Group], path: &Path) -> anyhow::Result<()> {
         chart
             .configure_mesh()
             .x_desc("peers (N)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .y_desc(y_desc)
             .draw()
             .map_err(|e| err(&e))?;

@@ -181,10 +181,10 @@ impl Report {
         };
         let first = self
             .first_divergence
-            .map_or_else(|| "none".to_owned(), |k| k.to_string());
+            .map_or_else(|| "none".to_owned(), |k| format!("position {k}"));
         writeln!(
             w,
-            "  rounds {}, out of order {} ({pct:.1}%), first divergence at position {first}",
+            "  rounds {}, out of order {} ({pct:.1}%), first divergence: {first}",
             self.rounds, self.out_of_order_rounds
         )?;
         writeln!(

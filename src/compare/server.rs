@@ -133,7 +133,10 @@ impl Server {
 
     /// Serve on a listener made elsewhere (e.g. inside a network namespace by `netns`);
     /// `cfg.listen` is ignored.
-    pub fn with_listener(cfg: ServerConfig, listener: std::net::TcpListener) -> anyhow::Result<Server> {
+    pub fn with_listener(
+        cfg: ServerConfig,
+        listener: std::net::TcpListener,
+    ) -> anyhow::Result<Server> {
         let poll = Poll::new().context("cannot create the event loop")?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);

@@ -111,8 +111,7 @@ fn offline_logs_json_results_histograms_and_report() {
     assert!(hlog.contains("Tag=s0-r1,"));
 
     // The readable form keeps the original's line.
-    let (ok, stdout, stderr) =
-        output(&[&args[0], "--matrix", &args[2], &args[3], &args[4], &args[5]]);
+    let (ok, stdout, stderr) = output(&[args[0], "--matrix", args[2], args[3], args[4], args[5]]);
     assert!(ok, "{stderr}");
     assert!(
         stdout

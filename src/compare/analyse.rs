@@ -81,7 +81,7 @@ fn peer_stats(log: &PeerLog, n: u16, m: u32) -> PeerStats {
 
 fn summary(h: &Histogram<u64>, negative: u64) -> LatencySummary {
     let us = |ns: u64| Some(ns as f64 / 1e3);
-    if h.len() == 0 {
+    if h.is_empty() {
         return LatencySummary {
             negative,
             ..LatencySummary::default()
@@ -176,8 +176,8 @@ fn mean_position_order(indexes: &[&RankIndex]) -> Vec<u32> {
     let mut keyed: Vec<(u64, u32)> = Vec::new();
     let (mut cur, mut sum, mut count) = (u64::MAX, 0u64, 0u64);
     let flush = |cur: u64, sum: u64, count: u64, keyed: &mut Vec<(u64, u32)>| {
-        if count > 0 {
-            keyed.push(((sum << 16) / count, cur as u32));
+        if let Some(mean) = (sum << 16).checked_div(count) {
+            keyed.push((mean, cur as u32));
         }
     };
     while let Some(Reverse((x, p))) = heap.pop() {
@@ -435,7 +435,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
                     .iter()
                     .map(|h| {
                         h.as_ref()
-                            .filter(|h| h.len() > 0)
+                            .filter(|h| !h.is_empty())
                             .map(|h| h.value_at_quantile(0.5) as f64 / 1e3)
                     })
                     .collect(),

@@ -35,7 +35,7 @@ pub fn write_hgrm(h: &Histogram<u64>, w: &mut dyn Write) -> io::Result<()> {
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     )?;
     let mut total = 0u64;
-    if h.len() > 0 {
+    if !h.is_empty() {
         for v in h.iter_quantiles(TICKS_PER_HALF) {
             total += v.count_since_last_iteration();
             let q = v.quantile_iterated_to();
@@ -93,7 +93,7 @@ pub fn hlog_bytes(
         for (tag, h) in hists {
             let tag = tag.as_deref().and_then(Tag::new);
             log.write_histogram(h, Duration::ZERO, duration, tag)
-                .map_err(|e| io::Error::new(io::ErrorKind::Other, e.to_string()))?;
+                .map_err(|e| io::Error::other(e.to_string()))?;
         }
     }
     // The builder's first line is its `#[MaxValueDivisor …]` comment; the legend follows it.

@@ -93,6 +93,9 @@ pub fn peer_args(spec: &RunSpec, log_dir: &std::path::Path) -> Vec<OsString> {
     push("--comparator", spec.comparator.to_string());
     if !spec.wan.is_empty() {
         push("--wan", spec.wan.clone());
+    }
+    if !spec.zones.is_empty() {
+        // Without zones the peer assigns the profile's zones round-robin.
         push("--zones", spec.zones.join(","));
     }
     let mut v = vec![OsString::from("peer")];

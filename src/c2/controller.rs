@@ -592,7 +592,19 @@ impl Controller {
         }
         let run_id = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes")) >> 1 | 1;
         let seed = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes"));
-        let plan = match plan(req, &candidates, live_total, &self.defaults, run_id, seed) {
+        let profile = match load_profile(&req.wan) {
+            Ok(p) => p,
+            Err(text) => return self.refuse(who, text),
+        };
+        let plan = match plan(
+            profile.as_ref(),
+            req,
+            &candidates,
+            live_total,
+            &self.defaults,
+            run_id,
+            seed,
+        ) {
             Ok(p) => p,
             Err(text) => return self.refuse(who, text),
         };
@@ -758,6 +770,25 @@ impl Controller {
             }
         }
     }
+}
+
+/// The WAN profile of a request: only names the agents can resolve too (shipped profiles, or a
+/// file name both sides have), never a path.
+fn load_profile(wan: &str) -> Result<Option<crate::wan::Profile>, String> {
+    if wan.is_empty() {
+        return Ok(None);
+    }
+    if !wan
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
+        return Err(format!(
+            "--wan {wan:?}: give a profile name (e.g. lan, gcp8), not a path"
+        ));
+    }
+    crate::wan::Profile::load(wan)
+        .map(Some)
+        .map_err(|e| format!("--wan {wan}: {e}"))
 }
 
 pub fn print_status(agents: &[super::proto::AgentInfo]) {

@@ -404,10 +404,8 @@ impl RunSpec {
                 self.peers.len()
             ));
         }
-        if self.wan.is_empty() != self.zones.is_empty()
-            || (!self.zones.is_empty() && self.zones.len() != self.peers.len())
-        {
-            return Err("a WAN profile needs exactly one zone label per peer".into());
+        if !self.zones.is_empty() && (self.wan.is_empty() || self.zones.len() != self.peers.len()) {
+            return Err("zone labels need a WAN profile and one label per peer".into());
         }
         let labels_ok = |s: &str| {
             s.bytes()

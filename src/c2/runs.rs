@@ -32,6 +32,7 @@ pub struct RunDefaults {
 
 /// Check `req` against the live, idle agents and build the specs. Nothing is sent on error.
 pub fn plan(
+    profile: Option<&crate::wan::Profile>,
     req: &RunRequest,
     idle: &[Candidate],
     live_total: usize,
@@ -55,16 +56,35 @@ pub fn plan(
     if req.wan.len() > MAX_LABEL {
         return Err(format!("WAN profile name longer than {MAX_LABEL} bytes"));
     }
-    let zones: Vec<String> = if req.wan.is_empty() {
-        Vec::new()
-    } else {
-        if let Some(c) = chosen.iter().find(|c| c.zone.is_empty()) {
-            return Err(format!(
-                "--wan {} needs a zone label on every agent; agent {} has none (start it with --zone)",
-                req.wan, c.advertise
-            ));
+    let zones: Vec<String> = match (req.wan.is_empty(), profile) {
+        (true, _) => Vec::new(),
+        (false, None) => return Err(format!("unknown WAN profile {:?}", req.wan)),
+        (false, Some(p)) => {
+            let labelled = chosen.iter().filter(|c| !c.zone.is_empty()).count();
+            if labelled == 0 {
+                // No agent has a zone: the peers assign the profile's zones round-robin.
+                Vec::new()
+            } else if labelled < n {
+                let c = chosen
+                    .iter()
+                    .find(|c| c.zone.is_empty())
+                    .expect("some unlabelled");
+                return Err(format!(
+                    "--wan {}: agent {} has no zone while others do; give every agent a --zone or none",
+                    req.wan, c.advertise
+                ));
+            } else if let Some(c) = chosen.iter().find(|c| p.zone_index(c.zone).is_none()) {
+                return Err(format!(
+                    "--wan {}: zone {:?} of agent {} is not in the profile (zones: {})",
+                    req.wan,
+                    c.zone,
+                    c.advertise,
+                    p.zones.join(" ")
+                ));
+            } else {
+                chosen.iter().map(|c| c.zone.to_owned()).collect()
+            }
         }
-        chosen.iter().map(|c| c.zone.to_owned()).collect()
     };
     let peers: Vec<SocketAddr> = chosen
         .iter()
@@ -265,36 +285,60 @@ mod tests {
     #[test]
     fn plans_in_order_and_refuses_out_of_bounds() {
         let c = cands(4, "");
-        let p = plan(&req(3, 50), &c, 4, &D, 9, 1).unwrap();
+        let p = plan(None, &req(3, 50), &c, 4, &D, 9, 1).unwrap();
         assert_eq!(p.specs.len(), 3);
         assert_eq!(p.specs[2].0, 102);
         assert_eq!(p.specs[2].1.peer_id, 2);
         assert_eq!(p.specs[0].1.peers[1], "10.0.0.2:4567".parse().unwrap());
         assert_eq!(p.deadline, Duration::from_millis(5000) + D.slack);
-        assert!(plan(&req(5, 50), &c, 4, &D, 9, 1)
+        assert!(plan(None, &req(5, 50), &c, 4, &D, 9, 1)
             .unwrap_err()
             .contains("only 4 agents are live"));
-        assert!(plan(&req(4, 50), &c[..2], 4, &D, 9, 1)
+        assert!(plan(None, &req(4, 50), &c[..2], 4, &D, 9, 1)
             .unwrap_err()
             .contains("idle"));
-        assert!(plan(&req(0, 50), &c, 4, &D, 9, 1).is_err());
-        assert!(plan(&req(2, 0), &c, 4, &D, 9, 1).is_err());
-        assert!(
-            plan(&req(2, super::super::proto::MAX_MSGS + 1), &c, 4, &D, 9, 1)
-                .unwrap_err()
-                .contains("msgs")
-        );
+        assert!(plan(None, &req(0, 50), &c, 4, &D, 9, 1).is_err());
+        assert!(plan(None, &req(2, 0), &c, 4, &D, 9, 1).is_err());
+        assert!(plan(
+            None,
+            &req(2, super::super::proto::MAX_MSGS + 1),
+            &c,
+            4,
+            &D,
+            9,
+            1
+        )
+        .unwrap_err()
+        .contains("msgs"));
+        let lan = crate::wan::Profile::load("lan").unwrap();
         let mut w = req(2, 5);
-        w.wan = "gcp8".into();
-        assert!(plan(&w, &c, 4, &D, 9, 1).unwrap_err().contains("--zone"));
-        let z = cands(2, "eu");
+        w.wan = "lan".into();
+        assert!(plan(None, &w, &c, 4, &D, 9, 1)
+            .unwrap_err()
+            .contains("unknown WAN profile"));
+        assert!(plan(Some(&lan), &w, &c, 4, &D, 9, 1).unwrap().specs[0]
+            .1
+            .zones
+            .is_empty());
+        let z = cands(2, "LAN");
         assert_eq!(
-            plan(&w, &z, 2, &D, 9, 1).unwrap().specs[1].1.zones,
-            ["eu", "eu"]
+            plan(Some(&lan), &w, &z, 2, &D, 9, 1).unwrap().specs[1]
+                .1
+                .zones,
+            ["LAN", "LAN"]
         );
+        let bad = cands(2, "eu");
+        assert!(plan(Some(&lan), &w, &bad, 2, &D, 9, 1)
+            .unwrap_err()
+            .contains("not in the profile"));
+        let mut mixed = cands(2, "LAN");
+        mixed[1].zone = "";
+        assert!(plan(Some(&lan), &w, &mixed, 2, &D, 9, 1)
+            .unwrap_err()
+            .contains("has no zone"));
         let mut dup = cands(2, "");
         dup[1].advertise = dup[0].advertise;
-        assert!(plan(&req(2, 5), &dup, 2, &D, 9, 1)
+        assert!(plan(None, &req(2, 5), &dup, 2, &D, 9, 1)
             .unwrap_err()
             .contains("same address"));
     }
@@ -303,7 +347,7 @@ mod tests {
     fn run_completes_on_report_and_all_finished_or_fails_in_virtual_time() {
         let t0 = Instant::now();
         let c = cands(2, "");
-        let p = plan(&req(2, 10), &c, 2, &D, 7, 1).unwrap();
+        let p = plan(None, &req(2, 10), &c, 2, &D, 7, 1).unwrap();
         let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
         assert_eq!(
             r.on_ready(100),

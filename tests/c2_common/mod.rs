@@ -363,6 +363,36 @@ pub fn scenario(h: &dyn Hosts) -> Duration {
         "controller --results holds every report"
     );
 
+    // An emulated WAN through C2: agents without zones get the profile's zones round-robin.
+    let mut wan = c2(
+        h,
+        0,
+        &[
+            "run",
+            "--controller",
+            &ctl_s,
+            "--peers",
+            "4",
+            "--msgs",
+            "20",
+            "--interval",
+            "0..10",
+            "--wan",
+            "gcp8",
+            "--json",
+        ],
+    );
+    wan.arg("--key-file").arg(&key);
+    let (status, out, _) = run_to_end(wan, Duration::from_secs(120));
+    assert!(status.success(), "c2 run --wan gcp8 failed");
+    let r = Report::from_json_line(out.trim()).expect("one report");
+    assert_eq!(r.wan.as_deref(), Some("gcp8"));
+    assert!(r.missing_peers.is_empty());
+    assert_eq!(
+        std::fs::read_to_string(&results).unwrap().lines().count(),
+        5
+    );
+
     // Out of bounds: refused with a clear error, nothing started.
     let starts_before = serve
         .drain()
@@ -405,6 +435,24 @@ pub fn scenario(h: &dyn Hosts) -> Duration {
         !status.success() && err.contains("msgs must be 1..=100000"),
         "{err}"
     );
+    let mut nowan = c2(
+        h,
+        0,
+        &[
+            "run",
+            "--controller",
+            &ctl_s,
+            "--peers",
+            "4",
+            "--msgs",
+            "5",
+            "--wan",
+            "nosuch",
+        ],
+    );
+    nowan.arg("--key-file").arg(&key);
+    let (status, _, err) = run_to_end(nowan, Duration::from_secs(30));
+    assert!(!status.success() && err.contains("--wan nosuch"), "{err}");
     serve.wait_for("request refused", Duration::from_secs(5));
     let starts_after = serve
         .drain()

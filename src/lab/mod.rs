@@ -194,20 +194,35 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         .log_dir
         .clone()
         .unwrap_or_else(|| tmp_logs.as_ref().expect("temp dir").0.clone());
+    // A grid is long: its runs always go to a file, and it always ends with a chart.
+    let mut args = args;
+    if args.grid {
+        args.results
+            .get_or_insert_with(|| PathBuf::from("grid-results.jsonl"));
+        args.svg.get_or_insert_with(|| PathBuf::from("grid.svg"));
+        eprintln!(
+            "mpcomm lab: grid results go to {}, the chart to {}",
+            args.results.as_ref().expect("set").display(),
+            args.svg.as_ref().expect("set").display()
+        );
+    }
     let mut results = match &args.results {
         Some(p) => Some(crate::compare::open_results(p)?),
         None => None,
     };
 
     let stdout = std::io::stdout();
+    // Resolved once: a binary replaced during a long grid would otherwise read "(deleted)".
+    let exe = std::env::current_exe().context("cannot find the mpcomm binary")?;
     let mut all = Vec::new();
     let mut failures = 0;
+    let lab_started = std::time::Instant::now();
     for (k, exp) in experiments.iter().enumerate() {
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             break;
         }
         let ctx = experiment::Context {
-            exe: std::env::current_exe().context("cannot find the mpcomm binary")?,
+            exe: exe.clone(),
             comparator,
             log_dir: log_dir.clone(),
             hosts: &hosts,
@@ -218,9 +233,19 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         let mut out = stdout.lock();
         match outcome {
             Ok(report) => {
+                let done = k + 1;
+                let eta = if total > 4 && done < total {
+                    let per = lab_started.elapsed() / done as u32;
+                    format!(
+                        " (about {:.0} s left)",
+                        (per * (total - done) as u32).as_secs_f64()
+                    )
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "mpcomm lab: [{}/{total}] {} N={} M={}: {} of {} rounds out of order, {} lost, setup {:.1} ms",
-                    k + 1,
+                    "mpcomm lab: [{}/{total}] {} N={} M={}: {} of {} rounds out of order, {} lost, setup {:.1} ms{eta}",
+                    done,
                     exp.transport,
                     exp.peers,
                     exp.msgs,

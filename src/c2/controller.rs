@@ -223,9 +223,9 @@ fn spawn_prompt(waker: Arc<Waker>) -> Receiver<String> {
             use std::io::{BufRead, Write};
             eprintln!("commands: run N N_MSGS [fanout|multicast], status, exit");
             let stdin = std::io::stdin();
+            eprint!(">>> ");
+            let _ = std::io::stderr().flush();
             loop {
-                eprint!(">>> ");
-                let _ = std::io::stderr().flush();
                 let mut line = String::new();
                 match stdin.lock().read_line(&mut line) {
                     Ok(0) | Err(_) => return,
@@ -715,6 +715,7 @@ impl Controller {
             .as_ref()
             .map(|rx| rx.try_iter().collect())
             .unwrap_or_default();
+        let prompted = !lines.is_empty();
         for line in lines {
             match parse_prompt(&line) {
                 Ok(None) => {}
@@ -725,6 +726,11 @@ impl Controller {
                 Ok(Some(_)) => print_status(&self.registry.status(Instant::now())),
                 Err(text) => eprintln!("{text}"),
             }
+        }
+        if prompted && self.exiting.is_none() {
+            use std::io::Write;
+            eprint!(">>> ");
+            let _ = std::io::stderr().flush();
         }
     }
 

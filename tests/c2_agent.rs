@@ -1,0 +1,146 @@
+//! The agent against a controller played by this test (the library's handshake on a plain
+//! socket): registration, a RUN while busy refused with a clear error, and a shutdown order
+//! that ends the running peer and the agent with exit code 0.
+
+mod c2_common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use c2_common::{write_key, Proc, TempDir, EXE};
+use mpcomm::c2::auth::{fresh32, Handshake, Session};
+use mpcomm::c2::proto::{Msg, RunSpec, HELLO_LEN, MAX_FRAME};
+use mpcomm::wire::frame::{read_frame, write_frame, Kind};
+use mpcomm::wire::Transport;
+
+struct FakeController {
+    stream: TcpStream,
+    session: Session,
+}
+
+impl FakeController {
+    fn accept(listener: &TcpListener, key: [u8; 32]) -> FakeController {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut hs = Handshake::server(key, fresh32());
+        let mut buf = Vec::new();
+        for _ in 0..4 {
+            let (k, p) = read_frame(&mut stream, HELLO_LEN as u32).unwrap();
+            hs.handle_frame(k, &p).unwrap();
+            while let Some(k) = hs.poll_transmit(&mut buf) {
+                write_frame(&mut stream, k, &buf).unwrap();
+            }
+            if let Some(session) = hs.take_session() {
+                return FakeController { stream, session };
+            }
+        }
+        panic!("agent handshake did not finish");
+    }
+
+    fn send(&mut self, m: &Msg) {
+        let mut body = Vec::new();
+        m.emit(&mut body);
+        let mut out = Vec::new();
+        self.session.seal(&body, &mut out);
+        write_frame(&mut self.stream, Kind::C2Message, &out).unwrap();
+    }
+
+    /// Next message other than a heartbeat (answered, so the agent keeps the link).
+    fn recv(&mut self) -> Msg {
+        loop {
+            let (k, p) = read_frame(&mut self.stream, MAX_FRAME).expect("a message from the agent");
+            assert_eq!(k, Kind::C2Message);
+            let m = Msg::parse(self.session.open(&p).unwrap()).unwrap();
+            if m == Msg::Heartbeat {
+                self.send(&Msg::Heartbeat);
+                continue;
+            }
+            return m;
+        }
+    }
+}
+
+#[test]
+fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
+    let dir = TempDir::new("c2-agent");
+    let key_path = write_key(&dir, "key");
+    let key = mpcomm::c2::key::load(&key_path).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ctl = listener.local_addr().unwrap();
+
+    let mut cmd = Command::new(EXE);
+    cmd.args([
+        "c2",
+        "agent",
+        "--controller",
+        &ctl.to_string(),
+        "--advertise",
+        "127.0.0.1",
+        "--zone",
+        "z1",
+    ]);
+    cmd.arg("--key-file")
+        .arg(&key_path)
+        .arg("--log-dir")
+        .arg(dir.path("logs"));
+    let mut agent = Proc::spawn(cmd, "agent");
+    let mut c = FakeController::accept(&listener, key);
+    let Msg::Register {
+        advertise, zone, ..
+    } = c.recv()
+    else {
+        panic!("expected Register")
+    };
+    assert_eq!(
+        (advertise, zone.as_str()),
+        (Some("127.0.0.1".parse().unwrap()), "z1")
+    );
+
+    // Peer 1 never exists, so peer 0 waits in its handshake: the agent stays busy.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let peer = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    let spec = |run_id| RunSpec {
+        run_id,
+        peer_id: 0,
+        transport: Transport::Fanout,
+        msgs: 5,
+        interval_ms: (0, 1),
+        size: 0,
+        seed: 1,
+        group: None,
+        comparator: peer(9),
+        peers: vec![peer(port), peer(port.wrapping_add(1).max(1024))],
+        wan: String::new(),
+        zones: Vec::new(),
+    };
+    c.send(&Msg::Run(Box::new(spec(11))));
+    assert_eq!(c.recv(), Msg::RunReady { run_id: 11 });
+    c.send(&Msg::Run(Box::new(spec(12))));
+    match c.recv() {
+        Msg::RunFinished {
+            run_id: 12,
+            ok: false,
+            detail,
+        } => assert!(detail.contains("busy with run 11"), "{detail}"),
+        other => panic!("expected a busy refusal, got {other:?}"),
+    }
+
+    c.send(&Msg::Shutdown);
+    let status = agent.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "agent exit {status}");
+    assert!(
+        agent
+            .seen
+            .iter()
+            .any(|l| l.contains("run 11: stopping the peer")),
+        "{:?}",
+        agent.seen
+    );
+}

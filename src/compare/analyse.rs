@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hdrhistogram::Histogram;
 
 use super::kendall::{self, RankIndex};
-use super::peerlog::{new_hist, PeerLog, NOT_EXPECTED};
+use super::peerlog::{new_hist, PeerLog, NOT_EXPECTED, NS_PER_MS};
 use super::report::*;
 
 /// Choices that change the analysis.
@@ -24,7 +24,6 @@ pub struct AnalyseOptions {
     pub skip_pairwise: bool,
 }
 
-const NS_PER_MS: f64 = 1e6;
 /// Matrices (`--matrix`) only up to this many peers.
 pub const MAX_MATRIX_PEERS: usize = 256;
 /// Pairwise distances and the consensus only up to this many logs (~500,000 pairs).

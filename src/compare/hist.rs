@@ -14,10 +14,9 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
-use super::peerlog::{new_hist, PeerLog, SIGFIG};
+use super::peerlog::{new_hist, PeerLog, NS_PER_MS, SIGFIG};
 use super::report::Report;
 
-const NS_PER_MS: f64 = 1e6;
 /// Percentile ticks per half distance, as Java's default.
 const TICKS_PER_HALF: u32 = 5;
 

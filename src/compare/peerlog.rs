@@ -17,6 +17,8 @@ pub const MAX_PAIR_HIST_PEERS: u16 = 64;
 /// Latencies above this are recorded as this (an hour: no real run gets near it), which bounds
 /// every histogram's size whatever a log claims.
 pub const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+/// Nanoseconds per millisecond, for the ms fields of reports and histogram files.
+pub const NS_PER_MS: f64 = 1e6;
 /// Significant digits of every latency histogram.
 pub const SIGFIG: u8 = 3;
 

@@ -340,10 +340,10 @@ impl Service {
                     "rejected"
                 };
                 eprintln!("compare: {}: {verb}: {msg}", conn.peer);
-                let mut bytes = Vec::with_capacity(HEADER_LEN + msg.len());
-                crate::wire::frame::write_frame(&mut bytes, kind, msg.as_bytes())
-                    .expect("writes to a Vec succeed");
-                conn.state = State::Reply { bytes, sent: 0 };
+                conn.state = State::Reply {
+                    bytes: frame(kind, &msg),
+                    sent: 0,
+                };
                 conn.deadline = Instant::now() + self.cfg.read_timeout;
                 if registry
                     .reregister(
@@ -603,10 +603,7 @@ impl Service {
             };
             eprintln!("compare: {}: rejected: {why}", conn.peer);
             // One try to say why, without waiting for the socket: the client has had its time.
-            let mut frame = Vec::new();
-            crate::wire::frame::write_frame(&mut frame, Kind::Rejected, why.as_bytes())
-                .expect("writes to a Vec succeed");
-            let _ = conn.stream.write(&frame);
+            let _ = conn.stream.write(&frame(Kind::Rejected, &why));
             let _ = conn.stream.shutdown(Shutdown::Both);
             let _ = registry.deregister(&mut conn.stream);
         }
@@ -623,6 +620,14 @@ impl Service {
             let _ = self.complete(id, run, on_report);
         }
     }
+}
+
+/// One reply frame.
+fn frame(kind: Kind, msg: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(HEADER_LEN + msg.len());
+    crate::wire::frame::write_frame(&mut bytes, kind, msg.as_bytes())
+        .expect("writes to a Vec succeed");
+    bytes
 }
 
 /// Write what the socket takes; true when all is sent.

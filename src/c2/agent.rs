@@ -303,6 +303,11 @@ impl Agent {
             }
             Link::Up { conn, .. } => conn.flush().and_then(|_| conn.on_readable(&mut self.msgs)),
         };
+        if result.is_err() {
+            // Orders that arrived before the failure were authenticated: keep them (a RUN's
+            // outcome waits for the next registration); the buffer must not outlive the link.
+            self.handle_msgs(now);
+        }
         match result {
             Err(ConnError::Auth(e)) => self.fail_link(format_args!("authentication failed: {e}")),
             Err(ConnError::Closed) if matches!(self.link, Link::Connecting { .. }) => self.fail_link(

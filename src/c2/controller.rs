@@ -409,22 +409,22 @@ impl Controller {
             .conn
             .flush()
             .and_then(|_| c.conn.on_readable(&mut self.msgs));
+        if !self.msgs.is_empty() {
+            c.live.received(now);
+        }
+        let established = c.conn.is_established();
+        // Messages that arrived before an error were authenticated: act on them first, and
+        // never leave them in the shared buffer for the next connection's turn.
+        let msgs = std::mem::take(&mut self.msgs);
+        for m in &msgs {
+            self.on_msg(token, m, now);
+        }
+        self.msgs = msgs;
+        self.msgs.clear();
         match result {
-            Err(ConnError::Closed) if c.conn.is_established() => {
-                self.drop_client(token, "connection closed")
-            }
+            Err(ConnError::Closed) if established => self.drop_client(token, "connection closed"),
             Err(e) => self.drop_client(token, e),
-            Ok(_) => {
-                if !self.msgs.is_empty() {
-                    c.live.received(now);
-                }
-                let msgs = std::mem::take(&mut self.msgs);
-                for m in &msgs {
-                    self.on_msg(token, m, now);
-                }
-                self.msgs = msgs;
-                self.msgs.clear();
-            }
+            Ok(_) => {}
         }
     }
 

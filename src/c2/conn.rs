@@ -207,3 +207,95 @@ impl<S: Read + Write> Conn<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::c2::auth::fresh32;
+    use std::os::unix::net::UnixStream;
+
+    fn pair() -> (Conn<UnixStream>, Conn<UnixStream>, [u8; 32]) {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let key = fresh32();
+        let client = Conn::new(a, Handshake::client(key, Role::Agent, fresh32()));
+        let server = Conn::new(b, Handshake::server(key, fresh32()));
+        (client, server, key)
+    }
+
+    /// Drive both ends on a real socket pair until neither has anything to do (bounded).
+    fn pump(
+        c: &mut Conn<UnixStream>,
+        s: &mut Conn<UnixStream>,
+        cm: &mut Vec<Msg>,
+        sm: &mut Vec<Msg>,
+    ) {
+        for _ in 0..10 {
+            c.flush().unwrap();
+            s.on_readable(sm).unwrap();
+            s.flush().unwrap();
+            c.on_readable(cm).unwrap();
+        }
+    }
+
+    #[test]
+    fn handshake_and_messages_over_a_socket_pair() {
+        let (mut c, mut s, _) = pair();
+        let (mut cm, mut sm) = (Vec::new(), Vec::new());
+        pump(&mut c, &mut s, &mut cm, &mut sm);
+        assert!(c.is_established() && s.is_established());
+        assert_eq!(s.peer_role(), Some(Role::Agent));
+        c.send(&Msg::Heartbeat).unwrap();
+        c.send(&Msg::RunReady { run_id: 5 }).unwrap();
+        s.send(&Msg::Shutdown).unwrap();
+        pump(&mut c, &mut s, &mut cm, &mut sm);
+        assert_eq!(sm, [Msg::Heartbeat, Msg::RunReady { run_id: 5 }]);
+        assert_eq!(cm, [Msg::Shutdown]);
+    }
+
+    #[test]
+    fn unauthenticated_peer_cannot_make_us_buffer_a_large_frame() {
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut s = Conn::new(b, Handshake::server(fresh32(), fresh32()));
+        let mut hdr = [0u8; HEADER_LEN];
+        FrameHeader {
+            kind: Kind::C2Hello,
+            len: u32::MAX,
+        }
+        .emit(&mut hdr);
+        (&a).write_all(&hdr).unwrap();
+        let err = s.on_readable(&mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, ConnError::Frame(crate::wire::Error::BadLength)),
+            "{err}"
+        );
+        assert!(err.is_auth_failure());
+        // A message frame before the handshake is refused as out of order.
+        let (a, b) = UnixStream::pair().unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut s = Conn::new(b, Handshake::server(fresh32(), fresh32()));
+        FrameHeader {
+            kind: Kind::C2Message,
+            len: 8,
+        }
+        .emit(&mut hdr);
+        (&a).write_all(&hdr).unwrap();
+        (&a).write_all(&[0; 8]).unwrap();
+        assert!(matches!(
+            s.on_readable(&mut Vec::new()),
+            Err(ConnError::Auth(AuthError::Unexpected(Kind::C2Message)))
+        ));
+    }
+
+    #[test]
+    fn a_closed_peer_is_reported() {
+        let (mut c, s, _) = pair();
+        drop(s);
+        assert!(matches!(
+            c.on_readable(&mut Vec::new()),
+            Err(ConnError::Closed) | Err(ConnError::Io(_))
+        ));
+    }
+}

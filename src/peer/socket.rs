@@ -1,18 +1,18 @@
-//! Sockets for the two transports (socket2 → std → mio), and receiving with kernel timestamps.
+//! Sockets for the two transports (socket2 → std → mio). Receiving (with the kernel timestamps
+//! enabled here) is in [`super::driver::batch`].
 //!
-//! * fan-out: one UDP socket bound to this peer's own listed address; a message is one
-//!   `send_to` per listed peer (ourselves included, so we receive our own messages too).
+//! * fan-out: one UDP socket bound to this peer's own listed address; a message goes to
+//!   every listed peer (ourselves included, so we receive our own messages too) in one `sendmmsg`.
 //! * multicast: one UDP socket bound to the group address and port (so unicast to that port does
 //!   not reach it), member of the group on `iface`, sending with IP_MULTICAST_IF = `iface`,
 //!   loopback on (we hear ourselves), IP_MULTICAST_ALL off (other groups on this host, from
 //!   parallel runs, stay out). Several peers on one host share the port via SO_REUSEADDR; every
 //!   member socket gets its own copy of each group datagram.
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{self, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{self, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Receive buffer we ask for: a burst of 8 peers × back-to-back sends must not overflow it.
@@ -93,86 +93,9 @@ pub fn open_multicast(group: SocketAddrV4, iface: Ipv4Addr, ttl: u32) -> io::Res
     finish(s)
 }
 
-/// One received datagram's metadata.
-#[derive(Debug, Clone, Copy)]
-pub struct Received {
-    pub len: usize,
-    pub from: Option<SocketAddr>,
-    /// Kernel receive time (ns since the Unix epoch), when SO_TIMESTAMPNS delivered one.
-    pub kernel_ns: Option<u64>,
-}
-
-/// Reusable receive state: the control-message buffer is allocated once, not per datagram.
-pub struct Receiver {
-    cmsg: Vec<u8>,
-}
-
-impl Default for Receiver {
-    fn default() -> Self {
-        Receiver {
-            cmsg: nix::cmsg_space!(nix::sys::time::TimeSpec),
-        }
-    }
-}
-
-impl Receiver {
-    /// Receive one datagram into `buf` without blocking (`WouldBlock` when none is queued).
-    pub fn recv(&mut self, sock: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
-        let mut iov = [IoSliceMut::new(buf)];
-        let msg = socket::recvmsg::<SockaddrStorage>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut self.cmsg),
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map_err(io::Error::from)?;
-        let mut kernel_ns = None;
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                    let ns = ts.tv_sec() as i128 * 1_000_000_000 + ts.tv_nsec() as i128;
-                    kernel_ns = u64::try_from(ns).ok();
-                }
-            }
-        }
-        let from = msg.address.and_then(|a: SockaddrStorage| {
-            a.as_sockaddr_in()
-                .map(|v4| SocketAddr::V4(SocketAddrV4::from(*v4)))
-                .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
-        });
-        Ok(Received {
-            len: msg.bytes,
-            from,
-            kernel_ns,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fanout_socket_receives_with_kernel_timestamps() {
-        let a = open_fanout("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = a.socket.local_addr().unwrap();
-        assert!(a.rcvbuf > 0);
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        b.send_to(b"hello", addr).unwrap();
-        let mut rx = Receiver::default();
-        let mut buf = [0u8; 64];
-        // On loopback `send_to` queues the datagram on the receiver before it returns.
-        let got = rx.recv(&a.socket, &mut buf).unwrap();
-        assert_eq!(&buf[..got.len], b"hello");
-        assert_eq!(got.from, Some(b.local_addr().unwrap()));
-        if a.kernel_stamps {
-            let ns = got
-                .kernel_ns
-                .expect("SO_TIMESTAMPNS was accepted, so a stamp is expected");
-            let now = crate::util::clock::unix_ns();
-            assert!(now >= ns && now - ns < 5_000_000_000);
-        }
-    }
 
     #[test]
     fn a_unicast_group_address_is_refused_clearly() {

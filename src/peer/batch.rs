@@ -1,0 +1,307 @@
+//! Batched datagram I/O: `recvmmsg` and `sendmmsg` over header, iovec, address and control
+//! arrays allocated once per driver, so the steady-state path allocates nothing and one syscall
+//! moves many datagrams.
+//!
+//! Falls back to one `recvmsg` / `sendmsg` per datagram when the kernel lacks the batched calls
+//! (ENOSYS), or when `MPCOMM_NO_MMSG=1` asks for it (to measure what batching buys).
+//!
+//! The arrays hold raw pointers into the struct's own heap buffers (`Vec`s that are never
+//! resized), so moving a `RecvBatch`/`SendBatch` keeps them valid.
+
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::RawFd;
+use std::ptr;
+
+use socket2::SockAddr;
+
+use crate::wire::packet::MAX_DATAGRAM;
+
+/// Datagrams per `recvmmsg` call.
+pub const RECV_SLOTS: usize = 32;
+/// `MPCOMM_NO_MMSG=1` (any value but empty or `0`): one syscall per datagram.
+pub const NO_MMSG_ENV: &str = "MPCOMM_NO_MMSG";
+/// Stride of the receive slots: any UDP payload fits, so nothing is truncated.
+const SLOT_LEN: usize = 1 << 16;
+
+/// True unless `MPCOMM_NO_MMSG` asks for one syscall per datagram.
+pub fn mmsg_from_env() -> bool {
+    std::env::var_os(NO_MMSG_ENV).map_or(true, |v| v.is_empty() || v == "0")
+}
+
+fn cmsg_space() -> usize {
+    // SAFETY: a pure size computation.
+    unsafe { libc::CMSG_SPACE(mem::size_of::<libc::timespec>() as u32) as usize }
+}
+
+/// A zeroed header (also zeroes glibc's padding fields).
+fn zeroed_mmsghdr() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain data; all-zero is a valid (empty) header.
+    unsafe { mem::zeroed() }
+}
+
+pub struct RecvBatch {
+    bufs: Vec<u8>,
+    iovs: Vec<libc::iovec>,
+    /// u64 keeps the control buffers aligned for `cmsghdr`.
+    cmsgs: Vec<u64>,
+    hdrs: Vec<libc::mmsghdr>,
+    cmsg_space: usize,
+    batched: bool,
+}
+
+// SAFETY: the raw pointers only point into buffers this struct owns.
+unsafe impl Send for RecvBatch {}
+
+impl RecvBatch {
+    /// `batched = false` forces one `recvmsg` per datagram.
+    pub fn new(batched: bool) -> RecvBatch {
+        let space = cmsg_space();
+        let mut r = RecvBatch {
+            bufs: vec![0; RECV_SLOTS * SLOT_LEN],
+            iovs: Vec::with_capacity(RECV_SLOTS),
+            cmsgs: vec![0; RECV_SLOTS * space.div_ceil(8)],
+            hdrs: Vec::with_capacity(RECV_SLOTS),
+            cmsg_space: space,
+            batched,
+        };
+        for slot in r.bufs.chunks_exact_mut(SLOT_LEN) {
+            r.iovs.push(libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: SLOT_LEN,
+            });
+        }
+        let stride = space.div_ceil(8);
+        for i in 0..RECV_SLOTS {
+            let mut h = zeroed_mmsghdr();
+            h.msg_hdr.msg_iov = &mut r.iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = r.cmsgs[i * stride..].as_mut_ptr().cast();
+            r.hdrs.push(h);
+        }
+        r
+    }
+
+    /// How many datagrams one `recv` may return.
+    pub fn slots(&self) -> usize {
+        if self.batched {
+            RECV_SLOTS
+        } else {
+            1
+        }
+    }
+
+    /// Batched (recvmmsg) mode: a short count means the queue was empty.
+    pub fn is_batched(&self) -> bool {
+        self.batched
+    }
+
+    /// Receive up to `want` (≤ `slots()`) queued datagrams without blocking; `WouldBlock` if none.
+    pub fn recv(&mut self, fd: RawFd, want: usize) -> io::Result<usize> {
+        let want = want.clamp(1, RECV_SLOTS);
+        for h in &mut self.hdrs[..want] {
+            // The kernel overwrites these with what it used.
+            h.msg_hdr.msg_controllen = self.cmsg_space as _;
+            h.msg_hdr.msg_flags = 0;
+        }
+        if self.batched {
+            let flags = libc::MSG_DONTWAIT as _;
+            // SAFETY: `want` headers, each pointing at live buffers of the advertised sizes.
+            let n = unsafe {
+                libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), want as _, flags, ptr::null_mut())
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(e);
+            }
+            self.batched = false;
+        }
+        // SAFETY: as above, one header.
+        let n = unsafe { libc::recvmsg(fd, &mut self.hdrs[0].msg_hdr, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.hdrs[0].msg_len = n as u32;
+        Ok(1)
+    }
+
+    /// Datagram `i` of the last `recv`, and its SO_TIMESTAMPNS kernel stamp (ns since the epoch).
+    pub fn datagram(&self, i: usize) -> (&[u8], Option<u64>) {
+        let h = &self.hdrs[i];
+        let len = (h.msg_len as usize).min(SLOT_LEN);
+        let start = i * SLOT_LEN;
+        (&self.bufs[start..start + len], kernel_stamp(&h.msg_hdr))
+    }
+}
+
+fn kernel_stamp(msg: &libc::msghdr) -> Option<u64> {
+    let mut stamp = None;
+    // SAFETY: `msg` was filled by the kernel; the CMSG_* macros stay within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                let ns = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+                stamp = u64::try_from(ns).ok();
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    stamp
+}
+
+/// The datagram to send and one prepared header per destination, all sharing one iovec.
+pub struct SendBatch {
+    buf: Vec<u8>,
+    addrs: Vec<SockAddr>,
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    batched: bool,
+}
+
+// SAFETY: the raw pointers only point into buffers this struct owns.
+unsafe impl Send for SendBatch {}
+
+impl SendBatch {
+    /// Headers for `targets` (indexed as the route indexes them); `batched = false` forces one
+    /// `sendmsg` per destination.
+    pub fn new(targets: &[SocketAddr], batched: bool) -> SendBatch {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut s = SendBatch {
+            iov: vec![libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: 0,
+            }],
+            buf,
+            addrs: targets.iter().map(|&a| SockAddr::from(a)).collect(),
+            hdrs: Vec::with_capacity(targets.len()),
+            batched,
+        };
+        for a in &s.addrs {
+            let mut h = zeroed_mmsghdr();
+            h.msg_hdr.msg_name = a.as_ptr() as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = a.len();
+            h.msg_hdr.msg_iov = s.iov.as_mut_ptr();
+            h.msg_hdr.msg_iovlen = 1;
+            s.hdrs.push(h);
+        }
+        s
+    }
+
+    /// Where the machine writes the next datagram.
+    pub fn buf_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Send the first `len` bytes of the buffer to targets `to` in one syscall (one per target
+    /// without batching). Returns how many targets, from `to.start`, got it (≥ 1), or the
+    /// error of the first one (`WouldBlock` when the socket is full).
+    pub fn send(&mut self, fd: RawFd, len: usize, to: Range<usize>) -> io::Result<usize> {
+        self.iov[0].iov_len = len.min(self.buf.len());
+        let hdrs = &mut self.hdrs[to];
+        if self.batched && hdrs.len() > 1 {
+            let flags = libc::MSG_DONTWAIT as _;
+            // SAFETY: headers point at our address array and buffer, both alive and unchanged.
+            let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as _, flags) };
+            if n > 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if n == 0 || e.raw_os_error() != Some(libc::ENOSYS) {
+                return Err(if n == 0 { io::ErrorKind::WouldBlock.into() } else { e });
+            }
+            self.batched = false;
+        }
+        // SAFETY: as above, one header.
+        let n = unsafe { libc::sendmsg(fd, &hdrs[0].msg_hdr, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::socket::open_fanout;
+    use std::os::fd::AsRawFd;
+
+    fn pair() -> (std::net::UdpSocket, SocketAddr, bool) {
+        let a = open_fanout("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = a.socket.local_addr().unwrap();
+        (a.socket, addr, a.kernel_stamps)
+    }
+
+    #[test]
+    fn batched_and_single_receive_keep_bytes_and_kernel_stamps() {
+        for batched in [true, false] {
+            let (rx_sock, addr, stamps) = pair();
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            for i in 0..5u8 {
+                tx.send_to(&[i; 3], addr).unwrap();
+            }
+            let mut rx = RecvBatch::new(batched);
+            let mut seen = Vec::new();
+            // Loopback queues each datagram on the receiver before `send_to` returns.
+            for _ in 0..5 {
+                let n = rx.recv(rx_sock.as_raw_fd(), rx.slots()).unwrap();
+                for i in 0..n {
+                    let (bytes, ns) = rx.datagram(i);
+                    seen.push(bytes.to_vec());
+                    if stamps {
+                        let ns = ns.expect("SO_TIMESTAMPNS is on, so every datagram has a stamp");
+                        let now = crate::util::clock::unix_ns();
+                        assert!(now >= ns && now - ns < 5_000_000_000);
+                    }
+                }
+                if seen.len() == 5 {
+                    break;
+                }
+            }
+            let want: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
+            assert_eq!(seen, want, "batched={batched}");
+            let e = rx.recv(rx_sock.as_raw_fd(), rx.slots()).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        }
+    }
+
+    #[test]
+    fn one_send_reaches_every_target_in_order() {
+        for batched in [true, false] {
+            let socks: Vec<_> = (0..3).map(|_| pair()).collect();
+            let targets: Vec<SocketAddr> = socks.iter().map(|s| s.1).collect();
+            let from = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut tx = SendBatch::new(&targets, batched);
+            tx.buf_mut()[..4].copy_from_slice(b"ping");
+            let mut next = 0;
+            for _ in 0..3 {
+                next += tx.send(from.as_raw_fd(), 4, next..3).unwrap();
+                if next == 3 {
+                    break;
+                }
+            }
+            assert_eq!(next, 3);
+            // Peer 1 only.
+            assert_eq!(tx.send(from.as_raw_fd(), 2, 1..2).unwrap(), 1);
+            for (i, (sock, _, _)) in socks.iter().enumerate() {
+                let mut rx = RecvBatch::new(batched);
+                let n = rx.recv(sock.as_raw_fd(), 1).unwrap();
+                assert_eq!((n, rx.datagram(0).0), (1, &b"ping"[..]));
+                let again = rx.recv(sock.as_raw_fd(), 1);
+                if i == 1 {
+                    assert_eq!(again.unwrap(), 1);
+                    assert_eq!(rx.datagram(0).0, b"pi");
+                } else {
+                    assert_eq!(again.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+                }
+            }
+        }
+    }
+}

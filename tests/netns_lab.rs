@@ -105,7 +105,12 @@ fn root_leftovers(prefix: &str) -> Vec<String> {
         .filter(|l| l.contains(prefix))
         .collect();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    found.extend(mounts.lines().filter(|l| l.contains(prefix)).map(String::from));
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(prefix))
+            .map(String::from),
+    );
     found
 }
 
@@ -284,8 +289,16 @@ fn lab_interrupted_by_sigint_mid_run_leaves_nothing_behind() {
         assert_eq!(status.code(), Some(130), "lab after SIGINT: {status}");
 
         // The lab tore the testbed down before exiting: nothing may be left now.
-        assert_eq!(peers_on(net), Vec::<(u32, String)>::new(), "peer processes left");
-        assert_eq!(holders_of(&ids), Vec::<String>::new(), "namespaces still alive");
+        assert_eq!(
+            peers_on(net),
+            Vec::<(u32, String)>::new(),
+            "peer processes left"
+        );
+        assert_eq!(
+            holders_of(&ids),
+            Vec::<String>::new(),
+            "namespaces still alive"
+        );
         if mode == Mode::Root {
             assert_eq!(root_leftovers(&prefix), Vec::<String>::new());
         }
@@ -319,7 +332,10 @@ fn the_leftover_checks_can_fail() {
     let net = ns_of(peer.child.id(), "net").unwrap();
     assert!(net.starts_with("net:["), "{net}");
     let held = holders_of(&HashSet::from([net.clone()]));
-    assert!(held.contains(&format!("pid {} is in {net}", peer.child.id())), "{held:?}");
+    assert!(
+        held.contains(&format!("pid {} is in {net}", peer.child.id())),
+        "{held:?}"
+    );
     drop(peer); // killed and reaped
     assert_eq!(peers_on([a, x, y]), Vec::<(u32, String)>::new());
 }

@@ -129,11 +129,12 @@ fn run_4_hosts(mode: Mode, transport: &str) {
         procs.push(Proc::spawn(peer_in(&bed, i, transport, group, &dir)));
         let ready = procs[i].wait_for_line("mpcomm peer: ready", Duration::from_secs(20));
         assert!(
-            ready.contains(&format!("id={i} ")) && ready.contains(&format!("transport={transport}")),
+            ready.contains(&format!("id={i} "))
+                && ready.contains(&format!("transport={transport}")),
             "{ready}"
         );
     }
-    for i in 0..HOSTS - 1 {
+    for (i, p) in procs.iter_mut().enumerate() {
         let igmp = output_in(&bed, i, "cat", &["/proc/net/igmp"]);
         let on_eth0 = igmp_groups(&igmp, &bed.iface(i));
         if transport == "multicast" {
@@ -144,18 +145,30 @@ fn run_4_hosts(mode: Mode, transport: &str) {
                 bed.iface(i)
             );
         } else {
-            assert!(!on_eth0.contains(group.ip()), "fan-out joined a group:\n{igmp}");
+            assert!(
+                !on_eth0.contains(group.ip()),
+                "fan-out joined a group:\n{igmp}"
+            );
         }
-        // Each host has its own stack: the group is not joined on host N-1 yet.
-        assert!(procs[i].child.try_wait().unwrap().is_none(), "peer {i} ended early");
+        assert!(
+            p.child.try_wait().unwrap().is_none(),
+            "peer {i} ended early"
+        );
     }
+    // Each host has its own stack: the last host, with no peer yet, is no member.
     let last = output_in(&bed, HOSTS - 1, "cat", &["/proc/net/igmp"]);
     assert!(
         !igmp_groups(&last, &bed.iface(HOSTS - 1)).contains(group.ip()),
         "host {} has no peer yet, but is a member:\n{last}",
         HOSTS - 1
     );
-    procs.push(Proc::spawn(peer_in(&bed, HOSTS - 1, transport, group, &dir)));
+    procs.push(Proc::spawn(peer_in(
+        &bed,
+        HOSTS - 1,
+        transport,
+        group,
+        &dir,
+    )));
 
     let n = HOSTS;
     let m = MSGS as usize;
@@ -195,14 +208,21 @@ fn run_4_hosts(mode: Mode, transport: &str) {
         }
     }
     assert_eq!(logs, n, "one log per peer");
-    assert_eq!(run_ids.len(), 1, "all peers agreed on one run id: {run_ids:?}");
+    assert_eq!(
+        run_ids.len(),
+        1,
+        "all peers agreed on one run id: {run_ids:?}"
+    );
 
     // The hosts' own IP counters: multicast datagrams in from the other hosts, and out.
     for (i, was) in before.iter().enumerate() {
         let now = ip_ext(&bed, i);
         let delta = |k: &str| now[k] - was[k];
         let (inm, outm) = (delta("InMcastPkts"), delta("OutMcastPkts"));
-        eprintln!("{}: {transport}: host {i}: InMcastPkts +{inm}, OutMcastPkts +{outm}", mode.as_str());
+        eprintln!(
+            "{}: {transport}: host {i}: InMcastPkts +{inm}, OutMcastPkts +{outm}",
+            mode.as_str()
+        );
         if transport == "multicast" {
             // Our own datagrams went out as multicast, and beyond their looped-back copies
             // (at most OutMcastPkts) at least the DATA of the N-1 other hosts came in.
@@ -212,7 +232,10 @@ fn run_4_hosts(mode: Mode, transport: &str) {
                 "host {i}: InMcastPkts +{inm}, OutMcastPkts +{outm}"
             );
         } else {
-            assert!(inm < m as u64, "fan-out, yet host {i} saw {inm} multicast datagrams");
+            assert!(
+                inm < m as u64,
+                "fan-out, yet host {i} saw {inm} multicast datagrams"
+            );
         }
     }
 

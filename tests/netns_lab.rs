@@ -58,9 +58,9 @@ fn testbed_prefix(p: &mut Proc, mode: Mode) -> String {
 }
 
 /// Wait for the `ready` lines of one run's N peers (the lab echoes them with --verbose) and
-/// return the address every peer's socket is bound to, as `[a, b, c]` of `a.b.c.d`: for
-/// fan-out peer i at 10.X.Y.(i+1):4570 (its host's own address), for multicast all on the
-/// same 239.x.y.z group.
+/// return their network, as `[a, b, c]` of `a.b.c.d`: peer i is at 10.X.Y.(i+1):4570 (its
+/// host's own address); its socket is bound there for fan-out, to the 239.x.y.z group for
+/// multicast.
 fn peers_ready(p: &mut Proc, transport: &str) -> [u8; 3] {
     let mut ids = HashSet::new();
     let mut net = None;
@@ -75,11 +75,13 @@ fn peers_ready(p: &mut Proc, transport: &str) -> [u8; 3] {
         let id: u8 = field("id=").parse().unwrap();
         let addr: SocketAddrV4 = field("addr=").parse().unwrap();
         assert_eq!(field("transport="), transport, "{l}");
+        let bound: SocketAddrV4 = field("bound=").parse().unwrap();
         let [a, x, y, last] = addr.ip().octets();
+        assert_eq!((a, last, addr.port()), (10, id + 1, 4570), "{l}");
         if transport == "fanout" {
-            assert_eq!((a, last, addr.port()), (10, id + 1, 4570), "{l}");
+            assert_eq!(bound, addr, "{l}");
         } else {
-            assert!(addr.ip().is_multicast(), "{l}");
+            assert!(bound.ip().is_multicast(), "{l}");
         }
         assert_eq!(*net.get_or_insert([a, x, y]), [a, x, y], "one network: {l}");
         assert!(ids.insert(id), "peer {id} ready twice: {l}");

@@ -351,43 +351,15 @@ impl Machine {
         if let Some(to) = self.hello_to_due.iter().position(|&d| d) {
             self.hello_to_due[to] = false;
             if !self.acked_by[to] && !self.is_finished() {
-                self.counters.hellos_sent += 1;
-                let body = Body::Hello {
-                    nonce: self.cfg.nonce,
-                    peers: self.cfg.peers,
-                    msgs: self.cfg.msgs,
-                };
-                let r = Repr {
-                    run_id: hello_run,
-                    sender: self.cfg.id,
-                    body,
-                };
-                return Some(Transmit {
-                    dest: Dest::Peer(to as u16),
-                    len: r.emit(buf),
-                });
+                return Some(self.emit_hello(Dest::Peer(to as u16), buf));
             }
         }
         if self.hello_due && !self.is_finished() {
             self.hello_due = false;
-            self.counters.hellos_sent += 1;
             self.timers
                 .set(Timer::HelloRetry, now.at + self.hello_backoff);
             self.hello_backoff = (self.hello_backoff * 3 / 2).min(self.cfg.hello_retry_max);
-            let body = Body::Hello {
-                nonce: self.cfg.nonce,
-                peers: self.cfg.peers,
-                msgs: self.cfg.msgs,
-            };
-            let r = Repr {
-                run_id: hello_run,
-                sender: self.cfg.id,
-                body,
-            };
-            return Some(Transmit {
-                dest: Dest::All,
-                len: r.emit(buf),
-            });
+            return Some(self.emit_hello(Dest::All, buf));
         }
         let run_id = self.run_id?;
         if self.data_due && self.phase == Phase::Sending {
@@ -437,6 +409,24 @@ impl Machine {
             });
         }
         None
+    }
+
+    fn emit_hello(&mut self, dest: Dest, buf: &mut [u8]) -> Transmit {
+        self.counters.hellos_sent += 1;
+        let body = Body::Hello {
+            nonce: self.cfg.nonce,
+            peers: self.cfg.peers,
+            msgs: self.cfg.msgs,
+        };
+        let r = Repr {
+            run_id: self.cfg.run_id.unwrap_or(0),
+            sender: self.cfg.id,
+            body,
+        };
+        Transmit {
+            dest,
+            len: r.emit(buf),
+        }
     }
 
     /// When `handle_timeout` should next be called. `None` once finished.

@@ -86,11 +86,13 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let delay = plan.wan.as_ref().map(|w| w.delay_model(plan.id, plan.seed));
     let mut machine = Machine::new(plan.config.clone(), start, delay);
     eprintln!(
-        "mpcomm peer: ready id={} peers={} transport={} addr={}",
+        "mpcomm peer: ready id={} peers={} transport={} addr={} bound={} seed={}",
         plan.id,
         plan.peers.len(),
         plan.transport,
-        driver.local_addr()?
+        plan.peers[usize::from(plan.id)],
+        driver.local_addr()?,
+        plan.seed
     );
     let result = driver.run(&mut machine);
     let interrupted = matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::Interrupted);

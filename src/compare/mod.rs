@@ -160,6 +160,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         results: args.results.clone(),
         hist_dir: args.hist_dir.clone(),
         analyse: opts,
+        quiet: false,
     };
     let server = Server::bind(cfg)?;
     let stopper = server.stopper();

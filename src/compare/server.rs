@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// Write every run's histograms here.
     pub hist_dir: Option<PathBuf>,
     pub analyse: AnalyseOptions,
+    /// Do not log accepted uploads (refusals and failures are always logged).
+    pub quiet: bool,
 }
 
 impl ServerConfig {
@@ -66,6 +68,7 @@ impl ServerConfig {
             results: None,
             hist_dir: None,
             analyse: AnalyseOptions::default(),
+            quiet: false,
         }
     }
 }
@@ -339,7 +342,9 @@ impl Service {
                 } else {
                     "rejected"
                 };
-                eprintln!("compare: {}: {verb}: {msg}", conn.peer);
+                if kind != Kind::Accepted || !self.cfg.quiet {
+                    eprintln!("compare: {}: {verb}: {msg}", conn.peer);
+                }
                 conn.state = State::Reply {
                     bytes: frame(kind, &msg),
                     sent: 0,

@@ -161,6 +161,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     cfg.run_timeout = Duration::from_secs(5);
     cfg.hist_dir = args.hist_dir.clone();
     cfg.analyse.matrix = args.matrix;
+    // The lab prints one progress line per run; per-upload lines only with --verbose.
+    cfg.quiet = !args.verbose;
     let server = Server::with_listener(cfg, listener).context("cannot start the comparator")?;
     let comparator = server.local_addr();
     let stopper = server.stopper();

@@ -13,23 +13,13 @@ use std::net::SocketAddrV4;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mpcomm::netns::{find_tool, support_of, Mode};
+use mpcomm::netns::{find_tool, Mode};
 use support::{mpcomm, Proc};
 
 const PEERS: usize = 8;
 
 fn modes() -> Vec<Mode> {
-    let mut ok = Vec::new();
-    for mode in [Mode::Root, Mode::UserNamespace] {
-        match support_of(mode) {
-            Ok(()) => ok.push(mode),
-            Err(why) => eprintln!("netns test: {} mode not available: {why}", mode.as_str()),
-        }
-    }
-    if ok.is_empty() {
-        eprintln!("SKIPPED: no way to make network namespaces here (see reasons above)");
-    }
-    ok
+    support::netns_modes()
 }
 
 /// `mpcomm lab --netns --verbose …` forced into `mode`.

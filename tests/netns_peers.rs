@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mpcomm::netns::{support_of, Mode, Testbed};
+use mpcomm::netns::{Mode, Testbed};
 use mpcomm::wire::log::LogView;
 use support::{Proc, TempDir};
 
@@ -23,17 +23,7 @@ const MSGS: u32 = 40;
 const PORT: u16 = 4570;
 
 fn modes() -> Vec<Mode> {
-    let mut ok = Vec::new();
-    for mode in [Mode::Root, Mode::UserNamespace] {
-        match support_of(mode) {
-            Ok(()) => ok.push(mode),
-            Err(why) => eprintln!("netns test: {} mode not available: {why}", mode.as_str()),
-        }
-    }
-    if ok.is_empty() {
-        eprintln!("SKIPPED: no way to make network namespaces here (see reasons above)");
-    }
-    ok
+    support::netns_modes()
 }
 
 /// `mpcomm peer` inside host `i`.

@@ -6,6 +6,8 @@
 //! namespaces are this test binary again, re-executed with `MPC_NETNS_ROLE` set (see
 //! `role_entry`), so no `ping` or `python3` is needed.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -20,17 +22,7 @@ const GROUP: Ipv4Addr = Ipv4Addr::new(239, 77, 0, 7);
 const GROUP_PORT: u16 = 7788;
 
 fn modes() -> Vec<Mode> {
-    let mut ok = Vec::new();
-    for mode in [Mode::Root, Mode::UserNamespace] {
-        match support_of(mode) {
-            Ok(()) => ok.push(mode),
-            Err(why) => eprintln!("netns test: {} mode not available: {why}", mode.as_str()),
-        }
-    }
-    if ok.is_empty() {
-        eprintln!("SKIPPED: no way to make network namespaces here (see reasons above)");
-    }
-    ok
+    support::netns_modes()
 }
 
 // ---------------------------------------------------------------------------------------------

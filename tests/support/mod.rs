@@ -144,3 +144,20 @@ pub fn join(addrs: &[SocketAddr]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// The network-namespace modes that work here (root, user namespace), each reason for one that
+/// does not printed; a test runs once per returned mode and passes, saying so, when none works.
+pub fn netns_modes() -> Vec<mpcomm::netns::Mode> {
+    use mpcomm::netns::{support_of, Mode};
+    let mut ok = Vec::new();
+    for mode in [Mode::Root, Mode::UserNamespace] {
+        match support_of(mode) {
+            Ok(()) => ok.push(mode),
+            Err(why) => eprintln!("netns test: {} mode not available: {why}", mode.as_str()),
+        }
+    }
+    if ok.is_empty() {
+        eprintln!("SKIPPED: no way to make network namespaces here (see reasons above)");
+    }
+    ok
+}

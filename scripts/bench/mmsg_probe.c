@@ -8,7 +8,8 @@
  * --oneway: peer 0 only sends, to peer 1 only, which only reads (like iperf/sockperf).
  *
  * Prints one line: probe peers=.. mode=.. size=.. msgs=.. delivered=.. expected=.. sent=..
- * secs=.. dgrams_per_s=..  where secs = last delivery - first send over all peers.
+ * secs=.. dgrams_per_s=.. cpu_ns_per_dgram=..  where secs = last delivery - first send over all
+ * peers and cpu_ns_per_dgram = user + system CPU time of all peers / delivered.
  *
  * Build: gcc -O2 -Wall -pthread -o mmsg_probe mmsg_probe.c
  */
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -213,6 +215,8 @@ int main(int argc, char **argv) {
         }
     }
     if (oneway) npeers = 2;
+    struct rusage ru0, ru1;
+    getrusage(RUSAGE_SELF, &ru0);
     if (npeers < 1 || npeers > MAX_PEERS || size < 16 || size > 65507 || msgs == 0) {
         fprintf(stderr, "mmsg_probe: need 1..%d peers, 16..65507 bytes, msgs > 0\n", MAX_PEERS);
         return 2;
@@ -269,6 +273,10 @@ int main(int argc, char **argv) {
         if (!procs) pthread_join(threads[i], NULL);
         else if (wait(&st) < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) failed = 1;
     }
+    getrusage(procs ? RUSAGE_CHILDREN : RUSAGE_SELF, &ru1);
+#define TV_NS(t) ((uint64_t)(t).tv_sec * 1000000000ull + (uint64_t)(t).tv_usec * 1000ull)
+    uint64_t cpu = TV_NS(ru1.ru_utime) + TV_NS(ru1.ru_stime);
+    if (!procs) cpu -= TV_NS(ru0.ru_utime) + TV_NS(ru0.ru_stime);
     uint64_t delivered = 0, sent = 0, first = UINT64_MAX, last = 0, stamped = 0;
     for (int i = 0; i < npeers; i++) {
         delivered += res[i].delivered;
@@ -280,9 +288,10 @@ int main(int argc, char **argv) {
     uint64_t expected = oneway ? msgs : (uint64_t)npeers * npeers * msgs;
     double secs = last > first ? (double)(last - first) / 1e9 : 0;
     printf("probe%s peers=%d mode=%s%s size=%d msgs=%u delivered=%llu expected=%llu sent=%llu "
-           "stamped=%llu secs=%.4f dgrams_per_s=%.0f\n",
+           "stamped=%llu secs=%.4f dgrams_per_s=%.0f cpu_ns_per_dgram=%.0f\n",
            procs ? "-procs" : "", npeers, mmsg ? "mmsg" : "single", oneway ? "-oneway" : "", size, msgs,
            (unsigned long long)delivered, (unsigned long long)expected, (unsigned long long)sent,
-           (unsigned long long)stamped, secs, secs > 0 ? (double)delivered / secs : 0);
+           (unsigned long long)stamped, secs, secs > 0 ? (double)delivered / secs : 0,
+           delivered ? (double)cpu / (double)delivered : 0);
     return failed;
 }

@@ -110,7 +110,13 @@ impl RecvBatch {
             let flags = libc::MSG_DONTWAIT as _;
             // SAFETY: `want` headers, each pointing at live buffers of the advertised sizes.
             let n = unsafe {
-                libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), want as _, flags, ptr::null_mut())
+                libc::recvmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr(),
+                    want as _,
+                    flags,
+                    ptr::null_mut(),
+                )
             };
             if n >= 0 {
                 return Ok(n as usize);
@@ -214,7 +220,11 @@ impl SendBatch {
             }
             let e = io::Error::last_os_error();
             if n == 0 || e.raw_os_error() != Some(libc::ENOSYS) {
-                return Err(if n == 0 { io::ErrorKind::WouldBlock.into() } else { e });
+                return Err(if n == 0 {
+                    io::ErrorKind::WouldBlock.into()
+                } else {
+                    e
+                });
             }
             self.batched = false;
         }

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Side-by-side loopback benchmark of the datagram path, every tool in every repetition:
-#   mpcomm-mmsg / mpcomm-single  examples/bench_peer.rs, real Driver+Machine, 2 peers (threads),
-#                                recvmmsg/sendmmsg on / off (MPCOMM_NO_MMSG switch, as --no-mmsg)
+#   mpcomm-mmsg / mpcomm-single  examples/bench_peer.rs, real Driver+Machine, PEERS peers (threads),
+#                                recvmmsg/sendmmsg on / off (the MPCOMM_NO_MMSG switch, as --no-mmsg)
 #   probe-mmsg / probe-single    scripts/bench/mmsg_probe.c, same shape in C (threads)
-#   probe-procs-mmsg             the same with 2 processes instead of 2 threads
+#   probe-procs-mmsg             the same with processes instead of threads
 #   probe-oneway-mmsg            C, one sender -> one receiver (the shape of iperf2/sockperf)
 #   iperf2, sockperf             one UDP flow, client -> server, unlimited rate
 # All traffic on 127.0.0.1, all datagrams SIZE bytes of UDP payload. The tool order rotates every
 # repetition so no tool always runs first. Prints medians and per-repetition ratios.
 #
-# Usage: scripts/bench/run.sh            (env: REPS=7 MSGS=200000 SIZE=64 SECS=2 OUT=target/bench)
+# Usage: scripts/bench/run.sh   (env: REPS=7 PEERS=2 MSGS=200000 SIZE=64 SECS=2 OUT=target/bench)
+# MSGS is per peer: mesh runs deliver PEERS*PEERS*MSGS datagrams, the C one-way run MSGS; iperf2
+# and sockperf run SECS seconds.
 # Needs: cargo, gcc, iperf (Debian `iperf` = iperf2) and sockperf: apt-get install -y iperf sockperf
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${REPS:-7}
+PEERS=${PEERS:-2}
 MSGS=${MSGS:-200000}
 SIZE=${SIZE:-64}
 SECS=${SECS:-2}
@@ -41,14 +44,17 @@ wait_udp() {
   return 1
 }
 
-# Every runner prints: dgrams_per_s=X delivered=D expected_or_sent=E
+# Every runner prints: dgrams_per_s=X delivered=D sent=S [cpu_ns_per_dgram=C recv_per_call=R]
 field() { tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
 kv_line() { # from a bench_peer / probe line
-  local l=$1
-  echo "dgrams_per_s=$(field dgrams_per_s <<<"$l") delivered=$(field delivered <<<"$l") sent=$(field sent <<<"$l")"
+  local k out=""
+  for k in dgrams_per_s delivered sent cpu_ns_per_dgram recv_per_call; do
+    out+="$k=$(field "$k" <<<"$1") "
+  done
+  echo "${out% }"
 }
-run_mpcomm() { kv_line "$(timeout 120 "$BENCH" --msgs "$MSGS" --size "$SIZE" "$@")"; }
-run_probe() { kv_line "$(timeout 120 "$PROBE" --msgs "$MSGS" --size "$SIZE" "$@")"; }
+run_mpcomm() { kv_line "$(timeout 120 "$BENCH" --peers "$PEERS" --msgs "$MSGS" --size "$SIZE" "$@")"; }
+run_probe() { kv_line "$(timeout 120 "$PROBE" --peers "$PEERS" --msgs "$MSGS" --size "$SIZE" "$@")"; }
 
 run_iperf() {
   local log="$OUT/iperf_server.csv" port=$((PORT + 1))
@@ -109,7 +115,7 @@ done
 
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
-echo "runs: REPS=$REPS MSGS=$MSGS SIZE=$SIZE SECS=$SECS; raw lines in $RESULTS"
+echo "runs: REPS=$REPS PEERS=$PEERS MSGS=$MSGS SIZE=$SIZE SECS=$SECS; raw lines in $RESULTS"
 # Medians per tool, and the median over repetitions of (tool / mpcomm-mmsg of the same repetition).
 awk '
 function median(a, k,   i, j, t) {
@@ -117,22 +123,29 @@ function median(a, k,   i, j, t) {
   return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 }
 {
+  split("", v)
   for (f = 1; f <= NF; f++) { split($f, kv, "="); v[kv[1]] = kv[2] }
   rate[v["tool"], v["rep"]] = v["dgrams_per_s"]
   loss[v["tool"], v["rep"]] = v["sent"] > 0 ? 100 * (1 - v["delivered"] / v["sent"]) : 0
+  cpu[v["tool"], v["rep"]] = v["cpu_ns_per_dgram"]
   if (!(v["tool"] in seen)) { seen[v["tool"]] = 1; order[++nt] = v["tool"] }
-  if (v["rep"] > reps) reps = v["rep"]
+  if (v["rep"] + 0 > reps) reps = v["rep"] + 0
 }
 END {
-  printf "%-18s %14s %10s %10s %22s\n", "tool", "median dgr/s", "min", "max", "median ratio to mpcomm-mmsg"
+  printf "%-18s %13s %9s %9s %8s %8s %6s\n", "tool", "median dgr/s", "min", "max", "ratio*", "cpu ns*", "loss"
   for (t = 1; t <= nt; t++) {
-    name = order[t]; k = 0; kr = 0; kl = 0; lo = ""; hi = ""
+    name = order[t]; k = 0; kr = 0; kl = 0; kc = 0; lo = ""; hi = ""
     for (r = 1; r <= reps; r++) {
       if (!((name, r) in rate)) continue
       x = rate[name, r] + 0; a[++k] = x; l[++kl] = loss[name, r] + 0
-      if (lo == "" || x < lo) lo = x; if (hi == "" || x > hi) hi = x
+      if (cpu[name, r] != "") c[++kc] = cpu[name, r] + 0
+      if (lo == "" || x < lo) lo = x
+      if (hi == "" || x > hi) hi = x
       b = rate["mpcomm-mmsg", r] + 0; if (b > 0) q[++kr] = x / b
     }
-    printf "%-18s %14.0f %10.0f %10.0f %22.2f   (median loss %.1f%%)\n", name, median(a, k), lo, hi, median(q, kr), median(l, kl)
+    printf "%-18s %13.0f %9.0f %9.0f %8.2f %8s %5.1f%%\n", name, median(a, k), lo, hi, median(q, kr),
+      kc ? sprintf("%.0f", median(c, kc)) : "n/a", median(l, kl)
   }
+  print "ratio*: median over repetitions of (rate / mpcomm-mmsg rate of the same repetition)"
+  print "cpu ns*: median user+system CPU per delivered datagram of the benchmark process(es)"
 }' "$RESULTS" | tee "$OUT/summary.txt"

@@ -38,7 +38,12 @@ fn valid_inputs() -> Vec<Vec<u8>> {
         Repr {
             run_id: 0,
             sender: 3,
-            body: Body::HelloAck { to: 2, nonce: 5 },
+            body: Body::HelloAck {
+                to: 2,
+                nonce: 5,
+                from_nonce: 6,
+                run_nonce: 5,
+            },
         },
         Repr {
             run_id: 9,
@@ -125,7 +130,16 @@ fn any_body() -> impl Strategy<Value = Body> {
             peers,
             msgs
         }),
-        (any::<u16>(), any::<u64>()).prop_map(|(to, nonce)| Body::HelloAck { to, nonce }),
+        (any::<u16>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(to, nonce, from_nonce, run_nonce)| {
+                Body::HelloAck {
+                    to,
+                    nonce,
+                    from_nonce,
+                    run_nonce,
+                }
+            }
+        ),
         (any::<u32>(), any::<u64>(), 0u16..2000).prop_map(|(seq, send_ns, pad)| Body::Data {
             seq,
             send_ns,

@@ -295,3 +295,44 @@ fn log_dump_prints_the_documented_csv() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid delivery log"));
 }
+
+#[test]
+fn an_upload_the_comparator_refuses_is_not_retried() {
+    use mpcomm::compare::{Server, ServerConfig};
+    let dir = TempDir::new("refused");
+    let (peers, group) = loopback_peers(1);
+    assert!(Proc::spawn(peer_cmd(&peers, group, 0, 400, "fanout", &dir))
+        .finish(Duration::from_secs(30))
+        .0
+        .success());
+    let log = logs_in(&dir).remove(0);
+    assert!(std::fs::metadata(&log).unwrap().len() > 4096);
+
+    // A comparator whose cap is below the log's size refuses it from the frame header.
+    let mut cfg = ServerConfig::local("127.0.0.1:0".parse().unwrap());
+    cfg.max_upload_bytes = 4096;
+    let server = Server::bind(cfg).unwrap();
+    let addr = server.local_addr();
+    let stop = server.stopper();
+    let thread = std::thread::spawn(move || server.run(|_| {}));
+    let out = mpcomm()
+        .args([
+            "upload",
+            "--attempts",
+            "3",
+            "--comparator",
+            &addr.to_string(),
+        ])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("refused the log"), "{stderr}");
+    assert!(
+        !stderr.contains("attempt 2/3"),
+        "a refusal is final, not retried: {stderr}"
+    );
+    stop.stop();
+    thread.join().unwrap().unwrap();
+}

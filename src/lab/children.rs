@@ -1,6 +1,11 @@
-//! Peer child processes: started with an argument vector (no shell), watched by one thread each
-//! (blocked in `wait`, not polling), their stderr kept for the error message, and killed and
-//! reaped when the group is dropped — on success, failure, panic or Ctrl-C.
+//! Peer child processes: started with an argument vector (no shell), their stderr kept for the
+//! error message, and killed and reaped when the group is dropped — on success, failure, panic
+//! or Ctrl-C.
+//!
+//! One thread per child reads its stderr and then *waits without reaping* (`waitid` with
+//! `WNOWAIT`): until this thread's owner reaps it, the exited child stays a zombie and its pid
+//! cannot be reused, so a SIGTERM from `kill_all` or the signal handler can never hit an
+//! unrelated process. Only [`Group::next_exit`] reaps, after taking the pid off the shared list.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
 /// Pids of every live child of this process, for the signal handler.
@@ -16,10 +22,11 @@ pub type PidList = Arc<Mutex<Vec<u32>>>;
 
 pub struct Group {
     pids: PidList,
-    mine: Vec<u32>,
-    exits: Receiver<(usize, std::io::Result<ExitStatus>)>,
+    /// `None` once reaped.
+    children: Vec<Option<Child>>,
+    exited: Receiver<usize>,
+    tx: mpsc::Sender<usize>,
     stderr: Vec<Arc<Mutex<Vec<String>>>>,
-    tx: mpsc::Sender<(usize, std::io::Result<ExitStatus>)>,
 }
 
 /// How a child ended.
@@ -34,13 +41,13 @@ const STDERR_LINES: usize = 50;
 
 impl Group {
     pub fn new(pids: PidList) -> Group {
-        let (tx, exits) = mpsc::channel();
+        let (tx, exited) = mpsc::channel();
         Group {
             pids,
-            mine: Vec::new(),
-            exits,
-            stderr: Vec::new(),
+            children: Vec::new(),
+            exited,
             tx,
+            stderr: Vec::new(),
         }
     }
 
@@ -51,13 +58,13 @@ impl Group {
             .stderr(Stdio::piped());
         cmd.env_remove("NOTIFY_SOCKET");
         let mut child: Child = cmd.spawn()?;
-        let index = self.stderr.len();
+        let index = self.children.len();
         let pid = child.id();
         self.pids.lock().expect("pid list").push(pid);
-        self.mine.push(pid);
         let lines = Arc::new(Mutex::new(Vec::new()));
         self.stderr.push(lines.clone());
         let err = child.stderr.take().expect("piped");
+        self.children.push(Some(child));
         let tx = self.tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
@@ -70,21 +77,27 @@ impl Group {
                 }
                 l.push(line);
             }
-            // stderr closed: the child is exiting; reap it.
-            let _ = tx.send((index, child.wait()));
+            // stderr closed: the child is exiting. Wait for it, but leave it to be reaped.
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+            let _ = waitid(Id::Pid(Pid::from_raw(pid as i32)), flags);
+            let _ = tx.send(index);
         });
         Ok(index)
     }
 
-    /// The next child to exit, or `None` at the deadline.
+    /// The next child to exit (reaped), or `None` at the deadline.
     pub fn next_exit(&mut self, deadline: Instant) -> Option<Exit> {
         let wait = deadline.saturating_duration_since(Instant::now());
-        match self.exits.recv_timeout(wait) {
-            Ok((index, status)) => {
-                let pid = self.mine[index];
+        match self.exited.recv_timeout(wait) {
+            Ok(index) => {
+                let mut child = self.children[index].take().expect("each child exits once");
+                let pid = child.id();
+                // Off the list first, under its lock: the handler never signals a reaped pid.
                 self.pids.lock().expect("pid list").retain(|&p| p != pid);
-                self.mine[index] = 0;
-                Some(Exit { index, status })
+                Some(Exit {
+                    index,
+                    status: child.wait(),
+                })
             }
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
         }
@@ -95,29 +108,22 @@ impl Group {
         self.stderr[index].lock().expect("stderr lines").clone()
     }
 
+    fn live(&self) -> Vec<u32> {
+        self.children.iter().flatten().map(Child::id).collect()
+    }
+
     /// Terminate every child still running, and wait (bounded) for them to exit.
     pub fn kill_all(&mut self) {
-        let live: Vec<usize> = (0..self.mine.len())
-            .filter(|&i| self.mine[i] != 0)
-            .collect();
-        for &i in &live {
-            let _ = kill(Pid::from_raw(self.mine[i] as i32), Signal::SIGTERM);
+        for pid in self.live() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(3);
-        let mut left = live.len();
-        while left > 0 {
-            match self.next_exit(deadline) {
-                Some(_) => left -= 1,
-                None => break,
-            }
-        }
-        for i in 0..self.mine.len() {
-            if self.mine[i] != 0 {
-                let _ = kill(Pid::from_raw(self.mine[i] as i32), Signal::SIGKILL);
-            }
+        while !self.live().is_empty() && self.next_exit(deadline).is_some() {}
+        for pid in self.live() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self.mine.iter().any(|&p| p != 0) && self.next_exit(deadline).is_some() {}
+        while !self.live().is_empty() && self.next_exit(deadline).is_some() {}
     }
 }
 

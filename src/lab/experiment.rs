@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -76,6 +78,8 @@ pub struct Context<'a> {
     pub hosts: &'a Hosts,
     pub pids: PidList,
     pub verbose: bool,
+    /// Set by the signal handler: stop starting peers, stop the ones running.
+    pub interrupted: Arc<AtomicBool>,
 }
 
 impl Experiment {
@@ -125,9 +129,9 @@ impl Experiment {
             "--run-id".into(),
             run_id.to_string(),
             "--handshake-timeout".into(),
-            format!("{}ms", self.handshake_timeout.as_millis()),
+            format!("{}us", self.handshake_timeout.as_micros()),
             "--drain".into(),
-            format!("{}ms", self.drain.as_millis()),
+            format!("{}us", self.drain.as_micros()),
             "--log-dir".into(),
             ctx.log_dir.display().to_string(),
             "--comparator".into(),
@@ -162,6 +166,9 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
     let started = Instant::now();
     let mut group_of = Group::new(ctx.pids.clone());
     for id in 0..exp.peers {
+        if ctx.interrupted.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
         let mut cmd = ctx.hosts.command(usize::from(id), &ctx.exe);
         cmd.args(exp.peer_args(id, run_id, &peers, group, ctx));
         group_of
@@ -171,6 +178,11 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
     let deadline = started + exp.deadline();
     let mut failed = Vec::new();
     for _ in 0..exp.peers {
+        if ctx.interrupted.load(Ordering::SeqCst) {
+            // Peers started after the handler ran were not signalled by it.
+            group_of.kill_all();
+            bail!("interrupted");
+        }
         match group_of.next_exit(deadline) {
             Some(exit) => match exit.status {
                 Ok(s) if s.success() => {}

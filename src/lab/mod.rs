@@ -158,7 +158,23 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     // The comparator, in this process, on one mio loop of its own thread.
     let (listener, hosts) = hosts::prepare(&args)?;
     let mut cfg = ServerConfig::local(listener.local_addr()?);
-    cfg.run_timeout = Duration::from_secs(5);
+    // A run is reported once every peer uploaded; the timeout only covers a peer that died.
+    // The last peer finishes up to a quiet period (≥ the longest send gap) after the first.
+    let longest_gap = experiments
+        .iter()
+        .map(|e| e.interval.1.mul_f64(e.time_scale).max(e.drain))
+        .max()
+        .unwrap_or_default();
+    cfg.run_timeout = Duration::from_secs(5) + longest_gap * 2;
+    // Every log must fit, duplicates included: N × M records of 32 bytes, twice over.
+    let largest_log = experiments
+        .iter()
+        .map(|e| u64::from(e.peers) * u64::from(e.msgs) * 64 + (1 << 20))
+        .max()
+        .unwrap_or(0);
+    cfg.max_upload_bytes = cfg
+        .max_upload_bytes
+        .max(u32::try_from(largest_log).unwrap_or(u32::MAX));
     cfg.hist_dir = args.hist_dir.clone();
     cfg.analyse.matrix = args.matrix;
     // The lab prints one progress line per run; per-upload lines only with --verbose.
@@ -230,6 +246,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             hosts: &hosts,
             pids: pids.clone(),
             verbose: args.verbose,
+            interrupted: interrupted.clone(),
         };
         let outcome = experiment::run_one(exp, &ctx, &reports);
         let mut out = stdout.lock();

@@ -89,6 +89,8 @@ pub struct Transmit {
 pub trait DelayModel: Send {
     /// `None` drops the message; `Some(d)` delivers it `d` after it was sent.
     fn delay(&mut self, from: u16, to: u16) -> Option<Duration>;
+    /// The longest delay `delay` can return.
+    fn max_delay(&self) -> Duration;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +151,11 @@ pub struct Machine {
     // Handshake.
     hello_nonce: Vec<u64>,
     acked_by: Vec<bool>,
+    /// Peer 0's nonce as each acknowledging peer knew it (run-id agreement).
+    acked_run_nonce: Vec<u64>,
+    /// The incarnation (nonce) of each peer that acknowledged us: an ACK of an earlier
+    /// incarnation says nothing about a restarted peer.
+    acked_from_nonce: Vec<u64>,
     ack_due: Vec<bool>,
     /// A peer we just heard from for the first time has not acknowledged us: it probably
     /// started after our last HELLO, so it gets one at once instead of at the next retry.
@@ -176,6 +183,9 @@ pub struct Machine {
     stop_count: Vec<Option<u32>>,
     end: Option<Now>,
     counters: Counters,
+    /// The quiet period that ends a run: `drain`, but never shorter than a peer's longest send
+    /// gap plus the WAN's longest delay, nor than a joining peer's HELLO retry.
+    quiet: Duration,
 }
 
 impl Machine {
@@ -190,6 +200,14 @@ impl Machine {
         let expected = n * cfg.msgs as usize;
         let mut timers = TimerTable::default();
         timers.set(Timer::HandshakeTimeout, now.at + cfg.handshake_timeout);
+        let max_delay = delay.as_ref().map_or(Duration::ZERO, |d| d.max_delay());
+        let margin = Duration::from_millis(250);
+        let quiet = cfg
+            .drain
+            .max(cfg.interval.1 + max_delay + margin)
+            .max(cfg.hello_retry_max + margin);
+        // The hold-back queue exists only under an emulated WAN.
+        let held_capacity = if delay.is_some() { expected } else { 0 };
         Machine {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ u64::from(cfg.id).rotate_left(32)),
             phase: Phase::Handshake,
@@ -198,6 +216,8 @@ impl Machine {
             delay,
             hello_nonce: vec![0; n],
             acked_by: vec![false; n],
+            acked_run_nonce: vec![0; n],
+            acked_from_nonce: vec![0; n],
             ack_due: vec![false; n],
             hello_to_due: vec![false; n],
             hello_due: true,
@@ -211,13 +231,14 @@ impl Machine {
             stop_due: false,
             // Slack for duplicates; growth beyond it is amortised and rare.
             records: Vec::with_capacity(expected + expected / 8 + 16),
-            held: BinaryHeap::with_capacity(expected),
+            held: BinaryHeap::with_capacity(held_capacity),
             held_order: 0,
             seen: vec![0; expected.div_ceil(64)],
             distinct: vec![0; n],
             stop_count: vec![None; n],
             end: None,
             counters: Counters::default(),
+            quiet,
             cfg,
         }
     }
@@ -256,7 +277,12 @@ impl Machine {
     /// Peers we have no HELLO from, or that have not acknowledged ours.
     pub fn missing(&self) -> Vec<u16> {
         (0..self.cfg.peers)
-            .filter(|&p| self.hello_nonce[usize::from(p)] == 0 || !self.acked_by[usize::from(p)])
+            .filter(|&p| {
+                let p = usize::from(p);
+                self.hello_nonce[p] == 0
+                    || !self.acked_by[p]
+                    || self.acked_from_nonce[p] != self.hello_nonce[p]
+            })
             .collect()
     }
     /// Peers whose STOP never arrived or whose messages are incomplete (after the run).
@@ -270,6 +296,9 @@ impl Machine {
 
     /// One datagram from the network. Anything undecodable is counted and dropped.
     pub fn handle_datagram(&mut self, now: Now, bytes: &[u8], arrival: Arrival) {
+        if self.is_finished() {
+            return; // Like a process that has exited: it hears nothing.
+        }
         let repr = match Repr::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -283,7 +312,12 @@ impl Machine {
         }
         match repr.body {
             Body::Hello { nonce, peers, msgs } => self.on_hello(now, repr, nonce, peers, msgs),
-            Body::HelloAck { to, nonce } => self.on_hello_ack(now, repr, to, nonce),
+            Body::HelloAck {
+                to,
+                nonce,
+                from_nonce,
+                run_nonce,
+            } => self.on_hello_ack(now, repr, (to, nonce), from_nonce, run_nonce),
             Body::Data { .. } | Body::Stop { .. } => match self.run_id {
                 Some(id) if repr.run_id != id => self.counters.foreign += 1,
                 Some(_) => self.on_run_message(now, repr, arrival),
@@ -304,7 +338,7 @@ impl Machine {
             self.timers = TimerTable::default();
             return;
         }
-        if self.timers.expire(Timer::HelloRetry, now.at) && !self.all_acked() {
+        if self.timers.expire(Timer::HelloRetry, now.at) && !self.all_agreed() {
             self.hello_due = true;
         }
         if self.timers.expire(Timer::NextSend, now.at) && self.phase == Phase::Sending {
@@ -317,12 +351,12 @@ impl Machine {
             self.release_held(now);
         }
         if self.timers.expire(Timer::Drain, now.at) && self.phase == Phase::Draining {
-            // Quiet for long enough: what has not arrived is lost. Flush the hold-back queue,
-            // whose deadlines are bounded by the WAN's largest delay.
-            if self.held.is_empty() {
+            // Quiet for long enough: what has not arrived is lost. First flush the hold-back
+            // queue (its deadlines are bounded by the WAN's largest delay) and send our STOPs.
+            if self.held.is_empty() && self.stops_left == 0 {
                 self.finish(now);
             } else {
-                self.timers.set(Timer::Drain, now.at + self.cfg.drain);
+                self.timers.set(Timer::Drain, now.at + self.quiet);
             }
         }
         self.check_done(now);
@@ -341,7 +375,12 @@ impl Machine {
             let r = Repr {
                 run_id: hello_run,
                 sender: self.cfg.id,
-                body: Body::HelloAck { to, nonce },
+                body: Body::HelloAck {
+                    to,
+                    nonce,
+                    from_nonce: self.cfg.nonce,
+                    run_nonce: self.peer0_nonce(),
+                },
             };
             return Some(Transmit {
                 dest: Dest::Peer(to),
@@ -463,8 +502,23 @@ impl Machine {
                 self.counters.foreign += 1;
                 return;
             }
+            let restarted = self.hello_nonce[from] != 0;
             self.hello_nonce[from] = nonce;
-            self.hello_to_due[from] = !self.acked_by[from];
+            if restarted {
+                // Its old incarnation's ACK says nothing about the new one.
+                self.acked_by[from] = false;
+                self.hello_due = true;
+            }
+            if from == 0 && self.cfg.id != 0 {
+                // Our view of the run id changed: tell everyone we have acknowledged, and
+                // collect fresh acknowledgements of ours.
+                for p in 0..self.ack_due.len() {
+                    self.ack_due[p] |= self.hello_nonce[p] != 0;
+                }
+                self.hello_due |= restarted;
+            }
+            // A new incarnation: it may not have our HELLO yet.
+            self.hello_to_due[from] = true;
         }
         self.ack_due[from] = true;
         self.heard_from_run(now);
@@ -472,7 +526,14 @@ impl Machine {
         self.try_pass_barrier(now);
     }
 
-    fn on_hello_ack(&mut self, now: Now, repr: Repr, to: u16, nonce: u64) {
+    fn on_hello_ack(
+        &mut self,
+        now: Now,
+        repr: Repr,
+        (to, nonce): (u16, u64),
+        from_nonce: u64,
+        run_nonce: u64,
+    ) {
         if repr.run_id != self.cfg.run_id.unwrap_or(0) {
             self.counters.foreign += 1;
             return;
@@ -480,23 +541,42 @@ impl Machine {
         if to != self.cfg.id || nonce != self.cfg.nonce {
             return; // For another peer (multicast carries everyone's ACKs), or a stale one.
         }
-        self.acked_by[usize::from(repr.sender)] = true;
-        if self.all_acked() {
+        let from = usize::from(repr.sender);
+        self.acked_by[from] = true;
+        self.acked_from_nonce[from] = from_nonce;
+        self.acked_run_nonce[from] = run_nonce;
+        if self.all_agreed() {
             self.timers.stop(Timer::HelloRetry);
             self.hello_due = false;
         }
         self.try_pass_barrier(now);
     }
 
-    fn all_acked(&self) -> bool {
-        self.acked_by.iter().all(|&a| a)
+    /// Peer 0's nonce as we know it (0 = not heard yet); without `--run-id` it is the run id.
+    fn peer0_nonce(&self) -> u64 {
+        if self.cfg.id == 0 {
+            self.cfg.nonce
+        } else {
+            self.hello_nonce[0]
+        }
+    }
+
+    /// Every peer acknowledged our HELLO, and (without `--run-id`) every acknowledgement names
+    /// the peer-0 nonce we know: then all of us will use the same run id.
+    fn all_agreed(&self) -> bool {
+        let run = self.peer0_nonce();
+        (0..self.acked_by.len()).all(|p| {
+            self.acked_by[p]
+                && self.acked_from_nonce[p] == self.hello_nonce[p]
+                && (self.cfg.run_id.is_some() || (run != 0 && self.acked_run_nonce[p] == run))
+        })
     }
 
     fn try_pass_barrier(&mut self, now: Now) {
-        if self.phase != Phase::Handshake || !self.all_acked() || self.hello_nonce.contains(&0) {
+        if self.phase != Phase::Handshake || !self.all_agreed() || self.hello_nonce.contains(&0) {
             return;
         }
-        self.run_id = Some(self.cfg.run_id.unwrap_or(self.hello_nonce[0]));
+        self.run_id = Some(self.cfg.run_id.unwrap_or(self.peer0_nonce()));
         self.setup = Some(now.at - self.start.at);
         self.timers.stop(Timer::HandshakeTimeout);
         self.phase = Phase::Sending;
@@ -532,7 +612,7 @@ impl Machine {
         self.phase = Phase::Draining;
         self.stops_left = self.cfg.stop_repeats.max(1);
         self.stop_due = true;
-        self.timers.set(Timer::Drain, now.at + self.cfg.drain);
+        self.timers.set(Timer::Drain, now.at + self.quiet);
         self.check_done(now);
     }
 
@@ -571,7 +651,7 @@ impl Machine {
     /// Any datagram of this run, a late peer's HELLO included, proves the run is not quiet.
     fn heard_from_run(&mut self, now: Now) {
         if self.phase == Phase::Draining {
-            self.timers.set(Timer::Drain, now.at + self.cfg.drain);
+            self.timers.set(Timer::Drain, now.at + self.quiet);
         }
     }
 
@@ -587,7 +667,10 @@ impl Machine {
         d: Duration,
     ) {
         let target = send_ns.saturating_add(d.as_nanos() as u64);
-        let due = now.at + Duration::from_nanos(target.saturating_sub(now.unix_ns));
+        // Never hold longer than `d` from now: a send time in the future (a skewed clock, or a
+        // forged datagram) must not pin the queue, and with it the run, for ever.
+        let wait = Duration::from_nanos(target.saturating_sub(now.unix_ns)).min(d);
+        let due = now.at + wait;
         self.held_order += 1;
         self.held.push(Reverse(Held {
             due,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::machine::{Arrival, Config, Dest, Machine};
+use super::machine::{Arrival, Config, DelayModel, Dest, Machine};
 use crate::util::clock::Now;
 use crate::wire::packet::MAX_DATAGRAM;
 
@@ -37,6 +37,8 @@ pub struct Sim {
     pub machines: Vec<Machine>,
     /// Peers that are "down": they neither send nor receive.
     pub down: Vec<bool>,
+    /// Finished peers whose last datagrams went out: their process has exited.
+    exited: Vec<bool>,
     pub now: Now,
     pub link: Link,
     /// Called for each datagram in flight: (from, to) → drop it?
@@ -51,14 +53,28 @@ pub struct Sim {
 impl Sim {
     /// `n` peers with `cfg(id)` each, on a network described by `link`, seeded.
     pub fn new(n: u16, link: Link, seed: u64, cfg: impl Fn(u16) -> Config) -> Sim {
+        Sim::with_delay(n, link, seed, cfg, |_| None)
+    }
+
+    /// Like [`Sim::new`], each peer with its own emulated-WAN delay model.
+    pub fn with_delay(
+        n: u16,
+        link: Link,
+        seed: u64,
+        cfg: impl Fn(u16) -> Config,
+        delay: impl Fn(u16) -> Option<Box<dyn DelayModel>>,
+    ) -> Sim {
         let now = Now {
             at: Instant::now(),
             unix_ns: 1_700_000_000_000_000_000,
         };
-        let machines = (0..n).map(|i| Machine::new(cfg(i), now, None)).collect();
+        let machines = (0..n)
+            .map(|i| Machine::new(cfg(i), now, delay(i)))
+            .collect();
         Sim {
             machines,
             down: vec![false; usize::from(n)],
+            exited: vec![false; usize::from(n)],
             now,
             link,
             drop_if: None,
@@ -80,9 +96,11 @@ impl Sim {
     fn flush_transmits(&mut self) {
         let n = self.machines.len();
         for from in 0..n {
-            if self.down[from] {
+            if self.down[from] || self.exited[from] {
                 continue;
             }
+            // As the driver does: a finished peer flushes what it has, then exits.
+            self.exited[from] = self.machines[from].is_finished();
             while let Some(t) = self.machines[from].poll_transmit(self.now, &mut self.buf) {
                 let targets: Vec<usize> = match t.dest {
                     Dest::All => (0..n).collect(),
@@ -135,7 +153,7 @@ impl Sim {
                 break;
             }
             let Reverse((_, _, to, bytes)) = self.inbound.pop().expect("peeked");
-            if !self.down[to] {
+            if !self.down[to] && !self.exited[to] {
                 let arrival = Arrival {
                     recv_ns: self.now.unix_ns,
                     kernel_stamp: false,

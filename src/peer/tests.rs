@@ -235,3 +235,136 @@ fn back_to_back_sending_with_zero_interval() {
     assert!(sim.run(100_000));
     assert_complete(&sim, 2, 200);
 }
+
+/// Nothing is delivered after a peer's own end: it has exited by then.
+fn assert_no_delivery_after_end(sim: &Sim) {
+    for (id, m) in sim.machines.iter().enumerate() {
+        let end = m.start().unix_ns + m.duration().unwrap().as_nanos() as u64;
+        assert!(
+            m.records().iter().all(|r| r.deliver_ns <= end),
+            "peer {id} delivered after its end"
+        );
+    }
+}
+
+#[test]
+fn long_send_gaps_do_not_end_the_run_early() {
+    // Gaps of up to 4 s, longer than the 2 s drain: the quiet period stretches to cover them.
+    let mut sim = Sim::new(3, Link::default(), 5, |id| {
+        let mut c = cfg(3, 8)(id);
+        c.interval = (Duration::from_millis(500), Duration::from_millis(4000));
+        c
+    });
+    assert!(sim.run(1_000_000));
+    assert_complete(&sim, 3, 8);
+    assert_no_delivery_after_end(&sim);
+}
+
+#[test]
+fn a_peer_restarted_during_the_handshake_is_handshaken_again() {
+    // Peer 1's HELLOs to peer 0 are lost at first; then peer 1 restarts with a new nonce.
+    let mut sim = Sim::new(2, Link::default(), 3, cfg(2, 5));
+    sim.drop_if = Some(Box::new(|from, to, b: &[u8]| {
+        from == 1
+            && to == 0
+            && matches!(
+                Repr::decode(b),
+                Ok(Repr {
+                    body: Body::Hello { .. },
+                    ..
+                })
+            )
+    }));
+    for _ in 0..3 {
+        sim.step();
+    }
+    sim.drop_if = None;
+    let mut c = cfg(2, 5)(1);
+    c.nonce = 9999;
+    sim.machines[1] = super::machine::Machine::new(c, sim.now, None);
+    assert!(sim.run(100_000));
+    assert_complete(&sim, 2, 5);
+    assert_eq!(sim.machines[0].run_id(), sim.machines[1].run_id());
+}
+
+#[test]
+fn a_restarted_peer_0_cannot_split_the_run() {
+    // Peer 2 misses peer 0's first HELLOs; peer 0 restarts with a new nonce meanwhile. Peers
+    // 1 and 2 must still end up in one run with one run id.
+    let mut sim = Sim::new(3, Link::default(), 3, cfg(3, 5));
+    sim.drop_if = Some(Box::new(|from, to, b: &[u8]| {
+        from == 0
+            && to == 2
+            && matches!(
+                Repr::decode(b),
+                Ok(Repr {
+                    body: Body::Hello { .. },
+                    ..
+                })
+            )
+    }));
+    for _ in 0..3 {
+        sim.step();
+    }
+    sim.drop_if = None;
+    let mut c = cfg(3, 5)(0);
+    c.nonce = 9999;
+    sim.machines[0] = super::machine::Machine::new(c, sim.now, None);
+    assert!(sim.run(100_000));
+    let ids: HashSet<_> = sim.machines.iter().map(|m| m.run_id()).collect();
+    assert_eq!(ids, HashSet::from([Some(9999)]));
+    assert_complete(&sim, 3, 5);
+}
+
+/// A fixed emulated delay.
+struct Fixed(Duration);
+
+impl super::machine::DelayModel for Fixed {
+    fn delay(&mut self, _: u16, _: u16) -> Option<Duration> {
+        Some(self.0)
+    }
+    fn max_delay(&self) -> Duration {
+        self.0
+    }
+}
+
+#[test]
+fn a_send_time_in_the_future_cannot_pin_the_hold_back_queue() {
+    let d = Duration::from_millis(30);
+    let mut sim = Sim::with_delay(
+        2,
+        Link::default(),
+        1,
+        |id| {
+            let mut c = cfg(2, 10)(id);
+            c.run_id = Some(0x77);
+            c
+        },
+        |_| Some(Box::new(Fixed(d)) as Box<dyn super::machine::DelayModel>),
+    );
+    for _ in 0..20 {
+        sim.step();
+    }
+    // A DATA of this run whose send time is a year ahead.
+    let year = 365 * 24 * 3600 * 1_000_000_000u64;
+    let forged = Repr {
+        run_id: 0x77,
+        sender: 1,
+        body: Body::Data {
+            seq: 9,
+            send_ns: sim.now.unix_ns + year,
+            pad: 0,
+        },
+    };
+    let mut buf = [0u8; 64];
+    let n = forged.emit(&mut buf);
+    sim.inject(0, buf[..n].to_vec());
+    let t0 = sim.now.at;
+    assert!(sim.run(100_000));
+    assert!(
+        sim.now.at - t0 < Duration::from_secs(10),
+        "the run ended in time"
+    );
+    assert!(sim.machines.iter().all(|m| m.phase() == Phase::Done));
+    assert_no_delivery_after_end(&sim);
+}

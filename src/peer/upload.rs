@@ -15,6 +15,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// written and fsynced), which for big runs takes a while.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The comparator's words for "this (run, peer) is already stored" (see `compare::server`).
+const DUPLICATE_KEPT: &str = "the first one is kept";
+
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("cannot resolve comparator address {0:?}")]
@@ -43,6 +46,10 @@ pub fn upload(comparator: &str, log: &[u8], attempts: u32) -> Result<String, Upl
     for attempt in 1..=attempts {
         match try_once(addr, log) {
             Ok(Ok(msg)) => return Ok(msg),
+            // An earlier attempt was stored but its acknowledgement lost: that is success.
+            Ok(Err(reason)) if attempt > 1 && reason.contains(DUPLICATE_KEPT) => {
+                return Ok(format!("stored by an earlier attempt ({reason})"))
+            }
             // A refusal is an answer: retrying the same bytes cannot change it.
             Ok(Err(reason)) => return Err(UploadError::Rejected { addr, reason }),
             Err(e) => {
@@ -68,7 +75,16 @@ fn try_once(addr: SocketAddr, log: &[u8]) -> io::Result<Result<String, String>> 
     s.set_write_timeout(Some(REPLY_TIMEOUT))?;
     s.set_read_timeout(Some(REPLY_TIMEOUT))?;
     s.set_nodelay(true)?;
-    frame::write_frame(&mut s, Kind::Upload, log)?;
+    if let Err(write_error) = frame::write_frame(&mut s, Kind::Upload, log) {
+        // The comparator may have refused the upload from its header (too large) and closed
+        // while we were still writing: its reply, if any, is the real answer.
+        return match frame::read_frame(&mut s, MAX_REPLY) {
+            Ok((Kind::Rejected, payload)) => {
+                Ok(Err(String::from_utf8_lossy(&payload).into_owned()))
+            }
+            _ => Err(write_error),
+        };
+    }
     let (kind, payload) = frame::read_frame(&mut s, MAX_REPLY)?;
     let text = String::from_utf8_lossy(&payload).into_owned();
     match kind {

@@ -74,4 +74,8 @@ impl DelayModel for ZoneDelay {
         self.link
             .delay(self.zones[usize::from(from)], self.zones[usize::from(to)])
     }
+
+    fn max_delay(&self) -> std::time::Duration {
+        self.link.max_delay()
+    }
 }

@@ -59,6 +59,13 @@ impl Link {
         self.loss
     }
 
+    /// The longest delay [`Link::delay`] can return: the largest one-way delay plus the jitter
+    /// cap, scaled. Peers wait at least this long for stragglers.
+    pub fn max_delay(&self) -> Duration {
+        let owd = self.owd_ns.iter().copied().fold(0.0, f64::max);
+        Duration::from_nanos((owd + self.jitter_max_ns).max(0.0).round() as u64)
+    }
+
     /// `None`: the datagram is lost. `Some(d)`: deliver it `d` after it was sent, where
     /// `d = (RTT(from, to) / 2 + jitter) × time_scale`, jitter in `0..=jitter_max`.
     /// Panics if a zone index is out of range. Allocation-free.
@@ -87,13 +94,18 @@ impl Link {
     }
 }
 
-/// Validate a `--time-scale` value: finite and greater than 0.
+/// The range of `--time-scale`: a thousand times faster to a thousand times slower.
+pub const TIME_SCALE_RANGE: std::ops::RangeInclusive<f64> = 1e-3..=1e3;
+
+/// Validate a `--time-scale` value: finite and within [`TIME_SCALE_RANGE`].
 pub fn check_time_scale(f: f64) -> Result<f64, String> {
-    if f.is_finite() && f > 0.0 {
+    if TIME_SCALE_RANGE.contains(&f) {
         Ok(f)
     } else {
         Err(format!(
-            "time scale {f} must be a number greater than 0 (e.g. 0.1 for ten times faster)"
+            "time scale {f} must be between {} and {} (e.g. 0.1 for ten times faster)",
+            TIME_SCALE_RANGE.start(),
+            TIME_SCALE_RANGE.end()
         ))
     }
 }

@@ -5,12 +5,14 @@
 //!   0..2 magic "MP"   2 version (1)   3 kind   4..12 run id   12..14 sender id
 //! HELLO      14..22 nonce (≠ 0)   22..24 peers   24..28 messages per peer
 //! HELLO_ACK  14..16 to (peer id)  16..24 nonce of the HELLO acknowledged
+//!            24..32 the sender's own nonce   32..40 its view of peer 0's nonce (0 = not heard)
 //! DATA       14..18 seq           18..26 send time, ns since the Unix epoch   26.. padding
 //! STOP       14..18 DATA messages the sender sent
 //! ```
 //!
 //! A HELLO's run id is the one given on the command line, or 0 while the peers have not agreed
-//! on one; then they take the nonce of peer 0. DATA and STOP always carry the agreed id, so a
+//! on one; then they take the nonce of peer 0, and a peer passes the handshake only when every
+//! ACK it holds names the same peer-0 nonce it knows (so a restarted peer 0 cannot split a run). DATA and STOP always carry the agreed id, so a
 //! datagram of another run is recognised and counted, never misread. Only DATA may carry
 //! padding (to reach `--size`); any other trailing byte is an error.
 
@@ -38,6 +40,8 @@ mod field {
 
     pub const ACK_TO: Field = BODY..BODY + 2;
     pub const ACK_NONCE: Field = ACK_TO.end..ACK_TO.end + 8;
+    pub const ACK_FROM_NONCE: Field = ACK_NONCE.end..ACK_NONCE.end + 8;
+    pub const ACK_RUN_NONCE: Field = ACK_FROM_NONCE.end..ACK_FROM_NONCE.end + 8;
 
     pub const DATA_SEQ: Field = BODY..BODY + 4;
     pub const DATA_SEND_NS: Field = DATA_SEQ.end..DATA_SEQ.end + 8;
@@ -47,7 +51,7 @@ mod field {
 
 pub const HEADER_LEN: usize = field::BODY;
 pub const HELLO_LEN: usize = field::HELLO_MSGS.end;
-pub const HELLO_ACK_LEN: usize = field::ACK_NONCE.end;
+pub const HELLO_ACK_LEN: usize = field::ACK_RUN_NONCE.end;
 /// The smallest DATA datagram; `--size` below it is raised to it.
 pub const DATA_MIN_LEN: usize = field::DATA_SEND_NS.end;
 pub const STOP_LEN: usize = field::STOP_SENT.end;
@@ -146,8 +150,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 pub enum Body {
     /// "I am here": retransmitted until every peer acknowledged it.
     Hello { nonce: u64, peers: u16, msgs: u32 },
-    /// "I heard your HELLO with this nonce."
-    HelloAck { to: u16, nonce: u64 },
+    /// "I, incarnation `from_nonce`, heard your HELLO with this nonce; peer 0's nonce, as far
+    /// as I know, is `run_nonce`."
+    HelloAck {
+        to: u16,
+        nonce: u64,
+        from_nonce: u64,
+        run_nonce: u64,
+    },
     /// One message. `pad` zero bytes follow the fixed part.
     Data { seq: u32, send_ns: u64, pad: u16 },
     /// "I sent `sent` DATA messages and will send no more."
@@ -193,6 +203,8 @@ impl Repr {
                 Body::HelloAck {
                     to: p.u16_at(field::ACK_TO),
                     nonce: p.u64_at(field::ACK_NONCE),
+                    from_nonce: p.u64_at(field::ACK_FROM_NONCE),
+                    run_nonce: p.u64_at(field::ACK_RUN_NONCE),
                 }
             }
             Kind::Data => {
@@ -248,10 +260,17 @@ impl Repr {
                 p.put_u16(field::HELLO_PEERS, peers);
                 p.put_u32(field::HELLO_MSGS, msgs);
             }
-            Body::HelloAck { to, nonce } => {
+            Body::HelloAck {
+                to,
+                nonce,
+                from_nonce,
+                run_nonce,
+            } => {
                 p.header_mut(Kind::HelloAck, self.run_id, self.sender);
                 p.put_u16(field::ACK_TO, to);
                 p.put_u64(field::ACK_NONCE, nonce);
+                p.put_u64(field::ACK_FROM_NONCE, from_nonce);
+                p.put_u64(field::ACK_RUN_NONCE, run_nonce);
             }
             Body::Data { seq, send_ns, .. } => {
                 p.header_mut(Kind::Data, self.run_id, self.sender);
@@ -285,6 +304,8 @@ mod tests {
     static ACK_BYTES: [u8; HELLO_ACK_LEN] = [
         b'M', b'P', 1, 2, 0, 0, 0, 0, 0, 0, 0, 7, 0, 5, // header: run 7, sender 5
         0, 2, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, // to 2, nonce
+        0, 0, 0, 0, 0, 0, 0x50, 0x05, // its own nonce 0x5005
+        0, 0, 0, 0, 0, 0, 0x10, 0x01, // peer 0's nonce 0x1001
     ];
     static DATA_BYTES: [u8; DATA_MIN_LEN + 2] = [
         b'M', b'P', 1, 3, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x01,
@@ -317,6 +338,8 @@ mod tests {
                     body: Body::HelloAck {
                         to: 2,
                         nonce: 0xdead_beef,
+                        from_nonce: 0x5005,
+                        run_nonce: 0x1001,
                     },
                 },
             ),

@@ -33,6 +33,12 @@ impl Default for Link {
     }
 }
 
+/// Decides, per datagram (from, to, bytes), whether the network drops it.
+pub type DropRule = Box<dyn FnMut(usize, usize, &[u8]) -> bool>;
+
+/// A datagram in flight: (due, order, to, bytes).
+type InFlight = (Instant, u64, usize, Vec<u8>);
+
 pub struct Sim {
     pub machines: Vec<Machine>,
     /// Peers that are "down": they neither send nor receive.
@@ -42,9 +48,9 @@ pub struct Sim {
     pub now: Now,
     pub link: Link,
     /// Called for each datagram in flight: (from, to) → drop it?
-    pub drop_if: Option<Box<dyn FnMut(usize, usize, &[u8]) -> bool>>,
+    pub drop_if: Option<DropRule>,
     rng: ChaCha8Rng,
-    inbound: BinaryHeap<Reverse<(Instant, u64, usize, Vec<u8>)>>,
+    inbound: BinaryHeap<Reverse<InFlight>>,
     order: u64,
     buf: Vec<u8>,
     pub sent: u64,

@@ -283,6 +283,24 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_target_is_reported_alone() {
+        let (sock, addr, _) = pair();
+        let bad: SocketAddr = "127.0.0.1:0".parse().unwrap(); // port 0: EINVAL
+        let from = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut tx = SendBatch::new(&[addr, bad, addr], true);
+        let fd = from.as_raw_fd();
+        // sendmmsg stops at the failing message and reports what went before it.
+        assert_eq!(tx.send(fd, 4, 0..3).unwrap(), 1);
+        assert_eq!(
+            tx.send(fd, 4, 1..3).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(tx.send(fd, 4, 2..3).unwrap(), 1);
+        let mut rx = RecvBatch::new(true);
+        assert_eq!(rx.recv(sock.as_raw_fd(), RECV_SLOTS).unwrap(), 2);
+    }
+
+    #[test]
     fn one_send_reaches_every_target_in_order() {
         for batched in [true, false] {
             let socks: Vec<_> = (0..3).map(|_| pair()).collect();

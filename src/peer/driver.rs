@@ -192,20 +192,21 @@ impl Driver {
             }
             machine.handle_timeout(Now::read());
             // Send until the machine has nothing, the socket is full or this turn is used up.
-            for _ in 0..=SEND_BATCH {
-                if let Some(p) = pending.as_mut() {
-                    if !self.send_pending(p)? {
+            // A datagram is taken from the machine only to be sent at once, so `pending` is
+            // left set only by a full socket (never by the turn's bound).
+            for _ in 0..SEND_BATCH {
+                if pending.is_none() {
+                    let Some(t) = machine.poll_transmit(Now::read(), self.tx.buf_mut()) else {
                         break;
-                    }
-                    pending = None;
+                    };
+                    let left = self.route.range(t.dest);
+                    pending = Some(Pending { t, left });
                 }
-                match machine.poll_transmit(Now::read(), self.tx.buf_mut()) {
-                    Some(t) => {
-                        let left = self.route.range(t.dest);
-                        pending = Some(Pending { t, left });
-                    }
-                    None => break,
+                let p = pending.as_mut().expect("set above");
+                if !self.send_pending(p)? {
+                    break;
                 }
+                pending = None;
             }
             let want_writable = pending.is_some();
             if want_writable != writable_interest {

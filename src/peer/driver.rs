@@ -9,7 +9,7 @@
 //! loop polls with a zero timeout so timers, sends and receives take turns under a flood. A send
 //! that would block keeps its datagram and waits for WRITABLE instead of failing.
 //!
-//! Datagrams move in batches ([`batch`]): `recvmmsg` into preallocated slots, one `sendmmsg`
+//! Datagrams move in batches ([`super::batch`]): `recvmmsg` into preallocated slots, one `sendmmsg`
 //! for all fan-out destinations of a datagram. `MPCOMM_NO_MMSG=1` turns batching off.
 
 use std::io;
@@ -31,10 +31,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use super::machine::{Arrival, Dest, Machine, Transmit};
 use crate::util::clock::Now;
 
-// Declared here rather than in `peer/mod.rs`, which belongs to another engineer.
-#[path = "batch.rs"]
-pub mod batch;
-use batch::{RecvBatch, SendBatch};
+use super::batch::{self, RecvBatch, SendBatch};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);

@@ -2,6 +2,7 @@
 //! ([`socket`]), the delivery log it writes and the upload that follows ([`upload`]).
 
 pub mod args;
+pub mod batch;
 pub mod driver;
 pub mod logcmd;
 pub mod machine;

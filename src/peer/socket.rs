@@ -1,5 +1,5 @@
 //! Sockets for the two transports (socket2 → std → mio). Receiving (with the kernel timestamps
-//! enabled here) is in [`super::driver::batch`].
+//! enabled here) is in [`super::batch`].
 //!
 //! * fan-out: one UDP socket bound to this peer's own listed address; a message goes to
 //!   every listed peer (ourselves included, so we receive our own messages too) in one `sendmmsg`.

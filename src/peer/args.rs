@@ -1,12 +1,13 @@
 //! The peer's command line, and the checked plan built from it.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use super::machine::Config;
+use super::socket::Membership;
 use super::wan_delay::WanPlan;
 use crate::util::duration;
 use crate::wire::{packet, Transport};
@@ -36,12 +37,14 @@ pub struct PeerArgs {
     /// fanout: one unicast datagram per peer; multicast: one datagram to --group.
     #[arg(long, default_value = "fanout")]
     pub transport: Transport,
-    /// Multicast group and port (with --transport multicast).
+    /// Multicast group and port (with --transport multicast): IPv4 (239.x.y.z:PORT) or IPv6
+    /// ([ff12::7777]:PORT).
     #[arg(long, default_value = DEFAULT_GROUP)]
-    pub group: SocketAddrV4,
-    /// Address of the interface for multicast (default: this peer's own listed address).
+    pub group: SocketAddr,
+    /// Interface for multicast: its IPv4 address or its name (e.g. eth0; IPv6 groups need a
+    /// name or the index). Default: the interface of this peer's own listed address.
     #[arg(long)]
-    pub iface: Option<Ipv4Addr>,
+    pub iface: Option<String>,
     /// Multicast TTL (1 stays on the local network).
     #[arg(long, default_value_t = 1)]
     pub ttl: u32,
@@ -107,8 +110,8 @@ pub struct Plan {
     pub id: u16,
     pub peers: Vec<SocketAddr>,
     pub transport: Transport,
-    pub group: SocketAddrV4,
-    pub iface: Ipv4Addr,
+    /// Where the multicast transport joins and sends.
+    pub membership: Membership,
     pub ttl: u32,
     pub seed: u64,
     pub config: Config,
@@ -127,8 +130,8 @@ impl PeerArgs {
             .map(|p| {
                 p.to_socket_addrs()
                     .with_context(|| format!("cannot resolve peer address {p:?} (use IP:PORT)"))?
-                    .find(SocketAddr::is_ipv4)
-                    .with_context(|| format!("peer address {p:?} has no IPv4 address"))
+                    .next()
+                    .with_context(|| format!("peer address {p:?} has no address"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let n = u16::try_from(peers.len())
@@ -160,16 +163,15 @@ impl PeerArgs {
         }
         let time_scale =
             crate::wan::check_time_scale(self.time_scale).map_err(anyhow::Error::msg)?;
-        let own_ip = match peers[usize::from(id)].ip() {
-            IpAddr::V4(ip) => ip,
-            IpAddr::V6(_) => unreachable!("filtered to IPv4"),
-        };
-        // 127.x.y.z other than 127.0.0.1 is not an interface address: use lo's.
-        let iface = self.iface.unwrap_or(if own_ip.is_loopback() {
-            Ipv4Addr::LOCALHOST
-        } else {
-            own_ip
-        });
+        let own_ip = peers[usize::from(id)].ip();
+        if self.transport == Transport::Fanout {
+            if let Some(other) = peers.iter().find(|p| p.is_ipv6() != own_ip.is_ipv6()) {
+                bail!(
+                    "--peers mixes IPv4 and IPv6 ({other} and {own_ip}): fan-out needs one family"
+                );
+            }
+        }
+        let membership = membership(self.group, self.iface.as_deref(), own_ip)?;
         let seed = self.seed.unwrap_or_else(rand::random);
         let wan = match &self.wan {
             None => None,
@@ -204,8 +206,7 @@ impl PeerArgs {
             id,
             peers,
             transport: self.transport,
-            group: self.group,
-            iface,
+            membership,
             ttl: self.ttl,
             seed,
             config,
@@ -218,14 +219,77 @@ impl PeerArgs {
     }
 }
 
+/// The multicast group, and the interface to use it on. An interface named by address must
+/// carry that address; by default it is the one carrying the peer's own listed address.
+fn membership(
+    group: SocketAddr,
+    iface: Option<&str>,
+    own_ip: IpAddr,
+) -> anyhow::Result<Membership> {
+    match group {
+        SocketAddr::V4(group) => {
+            let iface = match iface {
+                Some(text) => match text.parse::<Ipv4Addr>() {
+                    Ok(ip) => ip,
+                    Err(_) => interface_v4(text)?,
+                },
+                // 127.x.y.z other than 127.0.0.1 is not an interface address: use lo's.
+                None => match own_ip {
+                    IpAddr::V4(ip) if ip.is_loopback() => Ipv4Addr::LOCALHOST,
+                    IpAddr::V4(ip) => ip,
+                    IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+                },
+            };
+            Ok(Membership::V4 { group, iface })
+        }
+        SocketAddr::V6(group) => {
+            let ifindex = match iface {
+                Some(text) => match text.parse::<u32>() {
+                    Ok(index) => index,
+                    Err(_) => nix::net::if_::if_nametoindex(text)
+                        .with_context(|| format!("--iface {text}: no such interface"))?,
+                },
+                None => interface_of(own_ip)?,
+            };
+            Ok(Membership::V6 { group, ifindex })
+        }
+    }
+}
+
+/// The first IPv4 address of the interface called `name`.
+fn interface_v4(name: &str) -> anyhow::Result<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs()
+        .context("cannot list this host's interfaces")?
+        .filter(|i| i.interface_name == name)
+        .find_map(|i| i.address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip())))
+        .with_context(|| format!("--iface {name}: no such interface with an IPv4 address"))
+}
+
+/// The index of the interface carrying `ip` (loopback addresses: `lo`).
+fn interface_of(ip: IpAddr) -> anyhow::Result<u32> {
+    let name = if ip.is_loopback() {
+        Some("lo".to_owned())
+    } else {
+        nix::ifaddrs::getifaddrs()
+            .context("cannot list this host's interfaces")?
+            .find(|i| i.address.is_some_and(|a| sockaddr_ip(&a) == Some(ip)))
+            .map(|i| i.interface_name)
+    };
+    let name = name.with_context(|| format!("no interface carries {ip}: pass --iface NAME"))?;
+    nix::net::if_::if_nametoindex(name.as_str()).with_context(|| format!("no interface {name}"))
+}
+
+fn sockaddr_ip(a: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
+    a.as_sockaddr_in()
+        .map(|s| IpAddr::V4(s.ip()))
+        .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+}
+
 /// The original's "find out who am I": the one listed address that is on this host.
 fn who_am_i(peers: &[SocketAddr]) -> anyhow::Result<u16> {
     let local: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
         .context("cannot list this host's addresses: pass --id")?
-        .filter_map(|i| {
-            i.address
-                .and_then(|a| a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())))
-        })
+        .filter_map(|i| i.address.as_ref().and_then(sockaddr_ip))
         .collect();
     let mine: Vec<usize> = (0..peers.len())
         .filter(|&i| local.contains(&peers[i].ip()) || peers[i].ip().is_loopback())

@@ -65,7 +65,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let start = Now::read();
     let opened = match plan.transport {
         Transport::Fanout => socket::open_fanout(plan.peers[usize::from(plan.id)]),
-        Transport::Multicast => socket::open_multicast(plan.group, plan.iface, plan.ttl),
+        Transport::Multicast => plan.membership.open(plan.ttl),
     }?;
     if opened.rcvbuf < socket::RCVBUF_BYTES {
         eprintln!(
@@ -76,7 +76,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     }
     let route = match plan.transport {
         Transport::Fanout => Route::Fanout(plan.peers.clone()),
-        Transport::Multicast => Route::Multicast(plan.group.into()),
+        Transport::Multicast => Route::Multicast(plan.membership.destination()),
     };
     let kernel_stamps = opened.kernel_stamps;
     let mut driver = Driver::new(opened.socket, route, kernel_stamps)?;

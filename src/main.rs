@@ -20,9 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a whole experiment on this machine: N peer processes, a comparator, a report.
+    // `lab` and `peer` take their help (with examples) from their argument structs.
     Lab(mpcomm::lab::LabArgs),
-    /// Run one peer (one per host): handshake, send M messages, log deliveries, upload the log.
     Peer(mpcomm::peer::PeerArgs),
     /// Run the comparator service, or analyse log files offline (--logs).
     Compare(mpcomm::compare::CompareArgs),

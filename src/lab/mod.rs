@@ -20,6 +20,13 @@ use crate::compare::{Report, Server, ServerConfig};
 use crate::util::duration;
 use crate::wire::Transport;
 
+const EXAMPLES: &str = "Examples:
+  mpcomm lab                                # 8 peers x 100 messages, fanout and multicast
+  mpcomm lab --wan gcp8 --time-scale 0.1    # emulated multi-region WAN, 10x faster
+  mpcomm lab --peers 4 --msgs 50 --runs 10 --json --results out.jsonl
+  mpcomm lab --netns --transport multicast  # every peer its own host, real IGMP
+  mpcomm lab --grid --wan gcp8 --time-scale 0.1   # the original study's whole grid";
+
 /// Run an experiment on this machine and print the comparator's report.
 ///
 /// Starts --peers real peer processes (one mio event loop each) that handshake, send --msgs
@@ -27,13 +34,8 @@ use crate::wire::Transport;
 /// a comparator running inside this command. Both transports by default: fan-out unicast and
 /// IP multicast. On one host messages arrive within microseconds and the peers mostly agree;
 /// add `--wan gcp8` to emulate the original's eight cloud regions and see the ordering problem.
-///
-/// Examples:
-///   mpcomm lab                                  # 8 peers × 100 messages, fanout and multicast
-///   mpcomm lab --wan gcp8 --time-scale 0.1      # emulated multi-region WAN, 10× faster
-///   mpcomm lab --peers 4 --msgs 50 --runs 10 --json --results out.jsonl
-///   mpcomm lab --grid --time-scale 0.1          # the original study's whole grid
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = EXAMPLES)]
 pub struct LabArgs {
     /// Number of peers (N).
     #[arg(long, default_value_t = 8)]

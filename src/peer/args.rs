@@ -20,10 +20,12 @@ pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
 /// The peer joins the others in a handshake (HELLO, retransmitted until every peer answered),
 /// sends --msgs messages at random gaps, logs every message it receives in arrival order,
 /// writes the log to --log-dir and uploads it to --comparator.
-///
-/// Example, on each of three hosts:
-///   mpcomm peer --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570 --msgs 100 --comparator 10.0.0.9:4568
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "Example, the same on each of three hosts:
+  mpcomm peer --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570 --msgs 100 \\
+              --comparator 10.0.0.9:4568
+
+Exit codes: 0 done, 2 handshake timed out, 3 log kept but not uploaded, 130 interrupted.")]
 pub struct PeerArgs {
     /// Every peer's IP:PORT (or HOST:PORT), comma-separated; the position is the peer id.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]

@@ -117,3 +117,27 @@ fn csv_dumps_reproduce_out_of_order_rounds_in_an_independent_script() {
     assert_eq!(recomputed, r["out_of_order_rounds"].as_u64().unwrap());
     assert!(recomputed > 0, "gcp8 emulation produces disorder");
 }
+
+#[test]
+fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["lab", "--peers", "0"], "--peers must be 1..=64"),
+        (&["lab", "--wan", "nosuchprofile"], "nosuchprofile"),
+        (&["lab", "--time-scale", "0"], "time scale"),
+        (&["lab", "--interval", "100..10"], "MIN is larger than MAX"),
+        (
+            &["peer", "--peers", "127.0.0.1:1,127.0.0.1:2", "--id", "5"],
+            "--id 5 is out of range",
+        ),
+        (
+            &["peer", "--peers", "127.0.0.1:1", "--size", "10"],
+            "--size 10 is out of range",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = mpcomm().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}

@@ -2,7 +2,7 @@
 # Build a Debian package of mpcomm with both units, with dpkg-deb alone (no cargo-deb needed).
 #   systemd/build-deb.sh [BINARY] [OUTDIR]     defaults: target/release/mpcomm, target/debian
 # Installs /usr/bin/mpcomm, /lib/systemd/system/mpcomm-{agent,c2}.service, the example settings
-# and docs/c2.md under /usr/share/doc/mpcomm. Enables nothing: see docs/c2.md for the key and
+# and README.md under /usr/share/doc/mpcomm. Enables nothing: see its C2 section for the key and
 # `systemctl enable --now`. MPCOMM_DEB_COMPRESS=gzip (e.g. for quick test builds) changes the
 # compressor (default xz).
 set -eu
@@ -22,7 +22,7 @@ for unit in mpcomm-agent.service mpcomm-c2.service; do
 done
 install -D -m 644 "$root/systemd/agent.env.example" "$stage/usr/share/doc/mpcomm/examples/agent.env"
 install -D -m 644 "$root/systemd/c2.env.example" "$stage/usr/share/doc/mpcomm/examples/c2.env"
-install -D -m 644 "$root/docs/c2.md" "$stage/usr/share/doc/mpcomm/c2.md"
+install -D -m 644 "$root/README.md" "$stage/usr/share/doc/mpcomm/README.md"
 
 mkdir -p "$stage/DEBIAN"
 cat > "$stage/DEBIAN/control" <<CONTROL

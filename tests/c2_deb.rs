@@ -59,7 +59,7 @@ fn deb_holds_binary_units_and_docs() {
             "-rw-r--r-- root/root",
             "./usr/share/doc/mpcomm/examples/agent.env",
         ),
-        ("-rw-r--r-- root/root", "./usr/share/doc/mpcomm/c2.md"),
+        ("-rw-r--r-- root/root", "./usr/share/doc/mpcomm/README.md"),
     ] {
         assert!(
             list.lines()

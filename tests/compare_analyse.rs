@@ -431,7 +431,7 @@ proptest! {
     }
 }
 
-/// The worked example of docs/compare.md, number by number.
+/// The worked example of the README ("The comparator"), number by number.
 #[test]
 fn documented_worked_example() {
     let (a0, a1, b0, b1, c0, c1) = ((0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1));

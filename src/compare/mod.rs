@@ -10,7 +10,7 @@
 //! * [`server`]: the upload service on one mio loop.
 //! * [`aggregate`]: `mpcomm report` (text, CSV, SVG).
 //!
-//! The metrics are defined in docs/compare.md.
+//! The metrics are defined in the README, section "The comparator".
 
 pub mod aggregate;
 pub mod analyse;

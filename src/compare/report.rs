@@ -1,5 +1,5 @@
 //! The per-run report: field names are a stable interface (`--json`, `--results`, `mpcomm
-//! report`), documented in docs/compare.md. New fields may be added; none is renamed.
+//! report`), documented in the README ("The comparator"). New fields may be added; none is renamed.
 
 use std::io::{self, Write};
 

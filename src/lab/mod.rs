@@ -5,6 +5,7 @@
 mod children;
 mod experiment;
 mod hosts;
+mod progress;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -236,7 +237,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the mpcomm binary")?;
     let mut all = Vec::new();
     let mut failures = 0;
-    let lab_started = std::time::Instant::now();
+    let mut progress = progress::Progress::new(&experiments);
     for (k, exp) in experiments.iter().enumerate() {
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             break;
@@ -254,26 +255,18 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         let mut out = stdout.lock();
         match outcome {
             Ok(report) => {
-                let done = k + 1;
-                let eta = if total > 4 && done < total {
-                    let per = lab_started.elapsed() / done as u32;
-                    format!(
-                        " (about {:.0} s left)",
-                        (per * (total - done) as u32).as_secs_f64()
-                    )
-                } else {
-                    String::new()
-                };
-                eprintln!(
-                    "mpcomm lab: [{}/{total}] {} N={} M={}: {} of {} rounds out of order, {} lost, setup {:.1} ms{eta}",
-                    done,
-                    exp.transport,
-                    exp.peers,
-                    exp.msgs,
-                    report.out_of_order_rounds,
-                    report.rounds,
-                    report.lost,
-                    report.setup_ms
+                progress.ran(
+                    k,
+                    &format!(
+                        "{} N={} M={}: {} of {} rounds out of order, {} lost, setup {:.1} ms",
+                        exp.transport,
+                        exp.peers,
+                        exp.msgs,
+                        report.out_of_order_rounds,
+                        report.rounds,
+                        report.lost,
+                        report.setup_ms
+                    ),
                 );
                 if let Some(f) = results.as_mut() {
                     crate::compare::append_result(f, &report)?;
@@ -288,13 +281,14 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failures += 1;
-                eprintln!(
-                    "mpcomm lab: [{}/{total}] {} N={} M={} failed: {e:#}",
+                progress.note(&format!(
+                    "run {}/{total} ({} N={} M={}) failed: {e:#}",
                     k + 1,
                     exp.transport,
                     exp.peers,
                     exp.msgs
-                );
+                ));
+                progress.ran(k, "failed");
             }
         }
         out.flush()?;

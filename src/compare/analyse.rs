@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use hdrhistogram::Histogram;
 
 use super::kendall::{self, RankIndex};
-use super::peerlog::{new_hist, PeerLog, NOT_EXPECTED, NS_PER_MS};
+use super::peerlog::{new_hist, PeerLog, MAX_PAIR_HIST_PEERS, NOT_EXPECTED, NS_PER_MS};
 use super::report::*;
 
 /// Choices that change the analysis.
@@ -28,6 +28,10 @@ pub struct AnalyseOptions {
 pub const MAX_MATRIX_PEERS: usize = 256;
 /// Pairwise distances and the consensus only up to this many logs (~500,000 pairs).
 pub const MAX_PAIRWISE_PEERS: usize = 1024;
+/// Pairwise distances and the consensus only while (pairs + 1) × (longest log + 1) stays under
+/// this (the work is O(pairs × length × log length)): 2^30 is about 10 to 30 s on the 2-core
+/// machine of the README; 16 logs × 1,000,000 deliveries is 1.2 × 10^8.
+pub const MAX_PAIRWISE_WORK: u64 = 1 << 30;
 
 /// What one present peer's log gives after sorting its deliveries by message.
 struct PeerStats {
@@ -277,10 +281,23 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .iter()
         .map(|&p| &stats[p].as_ref().expect("present").index)
         .collect();
-    let pairwise = !opts.skip_pairwise && ids.len() <= MAX_PAIRWISE_PEERS;
+    let longest = present
+        .iter()
+        .map(|l| l.order.len() as u64)
+        .max()
+        .unwrap_or(0);
+    let pair_count = (ids.len() as u64) * (ids.len() as u64).saturating_sub(1) / 2;
+    let work = (pair_count + 1).saturating_mul(longest + 1);
+    let mut pairwise = !opts.skip_pairwise;
     if ids.len() > MAX_PAIRWISE_PEERS {
+        pairwise = false;
         r.warnings.push(format!(
             "no pairwise distances for more than {MAX_PAIRWISE_PEERS} logs"
+        ));
+    } else if work > MAX_PAIRWISE_WORK {
+        pairwise = false;
+        r.warnings.push(format!(
+            "no pairwise distances or consensus: {pair_count} pairs x {longest} deliveries is over the cap of {MAX_PAIRWISE_WORK} (pairs + 1) x (longest log + 1)"
         ));
     }
     let pairs: Vec<(usize, usize)> = if !pairwise {
@@ -427,19 +444,15 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
                 .map_or_else(|| vec![0; nu], |s| f(s).clone())
         };
         let p50 = |p: usize| -> Vec<Option<f64>> {
-            match by_peer[p] {
-                Some(log) if log.latency.per_sender => log
-                    .latency
-                    .hists
-                    .iter()
-                    .map(|h| {
-                        h.as_ref()
-                            .filter(|h| !h.is_empty())
-                            .map(|h| h.value_at_quantile(0.5) as f64 / 1e3)
-                    })
-                    .collect(),
-                _ => vec![None; nu],
+            let mut row = vec![None; nu];
+            if let Some(log) = by_peer[p].filter(|_| n <= MAX_PAIR_HIST_PEERS) {
+                log.for_each_pair_hist(|s, h| {
+                    if let Some(cell) = row.get_mut(usize::from(s)).filter(|_| !h.is_empty()) {
+                        *cell = Some(h.value_at_quantile(0.5) as f64 / 1e3);
+                    }
+                });
             }
+            row
         };
         r.matrix = Some(Matrices {
             lost: (0..nu).map(|p| row(p, &|s| &s.lost_from)).collect(),

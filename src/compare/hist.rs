@@ -14,7 +14,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
-use super::peerlog::{new_hist, PeerLog, NS_PER_MS, SIGFIG};
+use super::peerlog::{new_hist, PeerLog, MAX_PAIR_HIST_PEERS, NS_PER_MS, SIGFIG};
 use super::report::Report;
 
 /// Percentile ticks per half distance, as Java's default.
@@ -113,29 +113,11 @@ pub fn write_run(dir: &Path, logs: &[PeerLog], report: &Report) -> io::Result<Ve
     std::fs::create_dir_all(dir)?;
     let base = format!("run-{:016x}", report.run_id);
     let mut seen = vec![false; usize::from(report.peers)];
-    let mut tagged: Vec<(Option<String>, &Histogram<u64>)> = Vec::new();
+    let duration = Duration::from_secs_f64(report.duration_ms.max(0.0) / 1e3);
+    // Pair histograms are built one at a time from the logs' latency codes; only their
+    // compressed interval-log lines are kept.
     let mut overall = new_hist();
     let mut start_ns = u64::MAX;
-    for log in logs
-        .iter()
-        .filter(|l| l.header.run_id == report.run_id && l.header.peers == report.peers)
-    {
-        let r = usize::from(log.header.peer_id);
-        if std::mem::replace(&mut seen[r], true) {
-            continue;
-        }
-        start_ns = start_ns.min(log.header.start_ns);
-        for (s, h) in log.latency.hists.iter().enumerate() {
-            let Some(h) = h else { continue };
-            overall.add(h).expect("auto-resizing histograms add");
-            let tag = if log.latency.per_sender {
-                format!("s{s}-r{r}")
-            } else {
-                format!("r{r}")
-            };
-            tagged.push((Some(tag), h));
-        }
-    }
     let mut files = Vec::new();
     let mut text = Vec::new();
     let put = |name: String, bytes: &[u8], files: &mut Vec<PathBuf>| -> io::Result<()> {
@@ -144,26 +126,49 @@ pub fn write_run(dir: &Path, logs: &[PeerLog], report: &Report) -> io::Result<Ve
         files.push(p);
         Ok(())
     };
+    let mut tagged: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut pair = |tag: String, h: &Histogram<u64>, files: &mut Vec<PathBuf>| -> io::Result<()> {
+        let mut text = Vec::new();
+        write_hgrm(h, &mut text)?;
+        put(format!("{base}-{tag}.hgrm"), &text, files)?;
+        // The interval line of this histogram alone (the last line of its own log).
+        let one = hlog_bytes(0, duration, &[(Some(tag.clone()), h)])?;
+        let body = one.strip_suffix(b"\n").unwrap_or(&one);
+        let from = body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        tagged.push((tag, one[from..].to_vec()));
+        Ok(())
+    };
+    for log in logs.iter().filter(|l| {
+        (l.header.run_id, l.header.peers, l.header.msgs)
+            == (report.run_id, report.peers, report.msgs_per_peer)
+    }) {
+        let r = usize::from(log.header.peer_id);
+        if std::mem::replace(&mut seen[r], true) {
+            continue;
+        }
+        start_ns = start_ns.min(log.header.start_ns);
+        let total = log.latency.total();
+        overall.add(&total).expect("auto-resizing histograms add");
+        if report.peers <= MAX_PAIR_HIST_PEERS {
+            let mut result = Ok(());
+            log.for_each_pair_hist(|s, h| {
+                if result.is_ok() {
+                    result = pair(format!("s{s}-r{r}"), h, &mut files);
+                }
+            });
+            result?;
+        } else if !total.is_empty() {
+            pair(format!("r{r}"), &total, &mut files)?;
+        }
+    }
     write_hgrm(&overall, &mut text)?;
     put(format!("{base}.hgrm"), &text, &mut files)?;
-    for (tag, h) in &tagged {
-        text.clear();
-        write_hgrm(h, &mut text)?;
-        put(
-            format!("{base}-{}.hgrm", tag.as_deref().unwrap_or("all")),
-            &text,
-            &mut files,
-        )?;
-    }
-    let duration = Duration::from_secs_f64(report.duration_ms.max(0.0) / 1e3);
-    let mut all: Vec<(Option<String>, &Histogram<u64>)> = vec![(None, &overall)];
-    all.extend(tagged.iter().map(|(t, h)| (t.clone(), *h)));
     let start_ns = if start_ns == u64::MAX { 0 } else { start_ns };
-    put(
-        format!("{base}.hlog"),
-        &hlog_bytes(start_ns, duration, &all)?,
-        &mut files,
-    )?;
+    let mut all = hlog_bytes(start_ns, duration, &[(None, &overall)])?;
+    for (_, line) in &tagged {
+        all.extend_from_slice(line);
+    }
+    put(format!("{base}.hlog"), &all, &mut files)?;
     Ok(files)
 }
 

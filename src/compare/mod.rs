@@ -32,7 +32,7 @@ use anyhow::Context;
 pub use analyse::{analyse, AnalyseOptions};
 pub use peerlog::PeerLog;
 pub use report::Report;
-pub use server::{Server, ServerConfig, Stopper};
+pub use server::{Server, ServerConfig, ServerStats, Stopper};
 
 use crate::util::duration;
 
@@ -74,6 +74,19 @@ pub struct CompareArgs {
     /// Measure every peer against this peer's order instead of the mean-position consensus.
     #[arg(long, value_name = "PEER")]
     pub reference: Option<u16>,
+    /// Refuse logs that claim more peers than this.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_PEERS, value_name = "N")]
+    pub max_peers: u16,
+    /// Memory for stored logs of incomplete runs plus uploads in progress; over it, uploads are
+    /// refused (K, M, G suffixes are binary).
+    #[arg(long, default_value = "2G", value_parser = parse_bytes_u64, value_name = "BYTES")]
+    pub max_pending: u64,
+    /// Connections at once from one source address.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNS_PER_SOURCE, value_name = "N")]
+    pub max_conns_per_source: usize,
+    /// Incomplete runs one source address may have started.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_RUNS_PER_SOURCE, value_name = "N")]
+    pub max_runs_per_source: usize,
     /// Exit after the first completed run.
     #[arg(long)]
     pub once: bool,
@@ -96,6 +109,24 @@ pub struct ReportArgs {
     pub svg: Option<PathBuf>,
 }
 
+/// `N`, `NK`, `NM`, `NG`, `NT` (binary multiples), any u64.
+pub fn parse_bytes_u64(s: &str) -> Result<u64, String> {
+    let t = s.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        Some('T' | 't') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: use e.g. 65536, 64K, 2G"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// `N`, `NK`, `NM`, `NG` (binary multiples), at most 4 GiB − 1.
 pub fn parse_bytes(s: &str) -> Result<u32, String> {
     let t = s.trim().trim_end_matches(['B', 'b']).trim_end_matches('i');
@@ -114,12 +145,27 @@ pub fn parse_bytes(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is too large: at most 4G - 1 bytes"))
 }
 
-/// Append one report as a JSON line and fsync, so an acknowledged run is on disk.
+/// Append one report as a JSON line and fsync, so an acknowledged run is on disk. On failure
+/// the file is cut back to its previous length (best effort), so no partial line stays.
 pub fn append_result(file: &mut File, report: &Report) -> io::Result<()> {
     let mut line = report.to_json_line();
     line.push('\n');
-    file.write_all(line.as_bytes())?;
-    file.sync_data()
+    let before = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let written = file
+        .write_all(line.as_bytes())
+        .and_then(|()| file.sync_data());
+    if written.is_err() {
+        if let Some(len) = before {
+            if file.set_len(len).is_ok() {
+                let _ = file.sync_data();
+            }
+        }
+    }
+    written
 }
 
 /// Open a results file for appending (created if absent).
@@ -161,6 +207,10 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         hist_dir: args.hist_dir.clone(),
         analyse: opts,
         quiet: false,
+        max_peers: args.max_peers,
+        max_pending_bytes: args.max_pending,
+        max_conns_per_source: args.max_conns_per_source,
+        max_runs_per_source: args.max_runs_per_source,
     };
     let server = Server::bind(cfg)?;
     let stopper = server.stopper();

@@ -1,6 +1,8 @@
 //! One peer's delivery log, decoded into what the analysis needs and nothing more: a u32 message
-//! index per delivery (4 bytes instead of the record's 32) and one-way latency already folded
-//! into histograms while decoding.
+//! index per delivery (4 bytes instead of the record's 32) and a u16 latency code (the
+//! latency's HdrHistogram bucket at 3 significant digits). Histograms are built from the codes
+//! only when a run is analysed, so what a stored log costs is proportional to its deliveries
+//! (6 bytes each), whatever latencies it claims.
 
 use std::path::Path;
 
@@ -11,8 +13,8 @@ use crate::wire::{self, log::LogHeader, log::LogView};
 
 /// Message index of a delivery whose seq is not below M (no expected message; it never matches).
 pub const NOT_EXPECTED: u32 = u32::MAX;
-/// Keep one latency histogram per sender only up to this many peers (N² histograms per run);
-/// above it, one per receiver.
+/// Per sender → receiver histograms (`.hgrm` files, the `--matrix` p50s) only up to this many
+/// peers; above it, one per receiver.
 pub const MAX_PAIR_HIST_PEERS: u16 = 64;
 /// Latencies above this are recorded as this (an hour: no real run gets near it), which bounds
 /// every histogram's size whatever a log claims.
@@ -21,16 +23,33 @@ pub const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
 pub const NS_PER_MS: f64 = 1e6;
 /// Significant digits of every latency histogram.
 pub const SIGFIG: u8 = 3;
+/// Latency code of a delivery with deliver_ns < send_ns (clock offset between hosts).
+pub const NEGATIVE: u16 = u16::MAX;
+/// Number of distinct latency codes of values up to [`MAX_LATENCY_NS`].
+const CODES: usize = 32 * 1024 + 2048;
 
-/// One-way latency (deliver_ns − send_ns) at one receiver, in ns.
-#[derive(Clone, Debug)]
-pub struct Latency {
-    /// Index = sender id when `per_sender`, else a single histogram for all senders.
-    pub hists: Vec<Option<Histogram<u64>>>,
-    /// Deliveries with deliver_ns < send_ns (clock offset between hosts), same indexing; never
-    /// recorded in the histograms.
-    pub negative: Vec<u64>,
-    pub per_sender: bool,
+/// The latency code of `ns`: the index of its bucket in an HdrHistogram of 3 significant
+/// digits (2048 sub-buckets, unit 1 ns). Values up to [`MAX_LATENCY_NS`] (2^42) fit a u16.
+#[inline]
+pub fn latency_code(ns: u64) -> u16 {
+    let v = ns.min(MAX_LATENCY_NS);
+    if v < 2048 {
+        return v as u16;
+    }
+    let shift = 63 - v.leading_zeros() - 10;
+    let sub = v >> shift; // 1024..2048
+    (u64::from(shift) * 1024 + sub) as u16
+}
+
+/// The lowest value of a code's bucket: recording it is recording any value of the bucket.
+#[inline]
+pub fn code_value(code: u16) -> u64 {
+    let c = u64::from(code);
+    if c < 2048 {
+        return c;
+    }
+    let shift = c / 1024 - 1;
+    (c - shift * 1024) << shift
 }
 
 /// A new empty latency histogram (ns, 3 significant digits, grows as needed up to
@@ -41,45 +60,43 @@ pub fn new_hist() -> Histogram<u64> {
     h
 }
 
+/// A histogram of codes counted in `counts` (index = code).
+fn hist_of_counts(counts: &[u64]) -> Histogram<u64> {
+    let mut h = new_hist();
+    for (code, &n) in counts.iter().enumerate() {
+        if n > 0 {
+            // Cannot fail: auto-resize, and the value is far below the type's limit.
+            let _ = h.record_n(code_value(code as u16), n);
+        }
+    }
+    h
+}
+
+/// One-way latency (deliver_ns − send_ns) of every delivery at one receiver, as codes.
+#[derive(Clone, Debug, Default)]
+pub struct Latency {
+    /// [`latency_code`] per delivery, in delivery order ([`NEGATIVE`] when deliver < send).
+    pub codes: Vec<u16>,
+    /// Sender of each delivery whose message index is [`NOT_EXPECTED`], in order.
+    pub unexpected_senders: Vec<u16>,
+    /// Deliveries with deliver_ns < send_ns (clock offset between hosts); never recorded.
+    pub negative: u64,
+}
+
 impl Latency {
-    fn new(peers: u16) -> Latency {
-        let per_sender = peers <= MAX_PAIR_HIST_PEERS;
-        let n = if per_sender { usize::from(peers) } else { 1 };
-        Latency {
-            hists: vec![None; n],
-            negative: vec![0; n],
-            per_sender,
-        }
-    }
-
-    #[inline]
-    fn record(&mut self, sender: u16, send_ns: u64, deliver_ns: u64) {
-        let i = if self.per_sender {
-            usize::from(sender)
-        } else {
-            0
-        };
-        match deliver_ns.checked_sub(send_ns) {
-            Some(ns) => {
-                let h = self.hists[i].get_or_insert_with(new_hist);
-                // Cannot fail: auto-resize, and the value is far below the type's limit.
-                let _ = h.record(ns.min(MAX_LATENCY_NS));
-            }
-            None => self.negative[i] += 1,
-        }
-    }
-
-    /// Every sender merged.
+    /// Every delivery's latency in one histogram (built now; about 270 KB at most).
     pub fn total(&self) -> Histogram<u64> {
-        let mut all = new_hist();
-        for h in self.hists.iter().flatten() {
-            all.add(h).expect("auto-resizing histograms add");
+        let mut counts = vec![0u64; CODES];
+        for &c in &self.codes {
+            if c != NEGATIVE {
+                counts[usize::from(c)] += 1;
+            }
         }
-        all
+        hist_of_counts(&counts)
     }
 
     pub fn negative_total(&self) -> u64 {
-        self.negative.iter().sum()
+        self.negative
     }
 }
 
@@ -92,6 +109,7 @@ pub struct PeerLog {
     pub order: Vec<u32>,
     /// Deliveries of a sender's seq after a higher seq of the same sender (network reordering).
     pub fifo_violations: u64,
+    /// Latency codes of every delivery (histograms are built from them when needed).
     pub latency: Latency,
 }
 
@@ -107,24 +125,37 @@ impl PeerLog {
             return Err(wire::Error::BadValue);
         }
         let mut order = Vec::with_capacity(view.len());
-        let mut latency = Latency::new(header.peers);
+        let mut latency = Latency {
+            codes: Vec::with_capacity(view.len()),
+            ..Latency::default()
+        };
         // Highest seq + 1 seen per sender (0 = none yet), for FIFO violations.
         let mut next_seq = vec![0u64; usize::from(header.peers)];
         let mut fifo_violations = 0;
         for r in view.records() {
             let s = usize::from(r.sender);
             let seq = u64::from(r.seq);
-            order.push(if seq < m {
-                (s as u64 * m + seq) as u32
-            } else {
-                NOT_EXPECTED
-            });
+            latency
+                .codes
+                .push(match r.deliver_ns.checked_sub(r.send_ns) {
+                    Some(ns) => latency_code(ns),
+                    None => {
+                        latency.negative += 1;
+                        NEGATIVE
+                    }
+                });
+            if seq >= m {
+                // No expected message: it neither breaks nor sets the sender's FIFO order.
+                order.push(NOT_EXPECTED);
+                latency.unexpected_senders.push(r.sender);
+                continue;
+            }
+            order.push((s as u64 * m + seq) as u32);
             if seq + 1 < next_seq[s] {
                 fifo_violations += 1;
             } else {
                 next_seq[s] = next_seq[s].max(seq + 1);
             }
-            latency.record(r.sender, r.send_ns, r.deliver_ns);
         }
         Ok(PeerLog {
             header,
@@ -145,8 +176,137 @@ impl PeerLog {
         })
     }
 
+    /// Heap bytes this log holds (what a stored upload costs the service).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<PeerLog>()
+            + self.order.capacity() * 4
+            + self.latency.codes.capacity() * 2
+            + self.latency.unexpected_senders.capacity() * 2
+            + self.header.zone.capacity()
+            + self.header.wan.capacity()
+    }
+
+    /// Per sender → receiver histograms (only when N ≤ [`MAX_PAIR_HIST_PEERS`]), built one at a
+    /// time and passed to `f(sender, histogram)` in sender order; senders without a recorded
+    /// latency are skipped. Needs 4 bytes per delivery while it runs.
+    pub fn for_each_pair_hist(&self, mut f: impl FnMut(u16, &Histogram<u64>)) {
+        let m = self.header.msgs;
+        let mut unexpected = self.latency.unexpected_senders.iter();
+        let mut keys: Vec<u32> = Vec::with_capacity(self.order.len());
+        for (&msg, &code) in self.order.iter().zip(&self.latency.codes) {
+            let sender = if msg == NOT_EXPECTED {
+                unexpected.next().copied().unwrap_or(0)
+            } else {
+                (msg / m.max(1)) as u16
+            };
+            if code != NEGATIVE {
+                keys.push((u32::from(sender) << 16) | u32::from(code));
+            }
+        }
+        keys.sort_unstable();
+        let mut i = 0;
+        while i < keys.len() {
+            let sender = (keys[i] >> 16) as u16;
+            let mut h = new_hist();
+            while i < keys.len() && (keys[i] >> 16) as u16 == sender {
+                let code = keys[i] as u16;
+                let start = i;
+                while i < keys.len() && keys[i] == keys[start] {
+                    i += 1;
+                }
+                let _ = h.record_n(code_value(code), (i - start) as u64);
+            }
+            f(sender, &h);
+        }
+    }
+
     /// Sender of a message index.
     pub fn sender_of(&self, msg: u32) -> Option<u16> {
         (msg != NOT_EXPECTED && self.header.msgs > 0).then(|| (msg / self.header.msgs) as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::log::{encode, Record};
+
+    #[test]
+    fn codes_are_the_histogram_buckets() {
+        let mut values: Vec<u64> = (0..5000).collect();
+        let mut v = 1u64;
+        while v < MAX_LATENCY_NS * 2 {
+            values.extend([v - 1, v, v + 1, v * 3 / 2, v * 1001 / 1000]);
+            v *= 2;
+        }
+        values.push(MAX_LATENCY_NS);
+        values.push(u64::MAX);
+        let h = new_hist();
+        for &v in &values {
+            let c = latency_code(v);
+            assert_ne!(c, NEGATIVE);
+            assert!(usize::from(c) < CODES, "{v}: {c}");
+            let clamped = v.min(MAX_LATENCY_NS);
+            assert_eq!(code_value(c), h.lowest_equivalent(clamped), "{v}");
+            assert!(h.equivalent(code_value(c), clamped), "{v}");
+        }
+    }
+
+    fn log(n: u16, m: u32, recs: &[(u16, u32, u64)]) -> Vec<u8> {
+        let h = LogHeader {
+            run_id: 1,
+            peer_id: 0,
+            peers: n,
+            msgs: m,
+            ..LogHeader::default()
+        };
+        let recs: Vec<Record> = recs
+            .iter()
+            .map(|&(sender, seq, lat)| Record {
+                sender,
+                seq,
+                send_ns: 1_000,
+                recv_ns: 1_000 + lat,
+                deliver_ns: 1_000 + lat,
+                kernel_stamp: false,
+            })
+            .collect();
+        encode(&h, &recs)
+    }
+
+    #[test]
+    fn an_unexpected_seq_does_not_make_fifo_violations() {
+        // seq 5 ≥ M = 3 arrives first; 0, 1, 2 after it are in order.
+        let l =
+            PeerLog::from_bytes(&log(1, 3, &[(0, 5, 1), (0, 0, 1), (0, 1, 1), (0, 2, 1)])).unwrap();
+        assert_eq!(l.fifo_violations, 0);
+        assert_eq!(l.order[0], NOT_EXPECTED);
+        let l = PeerLog::from_bytes(&log(1, 3, &[(0, 1, 1), (0, 0, 1)])).unwrap();
+        assert_eq!(l.fifo_violations, 1);
+    }
+
+    #[test]
+    fn extreme_latencies_cost_six_bytes_a_delivery() {
+        // 64 senders, latencies of 1 ns and an hour: histograms would be ~270 KB each.
+        let recs: Vec<(u16, u32, u64)> = (0..128u32)
+            .map(|i| {
+                (
+                    (i % 64) as u16,
+                    i / 64,
+                    if i % 2 == 0 { 1 } else { MAX_LATENCY_NS },
+                )
+            })
+            .collect();
+        let l = PeerLog::from_bytes(&log(64, 2, &recs)).unwrap();
+        assert!(l.heap_bytes() < 2048, "{}", l.heap_bytes());
+        let total = l.latency.total();
+        assert_eq!(total.len(), 128);
+        assert!(total.equivalent(total.max(), MAX_LATENCY_NS));
+        let mut pairs = 0;
+        l.for_each_pair_hist(|s, h| {
+            assert_eq!(h.len(), 2, "sender {s}");
+            pairs += 1;
+        });
+        assert_eq!(pairs, 64);
     }
 }

@@ -1,17 +1,30 @@
 //! The comparator service: one mio loop receiving log uploads for any number of runs.
 //!
 //! Per connection: one `Upload` frame in (header checked against the cap from its 12 bytes
-//! alone, payload buffered only as it arrives), one `Accepted`/`Rejected` frame out, close.
-//! Every way a client can misbehave ends its own connection with a logged reason; nothing a
-//! client sends makes [`Server::run`] return or panic.
+//! alone, payload buffered only as it arrives and only while it keeps up
+//! [`MIN_UPLOAD_RATE`]), one `Accepted`/`Rejected` frame out, close. Every way a client can
+//! misbehave ends its own connection with a logged reason; nothing a client sends makes
+//! [`Server::run`] return or panic.
+//!
+//! A completed run is analysed on one worker thread, which also appends the report to the
+//! results file (fsynced) and writes the histograms; the loop keeps serving meanwhile, and
+//! answers the upload that completed the run only when the worker is done: `Accepted` once the
+//! results line is on disk, `Rejected` (the log not stored, so it can be sent again) when it
+//! could not be written.
+//!
+//! Memory: stored logs of incomplete runs plus upload buffers stay under
+//! [`ServerConfig::max_pending_bytes`]; a source address may hold at most
+//! [`ServerConfig::max_conns_per_source`] connections and have started at most
+//! [`ServerConfig::max_runs_per_source`] incomplete runs; a log may claim at most
+//! [`ServerConfig::max_peers`] peers.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -29,14 +42,29 @@ const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 /// Connections beyond this are closed at once (each costs a buffer and a descriptor).
 pub const MAX_CONNECTIONS: usize = 1024;
-/// An upload must average at least this rate once its length is known, on top of `read_timeout`.
+/// After its first `read_timeout`, an upload must have delivered at least this many bytes per
+/// second since its header: received ≥ rate × (elapsed − read_timeout), checked on every read
+/// and at the deadline it implies.
 pub const MIN_UPLOAD_RATE: u64 = 64 << 10;
+/// Default largest N a log may claim (`--max-peers`).
+pub const DEFAULT_MAX_PEERS: u16 = 1024;
+/// Default memory for stored logs of incomplete runs plus upload buffers (`--max-pending`).
+pub const DEFAULT_MAX_PENDING: u64 = 2 << 30;
+/// Default connections at once from one source address.
+pub const DEFAULT_MAX_CONNS_PER_SOURCE: usize = 256;
+/// Default incomplete runs one source address may have started.
+pub const DEFAULT_MAX_RUNS_PER_SOURCE: usize = 64;
 /// After the reply, unread input is drained this long before closing, so the close does not
 /// turn into a reset that destroys the reply.
 const LINGER: Duration = Duration::from_secs(2);
 /// Reported run ids remembered (to refuse late uploads); the oldest are forgotten first.
 const REPORTED_MEMORY: usize = 1 << 16;
 const READ_CHUNK: usize = 64 << 10;
+/// After a failed accept (e.g. out of descriptors), try again this soon even without an event:
+/// the pending connection raises no new edge.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+/// A connection waiting for the worker has no read deadline; this stands for "none".
+const NO_DEADLINE: Duration = Duration::from_secs(365 * 86400);
 
 /// How the service runs.
 #[derive(Clone, Debug)]
@@ -55,6 +83,15 @@ pub struct ServerConfig {
     pub analyse: AnalyseOptions,
     /// Do not log accepted uploads (refusals and failures are always logged).
     pub quiet: bool,
+    /// Largest N a log may claim.
+    pub max_peers: u16,
+    /// Bytes of stored logs of incomplete runs plus upload buffers; an upload that would go
+    /// over is refused.
+    pub max_pending_bytes: u64,
+    /// Connections at once from one source address.
+    pub max_conns_per_source: usize,
+    /// Incomplete runs whose first log came from one source address.
+    pub max_runs_per_source: usize,
 }
 
 impl ServerConfig {
@@ -69,6 +106,10 @@ impl ServerConfig {
             hist_dir: None,
             analyse: AnalyseOptions::default(),
             quiet: false,
+            max_peers: DEFAULT_MAX_PEERS,
+            max_pending_bytes: DEFAULT_MAX_PENDING,
+            max_conns_per_source: DEFAULT_MAX_CONNS_PER_SOURCE,
+            max_runs_per_source: DEFAULT_MAX_RUNS_PER_SOURCE,
         }
     }
 }
@@ -88,10 +129,56 @@ impl Stopper {
     }
 }
 
+/// The service's own accounting, readable from any thread while it runs (updated once per
+/// loop iteration).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pending_bytes: AtomicU64,
+    connections: AtomicU64,
+    incomplete_runs: AtomicU64,
+    accept_errors: AtomicU64,
+    runs_reported: AtomicU64,
+}
+
+impl ServerStats {
+    /// Bytes held for stored logs of incomplete (or being reported) runs and upload buffers.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pending_bytes.load(Ordering::SeqCst)
+    }
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+    pub fn incomplete_runs(&self) -> u64 {
+        self.incomplete_runs.load(Ordering::SeqCst)
+    }
+    /// Failed `accept` calls so far (e.g. out of descriptors).
+    pub fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::SeqCst)
+    }
+    pub fn runs_reported(&self) -> u64 {
+        self.runs_reported.load(Ordering::SeqCst)
+    }
+}
+
 enum State {
-    Header { buf: [u8; HEADER_LEN], got: usize },
-    Payload { len: usize, buf: Vec<u8> },
-    Reply { bytes: Vec<u8>, sent: usize },
+    /// The header must be complete by `by`.
+    Header {
+        buf: [u8; HEADER_LEN],
+        got: usize,
+        by: Instant,
+    },
+    /// The header was complete at `since`.
+    Payload {
+        len: usize,
+        buf: Vec<u8>,
+        since: Instant,
+    },
+    /// The upload completed its run; the reply waits for the worker.
+    Waiting,
+    Reply {
+        bytes: Vec<u8>,
+        sent: usize,
+    },
     Linger,
 }
 
@@ -99,10 +186,19 @@ struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     state: State,
-    /// Deadline of the current step (idle timeout, capped by `hard`).
+    /// When the connection is dropped: the earliest of the idle deadline and the state's own.
     deadline: Instant,
-    /// The whole upload must be in by then.
-    hard: Instant,
+    /// Last progress + `read_timeout`.
+    idle: Instant,
+}
+
+impl Conn {
+    fn buffered(&self) -> usize {
+        match &self.state {
+            State::Payload { buf, .. } => buf.capacity(),
+            _ => 0,
+        }
+    }
 }
 
 struct Run {
@@ -111,6 +207,33 @@ struct Run {
     peers: u16,
     msgs: u32,
     deadline: Instant,
+    /// Address of the first upload.
+    source: IpAddr,
+    /// Heap bytes of `logs`.
+    bytes: usize,
+}
+
+/// A completed run for the worker; `waiting` is the connection whose upload completed it.
+struct Job {
+    id: u64,
+    run: Run,
+    waiting: Option<(Token, u16)>,
+}
+
+enum Outcome {
+    /// Analysed, appended and fsynced.
+    Reported(Report),
+    /// The results line could not be written (the file is as before); the run comes back.
+    NotWritten { reason: String, run: Run },
+    /// The analysis panicked (a bug).
+    Broken,
+}
+
+struct Done {
+    id: u64,
+    waiting: Option<(Token, u16)>,
+    bytes: usize,
+    outcome: Outcome,
 }
 
 pub struct Server {
@@ -120,6 +243,7 @@ pub struct Server {
     addr: SocketAddr,
     stop: Stopper,
     results: Option<File>,
+    stats: Arc<ServerStats>,
 }
 
 impl Server {
@@ -163,6 +287,7 @@ impl Server {
             addr,
             stop,
             results,
+            stats: Arc::default(),
         })
     }
 
@@ -174,9 +299,14 @@ impl Server {
         self.stop.clone()
     }
 
-    /// Serve until stopped; every completed run goes to `on_report` (and the results file and
-    /// histogram directory when configured). Runs still incomplete at the stop are dropped
-    /// with a note on stderr.
+    /// The service's accounting, for monitoring and tests.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
+    }
+
+    /// Serve until stopped; every completed run goes to `on_report` (after its results line is
+    /// fsynced, when there is a results file). Runs still incomplete at the stop are dropped
+    /// with a note on stderr; runs being reported are finished first.
     pub fn run(self, mut on_report: impl FnMut(&Report)) -> anyhow::Result<()> {
         let Server {
             cfg,
@@ -184,20 +314,36 @@ impl Server {
             listener,
             stop,
             results,
+            stats,
             ..
         } = self;
+        let (job_tx, job_rx) = mpsc::channel::<Job>();
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let worker = {
+            let waker = stop.waker.clone();
+            let (hist_dir, opts) = (cfg.hist_dir.clone(), cfg.analyse.clone());
+            std::thread::Builder::new()
+                .name("compare-report".into())
+                .spawn(move || report_runs(job_rx, done_tx, waker, results, hist_dir, opts))
+                .context("cannot start the report thread")?
+        };
         let mut svc = Service {
             cfg,
             listener,
-            results,
             conns: HashMap::new(),
             runs: HashMap::new(),
             reported: HashSet::new(),
             reported_order: VecDeque::new(),
+            reporting: HashSet::new(),
+            stored_bytes: 0,
             next_token: FIRST_CONN,
             scratch: vec![0u8; READ_CHUNK],
+            accept_retry: None,
+            jobs: job_tx,
+            stats,
         };
         let mut events = Events::with_capacity(256);
+        let mut result = Ok(());
         while !stop.flag.load(Ordering::SeqCst) {
             let now = Instant::now();
             let timeout = svc
@@ -207,16 +353,24 @@ impl Server {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(e).context("event loop failed");
+                result = Err(e).context("event loop failed");
+                break;
             }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => svc.accept(poll.registry()),
                     WAKER => {}
-                    t => svc.drive(poll.registry(), t, &mut on_report),
+                    t => svc.drive(poll.registry(), t),
                 }
             }
-            svc.expire(poll.registry(), Instant::now(), &mut on_report);
+            while let Ok(done) = done_rx.try_recv() {
+                svc.finish(poll.registry(), done, &mut on_report);
+            }
+            if svc.accept_retry.is_some_and(|t| t <= Instant::now()) {
+                svc.accept(poll.registry());
+            }
+            svc.expire(poll.registry(), Instant::now());
+            svc.publish();
         }
         for (id, run) in &svc.runs {
             let have = run.have.iter().filter(|&&h| h).count();
@@ -225,20 +379,89 @@ impl Server {
                 run.peers
             );
         }
-        Ok(())
+        // Finish the runs being reported, so what was analysed is on disk and on stdout.
+        let Service { jobs, .. } = svc;
+        drop(jobs);
+        let _ = worker.join();
+        while let Ok(done) = done_rx.try_recv() {
+            if let Outcome::Reported(report) = done.outcome {
+                on_report(&report);
+            }
+        }
+        result
+    }
+}
+
+/// The worker: analyse, append (fsynced), write histograms, hand back.
+fn report_runs(
+    jobs: mpsc::Receiver<Job>,
+    done: mpsc::Sender<Done>,
+    waker: Arc<Waker>,
+    mut results: Option<File>,
+    hist_dir: Option<PathBuf>,
+    opts: AnalyseOptions,
+) {
+    for Job { id, run, waiting } in jobs {
+        let bytes = run.bytes;
+        let analysed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyse(&run.logs, &opts)));
+        let outcome = match analysed {
+            Err(_) => {
+                eprintln!("compare: run {id:#x}: the analysis failed (a bug: please report it with the logs)");
+                Outcome::Broken
+            }
+            Ok(report) => match results.as_mut().map(|f| append_result(f, &report)) {
+                Some(Err(e)) => {
+                    eprintln!("compare: run {id:#x}: cannot append to the results file: {e}");
+                    Outcome::NotWritten {
+                        reason: format!("the results file could not be written ({e})"),
+                        run,
+                    }
+                }
+                _ => {
+                    if let Some(dir) = &hist_dir {
+                        if let Err(e) = hist::write_run(dir, &run.logs, &report) {
+                            eprintln!(
+                                "compare: run {id:#x}: cannot write histograms into {}: {e}",
+                                dir.display()
+                            );
+                        }
+                    }
+                    drop(run);
+                    Outcome::Reported(report)
+                }
+            },
+        };
+        let d = Done {
+            id,
+            waiting,
+            bytes,
+            outcome,
+        };
+        if done.send(d).is_err() {
+            return;
+        }
+        let _ = waker.wake();
     }
 }
 
 struct Service {
     cfg: ServerConfig,
     listener: TcpListener,
-    results: Option<File>,
     conns: HashMap<Token, Conn>,
     runs: HashMap<u64, Run>,
     reported: HashSet<u64>,
     reported_order: VecDeque<u64>,
+    /// Runs handed to the worker and not back yet.
+    reporting: HashSet<u64>,
+    /// Heap bytes of the logs in `runs` and with the worker.
+    stored_bytes: usize,
     next_token: usize,
     scratch: Vec<u8>,
+    /// A failed accept to retry at this time.
+    accept_retry: Option<Instant>,
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<ServerStats>,
 }
 
 /// What a connection step decided.
@@ -255,10 +478,26 @@ impl Service {
     fn next_deadline(&self) -> Option<Instant> {
         let c = self.conns.values().map(|c| c.deadline);
         let r = self.runs.values().map(|r| r.deadline);
-        c.chain(r).min()
+        c.chain(r).chain(self.accept_retry).min()
+    }
+
+    /// Stored logs plus every upload buffer.
+    fn pending_bytes(&self) -> usize {
+        self.stored_bytes + self.conns.values().map(Conn::buffered).sum::<usize>()
+    }
+
+    fn publish(&self) {
+        let s = &self.stats;
+        s.pending_bytes
+            .store(self.pending_bytes() as u64, Ordering::SeqCst);
+        s.connections
+            .store(self.conns.len() as u64, Ordering::SeqCst);
+        s.incomplete_runs
+            .store(self.runs.len() as u64, Ordering::SeqCst);
     }
 
     fn accept(&mut self, registry: &mio::Registry) {
+        let was_retry = self.accept_retry.take().is_some();
         loop {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
@@ -266,6 +505,18 @@ impl Service {
                         eprintln!(
                             "compare: {peer}: refused: already {MAX_CONNECTIONS} connections"
                         );
+                        continue;
+                    }
+                    let ip = peer.ip();
+                    let cap = self.cfg.max_conns_per_source;
+                    if self.conns.values().filter(|c| c.peer.ip() == ip).count() >= cap {
+                        let why = format!(
+                            "too many connections from {ip} (at most {cap} at once); send fewer uploads at a time"
+                        );
+                        eprintln!("compare: {peer}: rejected: {why}");
+                        // One try to say why, without waiting for the socket.
+                        let _ = stream.write(&frame(Kind::Rejected, &why));
+                        let _ = stream.shutdown(Shutdown::Both);
                         continue;
                     }
                     let token = self.fresh_token();
@@ -278,6 +529,7 @@ impl Service {
                     let state = State::Header {
                         buf: [0; HEADER_LEN],
                         got: 0,
+                        by: deadline,
                     };
                     self.conns.insert(
                         token,
@@ -286,15 +538,20 @@ impl Service {
                             peer,
                             state,
                             deadline,
-                            hard: deadline,
+                            idle: deadline,
                         },
                     );
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // E.g. out of descriptors: the pending connection waits for the next event.
-                    eprintln!("compare: accept failed: {e}");
+                    // E.g. out of descriptors. The pending connection raises no new event, so
+                    // come back to it soon without one.
+                    self.stats.accept_errors.fetch_add(1, Ordering::SeqCst);
+                    if !was_retry {
+                        eprintln!("compare: accept failed: {e}; retrying every {ACCEPT_RETRY:?}");
+                    }
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                     return;
                 }
             }
@@ -311,18 +568,13 @@ impl Service {
         }
     }
 
-    fn drive(
-        &mut self,
-        registry: &mio::Registry,
-        token: Token,
-        on_report: &mut dyn FnMut(&Report),
-    ) {
+    fn drive(&mut self, registry: &mio::Registry, token: Token) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
         let step = match conn.state {
-            State::Header { .. } | State::Payload { .. } => self.read(&mut conn, on_report),
-            State::Reply { .. } => Step::Wait,
+            State::Header { .. } | State::Payload { .. } => self.read(&mut conn, token),
+            State::Waiting | State::Reply { .. } => Step::Wait,
             State::Linger => {
                 if drain(&mut conn.stream, &mut self.scratch) {
                     return; // peer closed: done
@@ -330,6 +582,11 @@ impl Service {
                 Step::Wait
             }
         };
+        self.after(registry, token, conn, step);
+    }
+
+    /// Carry out a step's decision and keep the connection when it is not finished.
+    fn after(&mut self, registry: &mio::Registry, token: Token, mut conn: Conn, step: Step) {
         match step {
             Step::Wait => {}
             Step::Close(why) => {
@@ -383,12 +640,13 @@ impl Service {
     }
 
     /// Read what is there; decide when the frame is complete or broken.
-    fn read(&mut self, conn: &mut Conn, on_report: &mut dyn FnMut(&Report)) -> Step {
+    fn read(&mut self, conn: &mut Conn, token: Token) -> Step {
         let cap = self.cfg.max_upload_bytes;
+        let rt = self.cfg.read_timeout;
         loop {
             let n = match &mut conn.state {
-                State::Header { buf, got } => conn.stream.read(&mut buf[*got..]),
-                State::Payload { len, buf } => {
+                State::Header { buf, got, .. } => conn.stream.read(&mut buf[*got..]),
+                State::Payload { len, buf, .. } => {
                     let want = (*len - buf.len()).min(self.scratch.len());
                     conn.stream.read(&mut self.scratch[..want])
                 }
@@ -401,9 +659,10 @@ impl Service {
                 Err(e) => return Step::Close(format!("read failed: {e}")),
             };
             let now = Instant::now();
-            conn.deadline = (now + self.cfg.read_timeout).min(conn.hard);
+            conn.idle = now + rt;
             match &mut conn.state {
-                State::Header { buf, got } => {
+                State::Header { buf, got, by } => {
+                    conn.deadline = conn.idle.min(*by);
                     if n == 0 {
                         return if *got == 0 {
                             Step::Close("connection closed without sending anything".into())
@@ -437,31 +696,56 @@ impl Service {
                             ),
                         );
                     }
-                    let len = h.len as usize;
-                    conn.hard = now
-                        + self.cfg.read_timeout
-                        + Duration::from_secs(h.len as u64 / MIN_UPLOAD_RATE);
                     conn.state = State::Payload {
-                        len,
+                        len: h.len as usize,
                         buf: Vec::new(),
+                        since: now,
                     };
+                    conn.deadline = rate_deadline(now, 0, rt).min(conn.idle);
                 }
-                State::Payload { len, buf } => {
+                State::Payload { len, buf, since } => {
                     if n == 0 {
                         return Step::Reply(
                             Kind::Rejected,
                             format!("truncated upload: {} of {len} bytes", buf.len()),
                         );
                     }
+                    let grow = (buf.len() + n).saturating_sub(buf.capacity());
+                    if grow > 0 {
+                        // Doubling, but never past the announced length.
+                        let want = (buf.capacity() * 2).max(buf.len() + n).min(*len);
+                        let others = self.stored_bytes
+                            + self.conns.values().map(Conn::buffered).sum::<usize>()
+                            + buf.capacity();
+                        let extra = want - buf.capacity();
+                        if (others + extra) as u64 > self.cfg.max_pending_bytes {
+                            return Step::Reply(
+                                Kind::Rejected,
+                                over_budget(others, self.cfg.max_pending_bytes),
+                            );
+                        }
+                        buf.reserve_exact(want - buf.len());
+                    }
                     buf.extend_from_slice(&self.scratch[..n]);
+                    let by = rate_deadline(*since, buf.len(), rt);
+                    if now > by {
+                        return Step::Reply(Kind::Rejected, too_slow(buf.len(), *len, *since, now));
+                    }
+                    conn.deadline = by.min(conn.idle);
                 }
                 _ => unreachable!("read only in Header and Payload"),
             }
-            if let State::Payload { len, buf } = &mut conn.state {
+            if let State::Payload { len, buf, .. } = &mut conn.state {
                 if buf.len() == *len {
                     let bytes = std::mem::take(buf);
-                    return match self.upload(&bytes, on_report) {
-                        Ok(msg) => Step::Reply(Kind::Accepted, msg),
+                    let source = conn.peer.ip();
+                    return match self.upload(&bytes, source, token) {
+                        Ok(Some(msg)) => Step::Reply(Kind::Accepted, msg),
+                        Ok(None) => {
+                            conn.state = State::Waiting;
+                            conn.deadline = now + NO_DEADLINE;
+                            Step::Wait
+                        }
                         Err(reason) => Step::Reply(Kind::Rejected, reason),
                     };
                 }
@@ -469,12 +753,14 @@ impl Service {
         }
     }
 
-    /// Store one log; complete its run when it was the last one.
+    /// Store one log: `Ok(Some(reply))`, or `Ok(None)` when it completed its run (handed to
+    /// the worker; the reply comes from [`Service::finish`]).
     fn upload(
         &mut self,
         bytes: &[u8],
-        on_report: &mut dyn FnMut(&Report),
-    ) -> Result<String, String> {
+        source: IpAddr,
+        token: Token,
+    ) -> Result<Option<String>, String> {
         let log = PeerLog::from_bytes(bytes).map_err(|e| format!("bad log: {e}"))?;
         let (id, peer, n, m) = (
             log.header.run_id,
@@ -482,10 +768,35 @@ impl Service {
             log.header.peers,
             log.header.msgs,
         );
+        if n > self.cfg.max_peers {
+            return Err(format!(
+                "log of peer {peer} says {n} peers; this comparator takes at most {} (--max-peers)",
+                self.cfg.max_peers
+            ));
+        }
         if self.reported.contains(&id) {
             return Err(format!(
                 "run {id:#x} was already reported; a new run needs a new run id"
             ));
+        }
+        if self.reporting.contains(&id) {
+            return Err(format!(
+                "run {id:#x} is being reported (its run timeout passed or all its logs are in); a new run needs a new run id"
+            ));
+        }
+        let size = log.heap_bytes();
+        let pending = self.pending_bytes();
+        if (pending + size) as u64 > self.cfg.max_pending_bytes {
+            return Err(over_budget(pending, self.cfg.max_pending_bytes));
+        }
+        if !self.runs.contains_key(&id) {
+            let cap = self.cfg.max_runs_per_source;
+            let mine = self.runs.values().filter(|r| r.source == source).count();
+            if mine >= cap {
+                return Err(format!(
+                    "{source} already started {mine} incomplete runs (at most {cap}); wait until they complete or time out"
+                ));
+            }
         }
         let timeout = self.cfg.run_timeout;
         let run = self.runs.entry(id).or_insert_with(|| Run {
@@ -494,6 +805,8 @@ impl Service {
             peers: n,
             msgs: m,
             deadline: Instant::now() + timeout,
+            source,
+            bytes: 0,
         });
         if (run.peers, run.msgs) != (n, m) {
             return Err(format!(
@@ -503,32 +816,106 @@ impl Service {
         }
         if std::mem::replace(&mut run.have[usize::from(peer)], true) {
             return Err(format!(
-                "duplicate upload for run {id:#x} peer {peer}: the first one is kept"
+                "duplicate upload for run {id:#x} peer {peer}: the first one is kept (whoever sent it first)"
             ));
         }
         run.logs.push(log);
+        run.bytes += size;
+        self.stored_bytes += size;
         let have = run.logs.len();
         if have < usize::from(n) {
-            return Ok(format!(
+            return Ok(Some(format!(
                 "stored log of peer {peer} for run {id:#x} ({have} of {n})"
-            ));
+            )));
         }
         let run = self.runs.remove(&id).expect("present");
-        Ok(match self.complete(id, run, on_report) {
-            Ok(k) => format!(
-                "stored log of peer {peer}; run {id:#x} complete: {k} unordered message rounds"
-            ),
-            Err(e) => format!("stored log of peer {peer}; run {id:#x} reported, but {e}"),
-        })
+        self.dispatch(id, run, Some((token, peer)));
+        Ok(None)
     }
 
-    /// Analyse, report, append to the results file (fsynced), write histograms.
-    fn complete(
-        &mut self,
-        id: u64,
-        run: Run,
-        on_report: &mut dyn FnMut(&Report),
-    ) -> Result<u64, String> {
+    /// Hand a completed (or timed-out) run to the worker.
+    fn dispatch(&mut self, id: u64, run: Run, waiting: Option<(Token, u16)>) {
+        self.reporting.insert(id);
+        if let Err(mpsc::SendError(job)) = self.jobs.send(Job { id, run, waiting }) {
+            // The worker is gone (it only ends when the loop does): nothing can be reported.
+            eprintln!("compare: run {id:#x}: the report thread is gone; run dropped");
+            self.reporting.remove(&id);
+            self.stored_bytes -= job.run.bytes;
+        }
+    }
+
+    /// The worker is done with a run: report it, answer the upload that completed it.
+    fn finish(&mut self, registry: &mio::Registry, done: Done, on_report: &mut dyn FnMut(&Report)) {
+        let Done {
+            id,
+            waiting,
+            bytes,
+            outcome,
+        } = done;
+        self.reporting.remove(&id);
+        let reply = match outcome {
+            Outcome::Reported(report) => {
+                self.stored_bytes -= bytes;
+                self.remember_reported(id);
+                self.stats.runs_reported.fetch_add(1, Ordering::SeqCst);
+                on_report(&report);
+                waiting.map(|(_, peer)| {
+                    (
+                        Kind::Accepted,
+                        format!(
+                            "stored log of peer {peer}; run {id:#x} complete: {} unordered message rounds",
+                            report.out_of_order_rounds
+                        ),
+                    )
+                })
+            }
+            Outcome::Broken => {
+                self.stored_bytes -= bytes;
+                self.remember_reported(id);
+                waiting.map(|_| {
+                    (
+                        Kind::Rejected,
+                        format!("run {id:#x} could not be analysed (a bug in the comparator: please report it with the logs)"),
+                    )
+                })
+            }
+            Outcome::NotWritten { reason, mut run } => {
+                // Keep the run, without the log whose upload is refused now, so that upload
+                // can be sent again; a timed-out run is tried again after another timeout.
+                if let Some((_, peer)) = waiting {
+                    if let Some(i) = run.logs.iter().position(|l| l.header.peer_id == peer) {
+                        let log = run.logs.swap_remove(i);
+                        run.bytes -= log.heap_bytes();
+                        self.stored_bytes -= log.heap_bytes();
+                    }
+                    run.have[usize::from(peer)] = false;
+                }
+                run.deadline = Instant::now() + self.cfg.run_timeout;
+                eprintln!(
+                    "compare: run {id:#x}: not reported: {reason}; kept, tried again with the next upload or in {:?}",
+                    self.cfg.run_timeout
+                );
+                self.runs.insert(id, run);
+                waiting.map(|(_, peer)| {
+                    (
+                        Kind::Rejected,
+                        format!("run {id:#x} could not be reported: {reason}; the log of peer {peer} was not stored: upload it again"),
+                    )
+                })
+            }
+        };
+        if let (Some((token, _)), Some((kind, msg))) = (waiting, reply) {
+            if let Some(conn) = self.conns.remove(&token) {
+                if matches!(conn.state, State::Waiting) {
+                    self.after(registry, token, conn, Step::Reply(kind, msg));
+                } else {
+                    self.conns.insert(token, conn);
+                }
+            }
+        }
+    }
+
+    fn remember_reported(&mut self, id: u64) {
         self.reported.insert(id);
         self.reported_order.push_back(id);
         if self.reported_order.len() > REPORTED_MEMORY {
@@ -536,50 +923,15 @@ impl Service {
                 self.reported.remove(&old);
             }
         }
-        let opts = &self.cfg.analyse;
-        let report = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            analyse(&run.logs, opts)
-        })) {
-            Ok(r) => r,
-            Err(_) => {
-                eprintln!("compare: run {id:#x}: the analysis failed (a bug: please report it with the logs)");
-                return Err("the analysis failed".into());
-            }
-        };
-        on_report(&report);
-        let mut problem = None;
-        if let Some(f) = &mut self.results {
-            if let Err(e) = append_result(f, &report) {
-                eprintln!("compare: run {id:#x}: cannot append to the results file: {e}");
-                problem = Some(format!("the results file could not be written: {e}"));
-            }
-        }
-        if let Some(dir) = &self.cfg.hist_dir {
-            if let Err(e) = hist::write_run(dir, &run.logs, &report) {
-                eprintln!(
-                    "compare: run {id:#x}: cannot write histograms into {}: {e}",
-                    dir.display()
-                );
-            }
-        }
-        match problem {
-            Some(p) => Err(p),
-            None => Ok(report.out_of_order_rounds),
-        }
     }
 
     /// Drop connections past their deadline (telling them why when they are still reading);
-    /// report runs past theirs.
-    fn expire(
-        &mut self,
-        registry: &mio::Registry,
-        now: Instant,
-        on_report: &mut dyn FnMut(&Report),
-    ) {
+    /// hand runs past theirs to the worker.
+    fn expire(&mut self, registry: &mio::Registry, now: Instant) {
         let late: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.deadline <= now)
+            .filter(|(_, c)| c.deadline <= now && !matches!(c.state, State::Waiting))
             .map(|(t, _)| *t)
             .collect();
         for t in late {
@@ -594,9 +946,10 @@ impl Service {
                 State::Header { got, .. } => {
                     format!("read timeout: {got} of {HEADER_LEN} header bytes")
                 }
-                State::Payload { len, buf } => {
+                State::Payload { len, buf, .. } if conn.idle <= now => {
                     format!("read timeout: {} of {len} bytes", buf.len())
                 }
+                State::Payload { len, buf, since } => too_slow(buf.len(), *len, *since, now),
                 State::Reply { .. } => {
                     eprintln!(
                         "compare: {}: closed: client did not read the reply",
@@ -604,7 +957,7 @@ impl Service {
                     );
                     continue;
                 }
-                State::Linger => continue,
+                State::Waiting | State::Linger => continue,
             };
             eprintln!("compare: {}: rejected: {why}", conn.peer);
             // One try to say why, without waiting for the socket: the client has had its time.
@@ -620,11 +973,36 @@ impl Service {
             .collect();
         for id in due {
             let run = self.runs.remove(&id).expect("present");
-            let missing: Vec<usize> = (0..run.have.len()).filter(|&p| !run.have[p]).collect();
-            eprintln!("compare: run {id:#x}: run timeout; reporting without peers {missing:?}");
-            let _ = self.complete(id, run, on_report);
+            let missing = run.have.iter().filter(|&&h| !h).count();
+            eprintln!(
+                "compare: run {id:#x}: run timeout; reporting without {missing} of {} peers",
+                run.peers
+            );
+            self.dispatch(id, run, None);
         }
     }
+}
+
+/// When an upload whose header came at `since` and that has `got` bytes falls below
+/// [`MIN_UPLOAD_RATE`] after its first `read_timeout`.
+fn rate_deadline(since: Instant, got: usize, read_timeout: Duration) -> Instant {
+    since + read_timeout + Duration::from_secs_f64(got as f64 / MIN_UPLOAD_RATE as f64)
+}
+
+fn too_slow(got: usize, len: usize, since: Instant, now: Instant) -> String {
+    format!(
+        "too slow: {got} of {len} bytes in {:.1} s; an upload must average {} KiB/s after its first read timeout",
+        now.saturating_duration_since(since).as_secs_f64(),
+        MIN_UPLOAD_RATE >> 10
+    )
+}
+
+fn over_budget(pending: usize, budget: u64) -> String {
+    format!(
+        "the comparator is busy: it holds {} MiB of incomplete runs and uploads, its budget is {} MiB (--max-pending); try again when runs complete",
+        pending >> 20,
+        budget >> 20
+    )
 }
 
 /// One reply frame.

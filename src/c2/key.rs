@@ -25,8 +25,8 @@ pub fn load(path: &Path) -> anyhow::Result<Key> {
             path.display()
         )
     })?;
-    let in_credentials =
-        std::env::var_os("CREDENTIALS_DIRECTORY").is_some_and(|d| path.starts_with(d));
+    let in_credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .is_some_and(|d| in_credentials_dir(path, Path::new(&d)));
     let forbidden = if in_credentials { 0o007 } else { 0o077 };
     if meta.mode() & forbidden != 0 {
         bail!(
@@ -39,6 +39,15 @@ pub fn load(path: &Path) -> anyhow::Result<Key> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read key file {}", path.display()))?;
     parse(text.trim()).with_context(|| format!("key file {}", path.display()))
+}
+
+/// True when `path` really lies in the credentials directory: both resolved first, so
+/// `$CREDENTIALS_DIRECTORY/../../etc/key` or a symlink out of it gets the strict check.
+fn in_credentials_dir(path: &Path, dir: &Path) -> bool {
+    match (std::fs::canonicalize(path), std::fs::canonicalize(dir)) {
+        (Ok(p), Ok(d)) => p.starts_with(d),
+        _ => false,
+    }
 }
 
 fn parse(hex: &str) -> anyhow::Result<Key> {
@@ -72,6 +81,18 @@ mod tests {
         assert!(err.contains("chmod 600"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o604)).unwrap();
         assert!(load(&path).is_err());
+        // Only what resolves into the credentials directory counts as in it.
+        let creds = dir.join("creds");
+        std::fs::create_dir_all(&creds).unwrap();
+        std::fs::write(creds.join("k"), &text).unwrap();
+        assert!(in_credentials_dir(&creds.join("k"), &creds));
+        assert!(in_credentials_dir(
+            &creds.join(".").join("k"),
+            &dir.join(".").join("creds")
+        ));
+        assert!(!in_credentials_dir(&creds.join("..").join("key"), &creds));
+        std::os::unix::fs::symlink(&path, creds.join("link")).unwrap();
+        assert!(!in_credentials_dir(&creds.join("link"), &creds));
         assert!(parse("abc").is_err());
         assert!(parse(&"g".repeat(64)).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

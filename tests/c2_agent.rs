@@ -128,7 +128,15 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
             run_id: 12,
             ok: false,
             detail,
-        } => assert!(detail.contains("busy with run 11"), "{detail}"),
+            running,
+        } => {
+            assert!(detail.contains("busy with run 11"), "{detail}");
+            assert_eq!(
+                running,
+                Some(11),
+                "a busy refusal says which run is running"
+            );
+        }
         other => panic!("expected a busy refusal, got {other:?}"),
     }
 

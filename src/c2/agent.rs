@@ -29,6 +29,8 @@ const CHILD_STDERR: Token = Token(3);
 /// Outcomes kept for the controller while the link is down (one run at a time, so few).
 const MAX_PENDING: usize = 8;
 const MAX_LINE: usize = 4096;
+/// Reads of the peer's stderr per call; `stderr_more` brings the loop back when it stops here.
+const STDERR_READS: usize = 64;
 
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
@@ -141,6 +143,8 @@ struct Agent {
     last_err: String,
     msgs: Vec<Msg>,
     shutdown_ordered: bool,
+    /// The stderr read loop stopped at its cap: serve it again without waiting for an event.
+    stderr_more: bool,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -181,6 +185,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         last_err: String::new(),
         msgs: Vec::new(),
         shutdown_ordered: false,
+        stderr_more: false,
     };
     agent.event_loop()
 }
@@ -198,9 +203,16 @@ impl Agent {
         ));
         loop {
             let now = Instant::now();
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(now));
+            // A source that stopped at its per-call cap gets no new edge-triggered event for
+            // what it still holds: poll without sleeping and serve it again below.
+            let link_again = self.link_read_pending();
+            let stderr_again = self.stderr_more;
+            let timeout = if link_again || stderr_again {
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(now))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
@@ -218,6 +230,12 @@ impl Agent {
                     CHILD_STDERR => self.read_child_stderr(),
                     t => log(format_args!("event for unknown token {t:?} ignored")),
                 }
+            }
+            if link_again && self.link_read_pending() {
+                self.on_link_event();
+            }
+            if stderr_again && self.stderr_more {
+                self.read_child_stderr();
             }
             if self.take_shutdown_order() {
                 log("shutdown ordered by the controller");
@@ -240,6 +258,27 @@ impl Agent {
             .filter(|r| r.pidfd.is_none())
             .map(|_| Instant::now() + Duration::from_millis(200));
         Some(child.map_or(link, |c| c.min(link)))
+    }
+
+    fn link_read_pending(&self) -> bool {
+        match &self.link {
+            Link::Connecting { conn, .. } | Link::Up { conn, .. } => conn.read_pending(),
+            Link::Down { .. } => false,
+        }
+    }
+
+    /// The run our peer is running now, as Register and RunFinished tell the controller.
+    fn running_id(&self) -> Option<u64> {
+        self.running.as_ref().map(|r| r.run_id)
+    }
+
+    /// Outcomes say what the agent runs at the moment they are sent, not when they were made
+    /// (one kept while the link was down may be older than the current state).
+    fn stamp(&self, mut m: Msg) -> Msg {
+        if let Msg::RunFinished { running, .. } = &mut m {
+            *running = self.running_id();
+        }
+        m
     }
 
     fn fail_link(&mut self, why: impl std::fmt::Display) {
@@ -286,6 +325,8 @@ impl Agent {
 
     fn on_link_event(&mut self) {
         let now = Instant::now();
+        let heard_hello =
+            matches!(&self.link, Link::Connecting { conn, .. } if conn.peer_role().is_some());
         let result: Result<bool, ConnError> = match &mut self.link {
             Link::Down { .. } => return,
             Link::Connecting { conn, tcp_up, .. } => {
@@ -310,8 +351,11 @@ impl Agent {
         }
         match result {
             Err(ConnError::Auth(e)) => self.fail_link(format_args!("authentication failed: {e}")),
-            Err(ConnError::Closed) if matches!(self.link, Link::Connecting { .. }) => self.fail_link(
+            Err(ConnError::Closed) if matches!(self.link, Link::Connecting { .. }) && heard_hello => self.fail_link(
                 "controller closed the connection during authentication: is the key file the same on both sides?",
+            ),
+            Err(ConnError::Closed) if matches!(self.link, Link::Connecting { .. }) => self.fail_link(
+                "controller closed the connection before its hello: too many connections are authenticating there (or it is not an mpcomm controller)",
             ),
             Err(e) => self.fail_link(e),
             Ok(established) => {
@@ -338,8 +382,11 @@ impl Agent {
             instance: self.instance,
             advertise,
             zone: self.args.zone.clone(),
+            running: self.running_id(),
         });
-        for m in self.pending.drain(..) {
+        let pending: Vec<Msg> = self.pending.drain(..).collect();
+        for m in pending {
+            let m = self.stamp(m);
             r = r.and_then(|_| conn.send(&m));
         }
         let mut live = Liveness::new(now);
@@ -377,6 +424,7 @@ impl Agent {
 
     /// Send now if the link is up, else keep it for the next registration (outcomes only).
     fn send_or_keep(&mut self, m: Msg) {
+        let m = self.stamp(m);
         if let Link::Up { conn, live } = &mut self.link {
             live.sent(Instant::now());
             if let Err(e) = conn.send(&m).and_then(|_| conn.flush()) {
@@ -441,10 +489,12 @@ impl Agent {
     }
 
     fn start_run(&mut self, spec: &RunSpec) {
+        // `running` is filled in when the refusal is sent: the busy run, or none.
         let refuse = |detail: String| Msg::RunFinished {
             run_id: spec.run_id,
             ok: false,
             detail,
+            running: None,
         };
         if let Some(r) = &self.running {
             let m = refuse(format!(
@@ -523,22 +573,33 @@ impl Agent {
     fn read_child_stderr(&mut self) {
         let mut ready_now = None;
         let Some(r) = self.running.as_mut() else {
+            self.stderr_more = false;
             return;
         };
         let mut chunk = [0u8; 4096];
         let mut eof = false;
-        for _ in 0..64 {
-            let Some(e) = r.stderr.as_mut() else { break };
+        // Stays true only when the loop ends at its cap with the pipe not yet dry.
+        let mut more = true;
+        for _ in 0..STDERR_READS {
+            let Some(e) = r.stderr.as_mut() else {
+                more = false;
+                break;
+            };
             match e.read(&mut chunk) {
                 Ok(0) => {
                     eof = true;
+                    more = false;
                     break;
                 }
                 Ok(n) => r.partial.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     eof = true;
+                    more = false;
                     break;
                 }
             }
@@ -559,6 +620,7 @@ impl Agent {
                 }
             }
         }
+        self.stderr_more = more;
         if eof {
             if let Some(mut e) = r.stderr.take() {
                 let _ = self
@@ -614,10 +676,12 @@ impl Agent {
             r.run_id,
             if ok { "finished" } else { "failed" }
         ));
+        self.stderr_more = false;
         self.send_or_keep(Msg::RunFinished {
             run_id: r.run_id,
             ok,
             detail,
+            running: None,
         });
     }
 

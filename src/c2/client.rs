@@ -117,7 +117,14 @@ impl Client {
                 });
             }
             let (kind, payload) = read_frame(&mut stream, HELLO_LEN as u32).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof || e.kind() == std::io::ErrorKind::ConnectionReset {
+                let closed = e.kind() == std::io::ErrorKind::UnexpectedEof
+                    || e.kind() == std::io::ErrorKind::ConnectionReset;
+                if closed && hs.peer_role().is_none() {
+                    // The controller answers every Hello before it checks anything: closing
+                    // before that is no key problem but a full table of connections still
+                    // authenticating (ours was evicted or refused).
+                    anyhow::anyhow!("the controller at {addr} closed the connection before answering our hello: too many connections are authenticating there (from this address or in all), or it is not an mpcomm controller; retry in a moment")
+                } else if closed {
                     anyhow::anyhow!("the controller refused us during authentication: wrong key? (use the same key file as the controller)")
                 } else {
                     anyhow::anyhow!("authentication with {addr}: {e}")

@@ -10,8 +10,10 @@ use crate::wire::frame::{FrameHeader, Kind, HEADER_LEN};
 
 /// Outgoing bytes a slow reader may leave queued before we drop the connection.
 const MAX_WRITE_QUEUE: usize = 4 << 20;
-/// Reads per readiness event before yielding to other sources (fairness bound).
-const READS_PER_EVENT: usize = 64;
+/// Reads per call before yielding to other sources (fairness bound). When a call stops here,
+/// `read_pending` says so: under edge-triggered readiness no new event comes for data already
+/// in the socket, so the driver must call `on_readable` again without waiting for one.
+pub const READS_PER_EVENT: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -46,6 +48,7 @@ pub struct Conn<S> {
     scratch: Vec<u8>,
     sealed: Vec<u8>,
     peer_role: Option<Role>,
+    read_pending: bool,
 }
 
 impl<S: Read + Write> Conn<S> {
@@ -60,6 +63,7 @@ impl<S: Read + Write> Conn<S> {
             scratch: Vec::new(),
             sealed: Vec::new(),
             peer_role: None,
+            read_pending: false,
         };
         c.pump_handshake();
         c
@@ -72,6 +76,11 @@ impl<S: Read + Write> Conn<S> {
     /// The client's role (controller side), known once its Hello arrived.
     pub fn peer_role(&self) -> Option<Role> {
         self.peer_role
+    }
+
+    /// True when the last `on_readable` stopped at its read cap before the socket ran dry.
+    pub fn read_pending(&self) -> bool {
+        self.read_pending
     }
 
     /// True when bytes wait for the socket to become writable.
@@ -155,9 +164,11 @@ impl<S: Read + Write> Conn<S> {
     pub fn on_readable(&mut self, msgs: &mut Vec<Msg>) -> Result<bool, ConnError> {
         let was = self.is_established();
         let mut chunk = [0u8; 16 * 1024];
+        self.read_pending = true;
         for _ in 0..READS_PER_EVENT {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
+                    self.read_pending = false;
                     self.decode(msgs)?;
                     return Err(ConnError::Closed);
                 }
@@ -165,9 +176,15 @@ impl<S: Read + Write> Conn<S> {
                     self.rbuf.extend_from_slice(&chunk[..n]);
                     self.decode(msgs)?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_pending = false;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.read_pending = false;
+                    return Err(e.into());
+                }
             }
         }
         self.flush()?;
@@ -287,6 +304,74 @@ mod tests {
             s.on_readable(&mut Vec::new()),
             Err(ConnError::Auth(AuthError::Unexpected(Kind::C2Message)))
         ));
+    }
+
+    /// A socket with bytes queued in front of it (more than one call's read cap).
+    struct Preloaded {
+        sock: UnixStream,
+        queued: Vec<u8>,
+        pos: usize,
+    }
+
+    impl Read for Preloaded {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.pos < self.queued.len() {
+                let k = (self.queued.len() - self.pos).min(buf.len());
+                buf[..k].copy_from_slice(&self.queued[self.pos..self.pos + k]);
+                self.pos += k;
+                return Ok(k);
+            }
+            self.sock.read(buf)
+        }
+    }
+
+    impl Write for Preloaded {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.sock.write(b)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.sock.flush()
+        }
+    }
+
+    #[test]
+    fn a_read_that_stops_at_its_cap_says_more_is_pending() {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let key = fresh32();
+        let mut c = Conn::new(a, Handshake::client(key, Role::Control, fresh32()));
+        let mut s = Conn::new(
+            Preloaded {
+                sock: b,
+                queued: Vec::new(),
+                pos: 0,
+            },
+            Handshake::server(key, fresh32()),
+        );
+        let mut msgs = Vec::new();
+        for _ in 0..10 {
+            c.flush().unwrap();
+            s.on_readable(&mut msgs).unwrap();
+            s.flush().unwrap();
+            c.on_readable(&mut msgs).unwrap();
+        }
+        assert!(c.is_established() && s.is_established());
+        assert!(!s.read_pending(), "a drained socket has nothing pending");
+        // More sealed frames than one call may read (64 reads of 16 KiB).
+        let n = 25_000;
+        for _ in 0..n {
+            c.send(&Msg::StatusRequest).unwrap();
+        }
+        s.stream.queued = std::mem::take(&mut c.wbuf);
+        assert!(s.stream.queued.len() > READS_PER_EVENT * 16 * 1024);
+        s.on_readable(&mut msgs).unwrap();
+        assert!(s.read_pending(), "stopped at the cap with data left");
+        assert!(msgs.len() < n);
+        s.on_readable(&mut msgs).unwrap();
+        assert!(!s.read_pending());
+        assert_eq!(msgs.len(), n);
+        assert!(msgs.iter().all(|m| *m == Msg::StatusRequest));
     }
 
     #[test]

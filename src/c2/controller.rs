@@ -20,7 +20,7 @@ use super::conn::{Conn, ConnError};
 use super::proto::{Msg, Role, RunRequest};
 use super::registry::{OrderBy, Registry};
 use super::runs::{plan, ActiveRun, Candidate, RunDefaults, Update};
-use super::timing::{Liveness, LogLimiter, HANDSHAKE_TIMEOUT};
+use super::timing::{Liveness, LogLimiter, HANDSHAKE_TIMEOUT, HELLO_TIMEOUT};
 use crate::compare::{Report, Server, ServerConfig, Stopper};
 use crate::util::duration;
 use crate::wire::Transport;
@@ -28,9 +28,15 @@ use crate::wire::Transport;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
-/// Connections still authenticating beyond this are closed at once.
+/// Connections still authenticating, in all and from one source (an IPv4 address or an IPv6
+/// /64). A newcomer beyond either cap evicts the oldest such connection (one that has not sent
+/// its Hello first), so silent sockets cannot lock everyone out: a real client finishes its
+/// handshake in one round trip, and a connection without a Hello is closed after 1 s.
 const MAX_UNAUTHENTICATED: usize = 64;
+const MAX_PENDING_PER_SOURCE: usize = 16;
 const MAX_CONNECTIONS: usize = 2048;
+/// Accepts per readiness event; the loop comes back (zero poll timeout) when more may wait.
+const ACCEPTS_PER_EVENT: usize = 256;
 /// How long `exit` waits for agents to close their connections.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// Slack on top of the sending time: the peer's 30 s handshake timeout, drain, upload retries
@@ -113,6 +119,23 @@ struct Controller {
     defaults: RunDefaults,
     compare_addr: SocketAddr,
     msgs: Vec<Msg>,
+    /// The accept loop stopped at its cap: connections may still wait in the backlog, and the
+    /// edge-triggered listener will not report them again.
+    accept_more: bool,
+    /// Connections whose read loop stopped at its cap with data possibly left in the socket.
+    read_more: Vec<usize>,
+}
+
+/// The address a per-source cap counts by: IPv4 (also v4-mapped), or the /64 of an IPv6 address.
+fn source_of(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -187,6 +210,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         compare_addr,
         msgs: Vec::new(),
+        accept_more: false,
+        read_more: Vec::new(),
     };
     let code = c.event_loop();
     let _ = super::notify::notify("STOPPING=1");
@@ -273,11 +298,20 @@ impl Controller {
         let mut events = Events::with_capacity(256);
         loop {
             let now = Instant::now();
-            let timeout = self
-                .next_deadline(now)
-                .map(|d| d.saturating_duration_since(now));
+            // Sources that stopped at a per-event cap get no new edge: poll without sleeping
+            // and serve them again after this round's events.
+            let accept_again = self.accept_more;
+            let read_again = std::mem::take(&mut self.read_more);
+            let timeout = if accept_again || !read_again.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline(now)
+                    .map(|d| d.saturating_duration_since(now))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
+                    self.accept_more |= accept_again;
+                    self.read_more.extend(read_again);
                     continue;
                 }
                 return Err(e.into());
@@ -288,6 +322,12 @@ impl Controller {
                     WAKER => self.on_wake(),
                     Token(t) => self.on_client_event(t),
                 }
+            }
+            if accept_again {
+                self.accept();
+            }
+            for t in read_again {
+                self.on_client_event(t);
             }
             if self.stop.load(Ordering::SeqCst) {
                 log("signal received: stopping (agents stay up and reconnect to the next controller)");
@@ -310,6 +350,8 @@ impl Controller {
                 if c.agent.is_none() && c.conn.peer_role() == Some(Role::Agent) {
                     at(c.since + HANDSHAKE_TIMEOUT);
                 }
+            } else if c.conn.peer_role().is_none() {
+                at(c.since + HELLO_TIMEOUT);
             } else {
                 at(c.since + HANDSHAKE_TIMEOUT);
             }
@@ -324,7 +366,8 @@ impl Controller {
     }
 
     fn accept(&mut self) {
-        for _ in 0..256 {
+        self.accept_more = false;
+        for _ in 0..ACCEPTS_PER_EVENT {
             let (mut stream, addr) = match self.listener.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -333,12 +376,7 @@ impl Controller {
                     return;
                 }
             };
-            let pending = self
-                .clients
-                .values()
-                .filter(|c| !c.conn.is_established())
-                .count();
-            if pending >= MAX_UNAUTHENTICATED || self.clients.len() >= MAX_CONNECTIONS {
+            if !self.make_room(addr) {
                 self.refused(addr, "too many connections: closed at once");
                 continue;
             }
@@ -364,6 +402,54 @@ impl Controller {
                     agent: None,
                 },
             );
+            // The client sends its Hello right after connecting: take it now if it is there,
+            // so the connection counts as talking before the next newcomer looks for a victim.
+            self.on_client_event(token);
+        }
+        self.accept_more = true;
+    }
+
+    /// Room for one more connection from `addr`: evict the oldest connection still
+    /// authenticating from its source (or, at the global cap, from anywhere), preferring ones
+    /// that have not even sent a Hello. False only when every slot holds an established one.
+    fn make_room(&mut self, addr: SocketAddr) -> bool {
+        let src = source_of(addr.ip());
+        let victim = |clients: &HashMap<usize, Client>, same_source: bool| {
+            clients
+                .iter()
+                .filter(|(_, c)| !c.conn.is_established())
+                .filter(|(_, c)| !same_source || source_of(c.addr.ip()) == src)
+                .min_by_key(|(t, c)| (c.conn.peer_role().is_some(), c.since, **t))
+                .map(|(t, _)| *t)
+        };
+        let from_src = self
+            .clients
+            .values()
+            .filter(|c| !c.conn.is_established() && source_of(c.addr.ip()) == src)
+            .count();
+        let pending = self
+            .clients
+            .values()
+            .filter(|c| !c.conn.is_established())
+            .count();
+        let evict = if from_src >= MAX_PENDING_PER_SOURCE {
+            victim(&self.clients, true)
+        } else if pending >= MAX_UNAUTHENTICATED || self.clients.len() >= MAX_CONNECTIONS {
+            victim(&self.clients, false)
+        } else {
+            return true;
+        };
+        match evict {
+            Some(t) => {
+                self.drop_client(
+                    t,
+                    format_args!(
+                        "evicted for a newer connection: too many still authenticating (at most {MAX_PENDING_PER_SOURCE} per source, {MAX_UNAUTHENTICATED} in all)"
+                    ),
+                );
+                self.clients.len() < MAX_CONNECTIONS
+            }
+            None => false,
         }
     }
 
@@ -412,6 +498,9 @@ impl Controller {
         if !self.msgs.is_empty() {
             c.live.received(now);
         }
+        if result.is_ok() && c.conn.read_pending() && !self.read_more.contains(&token) {
+            self.read_more.push(token);
+        }
         let established = c.conn.is_established();
         // Messages that arrived before an error were authenticated: act on them first, and
         // never leave them in the shared buffer for the next connection's turn.
@@ -452,20 +541,22 @@ impl Controller {
                     instance,
                     advertise,
                     zone,
+                    running,
                 },
             ) => {
                 c.agent = Some(*instance);
                 let ip = advertise.unwrap_or(addr.ip());
                 self.registry
-                    .register(now, token, *instance, ip, zone.clone());
+                    .register(now, token, *instance, ip, zone.clone(), *running);
                 let live = self.registry.live(now).len();
                 log(format_args!(
-                    "agent {addr} registered as {ip}{}; {live} live",
+                    "agent {addr} registered as {ip}{}{}; {live} live",
                     if zone.is_empty() {
                         String::new()
                     } else {
                         format!(" zone {zone}")
-                    }
+                    },
+                    running.map_or(String::new(), |r| format!(", busy with run {r}"))
                 ));
             }
             (Some(Role::Agent), Msg::RunReady { run_id }) => {
@@ -478,19 +569,30 @@ impl Controller {
                 });
                 self.deliver_opt(update);
             }
-            (Some(Role::Agent), Msg::RunFinished { run_id, ok, detail }) => {
+            (
+                Some(Role::Agent),
+                Msg::RunFinished {
+                    run_id,
+                    ok,
+                    detail,
+                    running,
+                },
+            ) => {
                 self.registry.seen(token, now);
                 let Some(instance) = c.agent else { return };
-                if !ok {
-                    log(format_args!("agent {addr}: run {run_id}: {detail}"));
+                let still =
+                    running.map_or(String::from("idle"), |r| format!("still busy with run {r}"));
+                if *ok {
+                    log(format_args!("agent {addr}: run {run_id} finished; {still}"));
+                } else {
+                    log(format_args!(
+                        "agent {addr}: run {run_id} failed: {detail}; {still}"
+                    ));
                 }
-                if self
-                    .active
-                    .as_ref()
-                    .is_some_and(|(r, _)| r.run_id == *run_id)
-                {
-                    self.registry.set_busy(instance, None);
-                }
+                // The agent's own word on what it runs now: idle after its run ended (also a
+                // run this controller did not start, or one already reported), still busy
+                // after refusing a run because another one is running.
+                self.registry.set_busy(instance, *running);
                 let update = self
                     .active
                     .as_mut()
@@ -739,7 +841,9 @@ impl Controller {
         let mut beat: Vec<usize> = Vec::new();
         for (t, c) in &self.clients {
             if !c.conn.is_established() {
-                if now >= c.since + HANDSHAKE_TIMEOUT {
+                if c.conn.peer_role().is_none() && now >= c.since + HELLO_TIMEOUT {
+                    drop.push((*t, "no hello within 1 s"));
+                } else if now >= c.since + HANDSHAKE_TIMEOUT {
                     drop.push((*t, "no authentication within 5 s"));
                 }
             } else if c.agent.is_none()
@@ -767,10 +871,9 @@ impl Controller {
             }
             self.deliver_opt(Some(u));
             if done {
+                // Its agents stay busy until each says its peer ended (RunFinished) or its
+                // link is lost: a peer may outlive the report or the run's deadline.
                 if let Some((r, _)) = self.active.take() {
-                    for i in r.agents() {
-                        self.registry.set_busy(*i, None);
-                    }
                     log(format_args!("run {}: done", r.run_id));
                 }
             }

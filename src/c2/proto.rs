@@ -139,19 +139,25 @@ pub struct AgentInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
     // agent → controller
+    /// `running`: the run the agent's peer is still running, if any (after a controller
+    /// restart the new controller learns that the agent is busy).
     Register {
         instance: u64,
         advertise: Option<IpAddr>,
         zone: String,
+        running: Option<u64>,
     },
     Heartbeat,
     RunReady {
         run_id: u64,
     },
+    /// The outcome of `run_id` (or its refusal); `running` is the run the agent is running
+    /// when it sends this (set when it refused `run_id` because it is busy with another).
     RunFinished {
         run_id: u64,
         ok: bool,
         detail: String,
+        running: Option<u64>,
     },
     // controller → agent
     Run(Box<RunSpec>),
@@ -251,6 +257,13 @@ impl<'a> Reader<'a> {
             _ => Err(Error::BadValue),
         }
     }
+    fn opt_u64(&mut self) -> Result<Option<u64>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => self.u64().map(Some),
+            _ => Err(Error::BadValue),
+        }
+    }
     fn opt_ip(&mut self) -> Result<Option<IpAddr>> {
         if self.0.first() == Some(&0) {
             self.take(1)?;
@@ -316,6 +329,15 @@ impl Writer<'_> {
             IpAddr::V6(a) => {
                 self.u8(6);
                 self.0.extend_from_slice(&a.octets());
+            }
+        }
+    }
+    fn opt_u64(&mut self, v: Option<u64>) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                self.u64(v);
             }
         }
     }
@@ -457,6 +479,7 @@ impl Msg {
                 instance: r.u64()?,
                 advertise: r.opt_ip()?,
                 zone: r.str(MAX_LABEL)?,
+                running: r.opt_u64()?,
             },
             ty::HEARTBEAT => Msg::Heartbeat,
             ty::RUN_READY => Msg::RunReady { run_id: r.u64()? },
@@ -464,6 +487,7 @@ impl Msg {
                 run_id: r.u64()?,
                 ok: r.bool()?,
                 detail: r.str(MAX_TEXT)?,
+                running: r.opt_u64()?,
             },
             ty::RUN => Msg::Run(Box::new(RunSpec::parse(&mut r)?)),
             ty::SHUTDOWN => Msg::Shutdown,
@@ -519,6 +543,7 @@ impl Msg {
                 instance,
                 advertise,
                 zone,
+                running,
             } => {
                 w.u8(ty::REGISTER);
                 w.u64(*instance);
@@ -527,17 +552,24 @@ impl Msg {
                     Some(ip) => w.ip(*ip),
                 }
                 w.str(zone, MAX_LABEL);
+                w.opt_u64(*running);
             }
             Msg::Heartbeat => w.u8(ty::HEARTBEAT),
             Msg::RunReady { run_id } => {
                 w.u8(ty::RUN_READY);
                 w.u64(*run_id);
             }
-            Msg::RunFinished { run_id, ok, detail } => {
+            Msg::RunFinished {
+                run_id,
+                ok,
+                detail,
+                running,
+            } => {
                 w.u8(ty::RUN_FINISHED);
                 w.u64(*run_id);
                 w.u8(*ok as u8);
                 w.str(detail, MAX_TEXT);
+                w.opt_u64(*running);
             }
             Msg::Run(spec) => {
                 w.u8(ty::RUN);
@@ -620,11 +652,13 @@ mod tests {
                 instance: 9,
                 advertise: Some("10.0.0.1".parse().unwrap()),
                 zone: "eu-west".into(),
+                running: Some(0x0a0b),
             },
             Msg::Register {
                 instance: 9,
                 advertise: None,
                 zone: String::new(),
+                running: None,
             },
             Msg::Heartbeat,
             Msg::RunReady { run_id: 3 },
@@ -632,6 +666,13 @@ mod tests {
                 run_id: 3,
                 ok: false,
                 detail: "peer exited with 2: handshake timed out".into(),
+                running: None,
+            },
+            Msg::RunFinished {
+                run_id: 4,
+                ok: false,
+                detail: "agent busy with run 3".into(),
+                running: Some(3),
             },
             Msg::Run(Box::new(spec())),
             Msg::Shutdown,
@@ -685,9 +726,19 @@ mod tests {
             enc(&Msg::Register {
                 instance: 1,
                 advertise: Some("10.0.0.1".parse().unwrap()),
-                zone: "z".into()
+                zone: "z".into(),
+                running: None,
             }),
-            [1, 0, 0, 0, 0, 0, 0, 0, 1, 4, 10, 0, 0, 1, 0, 0, 0, 1, b'z']
+            [1, 0, 0, 0, 0, 0, 0, 0, 1, 4, 10, 0, 0, 1, 0, 0, 0, 1, b'z', 0]
+        );
+        assert_eq!(
+            enc(&Msg::Register {
+                instance: 1,
+                advertise: None,
+                zone: String::new(),
+                running: Some(0x0102),
+            }),
+            [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2]
         );
         assert_eq!(enc(&Msg::ExitDone { agents: 4 }), [34, 0, 4]);
         let h = Hello {

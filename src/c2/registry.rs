@@ -17,6 +17,8 @@ pub struct Agent {
     pub zone: String,
     pub conn: Option<ConnId>,
     pub last_seen: Instant,
+    /// The run this agent's peer is running, as the agent last said (Register, RunFinished)
+    /// or as we ordered it (Run). Cleared only by the agent's own word or a lost link.
     pub busy: Option<u64>,
     /// Registration order; kept when the same agent instance reconnects.
     seq: u64,
@@ -46,7 +48,8 @@ impl Registry {
         }
     }
 
-    /// An authenticated agent registered on `conn`. The same instance reconnecting keeps its place.
+    /// An authenticated agent registered on `conn`, running `running` (its own word). The same
+    /// instance reconnecting keeps its place.
     pub fn register(
         &mut self,
         now: Instant,
@@ -54,12 +57,14 @@ impl Registry {
         instance: u64,
         advertise: IpAddr,
         zone: String,
+        running: Option<u64>,
     ) {
         if let Some(a) = self.agents.iter_mut().find(|a| a.instance == instance) {
             a.conn = Some(conn);
             a.advertise = advertise;
             a.zone = zone;
             a.last_seen = now;
+            a.busy = running;
             return;
         }
         if self.agents.len() >= MAX_AGENTS_LISTED {
@@ -84,7 +89,7 @@ impl Registry {
             zone,
             conn: Some(conn),
             last_seen: now,
-            busy: None,
+            busy: running,
             seq: self.next_seq,
         });
         self.next_seq += 1;
@@ -100,9 +105,11 @@ impl Registry {
         }
     }
 
+    /// The agent's link is gone: it is lost, and says what it runs when it registers again.
     pub fn disconnected(&mut self, conn: ConnId) {
         if let Some(a) = self.by_conn(conn) {
             a.conn = None;
+            a.busy = None;
         }
     }
 
@@ -145,6 +152,8 @@ impl Registry {
             .collect()
     }
 
+    /// The busy state of an agent: `Some(run)` when we order it to run, and whatever the agent
+    /// says it runs when it reports (a refusal because it is busy keeps it busy).
     pub fn set_busy(&mut self, instance: u64, run: Option<u64>) {
         if let Some(a) = self.agents.iter_mut().find(|a| a.instance == instance) {
             a.busy = run;
@@ -162,9 +171,10 @@ mod tests {
         let t0 = Instant::now();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let mut r = Registry::new(OrderBy::Registration);
-        r.register(t0, 10, 111, ip("10.0.0.3"), "b".into());
-        r.register(t0, 11, 222, ip("10.0.0.1"), "a".into());
-        r.register(t0, 12, 333, ip("10.0.0.2"), "b".into());
+        r.register(t0, 10, 111, ip("10.0.0.3"), "b".into(), None);
+        r.register(t0, 11, 222, ip("10.0.0.1"), "a".into(), None);
+        r.register(t0, 12, 333, ip("10.0.0.2"), "b".into(), Some(7));
+        assert!(r.status(t0)[2].busy, "registered while running a peer");
         let ids = |r: &Registry, t| r.live(t).iter().map(|a| a.instance).collect::<Vec<_>>();
         assert_eq!(ids(&r, t0), [111, 222, 333]);
         // 222 goes silent; others heartbeat.
@@ -182,10 +192,18 @@ mod tests {
             111,
             ip("10.0.0.3"),
             "b".into(),
+            None,
         );
-        r.register(t1, 21, 222, ip("10.0.0.1"), "a".into());
+        r.register(t1, 21, 222, ip("10.0.0.1"), "a".into(), None);
         assert_eq!(ids(&r, t1 + Duration::from_millis(10)), [111, 222, 333]);
         r.order = OrderBy::Zone;
         assert_eq!(ids(&r, t1 + Duration::from_millis(10)), [222, 111, 333]);
+        // Busy until the agent itself says otherwise; a lost link forgets (it re-registers).
+        r.set_busy(333, None);
+        assert!(!r.status(t1)[2].busy);
+        r.set_busy(333, Some(9));
+        assert!(r.status(t1)[2].busy);
+        r.disconnected(12);
+        assert!(!r.status(t1)[2].busy);
     }
 }

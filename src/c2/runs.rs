@@ -45,7 +45,7 @@ pub fn plan(
     if n > idle.len() {
         return Err(if idle.len() < live_total {
             format!(
-                "{n} peers requested but only {} of {live_total} live agents are idle (a run is in progress?)",
+                "{n} peers requested but only {} of {live_total} live agents are idle (the others still run a peer: `mpcomm c2 status`)",
                 idle.len()
             )
         } else {

@@ -9,6 +9,8 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(1000);
 pub const LINK_DEAD_AFTER: Duration = Duration::from_millis(3500);
 /// A connection must finish the handshake (and an agent register) within this time.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client sends its Hello as soon as it connects; a connection silent this long is closed.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Reconnect delays: 100 ms doubling to a 2 s cap, each scaled by a jitter factor in
 /// [0.75, 1.25) so a fleet does not reconnect in lock-step. The cap keeps "every agent is back

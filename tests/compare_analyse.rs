@@ -485,3 +485,59 @@ fn huge_claimed_n_costs_what_the_logs_hold() {
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A log of the same run id and N but another M is ignored by the analysis, and so by the
+/// histogram files: their total count is the report's.
+#[test]
+fn histogram_files_ignore_the_logs_the_analysis_ignored() {
+    let dir = std::env::temp_dir().join(format!(
+        "mpcomm-test-hist-m-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let other_m = log_of(1, 2, 3, &all_msgs(2, 3)); // 6 deliveries, M = 3
+    let logs = vec![
+        log_of(0, 2, 2, &all_msgs(2, 2)),
+        other_m,
+        log_of(1, 2, 2, &all_msgs(2, 2)),
+    ];
+    let r = run(&logs);
+    assert_eq!(r.latency_us.count, 8);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    mpcomm::compare::hist::write_run(&dir, &logs, &r).unwrap();
+    let text = std::fs::read_to_string(dir.join(format!("run-{RUN:016x}.hgrm"))).unwrap();
+    let total = text
+        .lines()
+        .find_map(|l| l.split("Total count    =").nth(1))
+        .map(|c| c.trim_end_matches(']').trim().to_owned());
+    assert_eq!(total.as_deref(), Some("8"), "{text}");
+    let pair = std::fs::read_to_string(dir.join(format!("run-{RUN:016x}-s0-r1.hgrm"))).unwrap();
+    assert!(pair.contains("Total count    =            2]"), "{pair}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Pairwise distances are skipped, with a warning, when (pairs + 1) × (longest log + 1) is
+/// over the cap, and computed under it.
+#[test]
+fn pairwise_work_is_capped() {
+    use mpcomm::compare::analyse::MAX_PAIRWISE_WORK;
+    // 1024 logs (523,776 pairs), one of them long enough to go over the cap.
+    let n: u16 = 1024;
+    let pairs = u64::from(n) * u64::from(n - 1) / 2;
+    let long = (MAX_PAIRWISE_WORK / (pairs + 1)) as usize + 1;
+    let big: Vec<(u16, u32)> = (0..long).map(|i| ((i % 1024) as u16, 0)).collect();
+    let mut logs = vec![log_of(0, n, 1, &big)];
+    logs.extend((1..n).map(|p| log_of(p, n, 1, &[(p, 0)])));
+    let r = run(&logs);
+    assert_eq!(r.pairwise_disagreement.pairs, 0);
+    assert_eq!(r.consensus.method, "none");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("over the cap")),
+        "{:?}",
+        r.warnings
+    );
+    // Just under it, the same logs are compared.
+    logs[0] = log_of(0, n, 1, &big[..long - 10]);
+    let r = run(&logs);
+    assert_eq!(r.pairwise_disagreement.pairs, pairs, "{:?}", r.warnings);
+}

@@ -109,7 +109,10 @@ pub struct LatencySummary {
     pub negative: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Serialised in full for a peer whose log arrived; for one whose log did not, only `peer`,
+/// `present` (false) and `zone`, so a run that claims many peers makes a short line (a
+/// reader's defaults give the rest: zeros and nulls).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct PeerSummary {
     pub peer: u16,
@@ -127,6 +130,50 @@ pub struct PeerSummary {
     pub distance_to_consensus: Option<f64>,
     /// Latency of deliveries at this receiver.
     pub latency_us: LatencySummary,
+}
+
+/// The derived serialisation of a [`PeerSummary`] (its `Serialize` picks this or
+/// [`AbsentPeer`]).
+#[derive(Serialize)]
+#[serde(remote = "PeerSummary")]
+struct FullPeer {
+    pub peer: u16,
+    /// Its log arrived.
+    pub present: bool,
+    pub zone: Option<String>,
+    pub deliveries: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub fifo_violations: u64,
+    pub malformed: u64,
+    pub setup_ms: f64,
+    pub clock_error_ms: Option<f64>,
+    /// Kendall distance of its order to the consensus order (null if absent).
+    pub distance_to_consensus: Option<f64>,
+    /// Latency of deliveries at this receiver.
+    pub latency_us: LatencySummary,
+}
+
+#[derive(Serialize)]
+struct AbsentPeer<'a> {
+    peer: u16,
+    present: bool,
+    zone: &'a Option<String>,
+}
+
+impl Serialize for PeerSummary {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.present {
+            FullPeer::serialize(self, s)
+        } else {
+            AbsentPeer {
+                peer: self.peer,
+                present: false,
+                zone: &self.zone,
+            }
+            .serialize(s)
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

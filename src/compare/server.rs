@@ -222,7 +222,7 @@ struct Job {
 
 enum Outcome {
     /// Analysed, appended and fsynced.
-    Reported(Report),
+    Reported(Box<Report>),
     /// The results line could not be written (the file is as before); the run comes back.
     NotWritten { reason: String, run: Run },
     /// The analysis panicked (a bug).
@@ -428,7 +428,7 @@ fn report_runs(
                         }
                     }
                     drop(run);
-                    Outcome::Reported(report)
+                    Outcome::Reported(Box::new(report))
                 }
             },
         };

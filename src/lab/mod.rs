@@ -178,6 +178,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     cfg.max_upload_bytes = cfg
         .max_upload_bytes
         .max(u32::try_from(largest_log).unwrap_or(u32::MAX));
+    // All logs of the largest run are held at once until it is analysed.
+    let largest_run = experiments
+        .iter()
+        .map(|e| u64::from(e.peers) * (u64::from(e.peers) * u64::from(e.msgs) * 64 + (1 << 20)))
+        .max()
+        .unwrap_or(0);
+    cfg.max_pending_bytes = cfg.max_pending_bytes.max(largest_run);
     cfg.hist_dir = args.hist_dir.clone();
     cfg.analyse.matrix = args.matrix;
     // The lab prints one progress line per run; per-upload lines only with --verbose.

@@ -15,6 +15,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// written and fsynced), which for big runs takes a while.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The comparator's words for a refusal that a later attempt may overcome (see
+/// `compare::server`): busy, too many connections, results not written.
+const TRANSIENT: [&str; 3] = ["try again", "upload it again", "too many connections"];
+
 /// The comparator's words for "this (run, peer) is already stored" (see `compare::server`).
 const DUPLICATE_KEPT: &str = "the first one is kept";
 
@@ -50,7 +54,12 @@ pub fn upload(comparator: &str, log: &[u8], attempts: u32) -> Result<String, Upl
             Ok(Err(reason)) if attempt > 1 && reason.contains(DUPLICATE_KEPT) => {
                 return Ok(format!("stored by an earlier attempt ({reason})"))
             }
-            // A refusal is an answer: retrying the same bytes cannot change it.
+            // A busy comparator, or one that could not write its results, asks for a retry.
+            Ok(Err(reason)) if TRANSIENT.iter().any(|t| reason.contains(t)) => {
+                eprintln!("mpcomm: comparator at {addr} asks to retry (attempt {attempt}/{attempts}): {reason}");
+                last = Some(io::Error::other(reason));
+            }
+            // Any other refusal is an answer: retrying the same bytes cannot change it.
             Ok(Err(reason)) => return Err(UploadError::Rejected { addr, reason }),
             Err(e) => {
                 eprintln!("mpcomm: upload to {addr} failed (attempt {attempt}/{attempts}): {e}");

@@ -351,10 +351,10 @@ impl Agent {
         }
         match result {
             Err(ConnError::Auth(e)) => self.fail_link(format_args!("authentication failed: {e}")),
-            Err(ConnError::Closed) if matches!(self.link, Link::Connecting { .. }) && heard_hello => self.fail_link(
+            Err(e) if e.is_closed() && matches!(self.link, Link::Connecting { .. }) && heard_hello => self.fail_link(
                 "controller closed the connection during authentication: is the key file the same on both sides?",
             ),
-            Err(ConnError::Closed) if matches!(self.link, Link::Connecting { .. }) => self.fail_link(
+            Err(e) if e.is_closed() && matches!(self.link, Link::Connecting { .. }) => self.fail_link(
                 "controller closed the connection before its hello: too many connections are authenticating there (or it is not an mpcomm controller)",
             ),
             Err(e) => self.fail_link(e),

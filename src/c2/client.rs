@@ -105,9 +105,29 @@ impl Client {
         stream.set_nodelay(true)?;
         let mut hs = Handshake::client(key, Role::Control, fresh32());
         let mut buf = Vec::new();
+        // What a closed connection means depends on how far the handshake got.
+        let explain = |e: std::io::Error, heard_hello: bool| {
+            let closed = matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            );
+            if closed && !heard_hello {
+                // The controller answers every Hello before it checks anything: closing
+                // before that is no key problem but a full table of connections still
+                // authenticating (ours was evicted or refused).
+                anyhow::anyhow!("the controller at {addr} closed the connection before answering our hello: too many connections are authenticating there (from this address or in all), or it is not an mpcomm controller; retry in a moment")
+            } else if closed {
+                anyhow::anyhow!("the controller refused us during authentication: wrong key? (use the same key file as the controller)")
+            } else {
+                anyhow::anyhow!("authentication with {addr}: {e}")
+            }
+        };
         for _ in 0..4 {
             while let Some(kind) = hs.poll_transmit(&mut buf) {
-                write_frame(&mut stream, kind, &buf)?;
+                write_frame(&mut stream, kind, &buf)
+                    .map_err(|e| explain(e, hs.peer_role().is_some()))?;
             }
             if let Some(session) = hs.take_session() {
                 return Ok(Client {
@@ -116,20 +136,8 @@ impl Client {
                     buf,
                 });
             }
-            let (kind, payload) = read_frame(&mut stream, HELLO_LEN as u32).map_err(|e| {
-                let closed = e.kind() == std::io::ErrorKind::UnexpectedEof
-                    || e.kind() == std::io::ErrorKind::ConnectionReset;
-                if closed && hs.peer_role().is_none() {
-                    // The controller answers every Hello before it checks anything: closing
-                    // before that is no key problem but a full table of connections still
-                    // authenticating (ours was evicted or refused).
-                    anyhow::anyhow!("the controller at {addr} closed the connection before answering our hello: too many connections are authenticating there (from this address or in all), or it is not an mpcomm controller; retry in a moment")
-                } else if closed {
-                    anyhow::anyhow!("the controller refused us during authentication: wrong key? (use the same key file as the controller)")
-                } else {
-                    anyhow::anyhow!("authentication with {addr}: {e}")
-                }
-            })?;
+            let (kind, payload) = read_frame(&mut stream, HELLO_LEN as u32)
+                .map_err(|e| explain(e, hs.peer_role().is_some()))?;
             hs.handle_frame(kind, &payload)
                 .map_err(|e: AuthError| anyhow::anyhow!("authentication with {addr}: {e}"))?;
         }

@@ -32,6 +32,20 @@ pub enum ConnError {
 }
 
 impl ConnError {
+    /// True when the other side closed or reset the connection (seen on a read or a write).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            ConnError::Closed => true,
+            ConnError::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+
     /// True when the failure is the other side not proving the key (what we log as a refusal).
     pub fn is_auth_failure(&self) -> bool {
         matches!(self, ConnError::Auth(_) | ConnError::Frame(_))

@@ -126,6 +126,20 @@ struct Controller {
     read_more: Vec<usize>,
 }
 
+/// Connections the kernel may queue before we accept them (std and mio use 128): a fleet of
+/// agents reconnecting at once after a restart should not see its SYNs dropped.
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    s.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(s.into()))
+}
+
 /// The address a per-source cap counts by: IPv4 (also v4-mapped), or the /64 of an IPv6 address.
 fn source_of(ip: std::net::IpAddr) -> std::net::IpAddr {
     use std::net::{IpAddr, Ipv6Addr};
@@ -146,7 +160,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let key = super::key::load(&args.key_file)?;
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mut listener = TcpListener::bind(args.listen).with_context(|| {
+    let mut listener = listen(args.listen).with_context(|| {
         format!(
             "cannot listen on {}: is another controller running? choose --listen",
             args.listen

@@ -124,7 +124,7 @@ fn controller_restarted_mid_run_sees_both_agents_busy_until_their_peers_end() {
         a.wait_for("registered with controller", Duration::from_secs(10));
     }
 
-    // A 12 s run (60 messages, 200 ms apart); kill the controller once both peers are up.
+    // A 20 s run (100 messages, 200 ms apart); kill the controller once both peers are up.
     let run = Proc::spawn(
         c2(
             &[
@@ -132,7 +132,7 @@ fn controller_restarted_mid_run_sees_both_agents_busy_until_their_peers_end() {
                 "--peers",
                 "2",
                 "--msgs",
-                "60",
+                "100",
                 "--interval",
                 "200..200",
             ],

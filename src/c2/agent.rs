@@ -325,8 +325,6 @@ impl Agent {
 
     fn on_link_event(&mut self) {
         let now = Instant::now();
-        let heard_hello =
-            matches!(&self.link, Link::Connecting { conn, .. } if conn.peer_role().is_some());
         let result: Result<bool, ConnError> = match &mut self.link {
             Link::Down { .. } => return,
             Link::Connecting { conn, tcp_up, .. } => {
@@ -344,6 +342,9 @@ impl Agent {
             }
             Link::Up { conn, .. } => conn.flush().and_then(|_| conn.on_readable(&mut self.msgs)),
         };
+        // Whether the controller's Hello came (before a close, that means: wrong key).
+        let heard_hello =
+            matches!(&self.link, Link::Connecting { conn, .. } if conn.peer_role().is_some());
         if result.is_err() {
             // Orders that arrived before the failure were authenticated: keep them (a RUN's
             // outcome waits for the next registration); the buffer must not outlive the link.

@@ -260,29 +260,38 @@ fn long_send_gaps_do_not_end_the_run_early() {
     assert_no_delivery_after_end(&sim);
 }
 
-#[test]
-fn a_peer_restarted_during_the_handshake_is_handshaken_again() {
-    // Peer 1's HELLOs to peer 0 are lost at first; then peer 1 restarts with a new nonce.
-    let mut sim = Sim::new(2, Link::default(), 3, cfg(2, 5));
-    sim.drop_if = Some(Box::new(|from, to, b: &[u8]| {
-        from == 1
-            && to == 0
-            && matches!(
-                Repr::decode(b),
-                Ok(Repr {
-                    body: Body::Hello { .. },
-                    ..
-                })
-            )
+fn is_hello(b: &[u8]) -> bool {
+    matches!(
+        Repr::decode(b),
+        Ok(Repr {
+            body: Body::Hello { .. },
+            ..
+        })
+    )
+}
+
+/// `n` peers × 5 messages; `lossy`'s first HELLOs to `deaf` are lost, then peer `restarted`
+/// restarts with nonce 9999. Runs to the end.
+fn lose_hellos_then_restart(n: u16, lossy: usize, deaf: usize, restarted: u16) -> Sim {
+    let mut sim = Sim::new(n, Link::default(), 3, cfg(n, 5));
+    sim.drop_if = Some(Box::new(move |from, to, b: &[u8]| {
+        from == lossy && to == deaf && is_hello(b)
     }));
     for _ in 0..3 {
         sim.step();
     }
     sim.drop_if = None;
-    let mut c = cfg(2, 5)(1);
+    let mut c = cfg(n, 5)(restarted);
     c.nonce = 9999;
-    sim.machines[1] = super::machine::Machine::new(c, sim.now, None);
+    sim.machines[usize::from(restarted)] = super::machine::Machine::new(c, sim.now, None);
     assert!(sim.run(100_000));
+    sim
+}
+
+#[test]
+fn a_peer_restarted_during_the_handshake_is_handshaken_again() {
+    // Peer 1's HELLOs to peer 0 are lost at first; then peer 1 restarts with a new nonce.
+    let sim = lose_hellos_then_restart(2, 1, 0, 1);
     assert_complete(&sim, 2, 5);
     assert_eq!(sim.machines[0].run_id(), sim.machines[1].run_id());
 }
@@ -291,26 +300,7 @@ fn a_peer_restarted_during_the_handshake_is_handshaken_again() {
 fn a_restarted_peer_0_cannot_split_the_run() {
     // Peer 2 misses peer 0's first HELLOs; peer 0 restarts with a new nonce meanwhile. Peers
     // 1 and 2 must still end up in one run with one run id.
-    let mut sim = Sim::new(3, Link::default(), 3, cfg(3, 5));
-    sim.drop_if = Some(Box::new(|from, to, b: &[u8]| {
-        from == 0
-            && to == 2
-            && matches!(
-                Repr::decode(b),
-                Ok(Repr {
-                    body: Body::Hello { .. },
-                    ..
-                })
-            )
-    }));
-    for _ in 0..3 {
-        sim.step();
-    }
-    sim.drop_if = None;
-    let mut c = cfg(3, 5)(0);
-    c.nonce = 9999;
-    sim.machines[0] = super::machine::Machine::new(c, sim.now, None);
-    assert!(sim.run(100_000));
+    let sim = lose_hellos_then_restart(3, 0, 2, 0);
     let ids: HashSet<_> = sim.machines.iter().map(|m| m.run_id()).collect();
     assert_eq!(ids, HashSet::from([Some(9999)]));
     assert_complete(&sim, 3, 5);

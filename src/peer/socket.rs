@@ -64,6 +64,16 @@ pub fn open_fanout(own: SocketAddr) -> io::Result<Opened> {
     finish(s)
 }
 
+/// A socket bound to a group's address and port, shared with the other members on this host.
+fn bind_group(addr: SocketAddr) -> io::Result<Socket> {
+    let s = new_udp(&addr)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into()).map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot bind multicast group {addr}: {e}"))
+    })?;
+    Ok(s)
+}
+
 /// A multicast socket: member of `group` on the interface with address `iface`.
 pub fn open_multicast(group: SocketAddrV4, iface: Ipv4Addr, ttl: u32) -> io::Result<Opened> {
     if !group.ip().is_multicast() {
@@ -75,15 +85,7 @@ pub fn open_multicast(group: SocketAddrV4, iface: Ipv4Addr, ttl: u32) -> io::Res
             ),
         ));
     }
-    let addr = SocketAddr::V4(group);
-    let s = new_udp(&addr)?;
-    s.set_reuse_address(true)?;
-    s.bind(&addr.into()).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot bind multicast group {group}: {e}"),
-        )
-    })?;
+    let s = bind_group(group.into())?;
     s.join_multicast_v4(group.ip(), &iface).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -151,15 +153,7 @@ pub fn open_multicast_v6(group: SocketAddrV6, ifindex: u32, hops: u32) -> io::Re
         ));
     }
     let group = SocketAddrV6::new(*group.ip(), group.port(), 0, ifindex);
-    let addr = SocketAddr::V6(group);
-    let s = new_udp(&addr)?;
-    s.set_reuse_address(true)?;
-    s.bind(&addr.into()).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot bind multicast group {group}: {e}"),
-        )
-    })?;
+    let s = bind_group(group.into())?;
     s.join_multicast_v6(group.ip(), ifindex).map_err(|e| {
         io::Error::new(
             e.kind(),

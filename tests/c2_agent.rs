@@ -4,20 +4,17 @@
 
 mod c2_common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use c2_common::{write_key, Proc, TempDir, EXE};
-use mpcomm::c2::auth::{fresh32, Handshake, Session};
-use mpcomm::c2::proto::{Msg, RunSpec, HELLO_LEN, MAX_FRAME};
-use mpcomm::wire::frame::{read_frame, write_frame, Kind};
+use c2_common::{write_key, Proc, Sealed, TempDir, EXE};
+use mpcomm::c2::auth::{fresh32, Handshake};
+use mpcomm::c2::proto::{Msg, RunSpec, HELLO_LEN};
+use mpcomm::wire::frame::{read_frame, write_frame};
 use mpcomm::wire::Transport;
 
-struct FakeController {
-    stream: TcpStream,
-    session: Session,
-}
+type FakeController = Sealed;
 
 impl FakeController {
     fn accept(listener: &TcpListener, key: [u8; 32]) -> FakeController {
@@ -34,32 +31,10 @@ impl FakeController {
                 write_frame(&mut stream, k, &buf).unwrap();
             }
             if let Some(session) = hs.take_session() {
-                return FakeController { stream, session };
+                return Sealed { stream, session };
             }
         }
         panic!("agent handshake did not finish");
-    }
-
-    fn send(&mut self, m: &Msg) {
-        let mut body = Vec::new();
-        m.emit(&mut body);
-        let mut out = Vec::new();
-        self.session.seal(&body, &mut out);
-        write_frame(&mut self.stream, Kind::C2Message, &out).unwrap();
-    }
-
-    /// Next message other than a heartbeat (answered, so the agent keeps the link).
-    fn recv(&mut self) -> Msg {
-        loop {
-            let (k, p) = read_frame(&mut self.stream, MAX_FRAME).expect("a message from the agent");
-            assert_eq!(k, Kind::C2Message);
-            let m = Msg::parse(self.session.open(&p).unwrap()).unwrap();
-            if m == Msg::Heartbeat {
-                self.send(&Msg::Heartbeat);
-                continue;
-            }
-            return m;
-        }
     }
 }
 

@@ -8,10 +8,10 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use c2_common::{run_to_end, write_key, Proc, TempDir, EXE};
-use mpcomm::c2::auth::{fresh32, Handshake, Session};
-use mpcomm::c2::proto::{Msg, Role, HELLO_LEN, MAX_FRAME};
-use mpcomm::wire::frame::{read_frame, write_frame, Kind};
+use c2_common::{run_to_end, write_key, Proc, Sealed, TempDir, EXE};
+use mpcomm::c2::auth::{fresh32, Handshake};
+use mpcomm::c2::proto::{Msg, Role, HELLO_LEN};
+use mpcomm::wire::frame::{read_frame, write_frame};
 
 /// `c2 serve` on loopback with a private peer port and group; (process, control, comparator).
 fn serve(
@@ -229,10 +229,7 @@ fn controller_restarted_mid_run_sees_both_agents_busy_until_their_peers_end() {
 }
 
 /// An agent played by the test: the library's handshake on a plain socket.
-struct FakeAgent {
-    stream: TcpStream,
-    session: Session,
-}
+type FakeAgent = Sealed;
 
 impl FakeAgent {
     fn connect(ctl: SocketAddr, key: &std::path::Path, advertise: &str) -> FakeAgent {
@@ -248,7 +245,7 @@ impl FakeAgent {
                 write_frame(&mut stream, k, &buf).unwrap();
             }
             if let Some(session) = hs.take_session() {
-                let mut a = FakeAgent { stream, session };
+                let mut a = Sealed { stream, session };
                 a.send(&Msg::Register {
                     instance: rand::random(),
                     advertise: Some(advertise.parse().unwrap()),
@@ -261,27 +258,6 @@ impl FakeAgent {
             hs.handle_frame(k, &p).unwrap();
         }
         panic!("handshake did not finish");
-    }
-
-    fn send(&mut self, m: &Msg) {
-        let mut body = Vec::new();
-        m.emit(&mut body);
-        let mut out = Vec::new();
-        self.session.seal(&body, &mut out);
-        write_frame(&mut self.stream, Kind::C2Message, &out).unwrap();
-    }
-
-    fn recv(&mut self) -> Msg {
-        loop {
-            let (k, p) = read_frame(&mut self.stream, MAX_FRAME).expect("a controller message");
-            assert_eq!(k, Kind::C2Message);
-            let m = Msg::parse(self.session.open(&p).unwrap()).unwrap();
-            if m == Msg::Heartbeat {
-                self.send(&Msg::Heartbeat);
-                continue;
-            }
-            return m;
-        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use mpcomm::c2::auth::{fresh32, Handshake};
+use mpcomm::c2::auth::{fresh32, Handshake, Session};
 use mpcomm::c2::proto::{Msg, Role, HELLO_LEN, MAX_FRAME};
 use mpcomm::compare::Report;
 use mpcomm::wire::frame::{read_frame, write_frame, Kind};
@@ -537,4 +537,35 @@ pub fn scenario(h: &dyn Hosts) -> Duration {
     assert!(serve.wait_exit(Duration::from_secs(10)).success());
     let _ = writeln!(std::io::stderr(), "scenario done");
     back
+}
+
+/// An authenticated C2 link played by a test (a scripted controller or agent): the library's
+/// session over a plain blocking socket.
+pub struct Sealed {
+    pub stream: TcpStream,
+    pub session: Session,
+}
+
+impl Sealed {
+    pub fn send(&mut self, m: &Msg) {
+        let mut body = Vec::new();
+        m.emit(&mut body);
+        let mut out = Vec::new();
+        self.session.seal(&body, &mut out);
+        write_frame(&mut self.stream, Kind::C2Message, &out).unwrap();
+    }
+
+    /// Next message other than a heartbeat (answered, so the other side keeps the link).
+    pub fn recv(&mut self) -> Msg {
+        loop {
+            let (k, p) = read_frame(&mut self.stream, MAX_FRAME).expect("a C2 message");
+            assert_eq!(k, Kind::C2Message);
+            let m = Msg::parse(self.session.open(&p).unwrap()).unwrap();
+            if m == Msg::Heartbeat {
+                self.send(&Msg::Heartbeat);
+                continue;
+            }
+            return m;
+        }
+    }
 }

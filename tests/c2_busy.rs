@@ -4,14 +4,12 @@
 
 mod c2_common;
 
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::time::Duration;
 
-use c2_common::{run_to_end, write_key, Proc, Sealed, TempDir, EXE};
-use mpcomm::c2::auth::{fresh32, Handshake};
-use mpcomm::c2::proto::{Msg, Role, HELLO_LEN};
-use mpcomm::wire::frame::{read_frame, write_frame};
+use c2_common::{client_session, run_to_end, write_key, Proc, Sealed, TempDir, EXE};
+use mpcomm::c2::proto::{Msg, Role};
 
 /// `c2 serve` on loopback with a private peer port and group; (process, control, comparator).
 fn serve(
@@ -233,31 +231,15 @@ type FakeAgent = Sealed;
 
 impl FakeAgent {
     fn connect(ctl: SocketAddr, key: &std::path::Path, advertise: &str) -> FakeAgent {
-        let key = mpcomm::c2::key::load(key).unwrap();
-        let mut stream = TcpStream::connect_timeout(&ctl, Duration::from_secs(5)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut hs = Handshake::client(key, Role::Agent, fresh32());
-        let mut buf = Vec::new();
-        for _ in 0..4 {
-            while let Some(k) = hs.poll_transmit(&mut buf) {
-                write_frame(&mut stream, k, &buf).unwrap();
-            }
-            if let Some(session) = hs.take_session() {
-                let mut a = Sealed { stream, session };
-                a.send(&Msg::Register {
-                    instance: rand::random(),
-                    advertise: Some(advertise.parse().unwrap()),
-                    zone: String::new(),
-                    running: None,
-                });
-                return a;
-            }
-            let (k, p) = read_frame(&mut stream, HELLO_LEN as u32).unwrap();
-            hs.handle_frame(k, &p).unwrap();
-        }
-        panic!("handshake did not finish");
+        let (stream, session) = client_session(ctl, key, Role::Agent);
+        let mut a = Sealed { stream, session };
+        a.send(&Msg::Register {
+            instance: rand::random(),
+            advertise: Some(advertise.parse().unwrap()),
+            zone: String::new(),
+            running: None,
+        });
+        a
     }
 }
 

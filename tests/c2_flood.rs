@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use c2_common::{run_to_end, write_key, Proc, TempDir, EXE};
+use c2_common::{listening_addr, run_to_end, write_key, Proc, TempDir, EXE};
 use mpcomm::c2::auth::{fresh32, Handshake};
 use mpcomm::c2::proto::{Msg, Role, HELLO_LEN, MAX_FRAME};
 use mpcomm::wire::frame::{read_frame, write_frame, Kind};
@@ -29,16 +29,7 @@ fn serve(key: &std::path::Path, dir: &TempDir) -> (Proc, SocketAddr) {
     .arg("--results")
     .arg(dir.path("results.jsonl"));
     let mut p = Proc::spawn(cmd, "serve");
-    let line = p.wait_for("listening on ", Duration::from_secs(10));
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = listening_addr(&mut p);
     (p, addr)
 }
 

@@ -221,16 +221,7 @@ pub fn start_controller_env(
     cmd.args(h.controller_extra());
     cmd.envs(env.iter().copied());
     let mut p = Proc::spawn(cmd, "serve");
-    let line = p.wait_for("listening on ", Duration::from_secs(10));
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = listening_addr(&mut p);
     (p, addr)
 }
 
@@ -241,26 +232,45 @@ pub struct RawControl {
     pub session: mpcomm::c2::auth::Session,
 }
 
+/// Connect to a controller and authenticate as `role` with the library's client handshake.
+pub fn client_session(addr: SocketAddr, key: &Path, role: Role) -> (TcpStream, Session) {
+    let key = mpcomm::c2::key::load(key).unwrap();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut hs = Handshake::client(key, role, fresh32());
+    let mut buf = Vec::new();
+    for _ in 0..4 {
+        while let Some(k) = hs.poll_transmit(&mut buf) {
+            write_frame(&mut stream, k, &buf).unwrap();
+        }
+        if let Some(session) = hs.take_session() {
+            return (stream, session);
+        }
+        let (k, p) = read_frame(&mut stream, HELLO_LEN as u32).unwrap();
+        hs.handle_frame(k, &p).unwrap();
+    }
+    panic!("handshake did not finish");
+}
+
+/// The controller's address from its "listening on ADDR, …" line.
+pub fn listening_addr(p: &mut Proc) -> SocketAddr {
+    let line = p.wait_for("listening on ", Duration::from_secs(10));
+    line.split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 impl RawControl {
     pub fn connect(addr: SocketAddr, key: &Path) -> RawControl {
-        let key = mpcomm::c2::key::load(key).unwrap();
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut hs = Handshake::client(key, Role::Control, fresh32());
-        let mut buf = Vec::new();
-        for _ in 0..4 {
-            while let Some(k) = hs.poll_transmit(&mut buf) {
-                write_frame(&mut stream, k, &buf).unwrap();
-            }
-            if let Some(session) = hs.take_session() {
-                return RawControl { stream, session };
-            }
-            let (k, p) = read_frame(&mut stream, HELLO_LEN as u32).unwrap();
-            hs.handle_frame(k, &p).unwrap();
-        }
-        panic!("handshake did not finish");
+        let (stream, session) = client_session(addr, key, Role::Control);
+        RawControl { stream, session }
     }
 
     /// The sealed frame payload of `m` (what an eavesdropper would record).

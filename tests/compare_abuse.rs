@@ -13,35 +13,13 @@ use std::time::{Duration, Instant};
 
 use mpcomm::compare::{Report, Server, ServerConfig, ServerStats};
 use mpcomm::wire::frame::{read_frame, write_frame, Kind, HEADER_LEN};
-use mpcomm::wire::log::{encode, LogHeader, Record};
-use mpcomm::wire::Transport;
 use support::TempDir;
 
 /// Upper bound for anything the service should do promptly on a loaded 2-core machine.
 const PROMPT: Duration = Duration::from_secs(20);
 
 fn log_with(run: u64, peer: u16, n: u16, m: u32, recs: &[(u16, u32, u64)]) -> Vec<u8> {
-    let h = LogHeader {
-        run_id: run,
-        peer_id: peer,
-        peers: n,
-        msgs: m,
-        transport: Some(Transport::Fanout),
-        time_scale_ppm: 1_000_000,
-        ..LogHeader::default()
-    };
-    let recs: Vec<Record> = recs
-        .iter()
-        .map(|&(sender, seq, latency)| Record {
-            sender,
-            seq,
-            send_ns: 1_000,
-            recv_ns: 1_000 + latency,
-            deliver_ns: 1_000 + latency,
-            kernel_stamp: false,
-        })
-        .collect();
-    encode(&h, &recs)
+    support::synthetic_log(run, peer, n, m, recs)
 }
 
 /// Peer `peer`'s log of a run where every peer delivered everything in the same order.
@@ -53,15 +31,10 @@ fn full_log(run: u64, peer: u16, n: u16, m: u32) -> Vec<u8> {
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect to the comparator");
-    s.set_read_timeout(Some(PROMPT)).unwrap();
-    s
+    support::comparator_connect(addr, PROMPT)
 }
 
-fn reply(s: &mut TcpStream) -> (Kind, String) {
-    let (kind, payload) = read_frame(s, 1 << 16).expect("a reply frame");
-    (kind, String::from_utf8(payload).expect("UTF-8 reply"))
-}
+use support::comparator_reply as reply;
 
 fn upload(addr: SocketAddr, log: &[u8]) -> (Kind, String) {
     let mut s = connect(addr);

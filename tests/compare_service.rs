@@ -11,9 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mpcomm::compare::{Report, Server, ServerConfig};
-use mpcomm::wire::frame::{read_frame, write_frame, Kind, HEADER_LEN};
-use mpcomm::wire::log::{encode, LogHeader, Record};
-use mpcomm::wire::Transport;
+use mpcomm::wire::frame::{write_frame, Kind, HEADER_LEN};
 use rand::{Rng, SeedableRng};
 use support::TempDir;
 
@@ -24,40 +22,15 @@ const CAP: u32 = 1 << 20;
 const PROMPT: Duration = Duration::from_secs(10);
 
 fn log_bytes(run: u64, peer: u16, n: u16, m: u32, order: &[(u16, u32)]) -> Vec<u8> {
-    let h = LogHeader {
-        run_id: run,
-        peer_id: peer,
-        peers: n,
-        msgs: m,
-        transport: Some(Transport::Fanout),
-        time_scale_ppm: 1_000_000,
-        ..LogHeader::default()
-    };
-    let recs: Vec<Record> = order
-        .iter()
-        .map(|&(sender, seq)| Record {
-            sender,
-            seq,
-            send_ns: 1_000,
-            recv_ns: 2_000,
-            deliver_ns: 3_000,
-            kernel_stamp: false,
-        })
-        .collect();
-    encode(&h, &recs)
+    let recs: Vec<(u16, u32, u64)> = order.iter().map(|&(s, q)| (s, q, 2_000)).collect();
+    support::synthetic_log(run, peer, n, m, &recs)
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect to the comparator");
-    s.set_read_timeout(Some(PROMPT)).unwrap();
-    s
+    support::comparator_connect(addr, PROMPT)
 }
 
-/// Read the one reply frame: (kind, message).
-fn reply(s: &mut TcpStream) -> (Kind, String) {
-    let (kind, payload) = read_frame(s, 1 << 16).expect("a reply frame");
-    (kind, String::from_utf8(payload).expect("UTF-8 reply"))
-}
+use support::comparator_reply as reply;
 
 fn send_raw(addr: SocketAddr, bytes: &[u8]) -> (Kind, String) {
     let mut s = connect(addr);

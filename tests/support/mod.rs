@@ -161,3 +161,43 @@ pub fn netns_modes() -> Vec<mpcomm::netns::Mode> {
     }
     ok
 }
+
+/// A valid delivery log of `run` written by `peer` (N peers × M messages), one record per
+/// (sender, seq, one-way latency in ns), in the order given.
+pub fn synthetic_log(run: u64, peer: u16, n: u16, m: u32, recs: &[(u16, u32, u64)]) -> Vec<u8> {
+    use mpcomm::wire::log::{encode, LogHeader, Record};
+    let h = LogHeader {
+        run_id: run,
+        peer_id: peer,
+        peers: n,
+        msgs: m,
+        transport: Some(mpcomm::wire::Transport::Fanout),
+        time_scale_ppm: 1_000_000,
+        ..LogHeader::default()
+    };
+    let recs: Vec<Record> = recs
+        .iter()
+        .map(|&(sender, seq, latency)| Record {
+            sender,
+            seq,
+            send_ns: 1_000,
+            recv_ns: 1_000 + latency,
+            deliver_ns: 1_000 + latency,
+            kernel_stamp: false,
+        })
+        .collect();
+    encode(&h, &recs)
+}
+
+/// A connection to a comparator whose reads give up after `timeout`.
+pub fn comparator_connect(addr: SocketAddr, timeout: Duration) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(addr).expect("connect to the comparator");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s
+}
+
+/// The comparator's one reply frame: (kind, message).
+pub fn comparator_reply(s: &mut std::net::TcpStream) -> (mpcomm::wire::frame::Kind, String) {
+    let (kind, payload) = mpcomm::wire::frame::read_frame(s, 1 << 16).expect("a reply frame");
+    (kind, String::from_utf8(payload).expect("UTF-8 reply"))
+}

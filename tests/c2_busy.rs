@@ -4,11 +4,13 @@
 
 mod c2_common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use c2_common::{client_session, run_to_end, write_key, Proc, Sealed, TempDir, EXE};
+use c2_common::{
+    client_session, private_port_and_group, run_to_end, write_key, Proc, Sealed, TempDir, EXE,
+};
 use mpcomm::c2::proto::{Msg, Role};
 
 /// `c2 serve` on loopback with a private peer port and group; (process, control, comparator).
@@ -52,20 +54,6 @@ fn serve(
         .parse()
         .unwrap();
     (p, ctl, cmp)
-}
-
-fn private_port_and_group() -> (u16, String) {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let group = format!(
-        "239.255.{}.{}:{port}",
-        rand::random::<u8>(),
-        1 + rand::random::<u8>() % 250
-    );
-    (port, group)
 }
 
 fn c2(args: &[&str], ctl: SocketAddr, key: &std::path::Path) -> Command {

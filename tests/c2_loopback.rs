@@ -4,7 +4,7 @@
 
 mod c2_common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Command;
 
 use c2_common::{scenario, Hosts, EXE};
@@ -40,16 +40,7 @@ impl Hosts for Loopback {
 
 #[test]
 fn controller_and_four_agents_on_loopback() {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let group = format!(
-        "239.255.{}.{}:{port}",
-        rand::random::<u8>(),
-        1 + rand::random::<u8>() % 250
-    );
+    let (port, group) = c2_common::private_port_and_group();
     let back = scenario(&Loopback {
         peer_port: port,
         group,

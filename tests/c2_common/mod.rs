@@ -409,60 +409,23 @@ pub fn scenario(h: &dyn Hosts) -> Duration {
         .iter()
         .filter(|l| l.contains(" peers x "))
         .count();
-    let mut big = c2(
-        h,
-        0,
-        &[
-            "run",
-            "--controller",
-            &ctl_s,
-            "--peers",
-            "5",
-            "--msgs",
-            "50",
-        ],
-    );
-    big.arg("--key-file").arg(&key);
-    let (status, _, err) = run_to_end(big, Duration::from_secs(30));
-    assert!(!status.success());
-    assert!(err.contains("only 4 agents are live"), "{err}");
-    let mut huge = c2(
-        h,
-        0,
-        &[
-            "run",
-            "--controller",
-            &ctl_s,
-            "--peers",
-            "4",
-            "--msgs",
-            "100001",
-        ],
-    );
-    huge.arg("--key-file").arg(&key);
-    let (status, _, err) = run_to_end(huge, Duration::from_secs(30));
-    assert!(
-        !status.success() && err.contains("msgs must be 1..=100000"),
-        "{err}"
-    );
-    let mut nowan = c2(
-        h,
-        0,
-        &[
-            "run",
-            "--controller",
-            &ctl_s,
-            "--peers",
-            "4",
-            "--msgs",
-            "5",
-            "--wan",
-            "nosuch",
-        ],
-    );
-    nowan.arg("--key-file").arg(&key);
-    let (status, _, err) = run_to_end(nowan, Duration::from_secs(30));
-    assert!(!status.success() && err.contains("--wan nosuch"), "{err}");
+    let refused: [(&[&str], &str); 3] = [
+        (&["--peers", "5", "--msgs", "50"], "only 4 agents are live"),
+        (
+            &["--peers", "4", "--msgs", "100001"],
+            "msgs must be 1..=100000",
+        ),
+        (
+            &["--peers", "4", "--msgs", "5", "--wan", "nosuch"],
+            "--wan nosuch",
+        ),
+    ];
+    for (args, want) in refused {
+        let mut cmd = c2(h, 0, &[&["run", "--controller", &ctl_s][..], args].concat());
+        cmd.arg("--key-file").arg(&key);
+        let (status, _, err) = run_to_end(cmd, Duration::from_secs(30));
+        assert!(!status.success() && err.contains(want), "{args:?}: {err}");
+    }
     serve.wait_for("request refused", Duration::from_secs(5));
     let starts_after = serve
         .drain()
@@ -578,4 +541,20 @@ impl Sealed {
             return m;
         }
     }
+}
+
+/// A UDP port free on loopback now, and an administratively scoped group on it, for one test's
+/// peers (random, so parallel tests do not share a group).
+pub fn private_port_and_group() -> (u16, String) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let group = format!(
+        "239.255.{}.{}:{port}",
+        rand::random::<u8>(),
+        1 + rand::random::<u8>() % 250
+    );
+    (port, group)
 }

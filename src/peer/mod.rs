@@ -196,12 +196,12 @@ fn finish_run(
     log::write_file(&path, &header, machine.records())
         .with_context(|| format!("cannot write log {}", path.display()))?;
     summary.log = Some(path.clone());
-    let lost: usize = usize::from(plan.config.peers) * plan.config.msgs as usize;
+    let expected = usize::from(plan.config.peers) * plan.config.msgs as usize;
     eprintln!(
         "mpcomm peer: done: sent {}, delivered {} of {} expected, setup {:.1} ms, log {}",
         summary.sent,
         summary.deliveries,
-        lost,
+        expected,
         summary.setup_ms.unwrap_or(0.0),
         path.display()
     );

@@ -115,13 +115,6 @@ pub enum Membership {
 }
 
 impl Membership {
-    pub fn group(&self) -> SocketAddr {
-        match *self {
-            Membership::V4 { group, .. } => group.into(),
-            Membership::V6 { group, .. } => group.into(),
-        }
-    }
-
     /// Where datagrams to the group are sent (an IPv6 group carries the interface as scope).
     pub fn destination(&self) -> SocketAddr {
         match *self {

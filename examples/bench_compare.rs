@@ -102,6 +102,7 @@ fn make_logs(dir: &Path, n: u16, m: u32, shuffle: bool) -> Vec<PathBuf> {
                     recv_ns: deliver_ns,
                     deliver_ns,
                     kernel_stamp: false,
+                    ..Record::default()
                 };
                 recs.push(rec);
                 if rng.gen_ratio(1, 2000) {

@@ -36,6 +36,7 @@ fn log_of(peer: u16, n: u16, m: u32, order: &[(u16, u32)]) -> PeerLog {
                 recv_ns: send_ns + 4_000,
                 deliver_ns: send_ns + 5_000,
                 kernel_stamp: false,
+                ..Record::default()
             }
         })
         .collect();
@@ -238,6 +239,7 @@ fn header_fields_are_carried() {
                 recv_ns: 0,
                 deliver_ns: 4_000,
                 kernel_stamp: true,
+                ..Record::default()
             },
             Record {
                 sender: 1,
@@ -246,6 +248,7 @@ fn header_fields_are_carried() {
                 recv_ns: 0,
                 deliver_ns: 30_000,
                 kernel_stamp: true,
+                ..Record::default()
             },
         ];
         PeerLog::from_bytes(&encode(&h, &recs)).unwrap()

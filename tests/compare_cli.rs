@@ -31,6 +31,7 @@ fn write_run(dir: &std::path::Path, run: u64) -> Vec<std::path::PathBuf> {
                     recv_ns: 0,
                     deliver_ns: 1_250_000,
                     kernel_stamp: false,
+                    ..Record::default()
                 })
                 .collect();
             let h = LogHeader {

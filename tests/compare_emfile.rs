@@ -72,6 +72,7 @@ fn a_connection_pending_when_accept_failed_is_still_served() {
             recv_ns: 2,
             deliver_ns: 3,
             kernel_stamp: false,
+            ..Record::default()
         }],
     );
     client.set_read_timeout(Some(PROMPT)).unwrap();

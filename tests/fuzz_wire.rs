@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use mpcomm::wire::frame::{FrameHeader, Kind as FrameKind};
 use mpcomm::wire::log::{self, LogHeader, LogView, Record};
-use mpcomm::wire::packet::{Body, Repr};
+use mpcomm::wire::packet::{Announce, Body, Repr, Stream};
 use mpcomm::wire::Transport;
 
 /// Decode with every decoder; the point is that none of these calls panics.
@@ -33,6 +33,8 @@ fn valid_inputs() -> Vec<Vec<u8>> {
                 nonce: 5,
                 peers: 8,
                 msgs: 100,
+                order: 2,
+                repair: 1,
             },
         },
         Repr {
@@ -51,13 +53,46 @@ fn valid_inputs() -> Vec<Vec<u8>> {
             body: Body::Data {
                 seq: 41,
                 send_ns: 1 << 60,
+                retransmit: true,
+                lamport: 12,
+                vector: 8,
                 pad: 100,
             },
         },
         Repr {
             run_id: 9,
             sender: 7,
-            body: Body::Stop { sent: 100 },
+            body: Body::Stop(Announce {
+                sent: 100,
+                lamport: 7,
+                ordered: 3,
+                complete: true,
+            }),
+        },
+        Repr {
+            run_id: 9,
+            sender: 7,
+            body: Body::Heartbeat(Announce {
+                sent: 10,
+                ..Announce::default()
+            }),
+        },
+        Repr {
+            run_id: 9,
+            sender: 2,
+            body: Body::Nack {
+                to: 1,
+                stream: Stream::Order,
+                ranges: 3,
+            },
+        },
+        Repr {
+            run_id: 9,
+            sender: 0,
+            body: Body::Order {
+                first: 77,
+                entries: 5,
+            },
         },
     ];
     for r in reprs {
@@ -125,11 +160,15 @@ fn truncations_and_bit_flips_of_valid_inputs_never_panic() {
 
 fn any_body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        (1u64.., 1u16.., any::<u32>()).prop_map(|(nonce, peers, msgs)| Body::Hello {
-            nonce,
-            peers,
-            msgs
-        }),
+        (1u64.., 1u16.., any::<u32>(), any::<u8>(), any::<u8>()).prop_map(
+            |(nonce, peers, msgs, order, repair)| Body::Hello {
+                nonce,
+                peers,
+                msgs,
+                order,
+                repair
+            }
+        ),
         (any::<u16>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
             |(to, nonce, from_nonce, run_nonce)| {
                 Body::HelloAck {
@@ -140,12 +179,50 @@ fn any_body() -> impl Strategy<Value = Body> {
                 }
             }
         ),
-        (any::<u32>(), any::<u64>(), 0u16..2000).prop_map(|(seq, send_ns, pad)| Body::Data {
-            seq,
-            send_ns,
-            pad
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<bool>(),
+            any::<u64>(),
+            0u16..300,
+            0u16..2000
+        )
+            .prop_map(
+                |(seq, send_ns, retransmit, lamport, vector, pad)| Body::Data {
+                    seq,
+                    send_ns,
+                    retransmit,
+                    lamport,
+                    vector,
+                    pad
+                }
+            ),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(sent, lamport, ordered, complete, stop)| {
+                let a = Announce {
+                    sent,
+                    lamport,
+                    ordered,
+                    complete,
+                };
+                if stop {
+                    Body::Stop(a)
+                } else {
+                    Body::Heartbeat(a)
+                }
+            }),
+        (any::<u16>(), any::<bool>(), 1u8..=32).prop_map(|(to, order, ranges)| Body::Nack {
+            to,
+            stream: if order { Stream::Order } else { Stream::Data },
+            ranges
         }),
-        any::<u32>().prop_map(|sent| Body::Stop { sent }),
+        (any::<u32>(), 1u16..=240).prop_map(|(first, entries)| Body::Order { first, entries }),
     ]
 }
 
@@ -168,7 +245,7 @@ proptest! {
         recs in proptest::collection::vec((any::<u16>(), any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()), 0..50),
     ) {
         let header = LogHeader { run_id: 3, peer_id: peers - 1, peers, msgs, transport: Some(Transport::Multicast), clock_error_ns: clock, wan, zone, record_count: recs.len() as u64, ..LogHeader::default() };
-        let records: Vec<Record> = recs.iter().map(|&(s, seq, a, b, c, k)| Record { sender: s % peers, seq, send_ns: a, recv_ns: b, deliver_ns: c, kernel_stamp: k }).collect();
+        let records: Vec<Record> = recs.iter().map(|&(s, seq, a, b, c, k)| Record { sender: s % peers, seq, send_ns: a, recv_ns: b, deliver_ns: c, kernel_stamp: k, arrive_ns: b ^ c, arrival: seq.rotate_left(3), retransmitted: !k }).collect();
         let bytes = log::encode(&header, &records);
         let view = LogView::parse(&bytes).unwrap();
         prop_assert_eq!(&view.header, &header);

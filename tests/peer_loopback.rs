@@ -124,6 +124,9 @@ fn garbage(run_id: u64) -> Vec<Vec<u8>> {
         body: Body::Data {
             seq: 0,
             send_ns: 1,
+            retransmit: false,
+            lamport: 0,
+            vector: 0,
             pad: 0,
         },
     };

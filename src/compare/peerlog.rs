@@ -269,6 +269,7 @@ mod tests {
                 recv_ns: 1_000 + lat,
                 deliver_ns: 1_000 + lat,
                 kernel_stamp: false,
+                ..Record::default()
             })
             .collect();
         encode(&h, &recs)

@@ -22,7 +22,7 @@ use super::timers::{Timer, TimerTable};
 use crate::util::clock::Now;
 use crate::wire::log::Record;
 use crate::wire::packet::{self, Body, Repr};
-use crate::wire::Error;
+use crate::wire::{Error, Order, Repair, Transport};
 
 /// How a peer's protocol behaves; sizes come from here, nothing is hard-coded.
 #[derive(Debug, Clone)]
@@ -47,6 +47,12 @@ pub struct Config {
     /// How many times STOP is sent, `stop_gap` apart.
     pub stop_repeats: u32,
     pub stop_gap: Duration,
+    /// The delivery guarantee; every peer of a run must use the same (checked in HELLO).
+    pub order: Order,
+    /// Gap repair; agreed in HELLO like `order`.
+    pub repair: Repair,
+    /// Fan-out (a `Dest::All` send costs N datagrams) or multicast (one).
+    pub transport: Transport,
 }
 
 impl Config {
@@ -66,6 +72,9 @@ impl Config {
             drain: Duration::from_secs(2),
             stop_repeats: 3,
             stop_gap: Duration::from_millis(20),
+            order: Order::None,
+            repair: Repair::Off,
+            transport: Transport::Fanout,
         }
     }
 }
@@ -274,6 +283,14 @@ impl Machine {
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
+    /// What repair and ordering cost this peer (for the log header).
+    pub fn cost(&self) -> crate::wire::log::Cost {
+        crate::wire::log::Cost::default()
+    }
+    /// 0, or the log's failure code.
+    pub fn failure(&self) -> u32 {
+        0
+    }
     /// Peers we have no HELLO from, or that have not acknowledged ours.
     pub fn missing(&self) -> Vec<u16> {
         (0..self.cfg.peers)
@@ -311,14 +328,16 @@ impl Machine {
             return;
         }
         match repr.body {
-            Body::Hello { nonce, peers, msgs } => self.on_hello(now, repr, nonce, peers, msgs),
+            Body::Hello {
+                nonce, peers, msgs, ..
+            } => self.on_hello(now, repr, nonce, peers, msgs),
             Body::HelloAck {
                 to,
                 nonce,
                 from_nonce,
                 run_nonce,
             } => self.on_hello_ack(now, repr, (to, nonce), from_nonce, run_nonce),
-            Body::Data { .. } | Body::Stop { .. } => match self.run_id {
+            _ => match self.run_id {
                 Some(id) if repr.run_id != id => self.counters.foreign += 1,
                 Some(_) => self.on_run_message(now, repr, arrival),
                 // Not yet agreed: keep it (bounded), never misread it.
@@ -410,6 +429,9 @@ impl Machine {
             let body = Body::Data {
                 seq,
                 send_ns: now.unix_ns,
+                retransmit: false,
+                lamport: 0,
+                vector: 0,
                 pad,
             };
             let len = Repr {
@@ -438,9 +460,10 @@ impl Machine {
             let r = Repr {
                 run_id,
                 sender: self.cfg.id,
-                body: Body::Stop {
+                body: Body::Stop(packet::Announce {
                     sent: self.next_seq,
-                },
+                    ..Default::default()
+                }),
             };
             return Some(Transmit {
                 dest: Dest::All,
@@ -456,6 +479,8 @@ impl Machine {
             nonce: self.cfg.nonce,
             peers: self.cfg.peers,
             msgs: self.cfg.msgs,
+            order: self.cfg.order.as_u8(),
+            repair: self.cfg.repair.as_u8(),
         };
         let r = Repr {
             run_id: self.cfg.run_id.unwrap_or(0),
@@ -639,10 +664,10 @@ impl Machine {
                     Some(d) => self.hold(now, sender, seq, send_ns, arrival, d),
                 }
             }
-            Body::Stop { sent } => {
+            Body::Stop(packet::Announce { sent, .. }) => {
                 self.stop_count[usize::from(sender)] = Some(sent.min(self.cfg.msgs));
             }
-            Body::Hello { .. } | Body::HelloAck { .. } => unreachable!("handled by the caller"),
+            _ => {}
         }
         self.heard_from_run(now);
         self.check_done(now);
@@ -714,6 +739,9 @@ impl Machine {
             recv_ns: arrival.recv_ns,
             deliver_ns: now.unix_ns,
             kernel_stamp: arrival.kernel_stamp,
+            arrive_ns: now.unix_ns,
+            arrival: self.records.len() as u32,
+            retransmitted: false,
         });
     }
 

@@ -187,6 +187,10 @@ fn finish_run(
             .wan
             .as_ref()
             .map_or_else(String::new, |w| w.zone_name(plan.id)),
+        order: plan.config.order,
+        repair: plan.config.repair,
+        cost: machine.cost(),
+        failure: machine.failure(),
     };
     std::fs::create_dir_all(&plan.log_dir)
         .with_context(|| format!("cannot create log directory {}", plan.log_dir.display()))?;

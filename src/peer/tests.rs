@@ -156,6 +156,9 @@ fn garbage_is_counted_and_the_run_completes() {
         body: Body::Data {
             seq: 0,
             send_ns: 1,
+            retransmit: false,
+            lamport: 0,
+            vector: 0,
             pad: 0,
         },
     };
@@ -167,6 +170,9 @@ fn garbage_is_counted_and_the_run_completes() {
         body: Body::Data {
             seq: 0,
             send_ns: 1,
+            retransmit: false,
+            lamport: 0,
+            vector: 0,
             pad: 0,
         },
     };
@@ -343,6 +349,9 @@ fn a_send_time_in_the_future_cannot_pin_the_hold_back_queue() {
         body: Body::Data {
             seq: 9,
             send_ns: sim.now.unix_ns + year,
+            retransmit: false,
+            lamport: 0,
+            vector: 0,
             pad: 0,
         },
     };

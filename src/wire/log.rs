@@ -12,22 +12,35 @@
 //!  56..64   duration ns (start → end)                       64..72 malformed datagrams
 //!  72..80   datagrams of other runs                         80..88 record count
 //!  88..92   DATA sent by this peer  92..96 time scale, parts per million (1_000_000 = 1.0)
-//!  96       wan name length       97     zone length        98..100 reserved (0)
-//! record (RECORD_LEN = 32 bytes)
-//!   0..2 sender   2..4 flags (bit 0: recv_ns is a kernel stamp)   4..8 seq
+//!  96       wan name length       97     zone length        98     ordering mode  99 repair
+//! 100..108  control datagrams sent (every copy: a fan-out send to N peers counts N)
+//! 108..116  control bytes sent (UDP payload)    116..124 DATA datagrams retransmitted
+//! 124..132  NACKs sent              132..140 messages given up (declared lost after the bound)
+//! 140..148  duplicate arrivals dropped by repair  148..152 failure (0 none, 1 sequencer lost)
+//! record (RECORD_LEN = 48 bytes)
+//!   0..2 sender   2..4 flags (bit 0: recv_ns is a kernel stamp; bit 1: the copy that reached
+//!   the ordering stage was a retransmission)   4..8 seq
 //!   8..16 send ns (sender's clock)  16..24 receive ns  24..32 delivery ns (receiver's clock)
+//!  32..40 ns when it reached the ordering stage   40..44 arrival index (0, 1, … in the order
+//!   messages reached the ordering stage)   44..48 reserved (0)
 //! ```
+//!
+//! Sorting a log's records by arrival index gives the order the network (after the emulated
+//! WAN and repair) handed messages up; the records' own order is the delivery order. Both
+//! orders, from the same log, show the problem and the fix side by side.
 //!
 //! The header length field lets a later version append fields that this one skips; the file
 //! length must be exactly header + count × 32, so truncation is always detected.
 
 use byteorder::{ByteOrder, NetworkEndian};
 
-use super::{Error, Field, Result, Transport};
+use super::{Error, Field, Order, Repair, Result, Transport};
 
 pub const MAGIC: &[u8; 8] = b"MPCOMLOG";
-pub const VERSION: u16 = 1;
-pub const RECORD_LEN: usize = 32;
+pub const VERSION: u16 = 2;
+pub const RECORD_LEN: usize = 48;
+/// `failure`: the sequencer fell silent with messages waiting for their order.
+pub const FAILURE_SEQUENCER_LOST: u32 = 1;
 /// Time scale 1.0 in the header's parts-per-million unit.
 pub const SCALE_ONE: u32 = 1_000_000;
 /// `clock_error_ns` value that means "the kernel did not say".
@@ -56,8 +69,16 @@ mod field {
     pub const TIME_SCALE: Field = 92..96;
     pub const WAN_LEN: usize = 96;
     pub const ZONE_LEN: usize = 97;
-    pub const RESERVED: Field = 98..100;
-    pub const VARIABLE: usize = RESERVED.end;
+    pub const ORDER: usize = 98;
+    pub const REPAIR: usize = 99;
+    pub const CONTROL_DATAGRAMS: Field = 100..108;
+    pub const CONTROL_BYTES: Field = 108..116;
+    pub const RETRANSMISSIONS: Field = 116..124;
+    pub const NACKS_SENT: Field = 124..132;
+    pub const GIVEN_UP: Field = 132..140;
+    pub const DUPLICATES_DROPPED: Field = 140..148;
+    pub const FAILURE: Field = 148..152;
+    pub const VARIABLE: usize = FAILURE.end;
 
     pub const R_SENDER: Field = 0..2;
     pub const R_FLAGS: Field = 2..4;
@@ -65,11 +86,15 @@ mod field {
     pub const R_SEND_NS: Field = 8..16;
     pub const R_RECV_NS: Field = 16..24;
     pub const R_DELIVER_NS: Field = 24..32;
+    pub const R_ARRIVE_NS: Field = 32..40;
+    pub const R_ARRIVAL: Field = 40..44;
+    pub const R_RESERVED: Field = 44..48;
 }
 
 pub const HEADER_FIXED_LEN: usize = field::VARIABLE;
 const FLAG_KERNEL_STAMPS: u8 = 1;
 const RFLAG_KERNEL_STAMP: u16 = 1;
+const RFLAG_RETRANSMITTED: u16 = 2;
 
 /// Everything a log says about its run and its peer, besides the records.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -96,6 +121,27 @@ pub struct LogHeader {
     pub wan: String,
     /// This peer's zone label in that profile ("" = none), at most 255 bytes.
     pub zone: String,
+    pub order: Order,
+    pub repair: Repair,
+    pub cost: Cost,
+    /// 0, or why the run could not keep its guarantee (`FAILURE_SEQUENCER_LOST`).
+    pub failure: u32,
+}
+
+/// What repair and ordering cost one peer (what it sent besides first-transmission DATA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Cost {
+    /// Datagrams other than first-transmission DATA (HELLO, ACK, STOP, HEARTBEAT, NACK,
+    /// ORDER), every copy counted.
+    pub control_datagrams: u64,
+    pub control_bytes: u64,
+    /// DATA datagrams sent again after a NACK (every copy).
+    pub retransmissions: u64,
+    pub nacks_sent: u64,
+    /// Messages this peer declared lost after the repair bound.
+    pub given_up: u64,
+    /// Arrivals dropped because the message had already arrived.
+    pub duplicates_dropped: u64,
 }
 
 impl LogHeader {
@@ -138,7 +184,16 @@ impl LogHeader {
         NetworkEndian::write_u32(&mut buf[field::TIME_SCALE], self.time_scale_ppm);
         buf[field::WAN_LEN] = wan.len() as u8;
         buf[field::ZONE_LEN] = zone.len() as u8;
-        buf[field::RESERVED].fill(0);
+        buf[field::ORDER] = self.order.as_u8();
+        buf[field::REPAIR] = self.repair.as_u8();
+        let c = &self.cost;
+        NetworkEndian::write_u64(&mut buf[field::CONTROL_DATAGRAMS], c.control_datagrams);
+        NetworkEndian::write_u64(&mut buf[field::CONTROL_BYTES], c.control_bytes);
+        NetworkEndian::write_u64(&mut buf[field::RETRANSMISSIONS], c.retransmissions);
+        NetworkEndian::write_u64(&mut buf[field::NACKS_SENT], c.nacks_sent);
+        NetworkEndian::write_u64(&mut buf[field::GIVEN_UP], c.given_up);
+        NetworkEndian::write_u64(&mut buf[field::DUPLICATES_DROPPED], c.duplicates_dropped);
+        NetworkEndian::write_u32(&mut buf[field::FAILURE], self.failure);
         let w = field::VARIABLE;
         buf[w..w + wan.len()].copy_from_slice(wan.as_bytes());
         buf[w + wan.len()..w + wan.len() + zone.len()].copy_from_slice(zone.as_bytes());
@@ -187,6 +242,15 @@ impl LogHeader {
             return Err(Error::BadValue);
         }
         let clock = NetworkEndian::read_u64(&data[field::CLOCK_ERROR_NS]);
+        let u64_at = |f: Field| NetworkEndian::read_u64(&data[f]);
+        let cost = Cost {
+            control_datagrams: u64_at(field::CONTROL_DATAGRAMS),
+            control_bytes: u64_at(field::CONTROL_BYTES),
+            retransmissions: u64_at(field::RETRANSMISSIONS),
+            nacks_sent: u64_at(field::NACKS_SENT),
+            given_up: u64_at(field::GIVEN_UP),
+            duplicates_dropped: u64_at(field::DUPLICATES_DROPPED),
+        };
         let header = LogHeader {
             run_id: NetworkEndian::read_u64(&data[field::RUN_ID]),
             peer_id,
@@ -206,6 +270,10 @@ impl LogHeader {
             time_scale_ppm: NetworkEndian::read_u32(&data[field::TIME_SCALE]),
             wan,
             zone,
+            order: Order::from_u8(data[field::ORDER])?,
+            repair: Repair::from_u8(data[field::REPAIR])?,
+            cost,
+            failure: NetworkEndian::read_u32(&data[field::FAILURE]),
         };
         Ok((header, header_len))
     }
@@ -232,6 +300,13 @@ pub struct Record {
     /// Receiver's wall clock when the message was delivered (after any emulated delay).
     pub deliver_ns: u64,
     pub kernel_stamp: bool,
+    /// Receiver's wall clock when the message reached the ordering stage (after the emulated
+    /// WAN and repair); `deliver_ns - arrive_ns` is what ordering held it back.
+    pub arrive_ns: u64,
+    /// Its place (0, 1, …) in the order messages reached the ordering stage.
+    pub arrival: u32,
+    /// The copy that reached the ordering stage was a retransmission.
+    pub retransmitted: bool,
 }
 
 impl Record {
@@ -239,9 +314,13 @@ impl Record {
     /// unknown flag bits are ignored).
     #[inline]
     pub fn parse(b: &[u8; RECORD_LEN]) -> Record {
+        let flags = NetworkEndian::read_u16(&b[field::R_FLAGS]);
         Record {
             sender: NetworkEndian::read_u16(&b[field::R_SENDER]),
-            kernel_stamp: NetworkEndian::read_u16(&b[field::R_FLAGS]) & RFLAG_KERNEL_STAMP != 0,
+            kernel_stamp: flags & RFLAG_KERNEL_STAMP != 0,
+            retransmitted: flags & RFLAG_RETRANSMITTED != 0,
+            arrive_ns: NetworkEndian::read_u64(&b[field::R_ARRIVE_NS]),
+            arrival: NetworkEndian::read_u32(&b[field::R_ARRIVAL]),
             seq: NetworkEndian::read_u32(&b[field::R_SEQ]),
             send_ns: NetworkEndian::read_u64(&b[field::R_SEND_NS]),
             recv_ns: NetworkEndian::read_u64(&b[field::R_RECV_NS]),
@@ -252,16 +331,21 @@ impl Record {
     #[inline]
     pub fn emit(&self, b: &mut [u8; RECORD_LEN]) {
         NetworkEndian::write_u16(&mut b[field::R_SENDER], self.sender);
-        let flags = if self.kernel_stamp {
-            RFLAG_KERNEL_STAMP
-        } else {
-            0
-        };
+        let mut flags = 0;
+        if self.kernel_stamp {
+            flags |= RFLAG_KERNEL_STAMP;
+        }
+        if self.retransmitted {
+            flags |= RFLAG_RETRANSMITTED;
+        }
         NetworkEndian::write_u16(&mut b[field::R_FLAGS], flags);
         NetworkEndian::write_u32(&mut b[field::R_SEQ], self.seq);
         NetworkEndian::write_u64(&mut b[field::R_SEND_NS], self.send_ns);
         NetworkEndian::write_u64(&mut b[field::R_RECV_NS], self.recv_ns);
         NetworkEndian::write_u64(&mut b[field::R_DELIVER_NS], self.deliver_ns);
+        NetworkEndian::write_u64(&mut b[field::R_ARRIVE_NS], self.arrive_ns);
+        NetworkEndian::write_u32(&mut b[field::R_ARRIVAL], self.arrival);
+        b[field::R_RESERVED].fill(0);
     }
 }
 
@@ -372,14 +456,28 @@ mod tests {
             time_scale_ppm: 100_000,
             wan: "gcp8".into(),
             zone: "SA".into(),
+            order: Order::Sequencer,
+            repair: Repair::Nack,
+            cost: Cost {
+                control_datagrams: 11,
+                control_bytes: 12,
+                retransmissions: 13,
+                nacks_sent: 14,
+                given_up: 15,
+                duplicates_dropped: 16,
+            },
+            failure: FAILURE_SEQUENCER_LOST,
         }
     }
 
     const RECORD_BYTES: [u8; RECORD_LEN] = [
-        0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x2a, // sender 2, kernel stamp, seq 42
+        0x00, 0x02, 0x00, 0x03, 0x00, 0x00, 0x00,
+        0x2a, // sender 2, kernel stamp + retx, seq 42
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xe8, // send 1000
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, // recv 2000
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, // deliver 3000
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0xc4, // arrive 2500
+        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, // arrival 256, reserved
     ];
 
     #[test]
@@ -392,6 +490,9 @@ mod tests {
             recv_ns: 2000,
             deliver_ns: 3000,
             kernel_stamp: true,
+            arrive_ns: 2500,
+            arrival: 256,
+            retransmitted: true,
         };
         assert_eq!(r, want);
         let mut buf = [0xa5u8; RECORD_LEN];
@@ -405,14 +506,17 @@ mod tests {
         let mut buf = vec![0xa5u8; h.buffer_len()];
         h.emit(&mut buf);
         assert_eq!(&buf[0..8], b"MPCOMLOG");
-        assert_eq!(&buf[8..12], &[0, 1, 0, 106]);
+        assert_eq!(&buf[8..12], &[0, 2, 0, 158]);
         assert_eq!(&buf[12..20], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&buf[20..24], &[0, 1, 0, 3]);
         assert_eq!(buf[28], 1);
         assert_eq!(buf[29], 1);
-        assert_eq!(&buf[96..100], &[4, 2, 0, 0]);
-        assert_eq!(&buf[100..], b"gcp8SA");
-        assert_eq!(LogHeader::parse(&buf), Ok((h, 106)));
+        assert_eq!(&buf[96..100], &[4, 2, 3, 1]);
+        assert_eq!(&buf[100..108], &[0, 0, 0, 0, 0, 0, 0, 11]);
+        assert_eq!(&buf[140..148], &[0, 0, 0, 0, 0, 0, 0, 16]);
+        assert_eq!(&buf[148..152], &[0, 0, 0, 1]);
+        assert_eq!(&buf[152..], b"gcp8SA");
+        assert_eq!(LogHeader::parse(&buf), Ok((h, 158)));
     }
 
     #[test]
@@ -425,6 +529,9 @@ mod tests {
                 recv_ns: 2,
                 deliver_ns: 3,
                 kernel_stamp: false,
+                arrive_ns: 2,
+                arrival: u32::from(4 - i),
+                retransmitted: i == 2,
             })
             .collect();
         let bytes = encode(&header(), &recs);
@@ -448,6 +555,9 @@ mod tests {
         assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadVersion);
         let mut b = bytes.clone();
         b[21] = 3; // peer id 3 of 3
+        assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadValue);
+        let mut b = bytes.clone();
+        b[98] = 9; // no such ordering mode
         assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadValue);
         let mut b = bytes.clone();
         b[28] = 7;

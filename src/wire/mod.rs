@@ -14,7 +14,7 @@
 //! in each file and `tests/fuzz_wire.rs` hold that promise with fixtures, mutations, truncations
 //! and seeded random bytes.
 //!
-//! * [`packet`]: the peer datagrams (HELLO, HELLO_ACK, DATA, STOP).
+//! * [`packet`]: the peer datagrams (HELLO, HELLO_ACK, DATA, STOP, HEARTBEAT, NACK, ORDER).
 //! * [`log`]: the binary delivery log a peer writes and uploads.
 //! * [`frame`]: the length-prefixed frames on TCP (uploads, replies, C2).
 
@@ -127,5 +127,145 @@ impl std::str::FromStr for Transport {
             "multicast" | "mcast" => Ok(Transport::Multicast),
             _ => Err(format!("unknown transport {s:?}: use fanout or multicast")),
         }
+    }
+}
+
+/// Which delivery guarantee a run's peers give (agreed in HELLO, recorded in every log).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Deliver on arrival: the original experiment, which shows the problem.
+    None,
+    /// Each sender's messages in its sequence order.
+    Fifo,
+    /// Vector timestamps (CBCAST): after everything that causally precedes a message.
+    Causal,
+    /// One peer (peer 0) fixes a global order in ORDER messages.
+    Sequencer,
+    /// Lamport timestamps, (timestamp, sender) order, implicit acknowledgement by data and
+    /// heartbeats.
+    Lamport,
+}
+
+impl Order {
+    pub const ALL: [Order; 5] = [
+        Order::None,
+        Order::Fifo,
+        Order::Causal,
+        Order::Sequencer,
+        Order::Lamport,
+    ];
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Order::None => 0,
+            Order::Fifo => 1,
+            Order::Causal => 2,
+            Order::Sequencer => 3,
+            Order::Lamport => 4,
+        }
+    }
+    pub fn from_u8(v: u8) -> Result<Order> {
+        Order::ALL
+            .get(usize::from(v))
+            .copied()
+            .ok_or(Error::BadValue)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::None => "none",
+            Order::Fifo => "fifo",
+            Order::Causal => "causal",
+            Order::Sequencer => "sequencer",
+            Order::Lamport => "lamport",
+        }
+    }
+    /// The repair a mode gets when none is asked for: `off` for `none` (the original
+    /// experiment, unchanged), `nack` for every mode that promises something.
+    pub fn default_repair(self) -> Repair {
+        match self {
+            Order::None => Repair::Off,
+            _ => Repair::Nack,
+        }
+    }
+}
+
+impl std::fmt::Display for Order {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Order {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Order::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown order {s:?}: use none, fifo, causal, sequencer or lamport")
+            })
+    }
+}
+
+/// Whether receivers repair gaps (NACK to the sender, retransmission from what it kept).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Repair {
+    Off,
+    Nack,
+}
+
+impl Repair {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Repair::Off => 0,
+            Repair::Nack => 1,
+        }
+    }
+    pub fn from_u8(v: u8) -> Result<Repair> {
+        match v {
+            0 => Ok(Repair::Off),
+            1 => Ok(Repair::Nack),
+            _ => Err(Error::BadValue),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Repair::Off => "off",
+            Repair::Nack => "nack",
+        }
+    }
+}
+
+impl std::fmt::Display for Repair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Repair {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "off" | "none" => Ok(Repair::Off),
+            "nack" => Ok(Repair::Nack),
+            _ => Err(format!("unknown repair {s:?}: use nack or off")),
+        }
+    }
+}
+
+impl Default for Order {
+    fn default() -> Order {
+        Order::None
+    }
+}
+
+impl Default for Repair {
+    fn default() -> Repair {
+        Repair::Off
     }
 }

@@ -184,6 +184,7 @@ pub fn synthetic_log(run: u64, peer: u16, n: u16, m: u32, recs: &[(u16, u32, u64
             recv_ns: 1_000 + latency,
             deliver_ns: 1_000 + latency,
             kernel_stamp: false,
+            ..Record::default()
         })
         .collect();
     encode(&h, &recs)

@@ -3,26 +3,36 @@
 //! the virtual-time simulator ([`super::sim`]).
 //!
 //! Phases: **handshake** (HELLO retransmitted with backoff until we heard a HELLO from every
-//! peer *and* every peer acknowledged ours: the barrier) → **sending** (M DATA messages at seeded
-//! random gaps) → **draining** (STOP repeated; wait until every peer's STOP arrived and its count
-//! is complete, or until a quiet period passes) → **done**. HELLOs are answered in every phase,
-//! since a peer still in its handshake may have lost our ACK.
+//! peer *and* every peer acknowledged ours: the barrier; a peer with another ordering mode or
+//! repair setting is refused) → **sending** (M DATA messages at seeded random gaps) →
+//! **draining** (STOP repeated; wait until every stream is complete, or a quiet period passes,
+//! never past a hard bound) → **done**. HELLOs are answered in every phase, since a peer still
+//! in its handshake may have lost our ACK.
+//!
+//! A run's datagrams go up a pipeline, one stage per concern, each with its own timers:
+//! emulated WAN ([`super::netem`], where a real network would be) → repair
+//! ([`super::repair`]: gaps, NACKs, give-ups; only first arrivals pass) → ordering
+//! ([`super::order`]: hold back until the mode allows) → delivery record. What the stages want
+//! sent goes into one bounded [`Outbox`]; `poll_transmit` writes it out.
 //!
 //! Call order after every input, as in quinn-proto: `poll_transmit` until `None`, then
 //! `poll_timeout`; call `handle_timeout` when that deadline passes (early calls are harmless).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use super::netem::DelayModel;
+use super::netem::{Admit, WanStage};
+use super::order::{Msg, Orderer, Sink};
+use super::outbox::{Out, Outbox};
+use super::repair::{self, Kept, Repair, RepairConfig};
 use super::timers::{Timer, TimerTable};
 use crate::util::clock::Now;
-use crate::wire::log::Record;
-use crate::wire::packet::{self, Body, Repr};
-use crate::wire::{Error, Order, Repair, Transport};
+use crate::wire::log::{Cost, Record, FAILURE_SEQUENCER_LOST};
+use crate::wire::packet::{self, Announce, Body, Repr, Stream, MAX_NACK_RANGES};
+use crate::wire::{Error, Order, Repair as RepairMode, Transport};
 
 /// How a peer's protocol behaves; sizes come from here, nothing is hard-coded.
 #[derive(Debug, Clone)]
@@ -50,9 +60,14 @@ pub struct Config {
     /// The delivery guarantee; every peer of a run must use the same (checked in HELLO).
     pub order: Order,
     /// Gap repair; agreed in HELLO like `order`.
-    pub repair: Repair,
+    pub repair: RepairMode,
     /// Fan-out (a `Dest::All` send costs N datagrams) or multicast (one).
     pub transport: Transport,
+    /// A gap repair could not fill for this long (no progress) is declared lost; raised to
+    /// 20 round trips of the emulated WAN's longest delay.
+    pub give_up: Duration,
+    /// The drain never lasts longer than this after our last DATA, whatever is outstanding.
+    pub drain_max: Duration,
 }
 
 impl Config {
@@ -73,8 +88,10 @@ impl Config {
             stop_repeats: 3,
             stop_gap: Duration::from_millis(20),
             order: Order::None,
-            repair: Repair::Off,
+            repair: RepairMode::Off,
             transport: Transport::Fanout,
+            give_up: Duration::from_secs(2),
+            drain_max: Duration::from_secs(30),
         }
     }
 }
@@ -94,21 +111,14 @@ pub struct Transmit {
     pub len: usize,
 }
 
-/// The emulated WAN, as the machine sees it: a delay (or a drop) per sender → us.
-pub trait DelayModel: Send {
-    /// `None` drops the message; `Some(d)` delivers it `d` after it was sent.
-    fn delay(&mut self, from: u16, to: u16) -> Option<Duration>;
-    /// The longest delay `delay` can return.
-    fn max_delay(&self) -> Duration;
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Handshake,
     Sending,
     Draining,
     Done,
-    /// The handshake timed out; `missing()` names the peers.
+    /// The handshake failed: timed out (`missing()` names the peers) or a peer was refused
+    /// (`refused()`).
     Failed,
 }
 
@@ -119,6 +129,33 @@ pub struct Arrival {
     pub kernel_stamp: bool,
 }
 
+/// A peer whose HELLO asks for another ordering mode or repair than ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub peer: u16,
+    /// Its codes as sent (an unknown code is shown as a number).
+    pub order: u8,
+    pub repair: u8,
+}
+
+impl Refusal {
+    pub fn describe(&self, cfg: &Config) -> String {
+        let order = Order::from_u8(self.order).map_or_else(
+            |_| format!("unknown mode {}", self.order),
+            |o| o.to_string(),
+        );
+        let repair = RepairMode::from_u8(self.repair).map_or_else(
+            |_| format!("unknown repair {}", self.repair),
+            |r| r.to_string(),
+        );
+        format!(
+            "peer {} runs --order {order} --repair {repair}, this peer --order {} --repair {}: \
+             every peer of a run must use the same",
+            self.peer, cfg.order, cfg.repair
+        )
+    }
+}
+
 /// What one peer counted besides its deliveries.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -126,10 +163,12 @@ pub struct Counters {
     pub malformed: [u64; Error::COUNT],
     /// Well-formed datagrams of another run (or another configuration).
     pub foreign: u64,
-    /// DATA dropped by the emulated WAN's loss.
+    /// Datagrams dropped by the emulated WAN's loss.
     pub wan_dropped: u64,
     pub hellos_sent: u64,
     pub data_sent: u32,
+    pub nacks_received: u64,
+    pub cost: Cost,
 }
 
 impl Counters {
@@ -138,15 +177,9 @@ impl Counters {
     }
 }
 
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Held {
-    due: Instant,
-    order: u64,
-    sender: u16,
-    seq: u32,
-    send_ns: u64,
-    recv_ns: u64,
-    kernel_stamp: bool,
+/// The ORDER stream's index in the repair stage (after the N DATA streams).
+fn order_stream(peers: u16) -> u16 {
+    peers
 }
 
 pub struct Machine {
@@ -155,7 +188,10 @@ pub struct Machine {
     start: Now,
     timers: TimerTable,
     rng: ChaCha8Rng,
-    delay: Option<Box<dyn DelayModel>>,
+    net: Option<WanStage>,
+    /// Reused for datagrams the WAN stage releases.
+    scratch: Vec<u8>,
+    outbox: Outbox,
 
     // Handshake.
     hello_nonce: Vec<u64>,
@@ -165,31 +201,37 @@ pub struct Machine {
     /// The incarnation (nonce) of each peer that acknowledged us: an ACK of an earlier
     /// incarnation says nothing about a restarted peer.
     acked_from_nonce: Vec<u64>,
-    ack_due: Vec<bool>,
-    /// A peer we just heard from for the first time has not acknowledged us: it probably
-    /// started after our last HELLO, so it gets one at once instead of at the next retry.
-    hello_to_due: Vec<bool>,
-    hello_due: bool,
     hello_backoff: Duration,
     run_id: Option<u64>,
     setup: Option<Duration>,
-    /// DATA/STOP that arrived before we knew the run id: replayed once we do.
-    early: Vec<(Repr, Arrival)>,
+    /// Run datagrams that arrived before we knew the run id: replayed once we do (bounded).
+    early: Vec<(Vec<u8>, Arrival)>,
+    refused: Option<Refusal>,
 
     // Sending.
     next_seq: u32,
-    data_due: bool,
     stops_left: u32,
-    stop_due: bool,
+    kept: Kept,
 
-    // Receiving.
+    // Delivery pipeline.
+    repair: Repair,
+    orderer: Orderer,
+    /// Only first arrivals go up (every mode but `none` without repair).
+    dedup: bool,
+    next_arrival: u32,
     records: Vec<Record>,
-    held: BinaryHeap<Reverse<Held>>,
-    held_order: u64,
-    /// One bit per (sender, seq): first deliveries, to tell when counts are complete.
-    seen: Vec<u64>,
-    distinct: Vec<u32>,
-    stop_count: Vec<Option<u32>>,
+    /// Heartbeat after a receipt raised the Lamport clock (how long to wait for a DATA first).
+    heartbeat_after: Duration,
+    order_flush: Duration,
+    /// `sequencer` (not peer 0): since when messages have waited without ORDER progress.
+    waiting_since: Option<Instant>,
+    failure: u32,
+
+    // The end.
+    peer_complete: Vec<bool>,
+    announced_complete: bool,
+    complete_left: u32,
+    drain_backoff: Duration,
     end: Option<Now>,
     counters: Counters,
     /// The quiet period that ends a run: `drain`, but never shorter than a peer's longest send
@@ -204,8 +246,10 @@ impl Machine {
             "peer id must be below the peer count"
         );
         assert!(cfg.nonce != 0, "nonce must be non-zero");
-        cfg.size = cfg.size.clamp(packet::DATA_MIN_LEN, packet::MAX_DATAGRAM);
         let n = usize::from(cfg.peers);
+        let causal = cfg.order == Order::Causal;
+        let min_size = packet::data_len(if causal { n } else { 0 });
+        cfg.size = cfg.size.clamp(min_size, packet::MAX_DATAGRAM);
         let expected = n * cfg.msgs as usize;
         let mut timers = TimerTable::default();
         timers.set(Timer::HandshakeTimeout, now.at + cfg.handshake_timeout);
@@ -215,36 +259,56 @@ impl Machine {
             .drain
             .max(cfg.interval.1 + max_delay + margin)
             .max(cfg.hello_retry_max + margin);
-        // The hold-back queue exists only under an emulated WAN.
-        let held_capacity = if delay.is_some() { expected } else { 0 };
+        // Repair waits out reordering first; a NACK's answer takes a round trip.
+        let nack_delay = Duration::from_millis(2).max(max_delay / 10);
+        let rto = Duration::from_millis(10).max(max_delay * 2 + nack_delay);
+        cfg.give_up = cfg.give_up.max(rto * 20);
+        cfg.drain_max = cfg.drain_max.max(cfg.give_up * 4 + quiet * 2);
+        let nack = cfg.repair == RepairMode::Nack;
+        let repair_cfg = RepairConfig {
+            nack,
+            give_up_gaps: cfg.order != Order::None,
+            nack_delay,
+            rto,
+            give_up: cfg.give_up,
+        };
+        let sequencer = cfg.order == Order::Sequencer;
+        let mut outbox = Outbox::new(n);
+        outbox.push(Out::Hello(Dest::All));
         Machine {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ u64::from(cfg.id).rotate_left(32)),
             phase: Phase::Handshake,
             start: now,
             timers,
-            delay,
+            net: delay.map(|d| WanStage::new(d, cfg.id, cfg.peers)),
+            scratch: Vec::with_capacity(packet::MAX_DATAGRAM),
+            outbox,
             hello_nonce: vec![0; n],
             acked_by: vec![false; n],
             acked_run_nonce: vec![0; n],
             acked_from_nonce: vec![0; n],
-            ack_due: vec![false; n],
-            hello_to_due: vec![false; n],
-            hello_due: true,
             hello_backoff: cfg.hello_retry,
             run_id: cfg.run_id,
             setup: None,
             early: Vec::new(),
+            refused: None,
             next_seq: 0,
-            data_due: false,
             stops_left: 0,
-            stop_due: false,
+            kept: Kept::new(cfg.msgs, cfg.peers, cfg.order == Order::Lamport, causal),
+            repair: Repair::new(repair_cfg, cfg.peers, cfg.msgs, sequencer),
+            orderer: Orderer::new(cfg.order, cfg.id, cfg.peers, cfg.msgs),
+            dedup: cfg.order != Order::None || nack,
+            next_arrival: 0,
             // Slack for duplicates; growth beyond it is amortised and rare.
             records: Vec::with_capacity(expected + expected / 8 + 16),
-            held: BinaryHeap::with_capacity(held_capacity),
-            held_order: 0,
-            seen: vec![0; expected.div_ceil(64)],
-            distinct: vec![0; n],
-            stop_count: vec![None; n],
+            heartbeat_after: cfg.interval.1.max(Duration::from_millis(1)),
+            order_flush: Duration::from_millis(2),
+            waiting_since: None,
+            failure: 0,
+            peer_complete: vec![false; n],
+            announced_complete: false,
+            complete_left: 0,
+            drain_backoff: rto,
             end: None,
             counters: Counters::default(),
             quiet,
@@ -284,12 +348,23 @@ impl Machine {
         &self.counters
     }
     /// What repair and ordering cost this peer (for the log header).
-    pub fn cost(&self) -> crate::wire::log::Cost {
-        crate::wire::log::Cost::default()
+    pub fn cost(&self) -> Cost {
+        Cost {
+            given_up: self.repair.given_up + self.counters.cost.given_up,
+            ..self.counters.cost
+        }
     }
-    /// 0, or the log's failure code.
+    /// 0, or the log's failure code (`FAILURE_SEQUENCER_LOST`).
     pub fn failure(&self) -> u32 {
-        0
+        self.failure
+    }
+    /// The peer refused in the handshake, if that is why it failed.
+    pub fn refused(&self) -> Option<Refusal> {
+        self.refused
+    }
+    /// Messages still held back by the ordering stage.
+    pub fn held(&self) -> usize {
+        self.orderer.held()
     }
     /// Peers we have no HELLO from, or that have not acknowledged ours.
     pub fn missing(&self) -> Vec<u16> {
@@ -305,7 +380,7 @@ impl Machine {
     /// Peers whose STOP never arrived or whose messages are incomplete (after the run).
     pub fn incomplete(&self) -> Vec<u16> {
         (0..self.cfg.peers)
-            .filter(|&p| !self.sender_complete(usize::from(p)))
+            .filter(|&p| !self.repair.complete(p))
             .collect()
     }
 
@@ -316,6 +391,32 @@ impl Machine {
         if self.is_finished() {
             return; // Like a process that has exited: it hears nothing.
         }
+        if let Some(net) = self.net.as_mut() {
+            match net.push(now, bytes, arrival) {
+                Admit::PassNow => {}
+                Admit::Held => return self.release_net(now),
+                Admit::Dropped => {
+                    self.counters.wan_dropped += 1;
+                    return;
+                }
+            }
+        }
+        self.on_datagram(now, bytes, arrival);
+    }
+
+    /// Hand up what the emulated WAN says has arrived by now.
+    fn release_net(&mut self, now: Now) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        while let Some(arrival) = self.net.as_mut().and_then(|n| n.pop_due(now.at, &mut buf)) {
+            self.on_datagram(now, &buf, arrival);
+            if self.is_finished() {
+                break;
+            }
+        }
+        self.scratch = buf;
+    }
+
+    fn on_datagram(&mut self, now: Now, bytes: &[u8], arrival: Arrival) {
         let repr = match Repr::decode(bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -329,8 +430,12 @@ impl Machine {
         }
         match repr.body {
             Body::Hello {
-                nonce, peers, msgs, ..
-            } => self.on_hello(now, repr, nonce, peers, msgs),
+                nonce,
+                peers,
+                msgs,
+                order,
+                repair,
+            } => self.on_hello(now, repr, (nonce, peers, msgs), (order, repair)),
             Body::HelloAck {
                 to,
                 nonce,
@@ -339,10 +444,10 @@ impl Machine {
             } => self.on_hello_ack(now, repr, (to, nonce), from_nonce, run_nonce),
             _ => match self.run_id {
                 Some(id) if repr.run_id != id => self.counters.foreign += 1,
-                Some(_) => self.on_run_message(now, repr, arrival),
+                Some(_) => self.on_run_message(now, bytes, repr, arrival),
                 // Not yet agreed: keep it (bounded), never misread it.
-                None if self.early.len() < self.records.capacity() => {
-                    self.early.push((repr, arrival))
+                None if self.early.len() < self.records.capacity().max(64) => {
+                    self.early.push((bytes.to_vec(), arrival))
                 }
                 None => self.counters.foreign += 1,
             },
@@ -352,33 +457,88 @@ impl Machine {
     /// Fire every expired timer.
     pub fn handle_timeout(&mut self, now: Now) {
         if self.timers.expire(Timer::HandshakeTimeout, now.at) && self.phase == Phase::Handshake {
-            self.phase = Phase::Failed;
-            self.end = Some(now);
-            self.timers = TimerTable::default();
+            return self.fail(now);
+        }
+        if self.timers.expire(Timer::HelloRetry, now.at)
+            && !self.all_agreed()
+            && !self.is_finished()
+        {
+            self.outbox.push(Out::Hello(Dest::All));
+        }
+        if self.is_finished() {
             return;
         }
-        if self.timers.expire(Timer::HelloRetry, now.at) && !self.all_agreed() {
-            self.hello_due = true;
-        }
         if self.timers.expire(Timer::NextSend, now.at) && self.phase == Phase::Sending {
-            self.data_due = true;
+            self.outbox.push_front(Out::Data);
         }
         if self.timers.expire(Timer::StopRetry, now.at) && self.stops_left > 0 {
-            self.stop_due = true;
+            self.outbox.push(Out::Stop);
         }
-        if self.timers.expire(Timer::HoldBack, now.at) {
-            self.release_held(now);
+        self.release_net(now);
+        if self.is_finished() {
+            return;
+        }
+        self.poll_repair(now);
+        if self.timers.expire(Timer::Heartbeat, now.at) {
+            self.idle_heartbeat(now);
+        }
+        if self.timers.expire(Timer::OrderFlush, now.at) {
+            self.outbox.push(Out::Order);
+        }
+        if self.timers.expire(Timer::DrainHeartbeat, now.at) && self.phase == Phase::Draining {
+            self.outbox.push(Out::Heartbeat);
+            self.drain_backoff = (self.drain_backoff * 2).min(self.quiet / 2);
+            self.timers
+                .set(Timer::DrainHeartbeat, now.at + self.drain_backoff);
+        }
+        if self.timers.expire(Timer::CompleteRetry, now.at) && self.complete_left > 0 {
+            self.outbox.push(Out::Heartbeat);
+        }
+        if self.timers.expire(Timer::SequencerStall, now.at) {
+            self.watch_sequencer(now);
+        }
+        if self.timers.expire(Timer::HardBound, now.at) && self.phase == Phase::Draining {
+            // Whatever is still missing now is lost; say so in the counts.
+            self.counters.cost.given_up += self.orderer.held() as u64;
+            return self.finish(now);
         }
         if self.timers.expire(Timer::Drain, now.at) && self.phase == Phase::Draining {
-            // Quiet for long enough: what has not arrived is lost. First flush the hold-back
-            // queue (its deadlines are bounded by the WAN's largest delay) and send our STOPs.
-            if self.held.is_empty() && self.stops_left == 0 {
-                self.finish(now);
-            } else {
-                self.timers.set(Timer::Drain, now.at + self.quiet);
+            // Quiet for long enough: what has not arrived is lost. First send our STOPs, and
+            // with repair, wait while a gap is still being repaired (give-up bounds that).
+            let repairing = self.repair.config().nack && self.repair.outstanding();
+            if self.stops_left == 0
+                && !repairing
+                && self.net.as_ref().map_or(true, |n| n.is_empty())
+            {
+                self.counters.cost.given_up += self.orderer.held() as u64;
+                return self.finish(now);
             }
+            self.timers.set(Timer::Drain, now.at + self.quiet);
         }
         self.check_done(now);
+    }
+
+    fn poll_repair(&mut self, now: Now) {
+        while let Some(event) = self.repair.poll(now.at) {
+            match event {
+                repair::Event::Nack(stream) => {
+                    self.outbox.push(Out::Nack(stream));
+                }
+                repair::Event::GiveUp { stream, index } if stream < self.cfg.peers => {
+                    let mut sink = Sink {
+                        records: &mut self.records,
+                        now_ns: now.unix_ns,
+                    };
+                    self.orderer.skip(stream, index, &mut sink);
+                }
+                repair::Event::GiveUp { .. } => {
+                    // ORDER positions the sequencer never resent: without them nothing after
+                    // them can be delivered in order.
+                    return self.fail_sequencer(now);
+                }
+            }
+        }
+        self.after_ordering(now);
     }
 
     // ---- outputs ----
@@ -386,91 +546,253 @@ impl Machine {
     /// The next datagram to send, written into `buf` (at least `packet::MAX_DATAGRAM` long, or
     /// `config().size`); `None` when there is nothing to send now.
     pub fn poll_transmit(&mut self, now: Now, buf: &mut [u8]) -> Option<Transmit> {
-        let hello_run = self.cfg.run_id.unwrap_or(0);
-        if let Some(to) = self.ack_due.iter().position(|&d| d) {
-            self.ack_due[to] = false;
-            let to = to as u16;
-            let nonce = self.hello_nonce[usize::from(to)];
-            let r = Repr {
-                run_id: hello_run,
-                sender: self.cfg.id,
-                body: Body::HelloAck {
-                    to,
-                    nonce,
-                    from_nonce: self.cfg.nonce,
-                    run_nonce: self.peer0_nonce(),
-                },
-            };
-            return Some(Transmit {
-                dest: Dest::Peer(to),
-                len: r.emit(buf),
-            });
-        }
-        if let Some(to) = self.hello_to_due.iter().position(|&d| d) {
-            self.hello_to_due[to] = false;
-            if !self.acked_by[to] && !self.is_finished() {
-                return Some(self.emit_hello(Dest::Peer(to as u16), buf));
+        loop {
+            let out = self.outbox.pop()?;
+            if let Some(t) = self.emit(now, out, buf) {
+                self.account(out, t);
+                return Some(t);
             }
         }
-        if self.hello_due && !self.is_finished() {
-            self.hello_due = false;
-            self.timers
-                .set(Timer::HelloRetry, now.at + self.hello_backoff);
-            self.hello_backoff = (self.hello_backoff * 3 / 2).min(self.cfg.hello_retry_max);
-            return Some(self.emit_hello(Dest::All, buf));
+    }
+
+    /// Count what a datagram costs (every copy a fan-out send makes).
+    fn account(&mut self, out: Out, t: Transmit) {
+        let copies = match (t.dest, self.cfg.transport) {
+            (Dest::All, Transport::Fanout) => u64::from(self.cfg.peers),
+            _ => 1,
+        };
+        let cost = &mut self.counters.cost;
+        match out {
+            Out::Data => {}
+            Out::Retransmit { .. } => cost.retransmissions += copies,
+            _ => {
+                cost.control_datagrams += copies;
+                cost.control_bytes += copies * t.len as u64;
+            }
         }
-        let run_id = self.run_id?;
-        if self.data_due && self.phase == Phase::Sending {
-            self.data_due = false;
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.counters.data_sent += 1;
-            let pad = (self.cfg.size - packet::DATA_MIN_LEN) as u16;
-            let body = Body::Data {
-                seq,
-                send_ns: now.unix_ns,
-                retransmit: false,
-                lamport: 0,
-                vector: 0,
-                pad,
-            };
-            let len = Repr {
-                run_id,
-                sender: self.cfg.id,
-                body,
-            }
-            .emit(buf);
-            if self.next_seq < self.cfg.msgs {
-                self.schedule_send(now);
-            } else {
-                self.start_draining(now);
-            }
-            return Some(Transmit {
+    }
+
+    fn repr(&self, body: Body) -> Repr {
+        Repr {
+            run_id: self.run_id.unwrap_or(0),
+            sender: self.cfg.id,
+            body,
+        }
+    }
+
+    /// Write one outbox entry; `None` if it no longer applies.
+    fn emit(&mut self, now: Now, out: Out, buf: &mut [u8]) -> Option<Transmit> {
+        let all = |len| {
+            Some(Transmit {
                 dest: Dest::All,
                 len,
-            });
-        }
-        if self.stop_due {
-            self.stop_due = false;
-            self.stops_left -= 1;
-            if self.stops_left > 0 {
-                self.timers
-                    .set(Timer::StopRetry, now.at + self.cfg.stop_gap);
+            })
+        };
+        match out {
+            Out::Hello(dest) => {
+                if self.is_finished() {
+                    return None;
+                }
+                if let Dest::Peer(p) = dest {
+                    if self.acked_by[usize::from(p)] {
+                        return None;
+                    }
+                } else {
+                    self.timers
+                        .set(Timer::HelloRetry, now.at + self.hello_backoff);
+                    self.hello_backoff = (self.hello_backoff * 3 / 2).min(self.cfg.hello_retry_max);
+                }
+                Some(self.emit_hello(dest, buf))
             }
-            let r = Repr {
-                run_id,
-                sender: self.cfg.id,
-                body: Body::Stop(packet::Announce {
-                    sent: self.next_seq,
-                    ..Default::default()
-                }),
-            };
-            return Some(Transmit {
-                dest: Dest::All,
-                len: r.emit(buf),
-            });
+            Out::HelloAck(to) => {
+                let r = Repr {
+                    run_id: self.cfg.run_id.unwrap_or(0),
+                    sender: self.cfg.id,
+                    body: Body::HelloAck {
+                        to,
+                        nonce: self.hello_nonce[usize::from(to)],
+                        from_nonce: self.cfg.nonce,
+                        run_nonce: self.peer0_nonce(),
+                    },
+                };
+                Some(Transmit {
+                    dest: Dest::Peer(to),
+                    len: r.emit(buf),
+                })
+            }
+            Out::Data => {
+                if self.phase != Phase::Sending || self.run_id.is_none() {
+                    return None;
+                }
+                let len = self.emit_data(now, buf);
+                if self.next_seq < self.cfg.msgs {
+                    self.schedule_send(now);
+                } else {
+                    self.start_draining(now);
+                }
+                all(len)
+            }
+            Out::Stop => {
+                self.stops_left = self.stops_left.saturating_sub(1);
+                if self.stops_left > 0 {
+                    self.timers
+                        .set(Timer::StopRetry, now.at + self.cfg.stop_gap);
+                }
+                let a = self.announcement();
+                all(self.repr(Body::Stop(a)).emit(buf))
+            }
+            Out::Heartbeat => {
+                if self.run_id.is_none() {
+                    return None;
+                }
+                if self.announced_complete && self.complete_left > 0 {
+                    self.complete_left -= 1;
+                    if self.complete_left > 0 {
+                        self.timers
+                            .set(Timer::CompleteRetry, now.at + self.cfg.stop_gap);
+                    }
+                }
+                let a = self.announcement();
+                all(self.repr(Body::Heartbeat(a)).emit(buf))
+            }
+            Out::Nack(stream) => {
+                let mut ranges = [(0, 0); MAX_NACK_RANGES];
+                let n = self.repair.missing(stream, &mut ranges);
+                if n == 0 || self.run_id.is_none() {
+                    return None;
+                }
+                let (to, kind) = if stream == order_stream(self.cfg.peers) {
+                    (0, Stream::Order)
+                } else {
+                    (stream, Stream::Data)
+                };
+                let body = Body::Nack {
+                    to,
+                    stream: kind,
+                    ranges: n as u8,
+                };
+                let len = self.repr(body).emit(buf);
+                for (i, &r) in ranges[..n].iter().enumerate() {
+                    packet::put_nack_range(buf, i, r);
+                }
+                self.counters.cost.nacks_sent += 1;
+                // To the sender only; on multicast the group hears it (and holds its own).
+                Some(Transmit {
+                    dest: Dest::Peer(to),
+                    len,
+                })
+            }
+            Out::Retransmit { dest, seq, end } => {
+                if seq + 1 < end {
+                    self.outbox.push_front(Out::Retransmit {
+                        dest,
+                        seq: seq + 1,
+                        end,
+                    });
+                }
+                let (send_ns, lamport, vector) = self.kept.get(seq);
+                let v = vector.len();
+                let body = Body::Data {
+                    seq,
+                    send_ns,
+                    retransmit: true,
+                    lamport,
+                    vector: v as u16,
+                    pad: (self.cfg.size.saturating_sub(packet::data_len(v))) as u16,
+                };
+                let len = self.repr(body).emit(buf);
+                packet::put_data_vector(buf, vector);
+                Some(Transmit { dest, len })
+            }
+            Out::Order => {
+                let seq = self.orderer.sequencer()?;
+                let (first, count) = seq.take_batch()?;
+                if seq.unsent() > 0 {
+                    self.outbox.push_front(Out::Order);
+                }
+                Some(Transmit {
+                    dest: Dest::All,
+                    len: self.emit_order(first, count, buf),
+                })
+            }
+            Out::OrderResend { dest, first, end } => {
+                let count = ((end - first) as usize).min(packet::MAX_ORDER_ENTRIES);
+                if first + (count as u32) < end {
+                    self.outbox.push_front(Out::OrderResend {
+                        dest,
+                        first: first + count as u32,
+                        end,
+                    });
+                }
+                Some(Transmit {
+                    dest,
+                    len: self.emit_order(first, count, buf),
+                })
+            }
         }
-        None
+    }
+
+    fn emit_order(&mut self, first: u32, count: usize, buf: &mut [u8]) -> usize {
+        let body = Body::Order {
+            first,
+            entries: count as u16,
+        };
+        let len = self.repr(body).emit(buf);
+        let seq = self
+            .orderer
+            .sequencer()
+            .expect("ORDER only in sequencer mode");
+        for i in 0..count {
+            packet::put_order_entry(buf, i, seq.entry(first + i as u32));
+        }
+        len
+    }
+
+    fn emit_data(&mut self, now: Now, buf: &mut [u8]) -> usize {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.counters.data_sent += 1;
+        let me = self.cfg.id;
+        let lamport = self.orderer.lamport().map_or(0, |l| l.stamp());
+        let vector: &[u32] = match self.orderer.causal() {
+            Some(c) => c.stamp(me, seq),
+            None => &[],
+        };
+        let v = vector.len();
+        let body = Body::Data {
+            seq,
+            send_ns: now.unix_ns,
+            retransmit: false,
+            lamport,
+            vector: v as u16,
+            pad: (self.cfg.size.saturating_sub(packet::data_len(v))) as u16,
+        };
+        let len = Repr {
+            run_id: self.run_id.unwrap_or(0),
+            sender: me,
+            body,
+        }
+        .emit(buf);
+        packet::put_data_vector(buf, vector);
+        self.kept.keep(seq, now.unix_ns, lamport, vector);
+        len
+    }
+
+    /// What STOP and HEARTBEAT say about us now.
+    fn announcement(&mut self) -> Announce {
+        let complete = self.is_complete();
+        Announce {
+            sent: self.next_seq,
+            lamport: self.orderer.lamport().map_or(0, |l| l.announce_clock()),
+            ordered: self.orderer.sequencer().map_or(0, |s| {
+                if s.is_sequencer() {
+                    s.ordered()
+                } else {
+                    0
+                }
+            }),
+            complete,
+        }
     }
 
     fn emit_hello(&mut self, dest: Dest, buf: &mut [u8]) -> Transmit {
@@ -498,269 +820,21 @@ impl Machine {
         if self.is_finished() {
             return None;
         }
-        self.timers.next()
+        [
+            self.timers.next(),
+            self.repair.next_deadline(),
+            self.net.as_ref().and_then(WanStage::next_due),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether `poll_transmit` has something right now (the driver's "keep going" test).
     pub fn wants_transmit(&self) -> bool {
-        self.ack_due.iter().any(|&d| d)
-            || self.hello_to_due.iter().any(|&d| d)
-            || (self.hello_due && !self.is_finished())
-            || (self.run_id.is_some()
-                && ((self.data_due && self.phase == Phase::Sending) || self.stop_due))
-    }
-
-    // ---- internals ----
-
-    fn on_hello(&mut self, now: Now, repr: Repr, nonce: u64, peers: u16, msgs: u32) {
-        if repr.run_id != self.cfg.run_id.unwrap_or(0)
-            || peers != self.cfg.peers
-            || msgs != self.cfg.msgs
-        {
-            self.counters.foreign += 1;
-            return;
-        }
-        let from = usize::from(repr.sender);
-        if self.hello_nonce[from] != nonce {
-            if self.hello_nonce[from] != 0 && self.phase != Phase::Handshake {
-                // A restarted peer after we agreed: it belongs to another run now.
-                self.counters.foreign += 1;
-                return;
-            }
-            let restarted = self.hello_nonce[from] != 0;
-            self.hello_nonce[from] = nonce;
-            if restarted {
-                // Its old incarnation's ACK says nothing about the new one.
-                self.acked_by[from] = false;
-                self.hello_due = true;
-            }
-            if from == 0 && self.cfg.id != 0 {
-                // Our view of the run id changed: tell everyone we have acknowledged, and
-                // collect fresh acknowledgements of ours.
-                for p in 0..self.ack_due.len() {
-                    self.ack_due[p] |= self.hello_nonce[p] != 0;
-                }
-                self.hello_due |= restarted;
-            }
-            // A new incarnation: it may not have our HELLO yet.
-            self.hello_to_due[from] = true;
-        }
-        self.ack_due[from] = true;
-        self.heard_from_run(now);
-        // The last piece of the barrier may be a HELLO as well as an ACK.
-        self.try_pass_barrier(now);
-    }
-
-    fn on_hello_ack(
-        &mut self,
-        now: Now,
-        repr: Repr,
-        (to, nonce): (u16, u64),
-        from_nonce: u64,
-        run_nonce: u64,
-    ) {
-        if repr.run_id != self.cfg.run_id.unwrap_or(0) {
-            self.counters.foreign += 1;
-            return;
-        }
-        if to != self.cfg.id || nonce != self.cfg.nonce {
-            return; // For another peer (multicast carries everyone's ACKs), or a stale one.
-        }
-        let from = usize::from(repr.sender);
-        self.acked_by[from] = true;
-        self.acked_from_nonce[from] = from_nonce;
-        self.acked_run_nonce[from] = run_nonce;
-        if self.all_agreed() {
-            self.timers.stop(Timer::HelloRetry);
-            self.hello_due = false;
-        }
-        self.try_pass_barrier(now);
-    }
-
-    /// Peer 0's nonce as we know it (0 = not heard yet); without `--run-id` it is the run id.
-    fn peer0_nonce(&self) -> u64 {
-        if self.cfg.id == 0 {
-            self.cfg.nonce
-        } else {
-            self.hello_nonce[0]
-        }
-    }
-
-    /// Every peer acknowledged our HELLO, and (without `--run-id`) every acknowledgement names
-    /// the peer-0 nonce we know: then all of us will use the same run id.
-    fn all_agreed(&self) -> bool {
-        let run = self.peer0_nonce();
-        (0..self.acked_by.len()).all(|p| {
-            self.acked_by[p]
-                && self.acked_from_nonce[p] == self.hello_nonce[p]
-                && (self.cfg.run_id.is_some() || (run != 0 && self.acked_run_nonce[p] == run))
-        })
-    }
-
-    fn try_pass_barrier(&mut self, now: Now) {
-        if self.phase != Phase::Handshake || !self.all_agreed() || self.hello_nonce.contains(&0) {
-            return;
-        }
-        self.run_id = Some(self.cfg.run_id.unwrap_or(self.peer0_nonce()));
-        self.setup = Some(now.at - self.start.at);
-        self.timers.stop(Timer::HandshakeTimeout);
-        self.phase = Phase::Sending;
-        if self.cfg.msgs == 0 {
-            self.start_draining(now);
-        } else {
-            self.schedule_send(now);
-        }
-        for (repr, arrival) in std::mem::take(&mut self.early) {
-            if Some(repr.run_id) == self.run_id {
-                self.on_run_message(now, repr, arrival);
-            } else {
-                self.counters.foreign += 1;
-            }
-        }
-    }
-
-    fn schedule_send(&mut self, now: Now) {
-        let (lo, hi) = self.cfg.interval;
-        let gap = if hi.is_zero() {
-            Duration::ZERO
-        } else {
-            self.rng.gen_range(lo..=hi)
-        };
-        if gap.is_zero() {
-            self.data_due = true;
-        } else {
-            self.timers.set(Timer::NextSend, now.at + gap);
-        }
-    }
-
-    fn start_draining(&mut self, now: Now) {
-        self.phase = Phase::Draining;
-        self.stops_left = self.cfg.stop_repeats.max(1);
-        self.stop_due = true;
-        self.timers.set(Timer::Drain, now.at + self.quiet);
-        self.check_done(now);
-    }
-
-    fn on_run_message(&mut self, now: Now, repr: Repr, arrival: Arrival) {
-        let sender = repr.sender;
-        match repr.body {
-            Body::Data { seq, send_ns, .. } => {
-                if seq >= self.cfg.msgs {
-                    self.counters.malformed[Error::BadValue as usize] += 1;
-                    return;
-                }
-                let delay = match self.delay.as_mut() {
-                    None => None,
-                    Some(model) => match model.delay(sender, self.cfg.id) {
-                        None => {
-                            self.counters.wan_dropped += 1;
-                            return;
-                        }
-                        Some(d) => Some(d),
-                    },
-                };
-                match delay {
-                    None => self.deliver(now, sender, seq, send_ns, arrival),
-                    Some(d) => self.hold(now, sender, seq, send_ns, arrival, d),
-                }
-            }
-            Body::Stop(packet::Announce { sent, .. }) => {
-                self.stop_count[usize::from(sender)] = Some(sent.min(self.cfg.msgs));
-            }
-            _ => {}
-        }
-        self.heard_from_run(now);
-        self.check_done(now);
-    }
-
-    /// Any datagram of this run, a late peer's HELLO included, proves the run is not quiet.
-    fn heard_from_run(&mut self, now: Now) {
-        if self.phase == Phase::Draining {
-            self.timers.set(Timer::Drain, now.at + self.quiet);
-        }
-    }
-
-    /// The emulated WAN delivers at `send_ns + delay` on the sender's clock, which on one
-    /// machine is ours; mapped onto the monotonic clock through `now`.
-    fn hold(
-        &mut self,
-        now: Now,
-        sender: u16,
-        seq: u32,
-        send_ns: u64,
-        arrival: Arrival,
-        d: Duration,
-    ) {
-        let target = send_ns.saturating_add(d.as_nanos() as u64);
-        // Never hold longer than `d` from now: a send time in the future (a skewed clock, or a
-        // forged datagram) must not pin the queue, and with it the run, for ever.
-        let wait = Duration::from_nanos(target.saturating_sub(now.unix_ns)).min(d);
-        let due = now.at + wait;
-        self.held_order += 1;
-        self.held.push(Reverse(Held {
-            due,
-            order: self.held_order,
-            sender,
-            seq,
-            send_ns,
-            recv_ns: arrival.recv_ns,
-            kernel_stamp: arrival.kernel_stamp,
-        }));
-        self.release_held(now);
-    }
-
-    fn release_held(&mut self, now: Now) {
-        while let Some(Reverse(h)) = self.held.peek() {
-            if h.due > now.at {
-                self.timers.set(Timer::HoldBack, h.due);
-                return;
-            }
-            let Reverse(h) = self.held.pop().expect("peeked");
-            let arrival = Arrival {
-                recv_ns: h.recv_ns,
-                kernel_stamp: h.kernel_stamp,
-            };
-            self.deliver(now, h.sender, h.seq, h.send_ns, arrival);
-        }
-        self.timers.stop(Timer::HoldBack);
-    }
-
-    fn deliver(&mut self, now: Now, sender: u16, seq: u32, send_ns: u64, arrival: Arrival) {
-        let bit = usize::from(sender) * self.cfg.msgs as usize + seq as usize;
-        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-        if self.seen[word] & mask == 0 {
-            self.seen[word] |= mask;
-            self.distinct[usize::from(sender)] += 1;
-        }
-        self.records.push(Record {
-            sender,
-            seq,
-            send_ns,
-            recv_ns: arrival.recv_ns,
-            deliver_ns: now.unix_ns,
-            kernel_stamp: arrival.kernel_stamp,
-            arrive_ns: now.unix_ns,
-            arrival: self.records.len() as u32,
-            retransmitted: false,
-        });
-    }
-
-    fn sender_complete(&self, s: usize) -> bool {
-        self.stop_count[s].is_some_and(|sent| self.distinct[s] >= sent)
-    }
-
-    fn check_done(&mut self, now: Now) {
-        if self.phase != Phase::Draining || self.stops_left > 0 || !self.held.is_empty() {
-            return;
-        }
-        if (0..usize::from(self.cfg.peers)).all(|s| self.sender_complete(s)) {
-            self.finish(now);
-        }
-    }
-
-    fn finish(&mut self, now: Now) {
-        self.phase = Phase::Done;
-        self.end = Some(now);
-        self.timers = TimerTable::default();
+        !self.outbox.is_empty()
     }
 }
+
+mod handshake;
+mod run;

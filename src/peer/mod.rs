@@ -6,6 +6,10 @@ pub mod batch;
 pub mod driver;
 pub mod logcmd;
 pub mod machine;
+pub mod netem;
+pub mod order;
+pub mod outbox;
+pub mod repair;
 pub mod sim;
 pub mod socket;
 #[cfg(test)]

@@ -146,7 +146,7 @@ fn garbage_is_counted_and_the_run_completes() {
         vec![],
         b"MP".to_vec(),
         vec![0xff; 100],
-        b"MP\x01\x63xxxxxxxxxxxxxx".to_vec(),
+        b"MP\x02\x63xxxxxxxxxxxxxx".to_vec(),
     ];
     // A well-formed DATA of another run, and one with a sender out of range.
     let mut buf = [0u8; 64];

@@ -1,5 +1,6 @@
 //! The peer's timers as a table (quinn-proto's `TimerTable` idea): each is an optional deadline,
-//! the next wake-up is the minimum, and firing early does no harm.
+//! the next wake-up is the minimum, and firing early does no harm. The repair stage and the
+//! emulated WAN keep their own deadlines; the machine's `poll_timeout` is the earliest of all.
 
 use std::time::Instant;
 
@@ -13,13 +14,23 @@ pub enum Timer {
     NextSend = 2,
     /// Repeat STOP a few times, in case one is lost.
     StopRetry = 3,
-    /// Quiet period after sending: no datagram for this long ends the run.
+    /// Quiet period after sending: no news for this long ends the run.
     Drain = 4,
-    /// The earliest message held back by the emulated WAN is due.
-    HoldBack = 5,
+    /// `lamport`: tell the others our clock passed what we last sent.
+    Heartbeat = 5,
+    /// The sequencer sends the positions assigned since its last ORDER.
+    OrderFlush = 6,
+    /// While draining with repair: announce our streams' ends again (a lost tail is found).
+    DrainHeartbeat = 7,
+    /// Repeat the "I have everything" heartbeat.
+    CompleteRetry = 8,
+    /// `sequencer`: messages waited this long for a position: the sequencer is gone.
+    SequencerStall = 9,
+    /// The drain's hard bound: the run ends then whatever is outstanding.
+    HardBound = 10,
 }
 
-const COUNT: usize = 6;
+const COUNT: usize = 11;
 
 #[derive(Debug, Default, Clone)]
 pub struct TimerTable {
@@ -32,6 +43,12 @@ impl TimerTable {
     }
     pub fn stop(&mut self, t: Timer) {
         self.at[t as usize] = None;
+    }
+    pub fn is_set(&self, t: Timer) -> bool {
+        self.at[t as usize].is_some()
+    }
+    pub fn get(&self, t: Timer) -> Option<Instant> {
+        self.at[t as usize]
     }
     /// Whether `t` is armed and due at `now`; a due timer is disarmed.
     pub fn expire(&mut self, t: Timer, now: Instant) -> bool {

@@ -1,0 +1,159 @@
+//! One bounded queue of what the machine wants to send (quinn's `pending` idea): inputs and
+//! timers push small descriptors, `poll_transmit` pops one and writes its bytes at send time,
+//! so a DATA is stamped when it leaves and a NACK lists the gaps as they are then.
+//!
+//! Per-peer entries (an ACK, a HELLO to one peer, a NACK about one stream) are queued at most
+//! once each: a flood of HELLOs or gaps cannot grow the queue past `capacity`.
+
+use std::collections::VecDeque;
+
+use super::machine::Dest;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    /// HELLO to everyone (`Dest::All`) or to a newcomer.
+    Hello(Dest),
+    /// HELLO_ACK to this peer.
+    HelloAck(u16),
+    /// Our next DATA.
+    Data,
+    Stop,
+    Heartbeat,
+    /// NACK about this stream (a sender's DATA, or the ORDER stream: `stream == peers`).
+    Nack(u16),
+    /// DATA `seq..end` again (ours), to `dest`.
+    Retransmit {
+        dest: Dest,
+        seq: u32,
+        end: u32,
+    },
+    /// The sequencer's ORDER entries not sent yet.
+    Order,
+    /// ORDER entries `first..end` again.
+    OrderResend {
+        dest: Dest,
+        first: u32,
+        end: u32,
+    },
+}
+
+/// Which once-per-peer entries are in the queue.
+#[derive(Debug, Clone, Copy)]
+enum Once {
+    Ack = 0,
+    HelloTo = 1,
+    Nack = 2,
+}
+
+pub struct Outbox {
+    queue: VecDeque<Out>,
+    capacity: usize,
+    /// `queued[kind][peer]`; the NACK row has one more entry, for the ORDER stream.
+    queued: [Vec<bool>; 3],
+    /// Entries refused because the queue was full (a NACK will ask again).
+    pub overflow: u64,
+}
+
+impl Outbox {
+    pub fn new(peers: usize) -> Outbox {
+        let capacity = 256 + 4 * peers;
+        Outbox {
+            queue: VecDeque::with_capacity(capacity),
+            capacity,
+            queued: [
+                vec![false; peers],
+                vec![false; peers],
+                vec![false; peers + 1],
+            ],
+            overflow: 0,
+        }
+    }
+
+    fn once(out: Out) -> Option<(Once, usize)> {
+        match out {
+            Out::HelloAck(p) => Some((Once::Ack, usize::from(p))),
+            Out::Hello(Dest::Peer(p)) => Some((Once::HelloTo, usize::from(p))),
+            Out::Nack(s) => Some((Once::Nack, usize::from(s))),
+            _ => None,
+        }
+    }
+
+    /// Queue at the back; false if it was full (or, for a per-peer entry, already queued).
+    pub fn push(&mut self, out: Out) -> bool {
+        if let Some((kind, i)) = Outbox::once(out) {
+            if self.queued[kind as usize][i] {
+                return false;
+            }
+            if self.queue.len() >= self.capacity {
+                self.overflow += 1;
+                return false;
+            }
+            self.queued[kind as usize][i] = true;
+        } else if self.queue.len() >= self.capacity {
+            self.overflow += 1;
+            return false;
+        }
+        self.queue.push_back(out);
+        true
+    }
+
+    /// Queue ahead of everything: our DATA is time-critical (its send time is the message's
+    /// timestamp), retransmissions and announcements can wait a turn.
+    pub fn push_front(&mut self, out: Out) {
+        self.queue.push_front(out);
+    }
+
+    pub fn pop(&mut self) -> Option<Out> {
+        let out = self.queue.pop_front()?;
+        if let Some((kind, i)) = Outbox::once(out) {
+            self.queued[kind as usize][i] = false;
+        }
+        Some(out)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether this entry is waiting (an `Out` compared whole).
+    pub fn contains(&self, out: Out) -> bool {
+        self.queue.contains(&out)
+    }
+
+    /// Drop everything (a failed handshake sends nothing more).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        for row in &mut self.queued {
+            row.fill(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_peer_entries_are_queued_once_and_the_queue_is_bounded() {
+        let mut o = Outbox::new(2);
+        assert!(o.push(Out::HelloAck(1)));
+        assert!(!o.push(Out::HelloAck(1)), "already queued");
+        assert!(o.push(Out::Nack(2)), "the ORDER stream has a row entry too");
+        o.push_front(Out::Data);
+        assert_eq!(o.pop(), Some(Out::Data));
+        assert_eq!(o.pop(), Some(Out::HelloAck(1)));
+        assert!(o.push(Out::HelloAck(1)), "taken, so it may be queued again");
+        for _ in 0..10_000 {
+            o.push(Out::Heartbeat);
+        }
+        assert_eq!(o.len(), 256 + 8);
+        assert!(o.overflow > 0);
+        o.clear();
+        assert!(o.is_empty());
+        assert!(o.push(Out::Nack(2)));
+    }
+}

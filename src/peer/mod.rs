@@ -8,6 +8,8 @@ pub mod logcmd;
 pub mod machine;
 pub mod netem;
 pub mod order;
+#[cfg(test)]
+mod order_tests;
 pub mod outbox;
 pub mod repair;
 pub mod sim;

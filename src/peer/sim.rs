@@ -21,6 +21,8 @@ pub struct Link {
     pub jitter: Duration,
     /// Probability a datagram is dropped.
     pub loss: f64,
+    /// Probability a datagram arrives twice (the copy with its own jitter).
+    pub dup: f64,
 }
 
 impl Default for Link {
@@ -29,6 +31,7 @@ impl Default for Link {
             latency: Duration::from_micros(100),
             jitter: Duration::ZERO,
             loss: 0.0,
+            dup: 0.0,
         }
     }
 }
@@ -123,14 +126,22 @@ impl Sim {
                             continue;
                         }
                     }
-                    let jitter = if self.link.jitter.is_zero() {
-                        Duration::ZERO
+                    let copies = if self.rng.gen_bool(self.link.dup) {
+                        2
                     } else {
-                        self.rng.gen_range(Duration::ZERO..=self.link.jitter)
+                        1
                     };
-                    self.order += 1;
-                    let due = self.now.at + self.link.latency + jitter;
-                    self.inbound.push(Reverse((due, self.order, to, bytes)));
+                    for _ in 0..copies {
+                        let jitter = if self.link.jitter.is_zero() {
+                            Duration::ZERO
+                        } else {
+                            self.rng.gen_range(Duration::ZERO..=self.link.jitter)
+                        };
+                        self.order += 1;
+                        let due = self.now.at + self.link.latency + jitter;
+                        self.inbound
+                            .push(Reverse((due, self.order, to, bytes.clone())));
+                    }
                 }
             }
         }

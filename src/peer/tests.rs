@@ -199,7 +199,7 @@ fn jitter_reorders_but_loses_nothing() {
     let link = Link {
         latency: Duration::from_millis(1),
         jitter: Duration::from_millis(30),
-        loss: 0.0,
+        ..Link::default()
     };
     let mut sim = Sim::new(4, link, 11, cfg(4, 30));
     assert!(sim.run(1_000_000));

@@ -40,6 +40,11 @@ pub mod exit {
     pub const HANDSHAKE: u8 = 2;
     /// The run finished and the log is on disk, but the upload failed (retry with `mpcomm upload`).
     pub const UPLOAD: u8 = 3;
+    /// A peer asked for another `--order` or `--repair` in the handshake: refused.
+    pub const MODE_MISMATCH: u8 = 4;
+    /// The run ended without its guarantee (the sequencer fell silent); the log is written
+    /// and uploaded all the same.
+    pub const ORDER_FAILED: u8 = 5;
     /// Interrupted by SIGINT/SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -51,7 +56,11 @@ pub struct Summary {
     pub id: u16,
     pub peers: u16,
     pub transport: Transport,
+    pub order: crate::wire::Order,
+    pub repair: crate::wire::Repair,
     pub ok: bool,
+    /// Why the run could not keep its guarantee, if it could not.
+    pub failure: Option<String>,
     pub sent: u32,
     pub deliveries: usize,
     pub incomplete_senders: Vec<u16>,
@@ -59,6 +68,7 @@ pub struct Summary {
     pub malformed: u64,
     pub foreign: u64,
     pub send_errors: u64,
+    pub cost: crate::wire::log::Cost,
     pub setup_ms: Option<f64>,
     pub duration_ms: Option<f64>,
     pub kernel_stamps: bool,
@@ -114,7 +124,13 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         id: plan.id,
         peers: plan.config.peers,
         transport: plan.transport,
-        ok: machine.phase() == Phase::Done,
+        order: plan.config.order,
+        repair: plan.config.repair,
+        ok: machine.phase() == Phase::Done && machine.failure() == 0,
+        failure: (machine.failure() == log::FAILURE_SEQUENCER_LOST).then(|| {
+            "the sequencer (peer 0) fell silent: messages waiting for their order were not delivered"
+                .to_string()
+        }),
         sent: counters.data_sent,
         deliveries: machine.records().len(),
         incomplete_senders: if machine.phase() == Phase::Done {
@@ -130,6 +146,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         malformed: counters.malformed_total(),
         foreign: counters.foreign,
         send_errors: driver.send_errors,
+        cost: machine.cost(),
         setup_ms: machine.setup_time().map(ms),
         duration_ms: machine.duration().map(ms),
         kernel_stamps,
@@ -139,6 +156,13 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let code = if interrupted {
         eprintln!("mpcomm peer: interrupted; no log written");
         ExitCode::from(exit::INTERRUPTED)
+    } else if let Some(refusal) = machine.refused() {
+        eprintln!(
+            "mpcomm peer: refused in the handshake: {} ({})",
+            refusal.describe(&plan.config),
+            plan.peers[usize::from(refusal.peer)]
+        );
+        ExitCode::from(exit::MODE_MISMATCH)
     } else if machine.phase() == Phase::Failed {
         eprintln!(
             "mpcomm peer: handshake timed out after {}: no HELLO or no acknowledgement from peer(s) {} ({}). \
@@ -215,15 +239,35 @@ fn finish_run(
         summary.setup_ms.unwrap_or(0.0),
         path.display()
     );
+    let cost = machine.cost();
+    if plan.config.order != crate::wire::Order::None || cost.nacks_sent > 0 {
+        eprintln!(
+            "mpcomm peer: --order {} --repair {}: {} NACKs sent, {} DATA retransmitted, {} given up, {} control datagrams",
+            plan.config.order,
+            plan.config.repair,
+            cost.nacks_sent,
+            cost.retransmissions,
+            cost.given_up,
+            cost.control_datagrams
+        );
+    }
+    if let Some(why) = &summary.failure {
+        eprintln!("mpcomm peer: ordering failed: {why}");
+    }
+    let done = if summary.failure.is_some() {
+        ExitCode::from(exit::ORDER_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    };
     let Some(comparator) = &plan.comparator else {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(done);
     };
     let bytes = std::fs::read(&path)?;
     match upload::upload(comparator, &bytes, plan.upload_attempts) {
         Ok(msg) => {
             summary.uploaded = Some(true);
             eprintln!("mpcomm peer: uploaded to {comparator}: {msg}");
-            Ok(ExitCode::SUCCESS)
+            Ok(done)
         }
         Err(e) => {
             summary.uploaded = Some(false);

@@ -118,9 +118,55 @@ fn csv_dumps_reproduce_out_of_order_rounds_in_an_independent_script() {
     assert!(recomputed > 0, "gcp8 emulation produces disorder");
 }
 
+/// `--order all` runs every mode, each peer gets the mode (and the mode's
+/// default repair) on its command line, and a summary line follows the per-run lines.
+#[test]
+fn lab_order_all_passes_each_mode_to_the_peers_and_ends_with_a_summary() {
+    use mpcomm::wire::{log::LogView, Order};
+    let logs = TempDir::new("order");
+    let lines = lab_json(
+        &[
+            "--peers",
+            "2",
+            "--msgs",
+            "5",
+            "--transport",
+            "fanout",
+            "--order",
+            "all",
+        ],
+        &logs,
+    );
+    assert_eq!(lines.len(), Order::ALL.len() + 1, "{lines:?}");
+    let (summary, reports) = lines.split_last().unwrap();
+    // Each run's logs say which mode its peers ran (read from the log header).
+    let mut modes = Vec::new();
+    for r in reports {
+        let tag = format!("{:016x}", r["run_id"].as_u64().unwrap());
+        let mut headers = std::fs::read_dir(logs.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(&tag))
+            .map(|p| LogView::parse(&std::fs::read(p).unwrap()).unwrap().header);
+        let h = headers.next().expect("a log of the run");
+        assert!(headers.all(|o| (o.order, o.repair) == (h.order, h.repair)));
+        assert_eq!(h.repair, h.order.default_repair(), "{:?}", h.order);
+        modes.push(h.order);
+    }
+    assert_eq!(modes, Order::ALL);
+    let rows = summary["summary"].as_array().expect("a summary line");
+    let names: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r["order"].as_str().unwrap(), r["repair"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names[..2], [("none", "off"), ("fifo", "nack")]);
+    assert_eq!(names.len(), Order::ALL.len());
+    assert!(rows.iter().all(|r| r["rounds"] == 10.0 && r["runs"] == 1));
+}
+
 #[test]
 fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["lab", "--peers", "0"], "--peers must be 1..=64"),
         (&["lab", "--wan", "nosuchprofile"], "nosuchprofile"),
         (&["lab", "--time-scale", "0"], "time scale"),
@@ -132,6 +178,22 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
         (
             &["peer", "--peers", "127.0.0.1:1", "--size", "10"],
             "--size 10 is out of range",
+        ),
+        (
+            &["lab", "--order", "total"],
+            "invalid value 'total' for '--order",
+        ),
+        (
+            &["lab", "--repair", "maybe"],
+            "invalid value 'maybe' for '--repair",
+        ),
+        (
+            &["peer", "--peers", "127.0.0.1:1", "--order", "fifoo"],
+            "[possible values: none, fifo, causal, sequencer, lamport]",
+        ),
+        (
+            &["peer", "--peers", "127.0.0.1:1", "--repair", "yes"],
+            "[possible values: nack, off]",
         ),
     ];
     for (args, want) in cases {

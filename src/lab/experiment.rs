@@ -13,7 +13,8 @@ use super::children::{Group, PidList};
 use super::hosts::Hosts;
 use super::LabArgs;
 use crate::compare::Report;
-use crate::wire::Transport;
+use crate::peer::args::PeerCommand;
+use crate::wire::{Order, Repair, Transport};
 
 /// One configuration to run once.
 #[derive(Debug, Clone)]
@@ -21,6 +22,9 @@ pub struct Experiment {
     pub peers: u16,
     pub msgs: u32,
     pub transport: Transport,
+    pub order: Order,
+    /// Resolved: the mode's default when `--repair` was not given.
+    pub repair: Repair,
     pub interval: (Duration, Duration),
     pub size: usize,
     pub seed: u64,
@@ -50,21 +54,26 @@ pub fn plan(args: &LabArgs, base_seed: u64) -> Vec<Experiment> {
     let mut out = Vec::new();
     for &(peers, msgs) in &sizes {
         for k in 0..runs {
-            for transport in args.transport.list() {
-                out.push(Experiment {
-                    peers,
-                    msgs,
-                    transport,
-                    interval: args.interval,
-                    size: args.size,
-                    // The same seed for both transports of a sample: same schedule, other path.
-                    seed: base_seed.wrapping_add(u64::from(k)),
-                    wan: args.wan.clone(),
-                    wan_loss: args.wan_loss,
-                    time_scale: args.time_scale,
-                    drain: args.drain,
-                    handshake_timeout: args.handshake_timeout,
-                });
+            for order in args.order.list() {
+                for transport in args.transport.list() {
+                    out.push(Experiment {
+                        peers,
+                        msgs,
+                        transport,
+                        order,
+                        repair: args.repair.unwrap_or(order.default_repair()),
+                        interval: args.interval,
+                        size: args.size,
+                        // The same seed for every mode and transport of a sample: the same
+                        // schedule, another path or another protocol.
+                        seed: base_seed.wrapping_add(u64::from(k)),
+                        wan: args.wan.clone(),
+                        wan_loss: args.wan_loss,
+                        time_scale: args.time_scale,
+                        drain: args.drain,
+                        handshake_timeout: args.handshake_timeout,
+                    });
+                }
             }
         }
     }
@@ -91,66 +100,44 @@ impl Experiment {
         self.handshake_timeout + sending + wan + self.drain * 2 + Duration::from_secs(20)
     }
 
-    fn peer_args(
+    fn peer_command(
         &self,
         id: u16,
         run_id: u64,
         peers: &[SocketAddr],
         group: SocketAddr,
         ctx: &Context,
-    ) -> Vec<String> {
-        let list = peers
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut a: Vec<String> = vec![
-            "peer".into(),
-            "--peers".into(),
-            list,
-            "--id".into(),
-            id.to_string(),
-            "--msgs".into(),
-            self.msgs.to_string(),
-            "--transport".into(),
-            self.transport.to_string(),
-            "--group".into(),
-            group.to_string(),
-            "--interval".into(),
-            format!(
-                "{}us..{}us",
-                self.interval.0.as_micros(),
-                self.interval.1.as_micros()
-            ),
-            "--size".into(),
-            self.size.to_string(),
-            "--seed".into(),
-            self.seed.to_string(),
-            "--run-id".into(),
-            run_id.to_string(),
-            "--handshake-timeout".into(),
-            format!("{}us", self.handshake_timeout.as_micros()),
-            "--drain".into(),
-            format!("{}us", self.drain.as_micros()),
-            "--log-dir".into(),
-            ctx.log_dir.display().to_string(),
-            "--comparator".into(),
-            ctx.comparator.to_string(),
-            "--time-scale".into(),
-            self.time_scale.to_string(),
-        ];
-        if let Some(iface) = ctx.hosts.iface(usize::from(id)) {
-            a.extend(["--iface".into(), iface.to_string()]);
+    ) -> PeerCommand {
+        PeerCommand {
+            peers: peers.to_vec(),
+            id,
+            msgs: self.msgs,
+            transport: self.transport,
+            order: self.order,
+            repair: self.repair,
+            group: Some(group),
+            iface: ctx.hosts.iface(usize::from(id)).map(|i| i.to_string()),
+            interval: self.interval,
+            size: Some(self.size),
+            seed: self.seed,
+            run_id,
+            handshake_timeout: Some(self.handshake_timeout),
+            drain: Some(self.drain),
+            log_dir: ctx.log_dir.clone(),
+            comparator: ctx.comparator,
+            time_scale: Some(self.time_scale),
+            wan: self.wan.clone(),
+            wan_loss: Some(self.wan_loss),
+            zones: Vec::new(),
         }
-        if let Some(w) = &self.wan {
-            a.extend([
-                "--wan".into(),
-                w.clone(),
-                "--wan-loss".into(),
-                self.wan_loss.to_string(),
-            ]);
-        }
-        a
+    }
+
+    /// How progress lines and failures name this run.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {}+{} N={} M={}",
+            self.transport, self.order, self.repair, self.peers, self.msgs
+        )
     }
 }
 
@@ -170,7 +157,7 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
             bail!("interrupted");
         }
         let mut cmd = ctx.hosts.command(usize::from(id), &ctx.exe);
-        cmd.args(exp.peer_args(id, run_id, &peers, group, ctx));
+        cmd.args(exp.peer_command(id, run_id, &peers, group, ctx).args());
         group_of
             .spawn(cmd, ctx.verbose)
             .context("cannot start a peer process")?;
@@ -225,5 +212,51 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
             }
             Err(RecvTimeoutError::Disconnected) => bail!("the comparator stopped"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Lab {
+        #[command(flatten)]
+        args: LabArgs,
+    }
+
+    fn planned(extra: &[&str]) -> Vec<Experiment> {
+        use clap::Parser;
+        let args = Lab::try_parse_from(["lab"].iter().chain(extra))
+            .unwrap()
+            .args;
+        plan(&args, 100)
+    }
+
+    #[test]
+    fn order_all_runs_every_mode_and_transport_on_the_same_seeds() {
+        let e = planned(&["--order", "all", "--runs", "2"]);
+        assert_eq!(e.len(), 2 * Order::ALL.len() * 2);
+        for (i, x) in e.iter().enumerate() {
+            let (k, rest) = (i / 10, i % 10);
+            assert_eq!(x.seed, 100 + k as u64);
+            assert_eq!(x.order, Order::ALL[rest / 2]);
+            assert_eq!(
+                x.transport,
+                [Transport::Fanout, Transport::Multicast][rest % 2]
+            );
+            assert_eq!(x.repair, x.order.default_repair());
+        }
+        let e = planned(&[
+            "--order",
+            "sequencer",
+            "--repair",
+            "off",
+            "--transport",
+            "fanout",
+        ]);
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].order, e[0].repair), (Order::Sequencer, Repair::Off));
+        assert_eq!(planned(&[])[0].order, Order::None);
     }
 }

@@ -6,6 +6,7 @@ mod children;
 mod experiment;
 mod hosts;
 mod progress;
+mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ pub use experiment::{Experiment, Outcome};
 
 use crate::compare::{Report, Server, ServerConfig};
 use crate::util::duration;
-use crate::wire::Transport;
+use crate::wire::{Order, Repair, Transport};
 
 const EXAMPLES: &str = "Examples:
   mpcomm lab                                # 8 peers x 100 messages, fanout and multicast
@@ -47,6 +48,12 @@ pub struct LabArgs {
     /// fanout, multicast, or both (one run each).
     #[arg(long, default_value = "both")]
     pub transport: TransportChoice,
+    /// Delivery order of every peer, or all (each mode on the same seeds, then a table).
+    #[arg(long, value_enum, default_value = "none")]
+    pub order: OrderChoice,
+    /// Gap repair of every peer (default: off with --order none, nack for the other modes).
+    #[arg(long, value_enum)]
+    pub repair: Option<Repair>,
     /// Gap between a peer's messages, uniform in MIN..MAX ms; 0 = back to back.
     #[arg(long, default_value = "10..100", value_parser = duration::parse_range_ms)]
     pub interval: (Duration, Duration),
@@ -119,6 +126,46 @@ impl std::str::FromStr for TransportChoice {
             s.parse()
                 .map(TransportChoice::One)
                 .map_err(|e| format!("{e}, or both"))
+        }
+    }
+}
+
+/// One mode, or every mode in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderChoice {
+    One(Order),
+    All,
+}
+
+static ORDER_CHOICES: [OrderChoice; 6] = [
+    OrderChoice::One(Order::None),
+    OrderChoice::One(Order::Fifo),
+    OrderChoice::One(Order::Causal),
+    OrderChoice::One(Order::Sequencer),
+    OrderChoice::One(Order::Lamport),
+    OrderChoice::All,
+];
+
+impl clap::ValueEnum for OrderChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &ORDER_CHOICES
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            OrderChoice::One(o) => o.to_possible_value(),
+            OrderChoice::All => Some(
+                clap::builder::PossibleValue::new("all")
+                    .help("every mode above in turn, on the same seeds, then one table"),
+            ),
+        }
+    }
+}
+
+impl OrderChoice {
+    pub fn list(self) -> Vec<Order> {
+        match self {
+            OrderChoice::One(o) => vec![o],
+            OrderChoice::All => Order::ALL.to_vec(),
         }
     }
 }
@@ -243,6 +290,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     // Resolved once: a binary replaced during a long grid would otherwise read "(deleted)".
     let exe = std::env::current_exe().context("cannot find the mpcomm binary")?;
     let mut all = Vec::new();
+    // The same reports as JSON values, for the mode table.
+    let mut values = Vec::new();
+    let modes = args.order == OrderChoice::All
+        || experiments.iter().any(|e| e.order != experiments[0].order);
     let mut failures = 0;
     let mut progress = progress::Progress::new(&experiments);
     for (k, exp) in experiments.iter().enumerate() {
@@ -265,10 +316,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                 progress.ran(
                     k,
                     &format!(
-                        "{} N={} M={}: {} of {} rounds out of order, {} lost, setup {:.1} ms",
-                        exp.transport,
-                        exp.peers,
-                        exp.msgs,
+                        "{}: {} of {} rounds out of order, {} lost, setup {:.1} ms",
+                        exp.label(),
                         report.out_of_order_rounds,
                         report.rounds,
                         report.lost,
@@ -284,16 +333,15 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                     report.write_human(&mut out)?;
                     writeln!(out)?;
                 }
+                values.push(asked(serde_json::to_value(&report)?, exp));
                 all.push(report);
             }
             Err(e) => {
                 failures += 1;
                 progress.note(&format!(
-                    "run {}/{total} ({} N={} M={}) failed: {e:#}",
+                    "run {}/{total} ({}) failed: {e:#}",
                     k + 1,
-                    exp.transport,
-                    exp.peers,
-                    exp.msgs
+                    exp.label()
                 ));
                 progress.ran(k, "failed");
             }
@@ -305,7 +353,17 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r.context("comparator failed")?,
         Err(_) => anyhow::bail!("comparator thread panicked"),
     }
-    if !args.json && (all.len() > 1) {
+    if modes && !values.is_empty() {
+        let rows = table::rows(&values);
+        let mut out = stdout.lock();
+        if args.json {
+            writeln!(out, "{}", table::summary_json(&rows))?;
+        } else {
+            writeln!(out)?;
+            table::write_human(&rows, &mut out)?;
+        }
+    } else if !args.json && (all.len() > 1) {
+        // One mode: the study's table (it does not tell modes apart, so not with several).
         let mut out = stdout.lock();
         crate::compare::aggregate::write_table(&all, &mut out)?;
     }
@@ -322,6 +380,22 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A report's JSON with the mode the lab asked for where the report does not say (reports from
+/// a comparator that does not read the mode from the logs yet).
+fn asked(mut v: serde_json::Value, exp: &Experiment) -> serde_json::Value {
+    let fill = [
+        ("order", exp.order.as_str()),
+        ("repair", exp.repair.as_str()),
+        ("transport", exp.transport.as_str()),
+    ];
+    for (key, value) in fill {
+        if v.get(key).map_or(true, serde_json::Value::is_null) {
+            v[key] = value.into();
+        }
+    }
+    v
 }
 
 /// A temporary directory removed on drop.

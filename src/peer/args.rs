@@ -1,16 +1,18 @@
 //! The peer's command line, and the checked plan built from it.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use clap::builder::PossibleValue;
 
 use super::machine::Config;
 use super::socket::Membership;
 use super::wan_delay::WanPlan;
 use crate::util::duration;
-use crate::wire::{packet, Transport};
+use crate::wire::{packet, Order, Repair, Transport};
 
 /// The default multicast group and port: administratively scoped (239/8, RFC 2365).
 pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
@@ -18,8 +20,8 @@ pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
 /// Run one peer. Every host runs one; all are started with the same --peers list.
 ///
 /// The peer joins the others in a handshake (HELLO, retransmitted until every peer answered),
-/// sends --msgs messages at random gaps, logs every message it receives in arrival order,
-/// writes the log to --log-dir and uploads it to --comparator.
+/// sends --msgs messages at random gaps, delivers them in the --order mode (repairing gaps with
+/// --repair), logs every delivery, writes the log to --log-dir and uploads it to --comparator.
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "Example, the same on each of three hosts:
   mpcomm peer --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570 --msgs 100 \\
@@ -39,6 +41,15 @@ pub struct PeerArgs {
     /// fanout: one unicast datagram per peer; multicast: one datagram to --group.
     #[arg(long, default_value = "fanout")]
     pub transport: Transport,
+    /// Delivery order; every peer of a run must use the same (checked in the handshake).
+    #[arg(long, value_enum, default_value_t = Order::None)]
+    pub order: Order,
+    /// Gap repair. Default: off with --order none (the original experiment), nack otherwise.
+    ///
+    /// An ordering mode holds back every message behind a missing one, so without repair one
+    /// lost datagram stalls the rest of a sender's messages (or, in a total order, everyone's).
+    #[arg(long, value_enum)]
+    pub repair: Option<Repair>,
     /// Multicast group and port (with --transport multicast): IPv4 (239.x.y.z:PORT) or IPv6
     /// ([ff12::7777]:PORT).
     #[arg(long, default_value = DEFAULT_GROUP)]
@@ -204,6 +215,9 @@ impl PeerArgs {
         };
         config.handshake_timeout = self.handshake_timeout;
         config.drain = self.drain;
+        config.order = self.order;
+        config.repair = self.repair.unwrap_or(self.order.default_repair());
+        config.transport = self.transport;
         Ok(Plan {
             id,
             peers,
@@ -218,6 +232,121 @@ impl PeerArgs {
             wan,
             json: self.json,
         })
+    }
+}
+
+// The one-line help of each mode lives here, next to the flag, so `peer`, `lab` and `c2 run`
+// explain the modes in the same words.
+impl clap::ValueEnum for Order {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Order::ALL
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            Order::None => "deliver on arrival: the original experiment, which shows the problem",
+            Order::Fifo => "each sender's messages in the order it sent them (per-sender sequence)",
+            Order::Causal => "after every message that causally precedes it (vector clocks)",
+            Order::Sequencer => "one total order for all, fixed by peer 0 (the sequencer)",
+            Order::Lamport => "one total order for all by (Lamport time, sender), no coordinator",
+        };
+        Some(PossibleValue::new(self.as_str()).help(help))
+    }
+}
+
+impl clap::ValueEnum for Repair {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Repair::Nack, Repair::Off]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Repair::Nack => PossibleValue::new("nack").help(
+                "a receiver that sees a gap asks the sender (NACK), which retransmits what it kept",
+            ),
+            Repair::Off => PossibleValue::new("off")
+                .alias("none")
+                .help("no retransmission: a lost message stays lost (the comparator counts it)"),
+        })
+    }
+}
+
+/// A peer's command line, written in one place for `mpcomm lab` and the C2 agent (two
+/// hand-written copies had drifted apart). `None` leaves a flag to the peer's default.
+#[derive(Debug, Clone)]
+pub struct PeerCommand {
+    pub peers: Vec<SocketAddr>,
+    pub id: u16,
+    pub msgs: u32,
+    pub transport: Transport,
+    pub order: Order,
+    pub repair: Repair,
+    pub group: Option<SocketAddr>,
+    pub iface: Option<String>,
+    pub interval: (Duration, Duration),
+    pub size: Option<usize>,
+    pub seed: u64,
+    pub run_id: u64,
+    pub handshake_timeout: Option<Duration>,
+    pub drain: Option<Duration>,
+    pub log_dir: PathBuf,
+    pub comparator: SocketAddr,
+    pub time_scale: Option<f64>,
+    /// Emulated WAN profile, its extra loss, and one zone per peer (empty: round-robin).
+    pub wan: Option<String>,
+    pub wan_loss: Option<f64>,
+    pub zones: Vec<String>,
+}
+
+impl PeerCommand {
+    /// `peer --peers … --id …`: one argument per value, no shell in between.
+    pub fn args(&self) -> Vec<OsString> {
+        let us = |d: Duration| format!("{}us", d.as_micros());
+        let mut a: Vec<OsString> = vec!["peer".into()];
+        let mut push = |k: &str, v: OsString| {
+            a.push(k.into());
+            a.push(v);
+        };
+        let peers: Vec<String> = self.peers.iter().map(ToString::to_string).collect();
+        push("--peers", peers.join(",").into());
+        push("--id", self.id.to_string().into());
+        push("--msgs", self.msgs.to_string().into());
+        push("--transport", self.transport.as_str().into());
+        // The repair is always explicit: a log read later need not know the defaults.
+        push("--order", self.order.as_str().into());
+        push("--repair", self.repair.as_str().into());
+        if let Some(g) = self.group {
+            push("--group", g.to_string().into());
+        }
+        if let Some(i) = &self.iface {
+            push("--iface", i.into());
+        }
+        let (lo, hi) = self.interval;
+        push("--interval", format!("{}..{}", us(lo), us(hi)).into());
+        if let Some(size) = self.size {
+            push("--size", size.to_string().into());
+        }
+        push("--seed", self.seed.to_string().into());
+        push("--run-id", self.run_id.to_string().into());
+        if let Some(d) = self.handshake_timeout {
+            push("--handshake-timeout", us(d).into());
+        }
+        if let Some(d) = self.drain {
+            push("--drain", us(d).into());
+        }
+        push("--log-dir", self.log_dir.clone().into());
+        push("--comparator", self.comparator.to_string().into());
+        if let Some(t) = self.time_scale {
+            push("--time-scale", t.to_string().into());
+        }
+        if let Some(w) = &self.wan {
+            push("--wan", w.into());
+            if let Some(l) = self.wan_loss {
+                push("--wan-loss", l.to_string().into());
+            }
+            if !self.zones.is_empty() {
+                push("--zones", self.zones.join(",").into());
+            }
+        }
+        a
     }
 }
 
@@ -378,6 +507,124 @@ mod tests {
                 .contains("2 of the --peers addresses are on this host"),
             "{many}"
         );
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Peer {
+        #[command(flatten)]
+        args: PeerArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<PeerArgs, clap::Error> {
+        use clap::Parser;
+        let base = [
+            "peer",
+            "--peers",
+            "127.0.0.1:4570,127.0.0.2:4570",
+            "--id",
+            "1",
+        ];
+        Peer::try_parse_from(base.iter().chain(extra)).map(|p| p.args)
+    }
+
+    #[test]
+    fn order_defaults_to_none_and_repair_to_the_mode_default() {
+        let cases: [(&[&str], Order, Repair); 6] = [
+            (&[], Order::None, Repair::Off),
+            (&["--order", "fifo"], Order::Fifo, Repair::Nack),
+            (&["--order", "causal"], Order::Causal, Repair::Nack),
+            (&["--order", "sequencer"], Order::Sequencer, Repair::Nack),
+            (
+                &["--order", "lamport", "--repair", "off"],
+                Order::Lamport,
+                Repair::Off,
+            ),
+            (&["--repair", "nack"], Order::None, Repair::Nack),
+        ];
+        for (extra, order, repair) in cases {
+            let plan = parse(extra).unwrap().plan().unwrap();
+            assert_eq!(
+                (plan.config.order, plan.config.repair),
+                (order, repair),
+                "{extra:?}"
+            );
+        }
+        let plan = parse(&["--transport", "multicast"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(plan.config.transport, Transport::Multicast);
+    }
+
+    #[test]
+    fn bad_modes_are_clap_errors_that_list_the_choices() {
+        for (flag, bad) in [("--order", "total"), ("--repair", "maybe")] {
+            let e = parse(&[flag, bad]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains(bad) && text.contains("possible values"),
+                "{text}"
+            );
+        }
+    }
+
+    /// The builder's output parses back into the same values: lab and the agent cannot write a
+    /// command line the peer reads differently.
+    #[test]
+    fn peer_command_parses_back_to_what_it_says() {
+        let mut cmd = PeerCommand {
+            peers: addrs(&["127.0.0.1:4570", "[::1]:4571"]),
+            id: 1,
+            msgs: 7,
+            transport: Transport::Multicast,
+            order: Order::Causal,
+            repair: Repair::Off,
+            group: Some("239.1.2.3:4577".parse().unwrap()),
+            iface: Some("lo".into()),
+            interval: (Duration::from_micros(1500), Duration::from_millis(3)),
+            size: Some(64),
+            seed: 9,
+            run_id: 0x2a,
+            handshake_timeout: Some(Duration::from_secs(4)),
+            drain: Some(Duration::from_millis(300)),
+            log_dir: "/tmp/logs dir".into(),
+            comparator: "127.0.0.1:4568".parse().unwrap(),
+            time_scale: Some(0.05),
+            wan: Some("gcp8".into()),
+            wan_loss: Some(0.01),
+            zones: vec!["a".into(), "b".into()],
+        };
+        use clap::Parser;
+        let a = Peer::try_parse_from(cmd.args()).unwrap().args;
+        assert_eq!(a.peers, ["127.0.0.1:4570", "[::1]:4571"]);
+        assert_eq!(
+            (a.id, a.msgs, a.transport),
+            (Some(1), 7, Transport::Multicast)
+        );
+        assert_eq!((a.order, a.repair), (Order::Causal, Some(Repair::Off)));
+        assert_eq!(a.group, cmd.group.unwrap());
+        assert_eq!(a.iface.as_deref(), Some("lo"));
+        assert_eq!(a.interval, cmd.interval);
+        assert_eq!((a.size, a.seed, a.run_id), (64, Some(9), Some(0x2a)));
+        assert_eq!(
+            (a.handshake_timeout, a.drain),
+            (Duration::from_secs(4), Duration::from_millis(300))
+        );
+        assert_eq!(a.log_dir, cmd.log_dir);
+        assert_eq!(a.comparator.as_deref(), Some("127.0.0.1:4568"));
+        assert_eq!((a.time_scale, a.wan_loss), (0.05, 0.01));
+        assert_eq!(
+            (a.wan.as_deref(), a.zones),
+            (Some("gcp8"), vec!["a".into(), "b".into()])
+        );
+        // Left out, a flag keeps the peer's default.
+        (cmd.group, cmd.iface, cmd.size, cmd.wan) = (None, None, None, None);
+        (cmd.handshake_timeout, cmd.drain, cmd.time_scale) = (None, None, None);
+        let a = Peer::try_parse_from(cmd.args()).unwrap().args;
+        assert_eq!(a.group, DEFAULT_GROUP.parse().unwrap());
+        assert_eq!((a.size, a.time_scale), (packet::DATA_MIN_LEN, 1.0));
+        assert!(a.wan.is_none() && a.zones.is_empty() && a.iface.is_none());
     }
 
     #[test]

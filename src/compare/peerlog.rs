@@ -1,8 +1,9 @@
-//! One peer's delivery log, decoded into what the analysis needs and nothing more: a u32 message
-//! index per delivery (4 bytes instead of the record's 32) and a u16 latency code (the
-//! latency's HdrHistogram bucket at 3 significant digits). Histograms are built from the codes
-//! only when a run is analysed, so what a stored log costs is proportional to its deliveries
-//! (6 bytes each), whatever latencies it claims.
+//! One peer's delivery log, decoded into what the analysis needs and nothing more: per delivery
+//! a u32 message index in delivery order and one in arrival order, a u16 latency code and a u16
+//! ordering-delay code (HdrHistogram buckets at 3 significant digits), and the send and
+//! delivery times the causal analysis compares (28 bytes instead of the record's 48).
+//! Histograms are built from the codes only when a run is analysed, so what a stored log costs
+//! is proportional to its deliveries, whatever latencies it claims.
 
 use std::path::Path;
 
@@ -60,6 +61,17 @@ pub fn new_hist() -> Histogram<u64> {
     h
 }
 
+/// A histogram of `codes` ([`NEGATIVE`] left out), built now (about 270 KB at most).
+pub fn hist_of_codes(codes: &[u16]) -> Histogram<u64> {
+    let mut counts = vec![0u64; CODES];
+    for &c in codes {
+        if c != NEGATIVE {
+            counts[usize::from(c)] += 1;
+        }
+    }
+    hist_of_counts(&counts)
+}
+
 /// A histogram of codes counted in `counts` (index = code).
 fn hist_of_counts(counts: &[u64]) -> Histogram<u64> {
     let mut h = new_hist();
@@ -86,13 +98,7 @@ pub struct Latency {
 impl Latency {
     /// Every delivery's latency in one histogram (built now; about 270 KB at most).
     pub fn total(&self) -> Histogram<u64> {
-        let mut counts = vec![0u64; CODES];
-        for &c in &self.codes {
-            if c != NEGATIVE {
-                counts[usize::from(c)] += 1;
-            }
-        }
-        hist_of_counts(&counts)
+        hist_of_codes(&self.codes)
     }
 
     pub fn negative_total(&self) -> u64 {
@@ -107,10 +113,37 @@ pub struct PeerLog {
     /// Message index `sender × M + seq` of every delivery, in delivery order
     /// ([`NOT_EXPECTED`] when seq ≥ M).
     pub order: Vec<u32>,
+    /// The same message indices in ARRIVAL order: the records sorted by their arrival index
+    /// (ties by position), i.e. the order the network handed them to the ordering stage.
+    pub arrival_order: Vec<u32>,
     /// Deliveries of a sender's seq after a higher seq of the same sender (network reordering).
     pub fifo_violations: u64,
     /// Latency codes of every delivery (histograms are built from them when needed).
     pub latency: Latency,
+    /// [`latency_code`] of deliver_ns − arrive_ns per delivery (what ordering held it back;
+    /// a negative difference counts as 0).
+    pub delay_codes: Vec<u16>,
+    /// Sender's send_ns per delivery, in delivery order (for happened-before).
+    pub send_ns: Vec<u64>,
+    /// This receiver's deliver_ns per delivery, in delivery order.
+    pub deliver_ns: Vec<u64>,
+}
+
+/// Deliveries in `order` (message indices of N senders × M) of a sender's seq after a higher
+/// seq of the same sender; [`NOT_EXPECTED`] neither breaks nor sets a sender's order.
+pub fn fifo_violations(order: &[u32], n: u16, m: u32) -> u64 {
+    // Highest seq + 1 seen per sender (0 = none yet).
+    let mut next_seq = vec![0u32; usize::from(n)];
+    let mut violations = 0;
+    for &msg in order.iter().filter(|&&x| x != NOT_EXPECTED) {
+        let (sender, seq) = ((msg / m) as usize, msg % m);
+        if seq + 1 < next_seq[sender] {
+            violations += 1;
+        } else {
+            next_seq[sender] = next_seq[sender].max(seq + 1);
+        }
+    }
+    violations
 }
 
 impl PeerLog {
@@ -129,12 +162,12 @@ impl PeerLog {
             codes: Vec::with_capacity(view.len()),
             ..Latency::default()
         };
-        // Highest seq + 1 seen per sender (0 = none yet), for FIFO violations.
-        let mut next_seq = vec![0u64; usize::from(header.peers)];
-        let mut fifo_violations = 0;
-        for r in view.records() {
-            let s = usize::from(r.sender);
-            let seq = u64::from(r.seq);
+        let mut delay_codes = Vec::with_capacity(view.len());
+        let mut send_ns = Vec::with_capacity(view.len());
+        let mut deliver_ns = Vec::with_capacity(view.len());
+        // (arrival index << 32 | position): sorted, the arrival order (ties by position).
+        let mut by_arrival: Vec<u64> = Vec::with_capacity(view.len());
+        for (pos, r) in view.records().enumerate() {
             latency
                 .codes
                 .push(match r.deliver_ns.checked_sub(r.send_ns) {
@@ -144,24 +177,32 @@ impl PeerLog {
                         NEGATIVE
                     }
                 });
+            delay_codes.push(latency_code(r.deliver_ns.saturating_sub(r.arrive_ns)));
+            send_ns.push(r.send_ns);
+            deliver_ns.push(r.deliver_ns);
+            by_arrival.push((u64::from(r.arrival) << 32) | pos as u64);
+            let seq = u64::from(r.seq);
             if seq >= m {
-                // No expected message: it neither breaks nor sets the sender's FIFO order.
                 order.push(NOT_EXPECTED);
                 latency.unexpected_senders.push(r.sender);
-                continue;
-            }
-            order.push((s as u64 * m + seq) as u32);
-            if seq + 1 < next_seq[s] {
-                fifo_violations += 1;
             } else {
-                next_seq[s] = next_seq[s].max(seq + 1);
+                order.push((u64::from(r.sender) * m + seq) as u32);
             }
         }
+        by_arrival.sort_unstable();
+        let arrival_order = by_arrival
+            .iter()
+            .map(|&x| order[(x & 0xffff_ffff) as usize])
+            .collect();
         Ok(PeerLog {
+            fifo_violations: fifo_violations(&order, header.peers, header.msgs),
             header,
             order,
-            fifo_violations,
+            arrival_order,
             latency,
+            delay_codes,
+            send_ns,
+            deliver_ns,
         })
     }
 
@@ -179,8 +220,9 @@ impl PeerLog {
     /// Heap bytes this log holds (what a stored upload costs the service).
     pub fn heap_bytes(&self) -> usize {
         std::mem::size_of::<PeerLog>()
-            + self.order.capacity() * 4
-            + self.latency.codes.capacity() * 2
+            + (self.order.capacity() + self.arrival_order.capacity()) * 4
+            + (self.latency.codes.capacity() + self.delay_codes.capacity()) * 2
+            + (self.send_ns.capacity() + self.deliver_ns.capacity()) * 8
             + self.latency.unexpected_senders.capacity() * 2
             + self.header.zone.capacity()
             + self.header.wan.capacity()
@@ -287,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn extreme_latencies_cost_six_bytes_a_delivery() {
+    fn extreme_latencies_cost_28_bytes_a_delivery() {
         // 64 senders, latencies of 1 ns and an hour: histograms would be ~270 KB each.
         let recs: Vec<(u16, u32, u64)> = (0..128u32)
             .map(|i| {
@@ -299,7 +341,7 @@ mod tests {
             })
             .collect();
         let l = PeerLog::from_bytes(&log(64, 2, &recs)).unwrap();
-        assert!(l.heap_bytes() < 2048, "{}", l.heap_bytes());
+        assert!(l.heap_bytes() < 128 * 28 + 512, "{}", l.heap_bytes());
         let total = l.latency.total();
         assert_eq!(total.len(), 128);
         assert!(total.equivalent(total.max(), MAX_LATENCY_NS));

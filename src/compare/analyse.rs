@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use super::causal;
 use super::kendall::{self, RankIndex};
 use super::peerlog::{
-    fifo_violations, hist_of_codes, new_hist, PeerLog, MAX_PAIR_HIST_PEERS, NOT_EXPECTED, NS_PER_MS,
+    fifo_violations, new_hist, PeerLog, MAX_PAIR_HIST_PEERS, NOT_EXPECTED, NS_PER_MS,
 };
 use super::report::*;
 use crate::wire::log::FAILURE_SEQUENCER_LOST;
@@ -365,7 +365,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     let mut delay = new_hist();
     for l in &present {
         delay
-            .add(&hist_of_codes(&l.delay_codes))
+            .add(&l.ordering_delay())
             .expect("auto-resizing histograms add");
     }
     r.ordering_delay_us = delay_summary(&delay);
@@ -376,14 +376,14 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .collect();
     let arrival_orders: Vec<Option<&[u32]>> = by_peer
         .iter()
-        .map(|l| l.map(|l| l.arrival_order.as_slice()))
+        .map(|l| l.map(|l| l.arrival_order()))
         .collect();
     (r.out_of_order_rounds, r.first_divergence) = positional(&delivery_orders, r.rounds);
     (r.arrival.out_of_order_rounds, r.arrival.first_divergence) =
         positional(&arrival_orders, r.rounds);
     r.arrival.fifo_violations = present
         .iter()
-        .map(|l| fifo_violations(&l.arrival_order, n, m))
+        .map(|l| fifo_violations(l.arrival_order(), n, m))
         .sum();
 
     // Loss, duplicates and the per-peer order indexes.
@@ -449,7 +449,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         // The same distances on the arrival order (only one order's indexes live at a time).
         let arrival: Vec<RankIndex> = ids
             .iter()
-            .map(|&p| peer_stats(&by_peer[p].expect("present").arrival_order, n, m).index)
+            .map(|&p| peer_stats(by_peer[p].expect("present").arrival_order(), n, m).index)
             .collect();
         let arrival_refs: Vec<&RankIndex> = arrival.iter().collect();
         let arrival_dist: Vec<f64> = distances(&arrival_refs, &pairs, threads)

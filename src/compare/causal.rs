@@ -7,10 +7,11 @@
 //! when, for some p, the prefix of p's messages r had delivered so far (contiguous from seq 0)
 //! is shorter than VC(x)[p]. Messages with seq ≥ M are ignored.
 //!
-//! send_ns(x) is taken from x's first record in its sender's own log, else in the log of the
-//! lowest-numbered peer that delivered it (records of one message should agree; a forged log's
-//! need not). Only logged messages get a clock: one nobody delivered precedes others only
-//! through its sender's later messages, which the same-sender prefix already covers.
+//! send_ns(q, j) is compared with q's deliveries only (one clock), so it is taken from the first
+//! record of (q, j) in q's own log; a message its sender did not log has no delivery
+//! predecessors of its own (only the sender's earlier messages and theirs). Only logged
+//! messages get a clock: one nobody delivered precedes others only through its sender's later
+//! messages, which the same-sender prefix already covers.
 
 use std::fmt;
 
@@ -60,49 +61,34 @@ pub fn violations(
     violations_capped(by_peer, first, m, MAX_CAUSAL_CELLS, MAX_CAUSAL_WORK)
 }
 
-/// The logged messages, sorted, with their send_ns, and the senders among them.
+/// The logged messages, sorted, and the senders among them.
 struct Messages {
     msg: Vec<u32>,
-    send_ns: Vec<u64>,
     /// Distinct senders, sorted; `start[d]..start[d + 1]` are sender d's messages.
     senders: Vec<u16>,
     start: Vec<usize>,
 }
 
 impl Messages {
-    fn collect(by_peer: &[Option<&PeerLog>], first: &[Option<&RankIndex>], m: u32) -> Messages {
-        // (message, preference: 0 = the sender's own log, else receiver + 1, send_ns)
-        let mut all: Vec<(u32, u32, u64)> = Vec::new();
-        for (r, (log, ix)) in by_peer.iter().zip(first).enumerate() {
-            let (Some(log), Some(ix)) = (log, ix) else {
-                continue;
-            };
-            all.reserve(ix.by_msg.len());
-            for &x in &ix.by_msg {
-                let msg = (x >> 32) as u32;
-                let pref = if (msg / m) as usize == r {
-                    0
-                } else {
-                    r as u32 + 1
-                };
-                all.push((msg, pref, log.send_ns[(x & 0xffff_ffff) as usize]));
-            }
+    fn collect(first: &[Option<&RankIndex>], m: u32) -> Messages {
+        let mut msg: Vec<u32> = Vec::new();
+        for ix in first.iter().flatten() {
+            msg.extend(ix.by_msg.iter().map(|&x| (x >> 32) as u32));
         }
-        all.sort_unstable();
-        all.dedup_by_key(|e| e.0);
+        msg.sort_unstable();
+        msg.dedup();
         let mut senders: Vec<u16> = Vec::new();
         let mut start = Vec::new();
-        for (i, &(msg, _, _)) in all.iter().enumerate() {
-            let s = (msg / m) as u16;
+        for (i, &x) in msg.iter().enumerate() {
+            let s = (x / m) as u16;
             if senders.last() != Some(&s) {
                 senders.push(s);
                 start.push(i);
             }
         }
-        start.push(all.len());
+        start.push(msg.len());
         Messages {
-            msg: all.iter().map(|e| e.0).collect(),
-            send_ns: all.iter().map(|e| e.2).collect(),
+            msg,
             senders,
             start,
         }
@@ -139,7 +125,7 @@ pub fn violations_capped(
     if m == 0 || deliveries == 0 {
         return Ok(0);
     }
-    let ms = Messages::collect(by_peer, first, m);
+    let ms = Messages::collect(first, m);
     let dims = ms.senders.len();
     let (messages, senders) = (ms.msg.len() as u64, dims as u64);
     let cells = messages.saturating_mul(senders);
@@ -190,27 +176,19 @@ pub fn violations_capped(
 /// means a cycle, so at most (messages + deliveries + 1) rounds run.
 fn clocks(by_peer: &[Option<&PeerLog>], ms: &Messages, m: u32) -> Result<Vec<u32>, Skipped> {
     let dims = ms.senders.len();
-    // Per sender (as receiver): its deliveries of logged messages by deliver_ns.
-    let mut dels: Vec<(u64, u32)> = Vec::new();
-    let mut dels_start = Vec::with_capacity(dims + 1);
-    for &q in &ms.senders {
-        dels_start.push(dels.len());
-        let Some(Some(log)) = by_peer.get(usize::from(q)) else {
-            continue;
-        };
-        let begin = dels.len();
-        for (&msg, &t) in log.order.iter().zip(&log.deliver_ns) {
-            if msg != NOT_EXPECTED {
-                dels.push((t, ms.index(msg) as u32));
-            }
-        }
-        dels[begin..].sort_unstable();
-    }
-    dels_start.push(dels.len());
-
+    // Per sender, as a receiver: its log's deliveries in deliver_ns order (empty without a log).
+    let logs: Vec<Option<&PeerLog>> = ms
+        .senders
+        .iter()
+        .map(|&q| by_peer.get(usize::from(q)).copied().flatten())
+        .collect();
+    let by_time: Vec<&[u32]> = logs
+        .iter()
+        .map(|l| l.map_or(&[][..], |l| l.sends.by_time(&l.order)))
+        .collect();
     let mut vc = vec![0u32; ms.msg.len() * dims];
     let mut computed = vec![0usize; dims];
-    let mut cursor = dels_start[..dims].to_vec();
+    let mut cursor = vec![0usize; dims];
     let mut ready = vec![false; dims];
     let mut done = 0;
     while done < ms.msg.len() {
@@ -221,30 +199,36 @@ fn clocks(by_peer: &[Option<&PeerLog>], ms: &Messages, m: u32) -> Result<Vec<u32
                 if i == ms.start[d + 1] {
                     break;
                 }
+                let seq = ms.msg[i] % m;
                 if !ready[d] {
                     if computed[d] > 0 {
                         vc.copy_within((i - 1) * dims..i * dims, i * dims);
                     }
                     // (q, 0..j) precede (q, j).
                     let cell = &mut vc[i * dims + d];
-                    *cell = (*cell).max(ms.msg[i] % m);
+                    *cell = (*cell).max(seq);
                     ready[d] = true;
                 }
+                // Earlier messages' folds are inherited, so the cursor never goes back.
+                let before = logs[d].and_then(|l| l.sends.before(seq)).unwrap_or(0);
                 let mut blocked = false;
-                while cursor[d] < dels_start[d + 1] && dels[cursor[d]].0 < ms.send_ns[i] {
-                    let y = dels[cursor[d]].1 as usize;
-                    let dy = ms.dim_of_index(y);
-                    if y >= ms.start[dy] + computed[dy] {
-                        blocked = true;
-                        break;
+                while cursor[d] < before {
+                    let x = by_time[d][cursor[d]];
+                    if x != NOT_EXPECTED {
+                        let y = ms.index(x);
+                        let dy = ms.dim_of_index(y);
+                        if y >= ms.start[dy] + computed[dy] {
+                            blocked = true;
+                            break;
+                        }
+                        for c in 0..dims {
+                            let v = vc[y * dims + c];
+                            let cell = &mut vc[i * dims + c];
+                            *cell = (*cell).max(v);
+                        }
+                        let cell = &mut vc[i * dims + dy];
+                        *cell = (*cell).max(x % m + 1);
                     }
-                    for c in 0..dims {
-                        let v = vc[y * dims + c];
-                        let cell = &mut vc[i * dims + c];
-                        *cell = (*cell).max(v);
-                    }
-                    let cell = &mut vc[i * dims + dy];
-                    *cell = (*cell).max(ms.msg[y] % m + 1);
                     cursor[d] += 1;
                     progress = true;
                 }
@@ -365,6 +349,18 @@ mod tests {
         ];
         // (0,1) before (0,0) at peer 1: one violation; (1,0) after both: none.
         assert_eq!(count(&logs, 2), Ok(1));
+    }
+
+    /// Delivery order and deliver_ns disagree at peer 1: the clock decides what preceded the
+    /// send. (0,0) reached peer 1 at 20, before it sent (1,0) at 30, though logged after it.
+    #[test]
+    fn deliver_times_not_positions_decide_what_preceded_a_send() {
+        let logs = [
+            log(0, 3, 1, &[(0, 0, 10, 10)]),
+            log(1, 3, 1, &[(1, 0, 30, 30), (0, 0, 10, 20)]),
+            log(2, 3, 1, &[(1, 0, 30, 40), (0, 0, 10, 50)]),
+        ];
+        assert_eq!(count(&logs, 1), Ok(2));
     }
 
     #[test]

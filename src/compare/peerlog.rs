@@ -1,9 +1,10 @@
 //! One peer's delivery log, decoded into what the analysis needs and nothing more: per delivery
-//! a u32 message index in delivery order and one in arrival order, a u16 latency code and a u16
-//! ordering-delay code (HdrHistogram buckets at 3 significant digits), and the send and
-//! delivery times the causal analysis compares (28 bytes instead of the record's 48).
-//! Histograms are built from the codes only when a run is analysed, so what a stored log costs
-//! is proportional to its deliveries, whatever latencies it claims.
+//! a u32 message index and a u16 latency code (the latency's HdrHistogram bucket at 3
+//! significant digits), 6 bytes instead of the record's 48; when ordering changed anything,
+//! also the message index in arrival order and a u16 ordering-delay code (12 bytes); per own
+//! message where it was sent among the deliveries (8 bytes). Histograms are built from the
+//! codes only when a run is analysed, so what a stored log costs is proportional to its
+//! deliveries, whatever latencies it claims.
 
 use std::path::Path;
 
@@ -113,20 +114,70 @@ pub struct PeerLog {
     /// Message index `sender × M + seq` of every delivery, in delivery order
     /// ([`NOT_EXPECTED`] when seq ≥ M).
     pub order: Vec<u32>,
-    /// The same message indices in ARRIVAL order: the records sorted by their arrival index
-    /// (ties by position), i.e. the order the network handed them to the ordering stage.
-    pub arrival_order: Vec<u32>,
+    /// Message indices in ARRIVAL order (records sorted by arrival index, ties by position);
+    /// empty when that is the delivery order.
+    arrival: Vec<u32>,
     /// Deliveries of a sender's seq after a higher seq of the same sender (network reordering).
     pub fifo_violations: u64,
     /// Latency codes of every delivery (histograms are built from them when needed).
     pub latency: Latency,
-    /// [`latency_code`] of deliver_ns − arrive_ns per delivery (what ordering held it back;
-    /// a negative difference counts as 0).
-    pub delay_codes: Vec<u16>,
-    /// Sender's send_ns per delivery, in delivery order (for happened-before).
-    pub send_ns: Vec<u64>,
-    /// This receiver's deliver_ns per delivery, in delivery order.
-    pub deliver_ns: Vec<u64>,
+    /// [`latency_code`] of deliver_ns − arrive_ns per delivery (what ordering held it back; a
+    /// negative difference counts as 0); empty when every one is 0.
+    delay_codes: Vec<u16>,
+    /// What happened-before needs of this peer's clock.
+    pub sends: SendPoints,
+}
+
+/// Where this peer's own messages were sent among its deliveries (one host, one clock).
+#[derive(Clone, Debug, Default)]
+pub struct SendPoints {
+    /// `(seq, before)` per own message with seq < M, by seq: `before` = deliveries with
+    /// deliver_ns < the send_ns of its first record in this log.
+    pub own: Vec<(u32, u32)>,
+    /// Message indices in deliver_ns order (ties by position); empty when that is the delivery
+    /// order (deliver_ns never decreases, as in every honest log).
+    by_time: Vec<u32>,
+}
+
+impl SendPoints {
+    /// From a log's message indices and deliver_ns (in delivery order) and its own messages'
+    /// `(seq, send_ns)` in delivery order.
+    fn new(order: &[u32], deliver_ns: Vec<u64>, mut own: Vec<(u32, u64)>) -> SendPoints {
+        // The first record of each own seq (the sort is stable).
+        own.sort_by_key(|&(seq, _)| seq);
+        own.dedup_by_key(|&mut (seq, _)| seq);
+        let mut times = deliver_ns;
+        let by_time = if times.windows(2).all(|w| w[0] <= w[1]) {
+            Vec::new()
+        } else {
+            let mut keyed: Vec<(u64, u32)> = times.iter().copied().zip(0..).collect();
+            keyed.sort_unstable();
+            times = keyed.iter().map(|&(t, _)| t).collect();
+            keyed.iter().map(|&(_, pos)| order[pos as usize]).collect()
+        };
+        let own = own
+            .into_iter()
+            .map(|(seq, send)| (seq, times.partition_point(|&t| t < send) as u32))
+            .collect();
+        SendPoints { own, by_time }
+    }
+
+    /// The log's message indices in deliver_ns order (`order` is the log's delivery order).
+    pub fn by_time<'a>(&'a self, order: &'a [u32]) -> &'a [u32] {
+        if self.by_time.is_empty() {
+            order
+        } else {
+            &self.by_time
+        }
+    }
+
+    /// Deliveries before the send of own message `seq`, if this log has it.
+    pub fn before(&self, seq: u32) -> Option<usize> {
+        self.own
+            .binary_search_by_key(&seq, |&(s, _)| s)
+            .ok()
+            .map(|i| self.own[i].1 as usize)
+    }
 }
 
 /// Deliveries in `order` (message indices of N senders × M) of a sender's seq after a higher
@@ -162,11 +213,11 @@ impl PeerLog {
             codes: Vec::with_capacity(view.len()),
             ..Latency::default()
         };
-        let mut delay_codes = Vec::with_capacity(view.len());
-        let mut send_ns = Vec::with_capacity(view.len());
-        let mut deliver_ns = Vec::with_capacity(view.len());
-        // (arrival index << 32 | position): sorted, the arrival order (ties by position).
+        // Kept only while decoding: arrival index << 32 | position, delays, delivery times.
         let mut by_arrival: Vec<u64> = Vec::with_capacity(view.len());
+        let mut delay_codes = Vec::with_capacity(view.len());
+        let mut deliver_ns: Vec<u64> = Vec::with_capacity(view.len());
+        let mut own: Vec<(u32, u64)> = Vec::new();
         for (pos, r) in view.records().enumerate() {
             latency
                 .codes
@@ -178,32 +229,62 @@ impl PeerLog {
                     }
                 });
             delay_codes.push(latency_code(r.deliver_ns.saturating_sub(r.arrive_ns)));
-            send_ns.push(r.send_ns);
-            deliver_ns.push(r.deliver_ns);
             by_arrival.push((u64::from(r.arrival) << 32) | pos as u64);
+            deliver_ns.push(r.deliver_ns);
             let seq = u64::from(r.seq);
             if seq >= m {
                 order.push(NOT_EXPECTED);
                 latency.unexpected_senders.push(r.sender);
             } else {
                 order.push((u64::from(r.sender) * m + seq) as u32);
+                if r.sender == header.peer_id {
+                    own.push((r.seq, r.send_ns));
+                }
             }
         }
-        by_arrival.sort_unstable();
-        let arrival_order = by_arrival
-            .iter()
-            .map(|&x| order[(x & 0xffff_ffff) as usize])
-            .collect();
+        // Nondecreasing arrival indices: the arrival order is the delivery order (no ordering).
+        let arrival = if by_arrival.windows(2).all(|w| w[0] <= w[1]) {
+            Vec::new()
+        } else {
+            by_arrival.sort_unstable();
+            by_arrival
+                .iter()
+                .map(|&x| order[(x & 0xffff_ffff) as usize])
+                .collect()
+        };
+        if delay_codes.iter().all(|&c| c == 0) {
+            delay_codes = Vec::new();
+        }
         Ok(PeerLog {
             fifo_violations: fifo_violations(&order, header.peers, header.msgs),
+            sends: SendPoints::new(&order, deliver_ns, own),
             header,
             order,
-            arrival_order,
+            arrival,
             latency,
             delay_codes,
-            send_ns,
-            deliver_ns,
         })
+    }
+
+    /// Message indices in ARRIVAL order (records sorted by arrival index, ties by position).
+    pub fn arrival_order(&self) -> &[u32] {
+        if self.arrival.is_empty() {
+            &self.order
+        } else {
+            &self.arrival
+        }
+    }
+
+    /// deliver_ns − arrive_ns of every delivery in one histogram (built now).
+    pub fn ordering_delay(&self) -> Histogram<u64> {
+        if !self.delay_codes.is_empty() {
+            return hist_of_codes(&self.delay_codes);
+        }
+        let mut h = new_hist();
+        if !self.order.is_empty() {
+            let _ = h.record_n(0, self.order.len() as u64);
+        }
+        h
     }
 
     /// Read and decode a log file.
@@ -220,9 +301,10 @@ impl PeerLog {
     /// Heap bytes this log holds (what a stored upload costs the service).
     pub fn heap_bytes(&self) -> usize {
         std::mem::size_of::<PeerLog>()
-            + (self.order.capacity() + self.arrival_order.capacity()) * 4
+            + (self.order.capacity() + self.arrival.capacity()) * 4
             + (self.latency.codes.capacity() + self.delay_codes.capacity()) * 2
-            + (self.send_ns.capacity() + self.deliver_ns.capacity()) * 8
+            + self.sends.own.capacity() * 8
+            + self.sends.by_time.capacity() * 4
             + self.latency.unexpected_senders.capacity() * 2
             + self.header.zone.capacity()
             + self.header.wan.capacity()
@@ -304,17 +386,57 @@ mod tests {
         };
         let recs: Vec<Record> = recs
             .iter()
-            .map(|&(sender, seq, lat)| Record {
+            .enumerate()
+            .map(|(i, &(sender, seq, lat))| Record {
                 sender,
                 seq,
                 send_ns: 1_000,
                 recv_ns: 1_000 + lat,
                 deliver_ns: 1_000 + lat,
                 kernel_stamp: false,
-                ..Record::default()
+                arrive_ns: 1_000 + lat,
+                arrival: i as u32,
+                retransmitted: false,
             })
             .collect();
         encode(&h, &recs)
+    }
+
+    #[test]
+    fn arrival_order_and_delays_are_kept_only_when_ordering_changed_them() {
+        // Arrival = delivery order, no delay, deliver_ns increasing: 6 bytes a delivery.
+        let recs: Vec<(u16, u32, u64)> = (0..100).map(|i| (1, i, u64::from(i))).collect();
+        let plain = PeerLog::from_bytes(&log(2, 100, &recs)).unwrap();
+        assert_eq!(plain.arrival_order(), &plain.order[..]);
+        assert!(plain.heap_bytes() < 100 * 6 + 512, "{}", plain.heap_bytes());
+        let h = plain.ordering_delay();
+        assert_eq!((h.len(), h.max()), (100, 0));
+        // Arrivals 2, 0, 1 and a delay of 5 µs for the first delivery.
+        let h = LogHeader {
+            run_id: 1,
+            peers: 1,
+            msgs: 3,
+            ..LogHeader::default()
+        };
+        let rec = |seq: u32, arrival: u32, held: u64| Record {
+            seq,
+            send_ns: 10,
+            deliver_ns: 10_000,
+            arrive_ns: 10_000 - held,
+            arrival,
+            ..Record::default()
+        };
+        let recs = [rec(0, 2, 5_000), rec(1, 0, 0), rec(2, 1, 0)];
+        let l = PeerLog::from_bytes(&encode(&h, &recs)).unwrap();
+        assert_eq!(l.arrival_order(), &[1, 2, 0]);
+        assert_eq!(fifo_violations(l.arrival_order(), 1, 3), 1);
+        let h = l.ordering_delay();
+        assert_eq!(
+            (h.len(), h.value_at_quantile(1.0)),
+            (3, 5_000 - 5_000 % 4 + 3)
+        );
+        // Own messages, all sent before any delivery.
+        assert_eq!(l.sends.before(2), Some(0));
     }
 
     #[test]
@@ -329,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn extreme_latencies_cost_28_bytes_a_delivery() {
+    fn extreme_latencies_cost_what_the_deliveries_hold() {
         // 64 senders, latencies of 1 ns and an hour: histograms would be ~270 KB each.
         let recs: Vec<(u16, u32, u64)> = (0..128u32)
             .map(|i| {
@@ -341,7 +463,8 @@ mod tests {
             })
             .collect();
         let l = PeerLog::from_bytes(&log(64, 2, &recs)).unwrap();
-        assert!(l.heap_bytes() < 128 * 28 + 512, "{}", l.heap_bytes());
+        // 6 bytes a delivery, 4 more for deliver_ns out of order (latencies alternate).
+        assert!(l.heap_bytes() < 128 * 10 + 512, "{}", l.heap_bytes());
         let total = l.latency.total();
         assert_eq!(total.len(), 128);
         assert!(total.equivalent(total.max(), MAX_LATENCY_NS));

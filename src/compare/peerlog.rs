@@ -431,10 +431,8 @@ mod tests {
         assert_eq!(l.arrival_order(), &[1, 2, 0]);
         assert_eq!(fifo_violations(l.arrival_order(), 1, 3), 1);
         let h = l.ordering_delay();
-        assert_eq!(
-            (h.len(), h.value_at_quantile(1.0)),
-            (3, 5_000 - 5_000 % 4 + 3)
-        );
+        assert_eq!(h.len(), 3);
+        assert!(h.equivalent(h.max(), 5_000));
         // Own messages, all sent before any delivery.
         assert_eq!(l.sends.before(2), Some(0));
     }

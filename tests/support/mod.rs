@@ -177,14 +177,18 @@ pub fn synthetic_log(run: u64, peer: u16, n: u16, m: u32, recs: &[(u16, u32, u64
     };
     let recs: Vec<Record> = recs
         .iter()
-        .map(|&(sender, seq, latency)| Record {
+        .enumerate()
+        .map(|(i, &(sender, seq, latency))| Record {
             sender,
             seq,
             send_ns: 1_000,
             recv_ns: 1_000 + latency,
             deliver_ns: 1_000 + latency,
             kernel_stamp: false,
-            ..Record::default()
+            // No ordering stage: delivered on arrival.
+            arrive_ns: 1_000 + latency,
+            arrival: i as u32,
+            retransmitted: false,
         })
         .collect();
     encode(&h, &recs)

@@ -1,6 +1,7 @@
-//! `mpcomm report`: many runs' JSON lines → the original study's table, per (peers, msgs,
-//! transport, wan, time scale): samples, mean and standard deviation of the ordering metrics,
-//! mean latency percentiles; as text, CSV, JSON lines and an SVG chart.
+//! `mpcomm report`: many runs' JSON lines → the original study's table, per (transport, wan,
+//! time scale, peers, msgs, ordering mode, repair): samples, mean and standard deviation of the
+//! ordering metrics (delivery and arrival order), causal violations, overhead, mean latency and
+//! ordering-delay percentiles; as text, CSV, JSON lines and an SVG chart.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Write};
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 use super::report::Report;
 use super::ReportArgs;
+use crate::wire::Order;
 
 /// One row of the table.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -38,9 +40,25 @@ pub struct Group {
     pub latency_p50_us: Option<f64>,
     pub latency_p99_us: Option<f64>,
     pub latency_p999_us: Option<f64>,
+    /// Ordering mode and repair of the group's runs ("?" in results written before them).
+    pub order: String,
+    pub repair: String,
+    /// The out-of-order rounds of the arrival order (what ordering was given).
+    pub arrival_out_of_order_mean: f64,
+    pub arrival_out_of_order_sd: f64,
+    pub arrival_out_of_order_pct: f64,
+    /// Mean over the runs where it was computed (null: in none).
+    pub causal_violations_mean: Option<f64>,
+    /// Runs where every two peers delivered their common messages in the same order.
+    pub total_order_runs: u64,
+    pub per_delivery_mean: f64,
+    /// Means over the runs that had ordering-delay data.
+    pub ordering_delay_p50_us: Option<f64>,
+    pub ordering_delay_p99_us: Option<f64>,
 }
 
-const CSV_HEADER: &str = "transport,wan,time_scale,peers,msgs_per_peer,samples,incomplete,out_of_order_mean,out_of_order_sd,out_of_order_pct,out_of_order_pct_sd,disagreement_mean,disagreement_sd,disagreement_max,lost_mean,duplicates_mean,latency_p50_us,latency_p99_us,latency_p999_us";
+// New columns go at the end: scripts read the older ones by position.
+const CSV_HEADER: &str = "transport,wan,time_scale,peers,msgs_per_peer,samples,incomplete,out_of_order_mean,out_of_order_sd,out_of_order_pct,out_of_order_pct_sd,disagreement_mean,disagreement_sd,disagreement_max,lost_mean,duplicates_mean,latency_p50_us,latency_p99_us,latency_p999_us,order,repair,arrival_out_of_order_mean,arrival_out_of_order_sd,arrival_out_of_order_pct,causal_violations_mean,total_order_runs,per_delivery_mean,ordering_delay_p50_us,ordering_delay_p99_us";
 
 fn mean_sd(v: &[f64]) -> (f64, f64) {
     if v.is_empty() {
@@ -62,65 +80,111 @@ fn mean_of(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     (!v.is_empty()).then(|| mean_sd(&v).0)
 }
 
-/// Group reports and compute each row. Rows are sorted by transport, wan, time scale, peers, msgs.
+fn pct_of(r: &Report, count: u64) -> f64 {
+    if r.rounds > 0 {
+        100.0 * count as f64 / r.rounds as f64
+    } else {
+        0.0
+    }
+}
+
+/// Group reports and compute each row. Rows are sorted by transport, wan, time scale, peers,
+/// msgs, then ordering mode (from none to lamport) and repair, so one setting's modes are
+/// adjacent.
 pub fn aggregate(reports: &[Report]) -> Vec<Group> {
-    type Key = (String, String, u64, u16, u32);
+    type Key = (String, String, u64, u16, u32, usize, String, String);
     let mut groups: BTreeMap<Key, Vec<&Report>> = BTreeMap::new();
+    let label = |s: &str| {
+        if s.is_empty() {
+            "?".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
     for r in reports {
+        let rank = Order::ALL
+            .iter()
+            .position(|o| o.as_str() == r.order)
+            .unwrap_or(Order::ALL.len());
         let key = (
             r.transport.clone().unwrap_or_else(|| "?".into()),
             r.wan.clone().unwrap_or_default(),
             r.time_scale.to_bits(),
             r.peers,
             r.msgs_per_peer,
+            rank,
+            label(&r.order),
+            label(&r.repair),
         );
         groups.entry(key).or_default().push(r);
     }
     groups
         .into_iter()
-        .map(|((transport, wan, scale, peers, msgs_per_peer), rs)| {
-            let ooo: Vec<f64> = rs.iter().map(|r| r.out_of_order_rounds as f64).collect();
-            let pct: Vec<f64> = rs
-                .iter()
-                .map(|r| {
-                    if r.rounds > 0 {
-                        100.0 * r.out_of_order_rounds as f64 / r.rounds as f64
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            let dis: Vec<f64> = rs.iter().map(|r| r.pairwise_disagreement.mean).collect();
-            let (out_of_order_mean, out_of_order_sd) = mean_sd(&ooo);
-            let (disagreement_mean, disagreement_sd) = mean_sd(&dis);
-            Group {
-                transport,
-                wan,
-                time_scale: f64::from_bits(scale),
-                peers,
-                msgs_per_peer,
-                samples: rs.len() as u64,
-                incomplete: rs.iter().filter(|r| !r.missing_peers.is_empty()).count() as u64,
-                out_of_order_mean,
-                out_of_order_sd,
-                out_of_order_pct: mean_sd(&pct).0,
-                out_of_order_pct_sd: mean_sd(&pct).1,
-                disagreement_mean,
-                disagreement_sd,
-                disagreement_max: rs
+        .map(
+            |((transport, wan, scale, peers, msgs_per_peer, _, order, repair), rs)| {
+                let ooo: Vec<f64> = rs.iter().map(|r| r.out_of_order_rounds as f64).collect();
+                let pct: Vec<f64> = rs
                     .iter()
-                    .map(|r| r.pairwise_disagreement.max)
-                    .fold(0.0, f64::max),
-                lost_mean: mean_sd(&rs.iter().map(|r| r.lost as f64).collect::<Vec<_>>()).0,
-                duplicates_mean: mean_sd(
-                    &rs.iter().map(|r| r.duplicates as f64).collect::<Vec<_>>(),
-                )
-                .0,
-                latency_p50_us: mean_of(rs.iter().map(|r| r.latency_us.p50)),
-                latency_p99_us: mean_of(rs.iter().map(|r| r.latency_us.p99)),
-                latency_p999_us: mean_of(rs.iter().map(|r| r.latency_us.p999)),
-            }
-        })
+                    .map(|r| pct_of(r, r.out_of_order_rounds))
+                    .collect();
+                let arrival: Vec<f64> = rs
+                    .iter()
+                    .map(|r| r.arrival.out_of_order_rounds as f64)
+                    .collect();
+                let arrival_pct: Vec<f64> = rs
+                    .iter()
+                    .map(|r| pct_of(r, r.arrival.out_of_order_rounds))
+                    .collect();
+                let (arrival_out_of_order_mean, arrival_out_of_order_sd) = mean_sd(&arrival);
+                let dis: Vec<f64> = rs.iter().map(|r| r.pairwise_disagreement.mean).collect();
+                let (out_of_order_mean, out_of_order_sd) = mean_sd(&ooo);
+                let (disagreement_mean, disagreement_sd) = mean_sd(&dis);
+                Group {
+                    transport,
+                    wan,
+                    time_scale: f64::from_bits(scale),
+                    peers,
+                    msgs_per_peer,
+                    samples: rs.len() as u64,
+                    incomplete: rs.iter().filter(|r| !r.missing_peers.is_empty()).count() as u64,
+                    out_of_order_mean,
+                    out_of_order_sd,
+                    out_of_order_pct: mean_sd(&pct).0,
+                    out_of_order_pct_sd: mean_sd(&pct).1,
+                    disagreement_mean,
+                    disagreement_sd,
+                    disagreement_max: rs
+                        .iter()
+                        .map(|r| r.pairwise_disagreement.max)
+                        .fold(0.0, f64::max),
+                    lost_mean: mean_sd(&rs.iter().map(|r| r.lost as f64).collect::<Vec<_>>()).0,
+                    duplicates_mean: mean_sd(
+                        &rs.iter().map(|r| r.duplicates as f64).collect::<Vec<_>>(),
+                    )
+                    .0,
+                    latency_p50_us: mean_of(rs.iter().map(|r| r.latency_us.p50)),
+                    latency_p99_us: mean_of(rs.iter().map(|r| r.latency_us.p99)),
+                    latency_p999_us: mean_of(rs.iter().map(|r| r.latency_us.p999)),
+                    order,
+                    repair,
+                    arrival_out_of_order_mean,
+                    arrival_out_of_order_sd,
+                    arrival_out_of_order_pct: mean_sd(&arrival_pct).0,
+                    causal_violations_mean: mean_of(
+                        rs.iter().map(|r| r.causal_violations.map(|c| c as f64)),
+                    ),
+                    total_order_runs: rs.iter().filter(|r| r.total_order).count() as u64,
+                    per_delivery_mean: mean_sd(
+                        &rs.iter()
+                            .map(|r| r.overhead.per_delivery)
+                            .collect::<Vec<_>>(),
+                    )
+                    .0,
+                    ordering_delay_p50_us: mean_of(rs.iter().map(|r| r.ordering_delay_us.p50)),
+                    ordering_delay_p99_us: mean_of(rs.iter().map(|r| r.ordering_delay_us.p99)),
+                }
+            },
+        )
         .collect()
 }
 
@@ -168,19 +232,27 @@ pub fn write_svg(reports: &[Report], path: &Path) -> anyhow::Result<()> {
 fn table(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
-        "{:<10} {:<8} {:>5} {:>5} {:>7} {:>5} {:>22} {:>7} {:>18} {:>8} {:>9} {:>9}",
+        "{:<10} {:<8} {:<9} {:<6} {:>5} {:>5} {:>7} {:>5} {:>22} {:>7} {:>22} {:>18} {:>8} {:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9}",
         "transport",
         "wan",
+        "order",
+        "repair",
         "peers",
         "msgs",
         "samples",
         "incpl",
         "out-of-order mean ± sd",
         "%",
+        "arrival ooo mean ± sd",
         "disagreement ± sd",
         "lost",
         "p50 us",
-        "p99 us"
+        "p99 us",
+        "causal",
+        "total",
+        "ovh/dlv",
+        "delay p50",
+        "delay p99"
     )?;
     for g in groups {
         let wan = if g.wan.is_empty() {
@@ -192,19 +264,30 @@ fn table(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
         };
         writeln!(
             w,
-            "{:<10} {:<8} {:>5} {:>5} {:>7} {:>5} {:>22} {:>7.2} {:>18} {:>8.1} {:>9} {:>9}",
+            "{:<10} {:<8} {:<9} {:<6} {:>5} {:>5} {:>7} {:>5} {:>22} {:>7.2} {:>22} {:>18} {:>8.1} {:>9} {:>9} {:>9} {:>7} {:>9.3} {:>9} {:>9}",
             g.transport,
             wan,
+            g.order,
+            g.repair,
             g.peers,
             g.msgs_per_peer,
             g.samples,
             g.incomplete,
             format!("{:.1} ± {:.1}", g.out_of_order_mean, g.out_of_order_sd),
             g.out_of_order_pct,
+            format!(
+                "{:.1} ± {:.1}",
+                g.arrival_out_of_order_mean, g.arrival_out_of_order_sd
+            ),
             format!("{:.4} ± {:.4}", g.disagreement_mean, g.disagreement_sd),
             g.lost_mean,
             opt(g.latency_p50_us),
             opt(g.latency_p99_us),
+            opt(g.causal_violations_mean),
+            format!("{}/{}", g.total_order_runs, g.samples),
+            g.per_delivery_mean,
+            opt(g.ordering_delay_p50_us),
+            opt(g.ordering_delay_p99_us),
         )?;
     }
     Ok(())
@@ -222,7 +305,7 @@ fn csv(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
     for g in groups {
         writeln!(
             w,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             quote(&g.transport),
             quote(&g.wan),
             g.time_scale,
@@ -242,12 +325,23 @@ fn csv(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
             opt(g.latency_p50_us),
             opt(g.latency_p99_us),
             opt(g.latency_p999_us),
+            quote(&g.order),
+            quote(&g.repair),
+            g.arrival_out_of_order_mean,
+            g.arrival_out_of_order_sd,
+            g.arrival_out_of_order_pct,
+            opt(g.causal_violations_mean),
+            g.total_order_runs,
+            g.per_delivery_mean,
+            opt(g.ordering_delay_p50_us),
+            opt(g.ordering_delay_p99_us),
         )?;
     }
     Ok(())
 }
 
-/// Two panels over the number of peers, one line per (transport, msgs, wan): out-of-order
+/// Two panels over the number of peers, one line per (transport, order, repair, msgs, wan):
+/// out-of-order
 /// rounds (% of N × M) and mean pairwise disagreement (%), with ± 1 sd bars.
 pub fn svg(groups: &[Group], path: &Path) -> anyhow::Result<()> {
     use plotters::prelude::*;
@@ -260,7 +354,10 @@ pub fn svg(groups: &[Group], path: &Path) -> anyhow::Result<()> {
             format!(", wan {} x{}", g.wan, g.time_scale)
         };
         series
-            .entry(format!("{}, {} msgs{wan}", g.transport, g.msgs_per_peer))
+            .entry(format!(
+                "{}, {}/{}, {} msgs{wan}",
+                g.transport, g.order, g.repair, g.msgs_per_peer
+            ))
             .or_default()
             .push(g);
     }

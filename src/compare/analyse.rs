@@ -7,9 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hdrhistogram::Histogram;
 
+use super::causal;
 use super::kendall::{self, RankIndex};
-use super::peerlog::{new_hist, PeerLog, MAX_PAIR_HIST_PEERS, NOT_EXPECTED, NS_PER_MS};
+use super::peerlog::{
+    fifo_violations, new_hist, PeerLog, MAX_PAIR_HIST_PEERS, NOT_EXPECTED, NS_PER_MS,
+};
 use super::report::*;
+use crate::wire::log::FAILURE_SEQUENCER_LOST;
 
 /// Choices that change the analysis.
 #[derive(Clone, Debug, Default)]
@@ -41,11 +45,12 @@ struct PeerStats {
     unexpected: u64,
 }
 
-fn peer_stats(log: &PeerLog, n: u16, m: u32) -> PeerStats {
+/// The stats of one order of a log (its delivery or its arrival order).
+fn peer_stats(order: &[u32], n: u16, m: u32) -> PeerStats {
     let key_bound = u64::from(n) * u64::from(m);
-    let mut v: Vec<u64> = Vec::with_capacity(log.order.len());
+    let mut v: Vec<u64> = Vec::with_capacity(order.len());
     let mut unexpected = 0;
-    for (pos, &msg) in log.order.iter().enumerate() {
+    for (pos, &msg) in order.iter().enumerate() {
         if msg == NOT_EXPECTED {
             unexpected += 1;
         } else {
@@ -74,7 +79,7 @@ fn peer_stats(log: &PeerLog, n: u16, m: u32) -> PeerStats {
     PeerStats {
         index: RankIndex {
             by_msg: v,
-            span: log.order.len(),
+            span: order.len(),
         },
         lost_from,
         dups_from,
@@ -102,13 +107,24 @@ fn summary(h: &Histogram<u64>, negative: u64) -> LatencySummary {
     }
 }
 
-/// Positional comparison over the N expected peers (a missing log is empty):
+fn delay_summary(h: &Histogram<u64>) -> DelaySummary {
+    let us = |ns: u64| Some(ns as f64 / 1e3);
+    if h.is_empty() {
+        return DelaySummary::default();
+    }
+    DelaySummary {
+        p50: us(h.value_at_quantile(0.5)),
+        p90: us(h.value_at_quantile(0.9)),
+        p99: us(h.value_at_quantile(0.99)),
+        max: us(h.max()),
+        count: h.len(),
+    }
+}
+
+/// Positional comparison over the N expected peers' orders (a missing log is empty):
 /// `(out_of_order_rounds, first_divergence)`.
-fn positional(by_peer: &[Option<&PeerLog>], rounds: u64) -> (u64, Option<u64>) {
-    let orders: Option<Vec<&[u32]>> = by_peer
-        .iter()
-        .map(|l| l.map(|l| l.order.as_slice()))
-        .collect();
+fn positional(by_peer: &[Option<&[u32]>], rounds: u64) -> (u64, Option<u64>) {
+    let orders: Option<Vec<&[u32]>> = by_peer.iter().copied().collect();
     let orders = orders.unwrap_or_default();
     let common = orders
         .iter()
@@ -163,6 +179,49 @@ fn distances(indexes: &[&RankIndex], pairs: &[(usize, usize)], threads: usize) -
         out[i] = d;
     }
     out
+}
+
+/// Mean and max of the normalised distances `dist` of `pairs` (indexes into `ids`).
+fn disagreement(ids: &[usize], pairs: &[(usize, usize)], dist: &[f64]) -> Disagreement {
+    let mut d = Disagreement {
+        pairs: pairs.len() as u64,
+        ..Disagreement::default()
+    };
+    for (&(a, b), &x) in pairs.iter().zip(dist) {
+        if x > d.max {
+            d.max = x;
+            d.max_pair = Some([ids[a] as u16, ids[b] as u16]);
+        }
+    }
+    if !dist.is_empty() {
+        d.mean = dist.iter().sum::<f64>() / dist.len() as f64;
+    }
+    d
+}
+
+/// One warning when present logs disagree on a header setting; `what` of the first present
+/// log (by peer id) is used.
+fn setting<'a>(
+    present: &[&'a PeerLog],
+    name: &str,
+    what: impl Fn(&'a PeerLog) -> &'static str,
+    warnings: &mut Vec<String>,
+) -> String {
+    let Some(first) = present.first() else {
+        return String::new();
+    };
+    let used = what(first);
+    let differ: Vec<&&PeerLog> = present.iter().filter(|l| what(l) != used).collect();
+    if let Some(d) = differ.first() {
+        warnings.push(format!(
+            "logs disagree on the {name}: {} peers (first peer {}: {}) differ from peer {}'s {used}, which is used",
+            differ.len(),
+            d.header.peer_id,
+            what(d),
+            first.header.peer_id
+        ));
+    }
+    used.to_owned()
 }
 
 /// Messages ordered by their mean first-delivery position over the peers that delivered them
@@ -262,12 +321,75 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .and_then(|c| c.into_iter().max())
         .map(|c| c as f64 / NS_PER_MS);
 
-    (r.out_of_order_rounds, r.first_divergence) = positional(&by_peer, r.rounds);
+    r.order = setting(
+        &present,
+        "ordering mode",
+        |l| l.header.order.as_str(),
+        &mut r.warnings,
+    );
+    r.repair = setting(
+        &present,
+        "repair",
+        |l| l.header.repair.as_str(),
+        &mut r.warnings,
+    );
+    for l in &present {
+        let (p, f) = (l.header.peer_id, l.header.failure);
+        match f {
+            0 => {}
+            FAILURE_SEQUENCER_LOST => r.warnings.push(format!(
+                "peer {p}: the sequencer (peer 0) fell silent; messages waiting for their order were not delivered"
+            )),
+            _ => r.warnings.push(format!("peer {p}: unknown failure code {f}")),
+        }
+    }
+    let c = |f: fn(&PeerLog) -> u64| present.iter().map(|l| f(l)).sum::<u64>();
+    r.overhead = Overhead {
+        control_datagrams: c(|l| l.header.cost.control_datagrams),
+        control_bytes: c(|l| l.header.cost.control_bytes),
+        retransmissions: c(|l| l.header.cost.retransmissions),
+        nacks: c(|l| l.header.cost.nacks_sent),
+        per_delivery: 0.0,
+    };
+    if r.deliveries > 0 {
+        let extra = r
+            .overhead
+            .control_datagrams
+            .saturating_add(r.overhead.retransmissions);
+        r.overhead.per_delivery = extra as f64 / r.deliveries as f64;
+    }
+    r.repairs = Repairs {
+        given_up: c(|l| l.header.cost.given_up),
+        duplicates_dropped: c(|l| l.header.cost.duplicates_dropped),
+    };
+    let mut delay = new_hist();
+    for l in &present {
+        delay
+            .add(&l.ordering_delay())
+            .expect("auto-resizing histograms add");
+    }
+    r.ordering_delay_us = delay_summary(&delay);
+
+    let delivery_orders: Vec<Option<&[u32]>> = by_peer
+        .iter()
+        .map(|l| l.map(|l| l.order.as_slice()))
+        .collect();
+    let arrival_orders: Vec<Option<&[u32]>> = by_peer
+        .iter()
+        .map(|l| l.map(|l| l.arrival_order()))
+        .collect();
+    (r.out_of_order_rounds, r.first_divergence) = positional(&delivery_orders, r.rounds);
+    (r.arrival.out_of_order_rounds, r.arrival.first_divergence) =
+        positional(&arrival_orders, r.rounds);
+    r.arrival.fifo_violations = present
+        .iter()
+        .map(|l| fifo_violations(l.arrival_order(), n, m))
+        .sum();
 
     // Loss, duplicates and the per-peer order indexes.
     let stats: Vec<Option<PeerStats>> = by_peer
         .iter()
-        .map(|l| l.map(|l| peer_stats(l, n, m)))
+        .map(|l| l.map(|l| peer_stats(&l.order, n, m)))
         .collect();
     for s in stats.iter().flatten() {
         r.lost += s.lost_from.iter().sum::<u64>();
@@ -312,10 +434,36 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     } else {
         opts.threads
     };
-    let dist: Vec<f64> = distances(&indexes, &pairs, threads)
+    let raw = distances(&indexes, &pairs, threads);
+    r.total_order = pairwise && raw.iter().all(|&(d, _)| d == 0);
+    if !pairwise {
+        r.warnings
+            .push("total_order not checked (no pairwise distances): reported false".into());
+    }
+    let dist: Vec<f64> = raw
         .into_iter()
         .map(|(d, c)| kendall::normalise(d, c))
         .collect();
+    r.pairwise_disagreement = disagreement(&ids, &pairs, &dist);
+    {
+        // The same distances on the arrival order (only one order's indexes live at a time).
+        let arrival: Vec<RankIndex> = ids
+            .iter()
+            .map(|&p| peer_stats(by_peer[p].expect("present").arrival_order(), n, m).index)
+            .collect();
+        let arrival_refs: Vec<&RankIndex> = arrival.iter().collect();
+        let arrival_dist: Vec<f64> = distances(&arrival_refs, &pairs, threads)
+            .into_iter()
+            .map(|(d, c)| kendall::normalise(d, c))
+            .collect();
+        r.arrival.pairwise_disagreement = disagreement(&ids, &pairs, &arrival_dist);
+    }
+    let first: Vec<Option<&RankIndex>> =
+        stats.iter().map(|s| s.as_ref().map(|s| &s.index)).collect();
+    match causal::violations(&by_peer, &first, m) {
+        Ok(v) => r.causal_violations = Some(v),
+        Err(why) => r.warnings.push(why.to_string()),
+    }
     // N × N only when asked for, and only for an N a person can read (a header may say 65535).
     let matrix = opts.matrix && nu <= MAX_MATRIX_PEERS;
     if opts.matrix && !matrix {
@@ -328,26 +476,14 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     } else {
         Vec::new()
     };
-    for (&(a, b), &d) in pairs.iter().zip(&dist) {
+    for (&(a, b), &d) in pairs.iter().zip(&dist).filter(|_| matrix) {
         let (pa, pb) = (ids[a], ids[b]);
-        if matrix {
-            pair_matrix[pa][pb] = Some(d);
-            pair_matrix[pb][pa] = Some(d);
-        }
-        if d > r.pairwise_disagreement.max {
-            r.pairwise_disagreement.max = d;
-            r.pairwise_disagreement.max_pair = Some([pa as u16, pb as u16]);
-        }
+        pair_matrix[pa][pb] = Some(d);
+        pair_matrix[pb][pa] = Some(d);
     }
     for &p in ids.iter().filter(|_| matrix) {
         pair_matrix[p][p] = Some(0.0);
     }
-    r.pairwise_disagreement.pairs = pairs.len() as u64;
-    r.pairwise_disagreement.mean = if dist.is_empty() {
-        0.0
-    } else {
-        dist.iter().sum::<f64>() / dist.len() as f64
-    };
 
     // Consensus order and each peer's distance to it.
     let reference = opts
@@ -432,6 +568,14 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
             s.clock_error_ms = log.header.clock_error_ns.map(|c| c as f64 / NS_PER_MS);
             s.distance_to_consensus = peer_distance[i];
             s.latency_us = summary(&h, neg);
+            let cost = &log.header.cost;
+            s.control_datagrams = cost.control_datagrams;
+            s.control_bytes = cost.control_bytes;
+            s.retransmissions = cost.retransmissions;
+            s.nacks = cost.nacks_sent;
+            s.given_up = cost.given_up;
+            s.duplicates_dropped = cost.duplicates_dropped;
+            s.failure = log.header.failure;
         }
         r.per_peer.push(s);
     }

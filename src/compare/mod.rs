@@ -5,6 +5,7 @@
 //! * [`peerlog`]: a log decoded into 4 bytes per delivery plus latency histograms.
 //! * [`analyse`](mod@analyse): the metrics of one run (pure; no I/O).
 //! * [`kendall`]: order distances by inversion counting.
+//! * [`causal`]: causal violations by vector clocks rebuilt from the logs.
 //! * [`report`]: the report, its JSON line and its readable form.
 //! * [`hist`]: `.hgrm` and `.hlog` files.
 //! * [`server`]: the upload service on one mio loop.
@@ -14,6 +15,7 @@
 
 pub mod aggregate;
 pub mod analyse;
+pub mod causal;
 pub mod hist;
 pub mod kendall;
 pub mod peerlog;

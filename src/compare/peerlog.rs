@@ -1,8 +1,10 @@
-//! One peer's delivery log, decoded into what the analysis needs and nothing more: a u32 message
-//! index per delivery (4 bytes instead of the record's 32) and a u16 latency code (the
-//! latency's HdrHistogram bucket at 3 significant digits). Histograms are built from the codes
-//! only when a run is analysed, so what a stored log costs is proportional to its deliveries
-//! (6 bytes each), whatever latencies it claims.
+//! One peer's delivery log, decoded into what the analysis needs and nothing more: per delivery
+//! a u32 message index and a u16 latency code (the latency's HdrHistogram bucket at 3
+//! significant digits), 6 bytes instead of the record's 48; when ordering changed anything,
+//! also the message index in arrival order and a u16 ordering-delay code (12 bytes); per own
+//! message where it was sent among the deliveries (8 bytes). Histograms are built from the
+//! codes only when a run is analysed, so what a stored log costs is proportional to its
+//! deliveries, whatever latencies it claims.
 
 use std::path::Path;
 
@@ -60,6 +62,17 @@ pub fn new_hist() -> Histogram<u64> {
     h
 }
 
+/// A histogram of `codes` ([`NEGATIVE`] left out), built now (about 270 KB at most).
+pub fn hist_of_codes(codes: &[u16]) -> Histogram<u64> {
+    let mut counts = vec![0u64; CODES];
+    for &c in codes {
+        if c != NEGATIVE {
+            counts[usize::from(c)] += 1;
+        }
+    }
+    hist_of_counts(&counts)
+}
+
 /// A histogram of codes counted in `counts` (index = code).
 fn hist_of_counts(counts: &[u64]) -> Histogram<u64> {
     let mut h = new_hist();
@@ -86,13 +99,7 @@ pub struct Latency {
 impl Latency {
     /// Every delivery's latency in one histogram (built now; about 270 KB at most).
     pub fn total(&self) -> Histogram<u64> {
-        let mut counts = vec![0u64; CODES];
-        for &c in &self.codes {
-            if c != NEGATIVE {
-                counts[usize::from(c)] += 1;
-            }
-        }
-        hist_of_counts(&counts)
+        hist_of_codes(&self.codes)
     }
 
     pub fn negative_total(&self) -> u64 {
@@ -107,10 +114,87 @@ pub struct PeerLog {
     /// Message index `sender × M + seq` of every delivery, in delivery order
     /// ([`NOT_EXPECTED`] when seq ≥ M).
     pub order: Vec<u32>,
+    /// Message indices in ARRIVAL order (records sorted by arrival index, ties by position);
+    /// empty when that is the delivery order.
+    arrival: Vec<u32>,
     /// Deliveries of a sender's seq after a higher seq of the same sender (network reordering).
     pub fifo_violations: u64,
     /// Latency codes of every delivery (histograms are built from them when needed).
     pub latency: Latency,
+    /// [`latency_code`] of deliver_ns − arrive_ns per delivery (what ordering held it back; a
+    /// negative difference counts as 0); empty when every one is 0.
+    delay_codes: Vec<u16>,
+    /// What happened-before needs of this peer's clock.
+    pub sends: SendPoints,
+}
+
+/// Where this peer's own messages were sent among its deliveries (one host, one clock).
+#[derive(Clone, Debug, Default)]
+pub struct SendPoints {
+    /// `(seq, before)` per own message with seq < M, by seq: `before` = deliveries with
+    /// deliver_ns < the send_ns of its first record in this log.
+    pub own: Vec<(u32, u32)>,
+    /// Message indices in deliver_ns order (ties by position); empty when that is the delivery
+    /// order (deliver_ns never decreases, as in every honest log).
+    by_time: Vec<u32>,
+}
+
+impl SendPoints {
+    /// From a log's message indices and deliver_ns (in delivery order) and its own messages'
+    /// `(seq, send_ns)` in delivery order.
+    fn new(order: &[u32], deliver_ns: Vec<u64>, mut own: Vec<(u32, u64)>) -> SendPoints {
+        // The first record of each own seq (the sort is stable).
+        own.sort_by_key(|&(seq, _)| seq);
+        own.dedup_by_key(|&mut (seq, _)| seq);
+        let mut times = deliver_ns;
+        let by_time = if times.windows(2).all(|w| w[0] <= w[1]) {
+            Vec::new()
+        } else {
+            let mut keyed: Vec<(u64, u32)> = times.iter().copied().zip(0..).collect();
+            keyed.sort_unstable();
+            times = keyed.iter().map(|&(t, _)| t).collect();
+            keyed.iter().map(|&(_, pos)| order[pos as usize]).collect()
+        };
+        let own = own
+            .into_iter()
+            .map(|(seq, send)| (seq, times.partition_point(|&t| t < send) as u32))
+            .collect();
+        SendPoints { own, by_time }
+    }
+
+    /// The log's message indices in deliver_ns order (`order` is the log's delivery order).
+    pub fn by_time<'a>(&'a self, order: &'a [u32]) -> &'a [u32] {
+        if self.by_time.is_empty() {
+            order
+        } else {
+            &self.by_time
+        }
+    }
+
+    /// Deliveries before the send of own message `seq`, if this log has it.
+    pub fn before(&self, seq: u32) -> Option<usize> {
+        self.own
+            .binary_search_by_key(&seq, |&(s, _)| s)
+            .ok()
+            .map(|i| self.own[i].1 as usize)
+    }
+}
+
+/// Deliveries in `order` (message indices of N senders × M) of a sender's seq after a higher
+/// seq of the same sender; [`NOT_EXPECTED`] neither breaks nor sets a sender's order.
+pub fn fifo_violations(order: &[u32], n: u16, m: u32) -> u64 {
+    // Highest seq + 1 seen per sender (0 = none yet).
+    let mut next_seq = vec![0u32; usize::from(n)];
+    let mut violations = 0;
+    for &msg in order.iter().filter(|&&x| x != NOT_EXPECTED) {
+        let (sender, seq) = ((msg / m) as usize, msg % m);
+        if seq + 1 < next_seq[sender] {
+            violations += 1;
+        } else {
+            next_seq[sender] = next_seq[sender].max(seq + 1);
+        }
+    }
+    violations
 }
 
 impl PeerLog {
@@ -129,12 +213,12 @@ impl PeerLog {
             codes: Vec::with_capacity(view.len()),
             ..Latency::default()
         };
-        // Highest seq + 1 seen per sender (0 = none yet), for FIFO violations.
-        let mut next_seq = vec![0u64; usize::from(header.peers)];
-        let mut fifo_violations = 0;
-        for r in view.records() {
-            let s = usize::from(r.sender);
-            let seq = u64::from(r.seq);
+        // Kept only while decoding: arrival index << 32 | position, delays, delivery times.
+        let mut by_arrival: Vec<u64> = Vec::with_capacity(view.len());
+        let mut delay_codes = Vec::with_capacity(view.len());
+        let mut deliver_ns: Vec<u64> = Vec::with_capacity(view.len());
+        let mut own: Vec<(u32, u64)> = Vec::new();
+        for (pos, r) in view.records().enumerate() {
             latency
                 .codes
                 .push(match r.deliver_ns.checked_sub(r.send_ns) {
@@ -144,25 +228,63 @@ impl PeerLog {
                         NEGATIVE
                     }
                 });
+            delay_codes.push(latency_code(r.deliver_ns.saturating_sub(r.arrive_ns)));
+            by_arrival.push((u64::from(r.arrival) << 32) | pos as u64);
+            deliver_ns.push(r.deliver_ns);
+            let seq = u64::from(r.seq);
             if seq >= m {
-                // No expected message: it neither breaks nor sets the sender's FIFO order.
                 order.push(NOT_EXPECTED);
                 latency.unexpected_senders.push(r.sender);
-                continue;
-            }
-            order.push((s as u64 * m + seq) as u32);
-            if seq + 1 < next_seq[s] {
-                fifo_violations += 1;
             } else {
-                next_seq[s] = next_seq[s].max(seq + 1);
+                order.push((u64::from(r.sender) * m + seq) as u32);
+                if r.sender == header.peer_id {
+                    own.push((r.seq, r.send_ns));
+                }
             }
         }
+        // Nondecreasing arrival indices: the arrival order is the delivery order (no ordering).
+        let arrival = if by_arrival.windows(2).all(|w| w[0] <= w[1]) {
+            Vec::new()
+        } else {
+            by_arrival.sort_unstable();
+            by_arrival
+                .iter()
+                .map(|&x| order[(x & 0xffff_ffff) as usize])
+                .collect()
+        };
+        if delay_codes.iter().all(|&c| c == 0) {
+            delay_codes = Vec::new();
+        }
         Ok(PeerLog {
+            fifo_violations: fifo_violations(&order, header.peers, header.msgs),
+            sends: SendPoints::new(&order, deliver_ns, own),
             header,
             order,
-            fifo_violations,
+            arrival,
             latency,
+            delay_codes,
         })
+    }
+
+    /// Message indices in ARRIVAL order (records sorted by arrival index, ties by position).
+    pub fn arrival_order(&self) -> &[u32] {
+        if self.arrival.is_empty() {
+            &self.order
+        } else {
+            &self.arrival
+        }
+    }
+
+    /// deliver_ns − arrive_ns of every delivery in one histogram (built now).
+    pub fn ordering_delay(&self) -> Histogram<u64> {
+        if !self.delay_codes.is_empty() {
+            return hist_of_codes(&self.delay_codes);
+        }
+        let mut h = new_hist();
+        if !self.order.is_empty() {
+            let _ = h.record_n(0, self.order.len() as u64);
+        }
+        h
     }
 
     /// Read and decode a log file.
@@ -179,8 +301,10 @@ impl PeerLog {
     /// Heap bytes this log holds (what a stored upload costs the service).
     pub fn heap_bytes(&self) -> usize {
         std::mem::size_of::<PeerLog>()
-            + self.order.capacity() * 4
-            + self.latency.codes.capacity() * 2
+            + (self.order.capacity() + self.arrival.capacity()) * 4
+            + (self.latency.codes.capacity() + self.delay_codes.capacity()) * 2
+            + self.sends.own.capacity() * 8
+            + self.sends.by_time.capacity() * 4
             + self.latency.unexpected_senders.capacity() * 2
             + self.header.zone.capacity()
             + self.header.wan.capacity()
@@ -262,17 +386,55 @@ mod tests {
         };
         let recs: Vec<Record> = recs
             .iter()
-            .map(|&(sender, seq, lat)| Record {
+            .enumerate()
+            .map(|(i, &(sender, seq, lat))| Record {
                 sender,
                 seq,
                 send_ns: 1_000,
                 recv_ns: 1_000 + lat,
                 deliver_ns: 1_000 + lat,
                 kernel_stamp: false,
-                ..Record::default()
+                arrive_ns: 1_000 + lat,
+                arrival: i as u32,
+                retransmitted: false,
             })
             .collect();
         encode(&h, &recs)
+    }
+
+    #[test]
+    fn arrival_order_and_delays_are_kept_only_when_ordering_changed_them() {
+        // Arrival = delivery order, no delay, deliver_ns increasing: 6 bytes a delivery.
+        let recs: Vec<(u16, u32, u64)> = (0..100).map(|i| (1, i, u64::from(i))).collect();
+        let plain = PeerLog::from_bytes(&log(2, 100, &recs)).unwrap();
+        assert_eq!(plain.arrival_order(), &plain.order[..]);
+        assert!(plain.heap_bytes() < 100 * 6 + 512, "{}", plain.heap_bytes());
+        let h = plain.ordering_delay();
+        assert_eq!((h.len(), h.max()), (100, 0));
+        // Arrivals 2, 0, 1 and a delay of 5 µs for the first delivery.
+        let h = LogHeader {
+            run_id: 1,
+            peers: 1,
+            msgs: 3,
+            ..LogHeader::default()
+        };
+        let rec = |seq: u32, arrival: u32, held: u64| Record {
+            seq,
+            send_ns: 10,
+            deliver_ns: 10_000,
+            arrive_ns: 10_000 - held,
+            arrival,
+            ..Record::default()
+        };
+        let recs = [rec(0, 2, 5_000), rec(1, 0, 0), rec(2, 1, 0)];
+        let l = PeerLog::from_bytes(&encode(&h, &recs)).unwrap();
+        assert_eq!(l.arrival_order(), &[1, 2, 0]);
+        assert_eq!(fifo_violations(l.arrival_order(), 1, 3), 1);
+        let h = l.ordering_delay();
+        assert_eq!(h.len(), 3);
+        assert!(h.equivalent(h.max(), 5_000));
+        // Own messages, all sent before any delivery.
+        assert_eq!(l.sends.before(2), Some(0));
     }
 
     #[test]
@@ -287,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn extreme_latencies_cost_six_bytes_a_delivery() {
+    fn extreme_latencies_cost_what_the_deliveries_hold() {
         // 64 senders, latencies of 1 ns and an hour: histograms would be ~270 KB each.
         let recs: Vec<(u16, u32, u64)> = (0..128u32)
             .map(|i| {
@@ -299,7 +461,8 @@ mod tests {
             })
             .collect();
         let l = PeerLog::from_bytes(&log(64, 2, &recs)).unwrap();
-        assert!(l.heap_bytes() < 2048, "{}", l.heap_bytes());
+        // 6 bytes a delivery, 4 more for deliver_ns out of order (latencies alternate).
+        assert!(l.heap_bytes() < 128 * 10 + 512, "{}", l.heap_bytes());
         let total = l.latency.total();
         assert_eq!(total.len(), 128);
         assert!(total.equivalent(total.max(), MAX_LATENCY_NS));

@@ -24,6 +24,10 @@ pub struct Report {
     pub time_scale: f64,
     /// DATA datagram size in bytes.
     pub size: u16,
+    /// Ordering mode of the run ("none", "fifo", "causal", "sequencer", "lamport").
+    pub order: String,
+    /// Repair of the run ("off", "nack").
+    pub repair: String,
     /// N × M.
     pub rounds: u64,
     /// Positions k < N × M at which not all N peers delivered the same (sender, seq).
@@ -40,6 +44,19 @@ pub struct Report {
     pub unexpected: u64,
     /// Deliveries of a sender's seq after a higher seq of the same sender at the same receiver.
     pub fifo_violations: u64,
+    /// The same disagreement metrics on the ARRIVAL order (what ordering had to work with).
+    pub arrival: ArrivalMetrics,
+    /// First deliveries at a receiver before one of their causal predecessors (happened-before
+    /// from the logs: same-sender order and delivery before send on the same host); null when
+    /// not computed (over the work cap, or a forged log made the relation cyclic).
+    pub causal_violations: Option<u64>,
+    /// Every two present peers delivered their common messages in the same relative order.
+    pub total_order: bool,
+    /// What ordering and repair sent, summed over the present peers.
+    pub overhead: Overhead,
+    /// deliver_ns − arrive_ns over every delivery: what ordering held messages back.
+    pub ordering_delay_us: DelaySummary,
+    pub repairs: Repairs,
     /// Sum of the headers' malformed-datagram counters.
     pub malformed: u64,
     /// Sum of the headers' datagrams-of-other-runs counters.
@@ -65,6 +82,51 @@ pub struct Report {
     /// Things about the input a user should know (ignored logs, …).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// Disagreement metrics of the arrival order (each log's records sorted by arrival index).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArrivalMetrics {
+    pub out_of_order_rounds: u64,
+    pub first_divergence: Option<u64>,
+    pub pairwise_disagreement: Disagreement,
+    pub fifo_violations: u64,
+}
+
+/// Datagrams beyond first-transmission DATA, from the log headers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Overhead {
+    /// Every copy of HELLO, ACK, STOP, HEARTBEAT, NACK, ORDER sent.
+    pub control_datagrams: u64,
+    pub control_bytes: u64,
+    /// DATA copies sent again after a NACK.
+    pub retransmissions: u64,
+    pub nacks: u64,
+    /// (control_datagrams + retransmissions) / deliveries (0 without deliveries).
+    pub per_delivery: f64,
+}
+
+/// What repair could not or need not do, from the log headers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Repairs {
+    /// Messages declared lost after the repair bound.
+    pub given_up: u64,
+    /// Arrivals dropped because the message had already arrived.
+    pub duplicates_dropped: u64,
+}
+
+/// Percentiles of a delay in µs (null without values).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DelaySummary {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+    pub count: u64,
 }
 
 /// Kendall tau distance between each pair of peers' orders, over the messages both delivered,
@@ -130,6 +192,15 @@ pub struct PeerSummary {
     pub distance_to_consensus: Option<f64>,
     /// Latency of deliveries at this receiver.
     pub latency_us: LatencySummary,
+    /// This peer's header counters (see [`Overhead`] and [`Repairs`]).
+    pub control_datagrams: u64,
+    pub control_bytes: u64,
+    pub retransmissions: u64,
+    pub nacks: u64,
+    pub given_up: u64,
+    pub duplicates_dropped: u64,
+    /// 0, or 1: the sequencer fell silent with messages waiting for their order.
+    pub failure: u32,
 }
 
 /// The derived serialisation of a [`PeerSummary`] (its `Serialize` picks this or
@@ -152,6 +223,15 @@ struct FullPeer {
     pub distance_to_consensus: Option<f64>,
     /// Latency of deliveries at this receiver.
     pub latency_us: LatencySummary,
+    /// This peer's header counters (see [`Overhead`] and [`Repairs`]).
+    pub control_datagrams: u64,
+    pub control_bytes: u64,
+    pub retransmissions: u64,
+    pub nacks: u64,
+    pub given_up: u64,
+    pub duplicates_dropped: u64,
+    /// 0, or 1: the sequencer fell silent with messages waiting for their order.
+    pub failure: u32,
 }
 
 #[derive(Serialize)]
@@ -207,10 +287,21 @@ impl Report {
     /// The readable form: the original's line, a summary and a per-peer table (+ matrices).
     pub fn write_human(&self, w: &mut dyn Write) -> io::Result<()> {
         let transport = self.transport.as_deref().unwrap_or("?");
+        let or_unknown = |s: &str| {
+            if s.is_empty() {
+                "?".to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
         write!(
             w,
-            "run {:#018x}: {} peers x {} msgs, {transport}",
-            self.run_id, self.peers, self.msgs_per_peer
+            "run {:#018x}: {} peers x {} msgs, {transport}, order {}, repair {}",
+            self.run_id,
+            self.peers,
+            self.msgs_per_peer,
+            or_unknown(&self.order),
+            or_unknown(&self.repair)
         )?;
         if let Some(wan) = &self.wan {
             write!(w, ", wan {wan} (time scale {})", self.time_scale)?;
@@ -233,6 +324,46 @@ impl Report {
             w,
             "  rounds {}, out of order {} ({pct:.1}%), first divergence: {first}",
             self.rounds, self.out_of_order_rounds
+        )?;
+        let a = &self.arrival;
+        let first_arrival = a
+            .first_divergence
+            .map_or_else(|| "none".to_owned(), |k| format!("position {k}"));
+        writeln!(
+            w,
+            "  out-of-order rounds: delivery {}, arrival {} (first divergence: delivery {first}, arrival {first_arrival})",
+            self.out_of_order_rounds, a.out_of_order_rounds
+        )?;
+        writeln!(
+            w,
+            "  arrival order: fifo violations {}, pairwise disagreement mean {:.4}, max {:.4}",
+            a.fifo_violations, a.pairwise_disagreement.mean, a.pairwise_disagreement.max
+        )?;
+        let causal = self
+            .causal_violations
+            .map_or_else(|| "not computed".to_owned(), |c| c.to_string());
+        writeln!(
+            w,
+            "  causal violations {causal}, total order {}",
+            if self.total_order { "yes" } else { "no" }
+        )?;
+        let o = &self.overhead;
+        writeln!(
+            w,
+            "  overhead: {} control datagrams ({} bytes), {} retransmissions, {} nacks; {:.3} per delivery",
+            o.control_datagrams, o.control_bytes, o.retransmissions, o.nacks, o.per_delivery
+        )?;
+        let d = &self.ordering_delay_us;
+        writeln!(
+            w,
+            "  ordering delay us: p50 {} p90 {} p99 {} max {} (n={}); repairs given up {}, duplicates dropped {}",
+            opt(d.p50, 1),
+            opt(d.p90, 1),
+            opt(d.p99, 1),
+            opt(d.max, 1),
+            d.count,
+            self.repairs.given_up,
+            self.repairs.duplicates_dropped
         )?;
         writeln!(
             w,
@@ -295,8 +426,19 @@ impl Report {
         }
         writeln!(
             w,
-            "  {:>4} {:>8} {:>10} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8}",
-            "peer", "zone", "deliveries", "lost", "dups", "fifo", "p50 us", "p99 us", "neg", "dist"
+            "  {:>4} {:>8} {:>10} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
+            "peer",
+            "zone",
+            "deliveries",
+            "lost",
+            "dups",
+            "fifo",
+            "p50 us",
+            "p99 us",
+            "neg",
+            "dist",
+            "control",
+            "retx"
         )?;
         for p in &self.per_peer {
             if !p.present {
@@ -310,7 +452,7 @@ impl Report {
             }
             writeln!(
                 w,
-                "  {:>4} {:>8} {:>10} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8}",
+                "  {:>4} {:>8} {:>10} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
                 p.peer,
                 p.zone.as_deref().unwrap_or("-"),
                 p.deliveries,
@@ -320,7 +462,9 @@ impl Report {
                 opt(p.latency_us.p50, 1),
                 opt(p.latency_us.p99, 1),
                 p.latency_us.negative,
-                opt(p.distance_to_consensus, 4)
+                opt(p.distance_to_consensus, 4),
+                p.control_datagrams,
+                p.retransmissions
             )?;
         }
         if let Some(m) = &self.matrix {

@@ -162,29 +162,39 @@ pub fn netns_modes() -> Vec<mpcomm::netns::Mode> {
     ok
 }
 
-/// A valid delivery log of `run` written by `peer` (N peers × M messages), one record per
-/// (sender, seq, one-way latency in ns), in the order given.
-pub fn synthetic_log(run: u64, peer: u16, n: u16, m: u32, recs: &[(u16, u32, u64)]) -> Vec<u8> {
-    use mpcomm::wire::log::{encode, LogHeader, Record};
-    let h = LogHeader {
+/// The header of a synthetic log of `run` written by `peer` (N peers × M messages, fanout,
+/// real time, no ordering, no repair).
+pub fn synthetic_header(run: u64, peer: u16, n: u16, m: u32) -> mpcomm::wire::log::LogHeader {
+    mpcomm::wire::log::LogHeader {
         run_id: run,
         peer_id: peer,
         peers: n,
         msgs: m,
         transport: Some(mpcomm::wire::Transport::Fanout),
         time_scale_ppm: 1_000_000,
-        ..LogHeader::default()
-    };
+        ..Default::default()
+    }
+}
+
+/// A valid delivery log of `run` written by `peer` (N peers × M messages), one record per
+/// (sender, seq, one-way latency in ns), in the order given.
+pub fn synthetic_log(run: u64, peer: u16, n: u16, m: u32, recs: &[(u16, u32, u64)]) -> Vec<u8> {
+    use mpcomm::wire::log::{encode, Record};
+    let h = synthetic_header(run, peer, n, m);
     let recs: Vec<Record> = recs
         .iter()
-        .map(|&(sender, seq, latency)| Record {
+        .enumerate()
+        .map(|(i, &(sender, seq, latency))| Record {
             sender,
             seq,
             send_ns: 1_000,
             recv_ns: 1_000 + latency,
             deliver_ns: 1_000 + latency,
             kernel_stamp: false,
-            ..Record::default()
+            // No ordering stage: delivered on arrival.
+            arrive_ns: 1_000 + latency,
+            arrival: i as u32,
+            retransmitted: false,
         })
         .collect();
     encode(&h, &recs)

@@ -155,14 +155,17 @@ impl Repair {
         self.next
     }
 
-    /// Another receiver asked the group for this stream's gap (multicast): the retransmission
-    /// will reach us too, so our own NACK waits one `rto` (NAK suppression).
-    pub fn overheard_nack(&mut self, now: Instant, stream: u16) {
+    /// Another receiver asked the group for `first..first + count` of this stream (multicast):
+    /// if that covers the oldest index we miss, the retransmission will reach us too, so our
+    /// own NACK waits one `rto` (NAK suppression, as in PGM and SRM).
+    pub fn overheard_nack(&mut self, now: Instant, stream: u16, first: u32, count: u32) {
         let rto = self.cfg.rto;
-        if let Some(s) = self.streams.get_mut(usize::from(stream)) {
-            if let Some(at) = s.nack_at.as_mut() {
-                *at = (*at).max(now + rto);
-            }
+        let Some(s) = self.streams.get_mut(usize::from(stream)) else {
+            return;
+        };
+        let covered = s.contig < s.known && first <= s.contig && s.contig - first < count;
+        if let (true, Some(at)) = (covered, s.nack_at.as_mut()) {
+            *at = (*at).max(now + rto);
         }
     }
 

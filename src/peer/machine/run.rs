@@ -140,7 +140,10 @@ impl Machine {
                 } else {
                     to
                 };
-                self.repair.overheard_nack(now.at, s);
+                for i in 0..usize::from(ranges) {
+                    let (first, count) = packet::nack_range(bytes, i);
+                    self.repair.overheard_nack(now.at, s, first, count);
+                }
             }
             return;
         }

@@ -12,7 +12,7 @@ use c2_common::{write_key, Proc, Sealed, TempDir, EXE};
 use mpcomm::c2::auth::{fresh32, Handshake};
 use mpcomm::c2::proto::{Msg, RunSpec, HELLO_LEN};
 use mpcomm::wire::frame::{read_frame, write_frame};
-use mpcomm::wire::Transport;
+use mpcomm::wire::{Order, Repair, Transport};
 
 type FakeController = Sealed;
 
@@ -85,6 +85,9 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
         run_id,
         peer_id: 0,
         transport: Transport::Fanout,
+        // Not none: a peer that did not take --order/--repair would exit on its command line.
+        order: Order::Fifo,
+        repair: Repair::Nack,
         msgs: 5,
         interval_ms: (0, 1),
         size: 0,

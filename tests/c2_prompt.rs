@@ -38,7 +38,7 @@ fn prompt_status_bounds_and_exit() {
         "{all}"
     );
     assert!(
-        all.contains("commands: run N N_MSGS [fanout|multicast], status, exit"),
+        all.contains("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit"),
         "{all}"
     );
     assert!(all.contains("0 agents stopped"), "{all}");

@@ -9,7 +9,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, ExitCode, Stdio};
@@ -20,6 +20,7 @@ use super::auth::{fresh32, Handshake, Key};
 use super::conn::{Conn, ConnError};
 use super::proto::{Msg, Role, RunSpec, MAX_LABEL};
 use super::timing::{Backoff, Liveness, HANDSHAKE_TIMEOUT};
+use crate::peer::args::PeerCommand;
 
 const LINK: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -58,51 +59,34 @@ pub struct AgentArgs {
 
 /// The peer's command line for one run: typed values become separate arguments.
 pub fn peer_args(spec: &RunSpec, log_dir: &std::path::Path) -> Vec<OsString> {
-    let join = |v: Vec<String>| v.join(",");
-    let mut a: Vec<OsString> = Vec::with_capacity(32);
-    let mut push = |k: &str, v: String| {
-        a.push(k.into());
-        a.push(v.into());
-    };
-    push(
-        "--peers",
-        join(spec.peers.iter().map(SocketAddr::to_string).collect()),
-    );
-    push("--id", spec.peer_id.to_string());
-    push("--msgs", spec.msgs.to_string());
-    push("--transport", spec.transport.as_str().into());
-    if let Some(g) = spec.group {
-        push("--group", g.to_string());
-    }
-    if spec.transport == crate::wire::Transport::Multicast {
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    let multicast = spec.transport == crate::wire::Transport::Multicast;
+    PeerCommand {
+        peers: spec.peers.clone(),
+        id: spec.peer_id,
+        msgs: spec.msgs,
+        transport: spec.transport,
+        order: spec.order,
+        repair: spec.repair,
+        group: spec.group,
         // Send and join on the interface of our advertised address: hosts without a default
         // route (network namespaces, private VPCs) have no other multicast route.
-        push(
-            "--iface",
-            spec.peers[usize::from(spec.peer_id)].ip().to_string(),
-        );
-    }
-    push(
-        "--interval",
-        format!("{}..{}", spec.interval_ms.0, spec.interval_ms.1),
-    );
-    if spec.size > 0 {
-        push("--size", spec.size.to_string());
-    }
-    push("--seed", spec.seed.to_string());
-    push("--run-id", spec.run_id.to_string());
-    push("--log-dir", log_dir.display().to_string());
-    push("--comparator", spec.comparator.to_string());
-    if !spec.wan.is_empty() {
-        push("--wan", spec.wan.clone());
-    }
-    if !spec.zones.is_empty() {
+        iface: multicast.then(|| spec.peers[usize::from(spec.peer_id)].ip().to_string()),
+        interval: (ms(spec.interval_ms.0), ms(spec.interval_ms.1)),
+        size: (spec.size > 0).then_some(spec.size as usize),
+        seed: spec.seed,
+        run_id: spec.run_id,
+        handshake_timeout: None,
+        drain: None,
+        log_dir: log_dir.to_owned(),
+        comparator: spec.comparator,
+        time_scale: None,
+        wan: (!spec.wan.is_empty()).then(|| spec.wan.clone()),
+        wan_loss: None,
         // Without zones the peer assigns the profile's zones round-robin.
-        push("--zones", spec.zones.join(","));
+        zones: spec.zones.clone(),
     }
-    let mut v = vec![OsString::from("peer")];
-    v.append(&mut a);
-    v
+    .args()
 }
 
 enum Link {
@@ -739,7 +723,7 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Transport;
+    use crate::wire::{Order, Repair, Transport};
 
     #[test]
     fn peer_arguments_are_separate_typed_values() {
@@ -747,6 +731,8 @@ mod tests {
             run_id: 42,
             peer_id: 1,
             transport: Transport::Multicast,
+            order: Order::Sequencer,
+            repair: Repair::Off,
             msgs: 50,
             interval_ms: (10, 100),
             size: 0,
@@ -774,10 +760,14 @@ mod tests {
             "50",
             "--transport",
             "multicast",
+            "--order",
+            "sequencer",
+            "--repair",
+            "off",
             "--iface",
             "10.0.0.2",
             "--interval",
-            "10..100",
+            "10000us..100000us",
             "--seed",
             "3",
             "--run-id",

@@ -19,13 +19,14 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::proto::{Hello, Role, COUNTER_LEN, NONCE_LEN, TAG_LEN};
+use super::proto::{Hello, Role, COUNTER_LEN, NONCE_LEN, TAG_LEN, VERSION};
 use crate::wire::frame::Kind;
 
 pub type Key = [u8; 32];
 type HmacSha256 = Hmac<Sha256>;
 
-const LABEL: &[u8] = b"mpcomm-c2 v1 ";
+// Names the protocol version too, so proofs of two versions never match.
+const LABEL: &[u8] = b"mpcomm-c2 v2 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthError {
@@ -35,6 +36,8 @@ pub enum AuthError {
     Unexpected(Kind),
     /// The other side claims a role that may not connect here.
     WrongRole(Role),
+    /// The other side speaks another C2 protocol version (another mpcomm release).
+    Version(u8),
     /// The other side does not hold our key.
     BadProof,
     /// A frame whose MAC does not verify: forged, altered in flight, or from another connection.
@@ -49,6 +52,12 @@ impl std::fmt::Display for AuthError {
             AuthError::Malformed(e) => write!(f, "malformed handshake frame ({e})"),
             AuthError::Unexpected(k) => write!(f, "unexpected frame {k:?} during the handshake"),
             AuthError::WrongRole(r) => write!(f, "role {r:?} may not connect here"),
+            AuthError::Version(v) => write!(
+                f,
+                "the other side speaks C2 protocol version {}, this mpcomm version {VERSION}: run the same mpcomm release on the controller, the agents and the control host",
+                // Version 1 sent 0 in what was then a reserved byte.
+                if *v == 0 { 1 } else { *v }
+            ),
             AuthError::BadProof => f.write_str(
                 "wrong key: the other side's proof does not match our pre-shared key (copy the same key file to both)",
             ),
@@ -132,7 +141,15 @@ impl Handshake {
     /// The connecting side (agent or control client). `nonce` must be fresh from the OS RNG.
     pub fn client(psk: Key, role: Role, nonce: [u8; NONCE_LEN]) -> Handshake {
         let mut h = Handshake::new(psk, true, role, nonce);
-        h.queue(Kind::C2Hello, &Hello { role, nonce }.emit());
+        h.queue(
+            Kind::C2Hello,
+            &Hello {
+                role,
+                version: VERSION,
+                nonce,
+            }
+            .emit(),
+        );
         h.step = Step::SendHello;
         h
     }
@@ -191,6 +208,9 @@ impl Handshake {
         match (&self.step, kind) {
             (Step::AwaitHello, Kind::C2Hello) => {
                 let h = Hello::parse(payload).map_err(AuthError::Malformed)?;
+                if h.version != VERSION {
+                    return Err(AuthError::Version(h.version));
+                }
                 let allowed = if self.client {
                     h.role == Role::Controller
                 } else {
@@ -207,6 +227,7 @@ impl Handshake {
                 } else {
                     let hello = Hello {
                         role: Role::Controller,
+                        version: VERSION,
                         nonce: self.my_nonce,
                     }
                     .emit();
@@ -359,6 +380,7 @@ mod tests {
             Kind::C2Hello,
             &Hello {
                 role: Role::Controller,
+                version: VERSION,
                 nonce: [1; 32],
             }
             .emit(),
@@ -373,11 +395,27 @@ mod tests {
     }
 
     #[test]
+    fn another_protocol_version_is_refused_in_the_hello() {
+        for (old, shown) in [(0, "version 1,"), (3, "version 3,")] {
+            let mut s = Handshake::server(fresh32(), fresh32());
+            let hello = Hello {
+                role: Role::Agent,
+                version: old,
+                nonce: [2; 32],
+            };
+            let e = s.handle_frame(Kind::C2Hello, &hello.emit()).unwrap_err();
+            assert_eq!(e, AuthError::Version(old));
+            assert!(e.to_string().contains(shown), "{e}");
+        }
+    }
+
+    #[test]
     fn roles_and_order_are_enforced() {
         let k = fresh32();
         let mut s = Handshake::server(k, fresh32());
         let hello = Hello {
             role: Role::Controller,
+            version: VERSION,
             nonce: [0; 32],
         }
         .emit();

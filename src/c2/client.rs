@@ -11,9 +11,10 @@ use std::time::Duration;
 use super::auth::{fresh32, AuthError, Handshake, Session};
 use super::proto::{Msg, Role, RunRequest, HELLO_LEN, MAX_FRAME};
 use crate::compare::Report;
+use crate::lab::{table, OrderChoice};
 use crate::util::duration;
 use crate::wire::frame::{read_frame, write_frame, Kind};
-use crate::wire::Transport;
+use crate::wire::{Repair, Transport};
 
 /// The controller sends a heartbeat every second; this much silence means it is gone.
 const SILENCE: Duration = Duration::from_secs(10);
@@ -49,6 +50,12 @@ pub struct RunArgs {
     pub msgs: u32,
     #[arg(long, value_enum, default_value = "fanout")]
     pub transport: TransportChoice,
+    /// Delivery order of every peer, or all (each mode in turn; then one table of the modes).
+    #[arg(long, value_enum, default_value = "none")]
+    pub order: OrderChoice,
+    /// Gap repair of every peer (default: off with --order none, nack for the other modes).
+    #[arg(long, value_enum)]
+    pub repair: Option<Repair>,
     /// Random gap between a peer's messages, MIN..MAX milliseconds (at most 60000).
     #[arg(long, default_value = "10..100", value_parser = duration::parse_range_ms)]
     pub interval: (Duration, Duration),
@@ -61,7 +68,8 @@ pub struct RunArgs {
     /// Runs per configuration (the original study used 10).
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
-    /// One JSON report per line on stdout.
+    /// One JSON report per line on stdout (after several modes, then one `{"summary": [...]}`
+    /// line: the table of `mpcomm lab --order all`).
     #[arg(long)]
     pub json: bool,
     /// Also append every report as a JSON line to this file (`mpcomm report FILE` aggregates).
@@ -189,6 +197,8 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         peers: args.peers,
         msgs: args.msgs,
         transport: Transport::Fanout,
+        order: crate::wire::Order::None,
+        repair: args.repair,
         interval_ms: (ms(args.interval.0), ms(args.interval.1)),
         size: args.size,
         wan: args.wan.clone().unwrap_or_default(),
@@ -206,15 +216,26 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut client = Client::connect(&args.ctl)?;
-    let total = args.repeat as usize * transports.len();
+    // Per repetition: every mode, each on every transport (as `mpcomm lab` plans them).
+    let combos: Vec<_> = args
+        .order
+        .list()
+        .into_iter()
+        .flat_map(|o| transports.iter().map(move |&t| (o, t)))
+        .collect();
+    let modes = args.order == OrderChoice::All;
+    let total = args.repeat as usize * combos.len();
     let mut reports = Vec::with_capacity(total);
+    let mut values = Vec::with_capacity(total);
     let stdout = std::io::stdout();
     for i in 0..total {
-        let transport = transports[i % transports.len()];
+        let (order, transport) = combos[i % combos.len()];
         let req = RunRequest {
             transport,
+            order,
             ..base.clone()
         };
+        let repair = req.repair.unwrap_or(order.default_repair());
         client.send(&Msg::RunRequest(req))?;
         let report = loop {
             match client.recv()? {
@@ -224,13 +245,16 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
                         .context("the controller sent a report that does not parse")?
                 }
                 Msg::Refused { text } => {
-                    bail!("run {}/{total} ({transport}) refused: {text}", i + 1)
+                    bail!(
+                        "run {}/{total} ({transport}, {order}) refused: {text}",
+                        i + 1
+                    )
                 }
                 other => bail!("unexpected reply from the controller: {other:?}"),
             }
         };
         eprintln!(
-            "[{}/{total}] run {} ({transport}): {} out-of-order rounds, {} lost",
+            "[{}/{total}] run {} ({transport} {order}+{repair}): {} out-of-order rounds, {} lost",
             i + 1,
             report.run_id,
             report.out_of_order_rounds,
@@ -246,9 +270,19 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(f) = results.as_mut() {
             crate::compare::append_result(f, &report).context("appending to --results")?;
         }
+        let v = serde_json::to_value(&report)?;
+        values.push(table::with_asked(v, order, repair, transport));
         reports.push(report);
     }
-    if !args.json && total > 1 {
+    if modes {
+        let rows = table::rows(&values);
+        let mut out = stdout.lock();
+        if args.json {
+            writeln!(out, "{}", table::summary_json(&rows))?;
+        } else {
+            table::write_human(&rows, &mut out)?;
+        }
+    } else if !args.json && total > 1 {
         crate::compare::aggregate::write_table(&reports, &mut stdout.lock())?;
     }
     Ok(ExitCode::SUCCESS)

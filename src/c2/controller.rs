@@ -23,7 +23,7 @@ use super::runs::{plan, ActiveRun, Candidate, RunDefaults, Update};
 use super::timing::{Liveness, LogLimiter, HANDSHAKE_TIMEOUT, HELLO_TIMEOUT};
 use crate::compare::{Report, Server, ServerConfig, Stopper};
 use crate::util::duration;
-use crate::wire::Transport;
+use crate::wire::{Order, Transport};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -260,7 +260,7 @@ fn spawn_prompt(waker: Arc<Waker>) -> Receiver<String> {
         .name("prompt".into())
         .spawn(move || {
             use std::io::{BufRead, Write};
-            eprintln!("commands: run N N_MSGS [fanout|multicast], status, exit");
+            eprintln!("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit");
             let stdin = std::io::stdin();
             eprint!(">>> ");
             let _ = std::io::stderr().flush();
@@ -286,24 +286,38 @@ pub fn parse_prompt(line: &str) -> Result<Option<Msg>, String> {
         [] => Ok(None),
         ["status"] => Ok(Some(Msg::StatusRequest)),
         ["exit"] => Ok(Some(Msg::ExitRequest)),
-        ["run", n, m, rest @ ..] if rest.len() <= 1 => {
+        ["run", n, m, rest @ ..] if rest.len() <= 2 => {
             let peers = n
                 .parse()
                 .map_err(|_| format!("N must be a number, got {n:?}"))?;
             let msgs = m
                 .parse()
                 .map_err(|_| format!("N_MSGS must be a number, got {m:?}"))?;
-            let transport = rest.first().map_or(Ok(Transport::Fanout), |t| t.parse())?;
+            // Transport and order, each optional, in either order: the words do not overlap.
+            let (mut transport, mut order) = (Transport::Fanout, Order::None);
+            for w in rest {
+                match (w.parse(), w.parse()) {
+                    (Ok(t), _) => transport = t,
+                    (_, Ok(o)) => order = o,
+                    (Err(e), Err(_)) => {
+                        return Err(format!(
+                            "{e}; or an order: none, fifo, causal, sequencer, lamport"
+                        ))
+                    }
+                }
+            }
             Ok(Some(Msg::RunRequest(RunRequest {
                 peers,
                 msgs,
                 transport,
+                order,
+                repair: None,
                 interval_ms: (10, 100),
                 size: 0,
                 wan: String::new(),
             })))
         }
-        _ => Err("commands: run N N_MSGS [fanout|multicast], status, exit".into()),
+        _ => Err("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit".into()),
     }
 }
 
@@ -727,10 +741,11 @@ impl Controller {
         drop(candidates);
         let run = ActiveRun::new(&plan, req.transport, now);
         log(format_args!(
-            "run {run_id}: {} peers x {} msgs, {}{}",
+            "run {run_id}: {} peers x {} msgs, {}, order {}{}",
             req.peers,
             req.msgs,
             req.transport,
+            req.order,
             if req.wan.is_empty() {
                 String::new()
             } else {
@@ -745,8 +760,8 @@ impl Controller {
             }
         }
         let text = format!(
-            "run {run_id} started: {} peers x {} msgs, {}",
-            req.peers, req.msgs, req.transport
+            "run {run_id} started: {} peers x {} msgs, {}, order {}",
+            req.peers, req.msgs, req.transport, req.order
         );
         self.deliver(who, Update::Progress(text));
     }
@@ -952,7 +967,20 @@ mod tests {
             (4, 10, Transport::Multicast)
         );
         assert!(parse_prompt("run 4 x").unwrap_err().contains("N_MSGS"));
-        assert!(parse_prompt("run 4 10 carrier-pigeon").is_err());
+        let Ok(Some(Msg::RunRequest(r))) = parse_prompt("run 4 10 causal multicast") else {
+            panic!()
+        };
+        assert_eq!(
+            (r.transport, r.order),
+            (Transport::Multicast, Order::Causal)
+        );
+        assert_eq!(r.repair, None, "the mode's default");
+        let e = parse_prompt("run 4 10 carrier-pigeon").unwrap_err();
+        assert!(
+            e.contains("carrier-pigeon") && e.contains("sequencer"),
+            "{e}"
+        );
+        assert!(parse_prompt("run 4 10 fifo fanout extra").is_err());
         assert!(parse_prompt("rm -rf /").is_err());
     }
 }

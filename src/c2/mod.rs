@@ -29,7 +29,7 @@ pub enum C2Command {
     Agent(agent::AgentArgs),
     /// The controller: agent registry, runs, and the comparator in the same process.
     Serve(controller::ServeArgs),
-    /// Start a run (or a series: --repeat, --transport both) and print the reports.
+    /// Start a run (or a series: --repeat, --transport both, --order all) and print the reports.
     Run(client::RunArgs),
     /// List the agents the controller knows, live or lost.
     Status(client::StatusArgs),

@@ -1,7 +1,7 @@
 //! The C2 messages, byte by byte (network byte order). They travel inside `wire::frame` frames:
 //!
 //! ```text
-//!   C2Hello   (both ways, first frame):  0 role   1..4 reserved (0)   4..36 nonce
+//!   C2Hello   (both ways, first frame):  0 role   1 version   2..4 reserved (0)   4..36 nonce
 //!   C2Auth    (both ways, second frame): 0..32 proof = HMAC-SHA256(psk, label | role | cn | sn)
 //!   C2Message (after auth):              0..8 counter   8..n-32 body   n-32..n tag
 //!   body:                                0 type   1.. fields (below, per `Msg` variant)
@@ -15,8 +15,12 @@
 use byteorder::{ByteOrder, NetworkEndian};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::wire::{Error, Result, Transport};
+use crate::wire::{Error, Order, Repair, Result, Transport};
 
+/// The C2 protocol version, in every Hello. Version 1 sent 0 there (a reserved byte); 2 added
+/// order and repair to `RunSpec` and `RunRequest`. Both sides refuse another version in the
+/// handshake, before any message could be misread.
+pub const VERSION: u8 = 2;
 pub const NONCE_LEN: usize = 32;
 pub const TAG_LEN: usize = 32;
 pub const HELLO_LEN: usize = 4 + NONCE_LEN;
@@ -69,6 +73,8 @@ impl From<Role> for u8 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
     pub role: Role,
+    /// Any value parses; the handshake refuses one that is not [`VERSION`].
+    pub version: u8,
     pub nonce: [u8; NONCE_LEN],
 }
 
@@ -82,16 +88,21 @@ impl Hello {
             });
         }
         let role = Role::from(b[0]);
-        if matches!(role, Role::Unknown(_)) || b[1..4] != [0, 0, 0] {
+        if matches!(role, Role::Unknown(_)) || b[2..4] != [0, 0] {
             return Err(Error::BadValue);
         }
         let mut nonce = [0; NONCE_LEN];
         nonce.copy_from_slice(&b[4..]);
-        Ok(Hello { role, nonce })
+        Ok(Hello {
+            role,
+            version: b[1],
+            nonce,
+        })
     }
     pub fn emit(&self) -> [u8; HELLO_LEN] {
         let mut b = [0; HELLO_LEN];
         b[0] = self.role.into();
+        b[1] = self.version;
         b[4..].copy_from_slice(&self.nonce);
         b
     }
@@ -103,6 +114,9 @@ pub struct RunSpec {
     pub run_id: u64,
     pub peer_id: u16,
     pub transport: Transport,
+    pub order: Order,
+    /// Resolved by the controller (the mode's default unless asked), so every peer agrees.
+    pub repair: Repair,
     pub msgs: u32,
     pub interval_ms: (u32, u32),
     pub size: u32,
@@ -121,6 +135,9 @@ pub struct RunRequest {
     pub peers: u16,
     pub msgs: u32,
     pub transport: Transport,
+    pub order: Order,
+    /// `None`: the mode's default (`Order::default_repair`).
+    pub repair: Option<Repair>,
     pub interval_ms: (u32, u32),
     pub size: u32,
     pub wan: String,
@@ -285,6 +302,19 @@ impl<'a> Reader<'a> {
     fn transport(&mut self) -> Result<Transport> {
         Transport::from_u8(self.u8()?)
     }
+    fn order(&mut self) -> Result<Order> {
+        Order::from_u8(self.u8()?)
+    }
+    fn repair(&mut self) -> Result<Repair> {
+        Repair::from_u8(self.u8()?)
+    }
+    /// 0xff = none (the mode's default); otherwise a repair code.
+    fn opt_repair(&mut self) -> Result<Option<Repair>> {
+        match self.u8()? {
+            NO_REPAIR => Ok(None),
+            v => Repair::from_u8(v).map(Some),
+        }
+    }
     fn end(&self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())
@@ -293,6 +323,8 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+const NO_REPAIR: u8 = 0xff;
 
 /// Appends to the caller's buffer (reused per connection).
 struct Writer<'a>(&'a mut Vec<u8>);
@@ -377,6 +409,8 @@ impl RunSpec {
         let run_id = r.u64()?;
         let peer_id = r.u16()?;
         let transport = r.transport()?;
+        let order = r.order()?;
+        let repair = r.repair()?;
         let msgs = r.u32()?;
         let interval_ms = (r.u32()?, r.u32()?);
         let size = r.u32()?;
@@ -402,6 +436,8 @@ impl RunSpec {
             run_id,
             peer_id,
             transport,
+            order,
+            repair,
             msgs,
             interval_ms,
             size,
@@ -445,6 +481,8 @@ impl RunSpec {
         w.u64(self.run_id);
         w.u16(self.peer_id);
         w.u8(self.transport.as_u8());
+        w.u8(self.order.as_u8());
+        w.u8(self.repair.as_u8());
         w.u32(self.msgs);
         w.u32(self.interval_ms.0);
         w.u32(self.interval_ms.1);
@@ -496,6 +534,8 @@ impl Msg {
                     peers: r.u16()?,
                     msgs: r.u32()?,
                     transport: r.transport()?,
+                    order: r.order()?,
+                    repair: r.opt_repair()?,
                     interval_ms: (r.u32()?, r.u32()?),
                     size: r.u32()?,
                     wan: r.str(MAX_LABEL)?,
@@ -581,6 +621,8 @@ impl Msg {
                 w.u16(q.peers);
                 w.u32(q.msgs);
                 w.u8(q.transport.as_u8());
+                w.u8(q.order.as_u8());
+                w.u8(q.repair.map_or(NO_REPAIR, Repair::as_u8));
                 w.u32(q.interval_ms.0);
                 w.u32(q.interval_ms.1);
                 w.u32(q.size);
@@ -631,6 +673,8 @@ mod tests {
             run_id: 0x0102030405060708,
             peer_id: 1,
             transport: Transport::Multicast,
+            order: Order::Causal,
+            repair: Repair::Nack,
             msgs: 50,
             interval_ms: (10, 100),
             size: 0,
@@ -680,9 +724,21 @@ mod tests {
                 peers: 4,
                 msgs: 50,
                 transport: Transport::Fanout,
+                order: Order::Sequencer,
+                repair: None,
                 interval_ms: (0, 5),
                 size: 64,
                 wan: String::new(),
+            }),
+            Msg::RunRequest(RunRequest {
+                peers: 2,
+                msgs: 1,
+                transport: Transport::Multicast,
+                order: Order::Lamport,
+                repair: Some(Repair::Off),
+                interval_ms: (1, 1),
+                size: 0,
+                wan: "gcp8".into(),
             }),
             Msg::StatusRequest,
             Msg::ExitRequest,
@@ -743,11 +799,62 @@ mod tests {
         assert_eq!(enc(&Msg::ExitDone { agents: 4 }), [34, 0, 4]);
         let h = Hello {
             role: Role::Agent,
+            version: VERSION,
             nonce: [0xab; 32],
         };
         let b = h.emit();
-        assert_eq!(&b[..4], [1, 0, 0, 0]);
+        assert_eq!(&b[..4], [1, 2, 0, 0]);
         assert_eq!(Hello::parse(&b), Ok(h));
+        // Version 1's hello (0 in the version byte) parses; the handshake refuses it.
+        let mut old = b;
+        old[1] = 0;
+        assert_eq!(Hello::parse(&old).map(|h| h.version), Ok(0));
+        let req = RunRequest {
+            peers: 3,
+            msgs: 0x0102,
+            transport: Transport::Multicast,
+            order: Order::Fifo,
+            repair: None,
+            interval_ms: (1, 2),
+            size: 0,
+            wan: "w".into(),
+        };
+        #[rustfmt::skip]
+        let want = [
+            20, 0, 3, 0, 0, 1, 2,
+            1, 1, 0xff, // transport, order, repair (none: the mode's default)
+            0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, b'w',
+        ];
+        assert_eq!(enc(&Msg::RunRequest(req.clone())), want);
+        let mut off = want;
+        off[9] = 0;
+        let parsed = Msg::parse(&off).unwrap();
+        assert_eq!(
+            parsed,
+            Msg::RunRequest(RunRequest {
+                repair: Some(Repair::Off),
+                ..req
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_order_and_repair_codes_are_refused() {
+        let mut req = enc(&samples()[8]);
+        assert_eq!(req[0], ty::RUN_REQUEST);
+        for (at, bad) in [(8, 5), (9, 2), (9, 0xfe)] {
+            let mut b = req.clone();
+            b[at] = bad;
+            assert_eq!(Msg::parse(&b), Err(Error::BadValue), "byte {at} = {bad}");
+        }
+        // RunSpec: type, run id (8), peer id (2), transport, then order and repair.
+        req = enc(&Msg::Run(Box::new(spec())));
+        assert_eq!(&req[12..14], [Order::Causal.as_u8(), Repair::Nack.as_u8()]);
+        for (at, bad) in [(12, 5), (13, 2), (13, NO_REPAIR)] {
+            let mut b = req.clone();
+            b[at] = bad;
+            assert_eq!(Msg::parse(&b), Err(Error::BadValue), "byte {at} = {bad}");
+        }
     }
 
     #[test]
@@ -772,6 +879,7 @@ mod tests {
         assert_eq!(Hello::parse(&[1; 37]), Err(Error::BadLength));
         let mut h = Hello {
             role: Role::Control,
+            version: VERSION,
             nonce: [0; 32],
         }
         .emit();

@@ -102,6 +102,8 @@ pub fn plan(
             run_id,
             peer_id: i as u16,
             transport: req.transport,
+            order: req.order,
+            repair: req.repair.unwrap_or(req.order.default_repair()),
             msgs: req.msgs,
             interval_ms: req.interval_ms,
             size: req.size,
@@ -270,6 +272,8 @@ mod tests {
             peers,
             msgs,
             transport: Transport::Fanout,
+            order: crate::wire::Order::None,
+            repair: None,
             interval_ms: (10, 100),
             size: 0,
             wan: String::new(),
@@ -281,6 +285,28 @@ mod tests {
         group: None,
         slack: Duration::from_secs(60),
     };
+
+    #[test]
+    fn every_spec_gets_the_order_and_the_resolved_repair() {
+        use crate::wire::{Order, Repair};
+        let c = cands(3, "");
+        for (order, asked, want) in [
+            (Order::None, None, Repair::Off),
+            (Order::Causal, None, Repair::Nack),
+            (Order::Lamport, Some(Repair::Off), Repair::Off),
+        ] {
+            let r = RunRequest {
+                order,
+                repair: asked,
+                ..req(3, 5)
+            };
+            let p = plan(None, &r, &c, 3, &D, 9, 1).unwrap();
+            assert!(p
+                .specs
+                .iter()
+                .all(|(_, s)| (s.order, s.repair) == (order, want)));
+        }
+    }
 
     #[test]
     fn plans_in_order_and_refuses_out_of_bounds() {

@@ -474,3 +474,64 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(order: &str, ooo: u64, arrival: u64, causal: Option<u64>) -> Report {
+        let mut r = Report {
+            transport: Some("fanout".into()),
+            peers: 4,
+            msgs_per_peer: 10,
+            rounds: 40,
+            order: order.into(),
+            repair: "nack".into(),
+            out_of_order_rounds: ooo,
+            causal_violations: causal,
+            total_order: ooo == 0,
+            ..Report::default()
+        };
+        r.arrival.out_of_order_rounds = arrival;
+        r.overhead.per_delivery = 0.5;
+        r.ordering_delay_us.p50 = Some(ooo as f64);
+        r
+    }
+
+    #[test]
+    fn groups_by_order_and_repair_in_mode_order() {
+        let rs = [
+            report("lamport", 0, 30, Some(0)),
+            report("none", 20, 20, Some(4)),
+            report("none", 10, 10, None),
+            report("", 5, 5, Some(1)),
+        ];
+        let g = aggregate(&rs);
+        let labels: Vec<(&str, &str)> = g.iter().map(|g| (&*g.order, &*g.repair)).collect();
+        assert_eq!(
+            labels,
+            [("none", "nack"), ("lamport", "nack"), ("?", "nack")]
+        );
+        assert_eq!((g[0].samples, g[0].out_of_order_mean), (2, 15.0));
+        assert_eq!(g[0].arrival_out_of_order_mean, 15.0);
+        // The mean over the runs where it was computed.
+        assert_eq!(g[0].causal_violations_mean, Some(4.0));
+        assert_eq!(
+            (g[1].total_order_runs, g[1].arrival_out_of_order_pct),
+            (1, 75.0)
+        );
+        assert_eq!(g[1].per_delivery_mean, 0.5);
+        let mut csv_out = Vec::new();
+        csv(&g, &mut csv_out).unwrap();
+        let text = String::from_utf8(csv_out).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let row: Vec<&str> = text.lines().nth(2).unwrap().split(',').collect();
+        assert_eq!(header.len(), row.len());
+        let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!((col("order"), col("repair")), ("lamport", "nack"));
+        assert_eq!(col("arrival_out_of_order_mean"), "30");
+        let mut table_out = Vec::new();
+        table(&g, &mut table_out).unwrap();
+        assert!(String::from_utf8(table_out).unwrap().contains("lamport"));
+    }
+}

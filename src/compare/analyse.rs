@@ -365,7 +365,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     let mut delay = new_hist();
     for l in &present {
         delay
-            .add(&l.ordering_delay())
+            .add(l.ordering_delay())
             .expect("auto-resizing histograms add");
     }
     r.ordering_delay_us = delay_summary(&delay);

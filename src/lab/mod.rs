@@ -6,7 +6,7 @@ mod children;
 mod experiment;
 mod hosts;
 mod progress;
-mod table;
+pub mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -333,7 +333,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                     report.write_human(&mut out)?;
                     writeln!(out)?;
                 }
-                values.push(asked(serde_json::to_value(&report)?, exp));
+                let v = serde_json::to_value(&report)?;
+                values.push(table::with_asked(v, exp.order, exp.repair, exp.transport));
                 all.push(report);
             }
             Err(e) => {
@@ -380,22 +381,6 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// A report's JSON with the mode the lab asked for where the report does not say (reports from
-/// a comparator that does not read the mode from the logs yet).
-fn asked(mut v: serde_json::Value, exp: &Experiment) -> serde_json::Value {
-    let fill = [
-        ("order", exp.order.as_str()),
-        ("repair", exp.repair.as_str()),
-        ("transport", exp.transport.as_str()),
-    ];
-    for (key, value) in fill {
-        if v.get(key).map_or(true, serde_json::Value::is_null) {
-            v[key] = value.into();
-        }
-    }
-    v
 }
 
 /// A temporary directory removed on drop.

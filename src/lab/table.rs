@@ -6,6 +6,8 @@ use std::io::{self, Write};
 
 use serde_json::{json, Value};
 
+use crate::wire::{Order, Repair, Transport};
+
 /// Counts where one bad run matters: shown as median and max.
 const VIOLATIONS: [&str; 3] = [
     "arrival.out_of_order_rounds",
@@ -35,6 +37,22 @@ pub struct Row {
     pub violations: [Option<(f64, f64)>; 3],
     /// Per `MEDIANS` entry.
     pub medians: [Option<f64>; 6],
+}
+
+/// A report's JSON with the mode that was asked for where the report does not say (a
+/// comparator that does not read the mode from the logs yet), so rows still tell modes apart.
+pub fn with_asked(mut v: Value, order: Order, repair: Repair, transport: Transport) -> Value {
+    let asked = [
+        ("order", order.as_str()),
+        ("repair", repair.as_str()),
+        ("transport", transport.as_str()),
+    ];
+    for (key, value) in asked {
+        if v.get(key).map_or(true, Value::is_null) {
+            v[key] = value.into();
+        }
+    }
+    v
 }
 
 /// The value at a dotted path (`"a.b"` = `v["a"]["b"]`), if it is there.
@@ -259,6 +277,25 @@ mod tests {
         assert_eq!(fifo.medians[0], Some(40.0));
         assert_eq!(fifo.medians[2], None); // no duplicates field
         assert_eq!(fifo.medians[5], Some(900.5));
+    }
+
+    #[test]
+    fn the_asked_mode_fills_in_only_what_the_report_lacks() {
+        let v = with_asked(
+            json!({"transport": null}),
+            Order::Fifo,
+            Repair::Nack,
+            Transport::Fanout,
+        );
+        assert_eq!(
+            (v["order"].as_str(), v["transport"].as_str()),
+            (Some("fifo"), Some("fanout"))
+        );
+        let said = json!({"order": "causal", "repair": "off", "transport": "multicast"});
+        assert_eq!(
+            with_asked(said.clone(), Order::Fifo, Repair::Nack, Transport::Fanout),
+            said
+        );
     }
 
     #[test]

@@ -389,6 +389,8 @@ pub fn scenario(h: &dyn Hosts) -> Duration {
             "0..10",
             "--wan",
             "gcp8",
+            "--order",
+            "causal",
             "--json",
         ],
     );
@@ -398,6 +400,21 @@ pub fn scenario(h: &dyn Hosts) -> Duration {
     let r = Report::from_json_line(out.trim()).expect("one report");
     assert_eq!(r.wan.as_deref(), Some("gcp8"));
     assert!(r.missing_peers.is_empty());
+    // The order reached every agent's peer, with the mode's default repair: their logs say so.
+    let tag = format!("{:016x}", r.run_id);
+    let modes: Vec<_> = (1..=4)
+        .flat_map(|i| std::fs::read_dir(dir.path(&format!("logs-{i}"))).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(&tag))
+        .map(|p| {
+            let h = mpcomm::wire::log::LogView::parse(&std::fs::read(p).unwrap())
+                .unwrap()
+                .header;
+            (h.order, h.repair)
+        })
+        .collect();
+    use mpcomm::wire::{Order, Repair};
+    assert_eq!(modes, [(Order::Causal, Repair::Nack); 4]);
     assert_eq!(
         std::fs::read_to_string(&results).unwrap().lines().count(),
         5

@@ -277,7 +277,7 @@ fn log_dump_prints_the_documented_csv() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("receiver,position,sender,seq,send_ns,recv_ns,deliver_ns")
+        Some("receiver,position,sender,seq,send_ns,recv_ns,deliver_ns,arrive_ns,arrival,retransmitted")
     );
     let rows: Vec<Vec<u64>> = lines
         .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())

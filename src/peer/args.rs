@@ -27,7 +27,9 @@ pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
   mpcomm peer --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570 --msgs 100 \\
               --comparator 10.0.0.9:4568
 
-Exit codes: 0 done, 2 handshake timed out, 3 log kept but not uploaded, 130 interrupted.")]
+Exit codes: 0 done, 2 handshake timed out, 3 log kept but not uploaded, 4 refused: a peer runs
+another --order or --repair, 5 ordering failed (the sequencer fell silent; log kept and uploaded),
+130 interrupted.")]
 pub struct PeerArgs {
     /// Every peer's IP:PORT (or HOST:PORT), comma-separated; the position is the peer id.
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
@@ -440,7 +442,7 @@ fn who_am_i(peers: &[SocketAddr]) -> anyhow::Result<u16> {
 #[derive(clap::Subcommand, Debug)]
 pub enum LogCommand {
     /// Print a delivery log: a table, or CSV with the header
-    /// `receiver,position,sender,seq,send_ns,recv_ns,deliver_ns`.
+    /// `receiver,position,sender,seq,send_ns,recv_ns,deliver_ns,arrive_ns,arrival,retransmitted`.
     Dump {
         /// The log file (mpcomm-RUN-pID.mplog).
         file: PathBuf,

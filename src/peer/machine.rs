@@ -604,6 +604,7 @@ impl Machine {
                 }
                 Some(self.emit_hello(dest, buf))
             }
+            Out::Refuse(to) => Some(self.emit_hello(Dest::Peer(to), buf)),
             Out::HelloAck(to) => {
                 let r = Repr {
                     run_id: self.cfg.run_id.unwrap_or(0),
@@ -642,9 +643,7 @@ impl Machine {
                 all(self.repr(Body::Stop(a)).emit(buf))
             }
             Out::Heartbeat => {
-                if self.run_id.is_none() {
-                    return None;
-                }
+                self.run_id?;
                 if self.announced_complete && self.complete_left > 0 {
                     self.complete_left -= 1;
                     if self.complete_left > 0 {

@@ -128,7 +128,7 @@ fn causal_violations(sim: &Sim, n: usize, m: usize) -> usize {
             let v = &vc[&(r.sender, r.seq)];
             let missing = (0..n).any(|p| {
                 (0..v[p] as usize)
-                    .any(|k| !(p == usize::from(r.sender) && k == r.seq as usize) && !got[p][k])
+                    .any(|k| !(got[p][k] || p == usize::from(r.sender) && k == r.seq as usize))
             });
             if missing {
                 bad += 1;
@@ -290,6 +290,28 @@ fn a_peer_with_another_mode_is_refused_naming_both() {
         sim.machines[0].duration().unwrap() < bound,
         "refused before the timeout"
     );
+}
+
+/// The refused peer started after our HELLOs went out: the refusal itself tells it our mode,
+/// so it fails at once too instead of waiting for the handshake timeout.
+#[test]
+fn a_late_peer_with_another_mode_learns_it_from_the_refusal() {
+    let mut sim = Sim::new(2, Link::default(), 1, |id| {
+        let order = if id == 1 { Order::Causal } else { Order::Fifo };
+        cfg(2, 5, order, Transport::Fanout)(id)
+    });
+    sim.down[1] = true;
+    for _ in 0..20 {
+        sim.step();
+    }
+    sim.down[1] = false;
+    assert!(sim.run(100_000));
+    let bound = sim.machines[1].config().handshake_timeout;
+    for p in &sim.machines {
+        assert_eq!(p.phase(), Phase::Failed);
+        assert!(p.refused().is_some(), "both know why");
+        assert!(p.duration().unwrap() < bound);
+    }
 }
 
 #[test]

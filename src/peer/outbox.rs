@@ -15,6 +15,9 @@ pub enum Out {
     Hello(Dest),
     /// HELLO_ACK to this peer.
     HelloAck(u16),
+    /// One last HELLO to a peer we refused, sent even though we have failed: it may have
+    /// started after our HELLOs went out, and must learn our mode to refuse us in turn.
+    Refuse(u16),
     /// Our next DATA.
     Data,
     Stop,

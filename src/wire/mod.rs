@@ -132,11 +132,22 @@ impl std::str::FromStr for Transport {
 
 /// Which delivery guarantee a run's peers give (agreed in HELLO, recorded in every log).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     /// Deliver on arrival: the original experiment, which shows the problem.
+    #[default]
     None,
     /// Each sender's messages in its sequence order.
     Fifo,
@@ -211,10 +222,21 @@ impl std::str::FromStr for Order {
 
 /// Whether receivers repair gaps (NACK to the sender, retransmission from what it kept).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Repair {
+    #[default]
     Off,
     Nack,
 }
@@ -255,17 +277,5 @@ impl std::str::FromStr for Repair {
             "nack" => Ok(Repair::Nack),
             _ => Err(format!("unknown repair {s:?}: use nack or off")),
         }
-    }
-}
-
-impl Default for Order {
-    fn default() -> Order {
-        Order::None
-    }
-}
-
-impl Default for Repair {
-    fn default() -> Repair {
-        Repair::Off
     }
 }

@@ -27,6 +27,8 @@ impl Machine {
                     repair,
                 });
                 self.fail(now);
+                self.outbox.push(Out::Refuse(repr.sender));
+                self.outbox.push(Out::Refuse(repr.sender));
             } else {
                 self.counters.foreign += 1;
             }

@@ -246,10 +246,10 @@ impl Machine {
                 }
             }
             Orderer::Sequencer(_) => self.watch_sequencer(now),
-            Orderer::Lamport(l) => {
-                if sending && l.needs_heartbeat() && !self.timers.is_set(Timer::Heartbeat) {
-                    self.timers.set(Timer::Heartbeat, now.at + heartbeat_after);
-                }
+            Orderer::Lamport(l)
+                if sending && l.needs_heartbeat() && !self.timers.is_set(Timer::Heartbeat) =>
+            {
+                self.timers.set(Timer::Heartbeat, now.at + heartbeat_after);
             }
             _ => {}
         }

@@ -17,8 +17,15 @@ const M: u64 = 30;
 
 fn run_all_modes(logs: &TempDir, loss: &str) -> Vec<serde_json::Value> {
     let mut c = mpcomm();
-    c.args(["lab", "--json", "--order", "all", "--transport", "both"])
-        .args(["--peers", &N.to_string(), "--msgs", &M.to_string()])
+    c.arg("lab");
+    all_modes(c, N, M, logs, loss)
+}
+
+/// `lab … --order all --transport both --json` on `c` (which holds `lab` and any placement
+/// flag); returns the per-run reports after checking the summary line.
+fn all_modes(mut c: Command, n: u64, m: u64, logs: &TempDir, loss: &str) -> Vec<serde_json::Value> {
+    c.args(["--json", "--order", "all", "--transport", "both"])
+        .args(["--peers", &n.to_string(), "--msgs", &m.to_string()])
         .args(["--wan", "gcp8", "--time-scale", "0.05", "--wan-loss", loss])
         .args(["--interval", "10..60", "--drain", "300ms", "--log-dir"])
         .arg(logs.path());
@@ -47,12 +54,16 @@ fn u(r: &serde_json::Value, path: &str) -> u64 {
 }
 
 fn assert_guarantees(runs: &[serde_json::Value], what: &str) {
+    assert_guarantees_of(runs, N, M, what)
+}
+
+fn assert_guarantees_of(runs: &[serde_json::Value], n: u64, m: u64, what: &str) {
     assert_eq!(runs.len(), 10);
     for r in runs {
         let order = r["order"].as_str().unwrap();
         let at = format!("{what}, {order} over {}", r["transport"]);
         let rounds = u(r, "rounds");
-        assert_eq!(rounds, N * M, "{at}");
+        assert_eq!(rounds, n * m, "{at}");
         // The arrival order (what the network did) is disordered in every mode.
         assert!(
             u(r, "arrival.out_of_order_rounds") * 10 >= rounds * 9,
@@ -159,6 +170,23 @@ fn recompute_from_csv(logs: &TempDir, runs: &[serde_json::Value]) {
             got["arrival"]["out_of_order_rounds"], r["arrival"]["out_of_order_rounds"],
             "{at}"
         );
+    }
+}
+
+/// Every mode with peers as separate hosts (network namespaces on a bridge, real IGMP for
+/// multicast), behind the emulated WAN with 5 % loss.
+#[test]
+fn every_mode_keeps_its_guarantee_between_namespace_hosts() {
+    for mode in support::netns_modes() {
+        let mut c = mpcomm();
+        let how = match mode {
+            mpcomm::netns::Mode::Root => "root",
+            mpcomm::netns::Mode::UserNamespace => "userns",
+        };
+        c.env("MPCOMM_NETNS", how).args(["lab", "--netns"]);
+        let logs = TempDir::new("order-netns");
+        let runs = all_modes(c, 4, 20, &logs, "0.05");
+        assert_guarantees_of(&runs, 4, 20, &format!("netns {how}"));
     }
 }
 

@@ -229,6 +229,8 @@ pub struct Machine {
 
     // The end.
     peer_complete: Vec<bool>,
+    /// The highest "sent so far" each peer announced: a repeat of it is no news.
+    peer_announced: Vec<Option<u32>>,
     announced_complete: bool,
     complete_left: u32,
     drain_backoff: Duration,
@@ -306,6 +308,7 @@ impl Machine {
             waiting_since: None,
             failure: 0,
             peer_complete: vec![false; n],
+            peer_announced: vec![None; n],
             announced_complete: false,
             complete_left: 0,
             drain_backoff: rto,

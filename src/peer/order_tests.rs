@@ -381,3 +381,37 @@ fn sequencer_and_lamport_cost_at_most_one_control_datagram_per_delivery() {
         );
     }
 }
+
+/// A peer crashes mid-run under `lamport`: the others cannot move the total order past its
+/// silence, but they do not wait for the hard bound either: repeated heartbeats are no news,
+/// so the quiet period ends the run, and what stayed held back is counted as given up.
+#[test]
+fn a_crashed_peer_holds_lamport_only_until_the_quiet_period() {
+    let mut sim = Sim::new(
+        4,
+        Link::default(),
+        2,
+        cfg(4, 40, Order::Lamport, Transport::Fanout),
+    );
+    for _ in 0..100_000 {
+        sim.step();
+        if sim.machines[3].counters().data_sent > 10 {
+            break;
+        }
+    }
+    sim.down[3] = true;
+    let t0 = sim.now.at;
+    assert!(sim.run(4_000_000));
+    let c = sim.machines[0].config().clone();
+    for p in &sim.machines[..3] {
+        assert_eq!(p.phase(), Phase::Done);
+        assert!(p.cost().given_up > 0, "held-back messages are counted");
+        assert_eq!(fifo_violations(p.records()), 0);
+    }
+    let took = sim.now.at - t0;
+    assert!(
+        took < c.drain_max / 2,
+        "took {took:?} (hard bound {:?})",
+        c.drain_max
+    );
+}

@@ -113,7 +113,13 @@ impl Machine {
         // A count below what already arrived changes nothing (the stream keeps its maximum).
         self.repair
             .announce(now.at, sender, a.sent.min(self.cfg.msgs), is_final);
-        let news = is_stop || !a.complete || !self.peer_complete[usize::from(sender)];
+        // News keeps the run from ending as quiet: a STOP, a longer stream, a first "I have
+        // everything". Heartbeats that repeat themselves (a draining peer waiting for a crashed
+        // one) are not, so a dead peer cannot hold the others until the hard bound.
+        let seen = &mut self.peer_announced[usize::from(sender)];
+        let longer = seen.map_or(true, |old| a.sent > old);
+        *seen = Some(seen.map_or(a.sent, |old| old.max(a.sent)));
+        let news = is_stop || longer || (a.complete && !self.peer_complete[usize::from(sender)]);
         if a.complete {
             self.peer_complete[usize::from(sender)] = true;
         }

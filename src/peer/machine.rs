@@ -269,7 +269,7 @@ impl Machine {
         let nack = cfg.repair == RepairMode::Nack;
         let repair_cfg = RepairConfig {
             nack,
-            give_up_gaps: cfg.order != Order::None,
+            give_up_gaps: cfg.order != Order::None || nack,
             nack_delay,
             rto,
             give_up: cfg.give_up,

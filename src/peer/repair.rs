@@ -18,7 +18,8 @@ use crate::wire::packet::MAX_NACK_RANGES;
 pub struct RepairConfig {
     /// Send NACKs (`--repair nack`); without, gaps are only given up.
     pub nack: bool,
-    /// Give gaps up at all (ordering modes; `none` holds nothing back, so never gives up).
+    /// Give gaps up at all (ordering modes, and any mode with NACKs; `none` without repair
+    /// holds nothing back and asks for nothing, so it has nothing to give up).
     pub give_up_gaps: bool,
     pub nack_delay: Duration,
     /// First NACK repeat; doubled per try up to 16×.

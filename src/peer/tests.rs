@@ -367,3 +367,82 @@ fn a_send_time_in_the_future_cannot_pin_the_hold_back_queue() {
     assert!(sim.machines.iter().all(|m| m.phase() == Phase::Done));
     assert_no_delivery_after_end(&sim);
 }
+
+/// Forged STOPs with a count below what already arrived from that sender (issue: they ended
+/// a peer's run early, reported `ok`): counted as malformed and ignored; the run is complete.
+#[test]
+fn a_stop_below_what_arrived_is_counted_and_ignored() {
+    let mut sim = Sim::new(2, Link::default(), 1, |id| {
+        let mut c = cfg(2, 20)(id);
+        c.run_id = Some(0x51);
+        c
+    });
+    for _ in 0..100_000 {
+        sim.step();
+        if sim.machines[0]
+            .records()
+            .iter()
+            .filter(|r| r.sender == 1)
+            .count()
+            >= 5
+        {
+            break;
+        }
+    }
+    let forged = Repr {
+        run_id: 0x51,
+        sender: 1,
+        body: Body::Stop(crate::wire::packet::Announce {
+            sent: 2,
+            ..Default::default()
+        }),
+    };
+    let mut buf = [0u8; 64];
+    let n = forged.emit(&mut buf);
+    for _ in 0..3 {
+        sim.inject(0, buf[..n].to_vec());
+    }
+    assert!(sim.run(100_000));
+    assert_complete(&sim, 2, 20);
+    assert_eq!(
+        sim.machines[0].counters().malformed[Error::BadValue as usize],
+        3
+    );
+}
+
+/// Without dedup (`--order none --repair off`), duplicates are delivered as the original
+/// experiment does, but only as many are stored as the log reserved room for; the rest are
+/// counted, and none of them is news that keeps the run alive.
+#[test]
+fn a_duplicate_flood_is_bounded_and_counted() {
+    let mut sim = Sim::new(2, Link::default(), 1, |id| {
+        let mut c = cfg(2, 10)(id);
+        c.run_id = Some(0x52);
+        c
+    });
+    for _ in 0..20 {
+        sim.step();
+    }
+    let dup = Repr {
+        run_id: 0x52,
+        sender: 1,
+        body: Body::Data {
+            seq: 0,
+            send_ns: sim.now.unix_ns,
+            retransmit: false,
+            lamport: 0,
+            vector: 0,
+            pad: 0,
+        },
+    };
+    let mut buf = [0u8; 64];
+    let n = dup.emit(&mut buf);
+    for _ in 0..5_000 {
+        sim.inject(0, buf[..n].to_vec());
+    }
+    assert!(sim.run(200_000));
+    let p = &sim.machines[0];
+    assert_eq!(p.phase(), Phase::Done);
+    assert!(p.records().len() < 100, "{} stored", p.records().len());
+    assert!(p.cost().duplicates_dropped > 4_900);
+}

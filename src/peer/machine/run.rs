@@ -47,8 +47,7 @@ impl Machine {
                 ..
             } => {
                 let stamp = (send_ns, retransmit, lamport, vector);
-                self.on_data(now, bytes, sender, seq, stamp, arrival);
-                true
+                self.on_data(now, bytes, sender, seq, stamp, arrival)
             }
             Body::Stop(a) => self.on_announce(now, sender, &a, true),
             Body::Heartbeat(a) => self.on_announce(now, sender, &a, false),
@@ -56,10 +55,7 @@ impl Machine {
                 self.on_nack(now, bytes, sender, to, stream, ranges);
                 true
             }
-            Body::Order { first, entries } => {
-                self.on_order(now, bytes, sender, first, entries);
-                true
-            }
+            Body::Order { first, entries } => self.on_order(now, bytes, sender, first, entries),
             Body::Hello { .. } | Body::HelloAck { .. } => unreachable!("handled by the caller"),
         };
         self.heard_from_run(now, news);
@@ -75,16 +71,18 @@ impl Machine {
         seq: u32,
         (send_ns, retransmit, lamport, vector): (u64, bool, u64, u16),
         arrival: Arrival,
-    ) {
+    ) -> bool {
         let causal = self.cfg.order == Order::Causal;
         if seq >= self.cfg.msgs || (causal && vector != self.cfg.peers) {
             self.counters.malformed[Error::BadValue as usize] += 1;
-            return;
+            return false;
         }
         let first = self.repair.arrive(now.at, sender, seq);
-        if !first && self.dedup {
+        // A duplicate is never news (a trickle of them must not keep a run alive), and
+        // without dedup only as many are stored as the log has room for: the rest are counted.
+        if !first && (self.dedup || self.records.len() >= self.records.capacity()) {
             self.counters.cost.duplicates_dropped += 1;
-            return;
+            return false;
         }
         let m = Msg {
             sender,
@@ -104,11 +102,18 @@ impl Machine {
         };
         self.orderer
             .arrive(m, |i| packet::data_vector(bytes, i), &mut sink);
+        first
     }
 
     /// STOP or HEARTBEAT. Returns whether it is news (a peer still working), which keeps the
     /// run from ending as quiet; "I have everything" from a finished peer is not.
     fn on_announce(&mut self, now: Now, sender: u16, a: &Announce, is_stop: bool) -> bool {
+        if is_stop && a.sent < self.repair.known(sender) {
+            // A sender never sends past its own STOP: a count below what we know exists is
+            // forged (or broken) and must not end the stream early.
+            self.counters.malformed[Error::BadValue as usize] += 1;
+            return false;
+        }
         let is_final = is_stop || a.sent >= self.cfg.msgs;
         // A count below what already arrived changes nothing (the stream keeps its maximum).
         self.repair
@@ -195,10 +200,11 @@ impl Machine {
         }
     }
 
-    fn on_order(&mut self, now: Now, bytes: &[u8], sender: u16, first: u32, entries: u16) {
+    /// Returns whether it held a new position (news).
+    fn on_order(&mut self, now: Now, bytes: &[u8], sender: u16, first: u32, entries: u16) -> bool {
         if self.cfg.order != Order::Sequencer || sender != 0 || self.cfg.id == 0 {
             self.counters.malformed[Error::BadValue as usize] += 1;
-            return;
+            return false;
         }
         let order_stream = order_stream(self.cfg.peers);
         let Machine {
@@ -207,8 +213,9 @@ impl Machine {
             records,
             ..
         } = self;
+        let mut new = false;
         for g in first..first.saturating_add(u32::from(entries)) {
-            repair.arrive(now.at, order_stream, g);
+            new |= repair.arrive(now.at, order_stream, g);
         }
         let mut sink = Sink {
             records,
@@ -227,6 +234,7 @@ impl Machine {
         if seq.ordered() > before {
             self.waiting_since = None;
         }
+        new
     }
 
     /// Any datagram of this run with news (a late peer's HELLO included) proves the run is

@@ -472,7 +472,7 @@ impl Machine {
             return;
         }
         if self.timers.expire(Timer::NextSend, now.at) && self.phase == Phase::Sending {
-            self.outbox.push_front(Out::Data);
+            self.outbox.push_data();
         }
         if self.timers.expire(Timer::StopRetry, now.at) && self.stops_left > 0 {
             self.outbox.push(Out::Stop);

@@ -4,6 +4,10 @@
 //!
 //! Per-peer entries (an ACK, a HELLO to one peer, a NACK about one stream) are queued at most
 //! once each: a flood of HELLOs or gaps cannot grow the queue past `capacity`.
+//!
+//! Our next DATA has a slot of its own, never refused, and takes turns with the queue: with
+//! `--interval 0` a DATA is always due, and letting it go first would starve the ACK a peer
+//! still in its handshake waits for (that peer then sat out our whole run).
 
 use std::collections::VecDeque;
 
@@ -50,6 +54,9 @@ enum Once {
 
 pub struct Outbox {
     queue: VecDeque<Out>,
+    data: bool,
+    /// The queue went last: DATA goes next if it is due.
+    data_turn: bool,
     capacity: usize,
     /// `queued[kind][peer]`; the NACK row has one more entry, for the ORDER stream.
     queued: [Vec<bool>; 3],
@@ -62,6 +69,8 @@ impl Outbox {
         let capacity = 256 + 4 * peers;
         Outbox {
             queue: VecDeque::with_capacity(capacity),
+            data: false,
+            data_turn: false,
             capacity,
             queued: [
                 vec![false; peers],
@@ -100,14 +109,29 @@ impl Outbox {
         true
     }
 
-    /// Queue ahead of everything: our DATA is time-critical (its send time is the message's
-    /// timestamp), retransmissions and announcements can wait a turn.
+    /// Queue at the front: the rest of an entry that was only partly sent (a range of
+    /// retransmissions, a batch of ORDER entries).
     pub fn push_front(&mut self, out: Out) {
         self.queue.push_front(out);
     }
 
+    /// Our next DATA is due (it goes at the next turn; its send time is stamped then).
+    pub fn push_data(&mut self) {
+        self.data = true;
+    }
+
+    pub fn data_due(&self) -> bool {
+        self.data
+    }
+
     pub fn pop(&mut self) -> Option<Out> {
+        if self.data && (self.data_turn || self.queue.is_empty()) {
+            self.data = false;
+            self.data_turn = false;
+            return Some(Out::Data);
+        }
         let out = self.queue.pop_front()?;
+        self.data_turn = true;
         if let Some((kind, i)) = Outbox::once(out) {
             self.queued[kind as usize][i] = false;
         }
@@ -115,21 +139,17 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && !self.data
     }
 
     pub fn len(&self) -> usize {
         self.queue.len()
     }
 
-    /// Whether this entry is waiting (an `Out` compared whole).
-    pub fn contains(&self, out: Out) -> bool {
-        self.queue.contains(&out)
-    }
-
     /// Drop everything (a failed handshake sends nothing more).
     pub fn clear(&mut self) {
         self.queue.clear();
+        self.data = false;
         for row in &mut self.queued {
             row.fill(false);
         }
@@ -146,9 +166,24 @@ mod tests {
         assert!(o.push(Out::HelloAck(1)));
         assert!(!o.push(Out::HelloAck(1)), "already queued");
         assert!(o.push(Out::Nack(2)), "the ORDER stream has a row entry too");
-        o.push_front(Out::Data);
+        o.push_data();
+        assert_eq!(
+            o.pop(),
+            Some(Out::HelloAck(1)),
+            "the queue first, then DATA"
+        );
+        o.push_data();
+        assert_eq!(o.pop(), Some(Out::Data), "DATA's turn");
+        o.push_data();
+        assert_eq!(
+            o.pop(),
+            Some(Out::Nack(2)),
+            "an always-due DATA cannot starve the queue"
+        );
         assert_eq!(o.pop(), Some(Out::Data));
-        assert_eq!(o.pop(), Some(Out::HelloAck(1)));
+        assert_eq!(o.pop(), None);
+        assert!(o.push(Out::Nack(2)));
+        assert_eq!(o.pop(), Some(Out::Nack(2)));
         assert!(o.push(Out::HelloAck(1)), "taken, so it may be queued again");
         for _ in 0..10_000 {
             o.push(Out::Heartbeat);

@@ -12,7 +12,7 @@ impl Machine {
             self.rng.gen_range(lo..=hi)
         };
         if gap.is_zero() {
-            self.outbox.push_front(Out::Data);
+            self.outbox.push_data();
         } else {
             self.timers.set(Timer::NextSend, now.at + gap);
         }
@@ -280,7 +280,7 @@ impl Machine {
             .timers
             .get(Timer::NextSend)
             .is_some_and(|t| t <= now.at + self.heartbeat_after / 2)
-            || self.outbox.contains(Out::Data);
+            || self.outbox.data_due();
         if needs && !data_soon {
             self.outbox.push(Out::Heartbeat);
         } else if needs {

@@ -244,7 +244,7 @@ proptest! {
         zone in "[A-Z0-9]{0,5}",
         recs in proptest::collection::vec((any::<u16>(), any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()), 0..50),
     ) {
-        let header = LogHeader { run_id: 3, peer_id: peers - 1, peers, msgs, transport: Some(Transport::Multicast), clock_error_ns: clock, wan, zone, record_count: recs.len() as u64, ..LogHeader::default() };
+        let header = LogHeader { run_id: 3, peer_id: peers - 1, peers, msgs, transport: Some(Transport::Multicast), clock_error_ns: clock, wan, zone, record_count: recs.len() as u64, streams: (0..peers).map(|p| (p % 3 != 0).then_some(log::StreamEnd { known: u32::from(p), stop: (p % 2 == 0).then_some(msgs % 1000) })).collect(), ..LogHeader::default() };
         let records: Vec<Record> = recs.iter().map(|&(s, seq, a, b, c, k)| Record { sender: s % peers, seq, send_ns: a, recv_ns: b, deliver_ns: c, kernel_stamp: k, arrive_ns: b ^ c, arrival: seq.rotate_left(3), retransmitted: !k }).collect();
         let bytes = log::encode(&header, &records);
         let view = LogView::parse(&bytes).unwrap();

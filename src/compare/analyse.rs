@@ -13,6 +13,7 @@ use super::peerlog::{
     fifo_violations, new_hist, PeerLog, MAX_PAIR_HIST_PEERS, NOT_EXPECTED, NS_PER_MS,
 };
 use super::report::*;
+use super::senders;
 use crate::wire::log::FAILURE_SEQUENCER_LOST;
 
 /// Choices that change the analysis.
@@ -391,6 +392,16 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .iter()
         .map(|l| l.map(|l| peer_stats(&l.order, n, m)))
         .collect();
+    // What a crashed sender never sent is unsent, not lost.
+    let ends = senders::sender_ends(&by_peer, m);
+    r.unsent = ends.sent.iter().map(|&s| u64::from(m - s)).sum();
+    r.warnings.extend(ends.warnings);
+    let mut stats = stats;
+    for st in stats.iter_mut().flatten() {
+        for (lost, &sent) in st.lost_from.iter_mut().zip(&ends.sent) {
+            *lost = lost.saturating_sub(u64::from(m - sent));
+        }
+    }
     for s in stats.iter().flatten() {
         r.lost += s.lost_from.iter().sum::<u64>();
         r.duplicates += s.dups_from.iter().sum::<u64>();

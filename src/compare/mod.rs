@@ -20,6 +20,7 @@ pub mod hist;
 pub mod kendall;
 pub mod peerlog;
 pub mod report;
+pub mod senders;
 pub mod server;
 
 use std::fs::{File, OpenOptions};

@@ -38,6 +38,9 @@ pub struct Report {
     pub deliveries: u64,
     /// Expected (receiver, sender, seq) never delivered, over the receivers whose log arrived.
     pub lost: u64,
+    /// Messages a crashed sender never sent (no log, no STOP: after the last one anyone saw);
+    /// not counted in `lost`.
+    pub unsent: u64,
     /// Deliveries beyond the first of the same (sender, seq) at a receiver.
     pub duplicates: u64,
     /// Deliveries with seq ≥ M (no expected message).
@@ -370,6 +373,13 @@ impl Report {
             "  deliveries {}, lost {}, duplicates {}, fifo violations {}, unexpected {}, malformed {}, other-run {}",
             self.deliveries, self.lost, self.duplicates, self.fifo_violations, self.unexpected, self.malformed, self.foreign
         )?;
+        if self.unsent > 0 {
+            writeln!(
+                w,
+                "  unsent {} (a sender stopped early: see the warnings; not counted as lost)",
+                self.unsent
+            )?;
+        }
         let d = &self.pairwise_disagreement;
         write!(
             w,

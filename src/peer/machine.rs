@@ -380,6 +380,17 @@ impl Machine {
             })
             .collect()
     }
+    /// How far every sender's stream got as we saw it (for the log header).
+    pub fn stream_ends(&self) -> Vec<Option<crate::wire::log::StreamEnd>> {
+        (0..self.cfg.peers)
+            .map(|p| {
+                Some(crate::wire::log::StreamEnd {
+                    known: self.repair.known(p),
+                    stop: self.repair.final_count(p),
+                })
+            })
+            .collect()
+    }
     /// Peers whose STOP never arrived or whose messages are incomplete (after the run).
     pub fn incomplete(&self) -> Vec<u16> {
         (0..self.cfg.peers)

@@ -221,6 +221,7 @@ fn finish_run(
         repair: plan.config.repair,
         cost: machine.cost(),
         failure: machine.failure(),
+        streams: machine.stream_ends(),
     };
     std::fs::create_dir_all(&plan.log_dir)
         .with_context(|| format!("cannot create log directory {}", plan.log_dir.display()))?;

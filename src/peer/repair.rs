@@ -147,6 +147,11 @@ impl Repair {
         self.streams[usize::from(stream)].known
     }
 
+    /// The count a STOP (or a final announcement) gave, if one arrived.
+    pub fn final_count(&self, stream: u16) -> Option<u32> {
+        self.streams[usize::from(stream)].final_count
+    }
+
     /// Whether any stream waits for a repair.
     pub fn outstanding(&self) -> bool {
         self.streams.iter().any(|s| s.contig < s.known)

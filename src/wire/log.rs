@@ -17,6 +17,7 @@
 //! 108..116  control bytes sent (UDP payload)    116..124 DATA datagrams retransmitted
 //! 124..132  NACKs sent              132..140 messages given up (declared lost after the bound)
 //! 140..148  duplicate arrivals dropped by repair  148..152 failure (0 none, 1 sequencer lost)
+//! then `wan` and `zone`
 //! record (RECORD_LEN = 48 bytes)
 //!   0..2 sender   2..4 flags (bit 0: recv_ns is a kernel stamp; bit 1: the copy that reached
 //!   the ordering stage was a retransmission)   4..8 seq
@@ -29,8 +30,13 @@
 //! WAN and repair) handed messages up; the records' own order is the delivery order. Both
 //! orders, from the same log, show the problem and the fix side by side.
 //!
+//! After the records, a trailer of N × (u32 messages known to exist from that sender, u32 the
+//! count its STOP announced; u32::MAX = unknown / no STOP): how far each sender's stream got
+//! as this peer saw it, so the comparator tells a crashed sender from loss. (A trailer, not
+//! header fields: N may be 65,535, more than a u16 header length covers.)
+//!
 //! The header length field lets a later version append fields that this one skips; the file
-//! length must be exactly header + count × 32, so truncation is always detected.
+//! length must be exactly header + count × 48 + N × 8, so truncation is always detected.
 
 use byteorder::{ByteOrder, NetworkEndian};
 
@@ -126,7 +132,23 @@ pub struct LogHeader {
     pub cost: Cost,
     /// 0, or why the run could not keep its guarantee (`FAILURE_SEQUENCER_LOST`).
     pub failure: u32,
+    /// Per sender, how far its stream got as this peer saw it (`None`: not recorded). Lives
+    /// in the log's trailer: `encode` writes `peers` entries whatever the length (missing ones
+    /// as not recorded), `LogView::parse` reads them; `LogHeader::parse` leaves it empty.
+    pub streams: Vec<Option<StreamEnd>>,
 }
+
+/// How far one sender's stream got, as one receiver saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct StreamEnd {
+    /// Messages known to exist (highest seq seen + 1, or an announced count).
+    pub known: u32,
+    /// The count its STOP announced, if a STOP arrived.
+    pub stop: Option<u32>,
+}
+
+const UNKNOWN_U32: u32 = u32::MAX;
+const STREAM_END_LEN: usize = 8;
 
 /// What repair and ordering cost one peer (what it sent besides first-transmission DATA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -148,6 +170,34 @@ impl LogHeader {
     /// Bytes `emit` writes (strings are cut to 255 bytes on a char boundary).
     pub fn buffer_len(&self) -> usize {
         HEADER_FIXED_LEN + short(&self.wan).len() + short(&self.zone).len()
+    }
+
+    /// Bytes of the trailer `encode` writes after the records.
+    pub fn trailer_len(&self) -> usize {
+        STREAM_END_LEN * usize::from(self.peers)
+    }
+
+    fn emit_trailer(&self, buf: &mut [u8]) {
+        for (p, chunk) in buf.chunks_exact_mut(STREAM_END_LEN).enumerate() {
+            let end = self.streams.get(p).copied().flatten();
+            let known = end.map_or(UNKNOWN_U32, |e| e.known.min(UNKNOWN_U32 - 1));
+            let stop = end.and_then(|e| e.stop).unwrap_or(UNKNOWN_U32);
+            NetworkEndian::write_u32(&mut chunk[0..4], known);
+            NetworkEndian::write_u32(&mut chunk[4..8], stop);
+        }
+    }
+
+    fn parse_trailer(buf: &[u8]) -> Vec<Option<StreamEnd>> {
+        buf.chunks_exact(STREAM_END_LEN)
+            .map(|c| {
+                let known = NetworkEndian::read_u32(&c[0..4]);
+                let stop = NetworkEndian::read_u32(&c[4..8]);
+                (known != UNKNOWN_U32).then_some(StreamEnd {
+                    known,
+                    stop: (stop != UNKNOWN_U32).then_some(stop),
+                })
+            })
+            .collect()
     }
 
     pub fn time_scale(&self) -> f64 {
@@ -274,6 +324,7 @@ impl LogHeader {
             repair: Repair::from_u8(data[field::REPAIR])?,
             cost,
             failure: NetworkEndian::read_u32(&data[field::FAILURE]),
+            streams: Vec::new(),
         };
         Ok((header, header_len))
     }
@@ -357,11 +408,18 @@ pub struct LogView<'a> {
 }
 
 impl<'a> LogView<'a> {
-    /// Check a whole log: header, then that the rest is exactly `record_count` records.
-    /// Records with a sender outside `0..peers` are refused too, so consumers can index by it.
+    /// Check a whole log: header, then that the rest is exactly `record_count` records and
+    /// the trailer. Records with a sender outside `0..peers` are refused too, so consumers can
+    /// index by it.
     pub fn parse(data: &'a [u8]) -> Result<LogView<'a>> {
-        let (header, header_len) = LogHeader::parse(data)?;
-        let body = &data[header_len..];
+        let (mut header, header_len) = LogHeader::parse(data)?;
+        let rest = &data[header_len..];
+        let trailer = header.trailer_len();
+        if rest.len() < trailer {
+            return Err(Error::Truncated);
+        }
+        let (body, ends) = rest.split_at(rest.len() - trailer);
+        header.streams = LogHeader::parse_trailer(ends);
         if body.len() % RECORD_LEN != 0 {
             return Err(Error::Truncated);
         }
@@ -403,7 +461,8 @@ pub fn encode(header: &LogHeader, records: &[Record]) -> Vec<u8> {
     let mut header = header.clone();
     header.record_count = records.len() as u64;
     let hl = header.buffer_len();
-    let mut out = vec![0u8; hl + records.len() * RECORD_LEN];
+    let body = records.len() * RECORD_LEN;
+    let mut out = vec![0u8; hl + body + header.trailer_len()];
     header.emit(&mut out[..hl]);
     for (r, chunk) in records.iter().zip(out[hl..].chunks_exact_mut(RECORD_LEN)) {
         r.emit(
@@ -412,6 +471,7 @@ pub fn encode(header: &LogHeader, records: &[Record]) -> Vec<u8> {
                 .expect("chunks_exact_mut yields RECORD_LEN"),
         );
     }
+    header.emit_trailer(&mut out[hl + body..]);
     out
 }
 
@@ -467,6 +527,17 @@ mod tests {
                 duplicates_dropped: 16,
             },
             failure: FAILURE_SEQUENCER_LOST,
+            streams: vec![
+                Some(StreamEnd {
+                    known: 10,
+                    stop: Some(10),
+                }),
+                None,
+                Some(StreamEnd {
+                    known: 4,
+                    stop: None,
+                }),
+            ],
         }
     }
 
@@ -516,7 +587,27 @@ mod tests {
         assert_eq!(&buf[140..148], &[0, 0, 0, 0, 0, 0, 0, 16]);
         assert_eq!(&buf[148..152], &[0, 0, 0, 1]);
         assert_eq!(&buf[152..], b"gcp8SA");
-        assert_eq!(LogHeader::parse(&buf), Ok((h, 158)));
+        let streams = h.streams.clone();
+        let header_only = LogHeader {
+            streams: vec![],
+            ..h.clone()
+        };
+        assert_eq!(LogHeader::parse(&buf), Ok((header_only, 158)));
+        // The trailer, after the (here no) records.
+        let bytes = encode(&h, &[]);
+        let t = &bytes[158..];
+        assert_eq!(
+            &t[0..8],
+            &[0, 0, 0, 10, 0, 0, 0, 10],
+            "sender 0: 10 known, STOP 10"
+        );
+        assert_eq!(&t[8..16], &[0xff; 8], "sender 1: not recorded");
+        assert_eq!(
+            &t[16..24],
+            &[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff],
+            "sender 2: no STOP"
+        );
+        assert_eq!(LogView::parse(&bytes).unwrap().header.streams, streams);
     }
 
     #[test]
@@ -566,8 +657,8 @@ mod tests {
         b[11] = 20; // header length shorter than the fixed part
         assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadLength);
         let mut b = encode(&header(), &[Record::default()]);
-        let n = b.len();
-        b[n - RECORD_LEN + 1] = 3; // sender 3 of 3 peers
+        let at = header().buffer_len();
+        b[at + 1] = 3; // sender 3 of 3 peers
         assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadValue);
     }
 

@@ -1,7 +1,7 @@
 //! Throughput of mpcomm's real datagram path (socket → driver → machine → log record) on loopback.
 //!
 //! ```text
-//! cargo run --release --example bench_peer -- [--peers 2] [--msgs 200000] [--size 64] [--no-mmsg]
+//! cargo run --release --example bench_peer -- [--peers 2] [--msgs 200000] [--size 64] [--no-mmsg] [--run-key]
 //! ```
 //!
 //! N peers, one thread each, with the same `Driver` and `Machine` as `mpcomm peer` (fan-out on
@@ -38,6 +38,8 @@ struct Args {
     msgs: u32,
     size: usize,
     batched: bool,
+    /// Authenticate every datagram (as `--run-key-file` does): the cost of the tag.
+    keyed: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -46,6 +48,7 @@ fn parse() -> Result<Args, String> {
         msgs: 200_000,
         size: 64,
         batched: true,
+        keyed: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +58,7 @@ fn parse() -> Result<Args, String> {
             "--msgs" => a.msgs = value()?.parse().map_err(|e| format!("--msgs: {e}"))?,
             "--size" => a.size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
             "--no-mmsg" => a.batched = false,
+            "--run-key" => a.keyed = true,
             _ => {
                 return Err(format!(
                     "unknown flag {flag}; see the doc comment of examples/bench_peer.rs"
@@ -96,6 +100,7 @@ fn main() {
         .map(|(id, o)| {
             let route = Route::Fanout(addrs.clone());
             let (peers, msgs, size, batched) = (args.peers, args.msgs, args.size, args.batched);
+            let keyed = args.keyed;
             std::thread::spawn(move || {
                 let mut cfg = Config::new(id as u16, peers, msgs);
                 cfg.interval = (Duration::ZERO, Duration::ZERO);
@@ -103,6 +108,9 @@ fn main() {
                 cfg.run_id = Some(0xbe4c);
                 cfg.handshake_timeout = Duration::from_secs(10);
                 cfg.drain = Duration::from_millis(300);
+                if keyed {
+                    cfg.run_key = Some(mpcomm::wire::auth::RunKey::new([0x6b; 32]));
+                }
                 let mut machine = Machine::new(cfg, Now::read(), None);
                 let mut driver = Driver::with_batching(o.socket, route, o.kernel_stamps, batched)
                     .expect("driver");

@@ -97,6 +97,7 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
         peers: vec![peer(port), peer(port.wrapping_add(1).max(1024))],
         wan: String::new(),
         zones: Vec::new(),
+        run_key: [3; 32],
     };
     c.send(&Msg::Run(Box::new(spec(11))));
     assert_eq!(c.recv(), Msg::RunReady { run_id: 11 });

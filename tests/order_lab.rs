@@ -62,6 +62,9 @@ fn assert_guarantees_of(runs: &[serde_json::Value], n: u64, m: u64, what: &str) 
     for r in runs {
         let order = r["order"].as_str().unwrap();
         let at = format!("{what}, {order} over {}", r["transport"]);
+        // The lab gives every run a key: every datagram was authenticated, none forged.
+        assert_eq!(r["authenticated"], true, "{at}");
+        assert_eq!(u(r, "forged"), 0, "{at}");
         let rounds = u(r, "rounds");
         assert_eq!(rounds, n * m, "{at}");
         // The arrival order (what the network did) is disordered in every mode.

@@ -339,3 +339,139 @@ fn an_upload_the_comparator_refuses_is_not_retried() {
     stop.stop();
     thread.join().unwrap().unwrap();
 }
+
+/// With `--run-key-file`, forged datagrams of every kind with the right run id (unsigned, or
+/// signed with another key) are counted as `forged` and change nothing else; a key file that
+/// others may read is refused up front.
+#[test]
+fn with_a_run_key_forged_datagrams_are_counted_and_change_nothing() {
+    use mpcomm::wire::auth::RunKey;
+    use mpcomm::wire::packet::{Announce, Stream};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("runkey");
+    let key_file = dir.path().join("run.key");
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (peers, group) = loopback_peers(3);
+    let key = key_file.to_string_lossy().to_string();
+    let refused = peer_cmd_with(
+        &peers,
+        group,
+        0,
+        5,
+        "fanout",
+        &dir,
+        &["--run-key-file", &key],
+    )
+    .output()
+    .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("chmod 600"));
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let run_id = 4343u64;
+    let rid = run_id.to_string();
+    let mut procs: Vec<Proc> = (0..3)
+        .map(|i| {
+            Proc::spawn(peer_cmd_with(
+                &peers,
+                group,
+                i,
+                60,
+                "fanout",
+                &dir,
+                &[
+                    "--run-id",
+                    &rid,
+                    "--interval",
+                    "5..10",
+                    "--order",
+                    "lamport",
+                    "--run-key-file",
+                    &key,
+                ],
+            ))
+        })
+        .collect();
+    procs[0].wait_for_line("ready", Duration::from_secs(10));
+    let bodies = [
+        Body::Hello {
+            nonce: 9,
+            peers: 3,
+            msgs: 60,
+            order: 4,
+            repair: 1,
+        },
+        Body::HelloAck {
+            to: 0,
+            nonce: 1,
+            from_nonce: 2,
+            run_nonce: 3,
+        },
+        Body::Data {
+            seq: 3,
+            send_ns: 1,
+            retransmit: false,
+            lamport: 1 << 40,
+            vector: 0,
+            pad: 0,
+        },
+        Body::Stop(Announce {
+            sent: 1,
+            lamport: u64::MAX,
+            ordered: 0,
+            complete: true,
+        }),
+        Body::Heartbeat(Announce {
+            sent: 60,
+            lamport: u64::MAX,
+            ordered: 0,
+            complete: true,
+        }),
+        Body::Nack {
+            to: 0,
+            stream: Stream::Data,
+            ranges: 1,
+        },
+        Body::Order {
+            first: 0,
+            entries: 1,
+        },
+    ];
+    let other = RunKey::new([0xcd; 32]);
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut sent = 0;
+    for _ in 0..20 {
+        for body in bodies {
+            let mut buf = [0u8; 256];
+            let n = Repr {
+                run_id,
+                sender: 1,
+                body,
+            }
+            .emit(&mut buf);
+            attacker.send_to(&buf[..n], peers[0]).unwrap();
+            let n = other.sign(&mut buf, n);
+            attacker.send_to(&buf[..n], peers[0]).unwrap();
+            sent += 2;
+        }
+    }
+    for p in procs {
+        let (status, _) = p.finish(Duration::from_secs(30));
+        assert!(status.success());
+    }
+    for path in logs_in(&dir) {
+        let bytes = std::fs::read(&path).unwrap();
+        let log = LogView::parse(&bytes).unwrap();
+        let mine = path.to_string_lossy().ends_with("-p0.mplog");
+        assert_eq!(
+            log.header.forged,
+            if mine { sent } else { 0 },
+            "{}",
+            path.display()
+        );
+        assert_eq!(log.header.malformed, 0);
+        let distinct: HashSet<(u16, u32)> = log.records().map(|r| (r.sender, r.seq)).collect();
+        assert_eq!((distinct.len(), log.len()), (180, 180), "the run is exact");
+    }
+}

@@ -58,7 +58,11 @@ pub struct AgentArgs {
 }
 
 /// The peer's command line for one run: typed values become separate arguments.
-pub fn peer_args(spec: &RunSpec, log_dir: &std::path::Path) -> Vec<OsString> {
+pub fn peer_args(
+    spec: &RunSpec,
+    log_dir: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Vec<OsString> {
     let ms = |v: u32| Duration::from_millis(u64::from(v));
     let multicast = spec.transport == crate::wire::Transport::Multicast;
     PeerCommand {
@@ -85,8 +89,25 @@ pub fn peer_args(spec: &RunSpec, log_dir: &std::path::Path) -> Vec<OsString> {
         wan_loss: None,
         // Without zones the peer assigns the profile's zones round-robin.
         zones: spec.zones.clone(),
+        run_key_file: Some(key_file.to_owned()),
     }
     .args()
+}
+
+/// The run's key, in a file only we can read, for `--run-key-file`.
+fn write_run_key(spec: &RunSpec, dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(format!("run-{:016x}.key", spec.run_id));
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    let hex: String = spec.run_key.iter().map(|b| format!("{b:02x}")).collect();
+    f.write_all(format!("{hex}\n").as_bytes())?;
+    Ok(path)
 }
 
 enum Link {
@@ -112,6 +133,16 @@ struct Running {
     partial: Vec<u8>,
     last_line: String,
     ready: bool,
+    /// The run's key file, removed when the run is over.
+    _key: RemoveOnDrop,
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 struct Agent {
@@ -517,8 +548,11 @@ impl Agent {
             Some(p) => p.clone(),
             None => current_exe()?,
         };
+        std::fs::create_dir_all(&self.args.log_dir)
+            .with_context(|| format!("cannot create {}", self.args.log_dir.display()))?;
+        let key = write_run_key(spec, &self.args.log_dir).context("cannot write the run key")?;
         let mut child = Command::new(exe)
-            .args(peer_args(spec, &self.args.log_dir))
+            .args(peer_args(spec, &self.args.log_dir, &key))
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -551,6 +585,7 @@ impl Agent {
             partial: Vec::new(),
             last_line: String::new(),
             ready: false,
+            _key: RemoveOnDrop(key),
         })
     }
 
@@ -745,11 +780,16 @@ mod tests {
             ],
             wan: "gcp8".into(),
             zones: vec!["us; rm -rf".into(), "eu".into()],
+            run_key: [1; 32],
         };
-        let a: Vec<String> = peer_args(&spec, std::path::Path::new("/var/lib/x"))
-            .into_iter()
-            .map(|s| s.into_string().unwrap())
-            .collect();
+        let a: Vec<String> = peer_args(
+            &spec,
+            std::path::Path::new("/var/lib/x"),
+            std::path::Path::new("/var/lib/x/run.key"),
+        )
+        .into_iter()
+        .map(|s| s.into_string().unwrap())
+        .collect();
         let want = [
             "peer",
             "--peers",
@@ -780,6 +820,8 @@ mod tests {
             "gcp8",
             "--zones",
             "us; rm -rf,eu",
+            "--run-key-file",
+            "/var/lib/x/run.key",
         ];
         assert_eq!(a, want);
     }

@@ -127,6 +127,10 @@ pub struct RunSpec {
     /// WAN profile name; empty = none. With a profile, `zones` has one label per peer.
     pub wan: String,
     pub zones: Vec<String>,
+    /// The run's datagram key (one per run, made by the controller; the agent hands it to
+    /// its peer in a private file, never on a command line). Travels only inside the
+    /// authenticated link.
+    pub run_key: [u8; 32],
 }
 
 /// What a control client asks for (one run; `--repeat` and `both` are loops in the client).
@@ -432,6 +436,7 @@ impl RunSpec {
         for _ in 0..nz {
             zones.push(r.str(MAX_LABEL)?);
         }
+        let run_key: [u8; 32] = r.take(32)?.try_into().expect("took 32");
         let spec = RunSpec {
             run_id,
             peer_id,
@@ -447,6 +452,7 @@ impl RunSpec {
             peers,
             wan,
             zones,
+            run_key,
         };
         spec.check().map_err(|_| Error::BadValue)?;
         Ok(spec)
@@ -505,6 +511,7 @@ impl RunSpec {
         for z in &self.zones {
             w.str(z, MAX_LABEL);
         }
+        w.0.extend_from_slice(&self.run_key);
     }
 }
 
@@ -687,6 +694,7 @@ mod tests {
             ],
             wan: "eu".into(),
             zones: vec!["a".into(), "b".into()],
+            run_key: [0x5a; 32],
         }
     }
 

@@ -97,6 +97,8 @@ pub fn plan(
         ));
     }
     let mut specs = Vec::with_capacity(n);
+    // One datagram key per run, the same for all its peers.
+    let run_key = super::auth::fresh32();
     for (i, c) in chosen.iter().enumerate() {
         let spec = RunSpec {
             run_id,
@@ -113,6 +115,7 @@ pub fn plan(
             peers: peers.clone(),
             wan: req.wan.clone(),
             zones: zones.clone(),
+            run_key,
         };
         spec.check()?;
         specs.push((c.instance, spec));

@@ -308,6 +308,8 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     r.deliveries = present.iter().map(|l| l.order.len() as u64).sum();
     r.fifo_violations = present.iter().map(|l| l.fifo_violations).sum();
     r.malformed = present.iter().map(|l| l.header.malformed).sum();
+    r.forged = present.iter().map(|l| l.header.forged).sum();
+    r.authenticated = !present.is_empty() && present.iter().all(|l| l.header.authenticated);
     r.foreign = present.iter().map(|l| l.header.foreign).sum();
     r.setup_ms = present.iter().map(|l| l.header.setup_ns).max().unwrap_or(0) as f64 / NS_PER_MS;
     r.duration_ms = present
@@ -575,6 +577,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
             s.duplicates = st.dups_from.iter().sum();
             s.fifo_violations = log.fifo_violations;
             s.malformed = log.header.malformed;
+            s.forged = log.header.forged;
             s.setup_ms = log.header.setup_ns as f64 / NS_PER_MS;
             s.clock_error_ms = log.header.clock_error_ns.map(|c| c as f64 / NS_PER_MS);
             s.distance_to_consensus = peer_distance[i];

@@ -62,6 +62,11 @@ pub struct Report {
     pub repairs: Repairs,
     /// Sum of the headers' malformed-datagram counters.
     pub malformed: u64,
+    /// Sum of the headers' forged-datagram counters (authenticated runs: the tag did not
+    /// verify; such datagrams changed nothing else).
+    pub forged: u64,
+    /// Every present peer ran with a key (`--run-key-file`; lab and C2 always give one).
+    pub authenticated: bool,
     /// Sum of the headers' datagrams-of-other-runs counters.
     pub foreign: u64,
     /// Peer ids whose log never arrived.
@@ -189,6 +194,7 @@ pub struct PeerSummary {
     pub duplicates: u64,
     pub fifo_violations: u64,
     pub malformed: u64,
+    pub forged: u64,
     pub setup_ms: f64,
     pub clock_error_ms: Option<f64>,
     /// Kendall distance of its order to the consensus order (null if absent).
@@ -220,6 +226,7 @@ struct FullPeer {
     pub duplicates: u64,
     pub fifo_violations: u64,
     pub malformed: u64,
+    pub forged: u64,
     pub setup_ms: f64,
     pub clock_error_ms: Option<f64>,
     /// Kendall distance of its order to the consensus order (null if absent).
@@ -373,6 +380,13 @@ impl Report {
             "  deliveries {}, lost {}, duplicates {}, fifo violations {}, unexpected {}, malformed {}, other-run {}",
             self.deliveries, self.lost, self.duplicates, self.fifo_violations, self.unexpected, self.malformed, self.foreign
         )?;
+        if self.forged > 0 {
+            writeln!(
+                w,
+                "  forged {} (datagrams whose tag did not verify: dropped, nothing else changed)",
+                self.forged
+            )?;
+        }
         if self.unsent > 0 {
             writeln!(
                 w,

@@ -1,7 +1,7 @@
 //! One run of the lab: start N peers, wait for them, fetch the comparator's report.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 
 use super::children::{Group, PidList};
 use super::hosts::Hosts;
+use super::runkey::RunKeyFile;
 use super::LabArgs;
 use crate::compare::Report;
 use crate::peer::args::PeerCommand;
@@ -107,6 +108,7 @@ impl Experiment {
         peers: &[SocketAddr],
         group: SocketAddr,
         ctx: &Context,
+        key: &Path,
     ) -> PeerCommand {
         PeerCommand {
             peers: peers.to_vec(),
@@ -129,6 +131,7 @@ impl Experiment {
             wan: self.wan.clone(),
             wan_loss: Some(self.wan_loss),
             zones: Vec::new(),
+            run_key_file: Some(key.to_path_buf()),
         }
     }
 
@@ -150,6 +153,8 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
     };
     let peers = ctx.hosts.peer_addrs(usize::from(exp.peers));
     let group = ctx.hosts.group();
+    // Every run authenticates its datagrams with a key of its own.
+    let key = RunKeyFile::create(run_id).context("cannot write the run's key file")?;
     let started = Instant::now();
     let mut group_of = Group::new(ctx.pids.clone());
     for id in 0..exp.peers {
@@ -157,7 +162,10 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
             bail!("interrupted");
         }
         let mut cmd = ctx.hosts.command(usize::from(id), &ctx.exe);
-        cmd.args(exp.peer_command(id, run_id, &peers, group, ctx).args());
+        cmd.args(
+            exp.peer_command(id, run_id, &peers, group, ctx, key.path())
+                .args(),
+        );
         group_of
             .spawn(cmd, ctx.verbose)
             .context("cannot start a peer process")?;

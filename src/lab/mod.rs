@@ -6,6 +6,7 @@ mod children;
 mod experiment;
 mod hosts;
 mod progress;
+mod runkey;
 pub mod table;
 
 use std::io::Write;

@@ -102,6 +102,11 @@ pub struct PeerArgs {
     /// Multiply every interval and emulated delay (0.1 = ten times faster).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Authenticate every datagram with this run key (64 hex digits and a newline, the format
+    /// of `mpcomm c2 keygen`; mode 600): datagrams whose tag does not verify are counted as
+    /// forged and dropped. Every peer of the run needs the same key (lab and C2 make one).
+    #[arg(long)]
+    pub run_key_file: Option<PathBuf>,
     /// Print a one-line JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -220,6 +225,12 @@ impl PeerArgs {
         config.order = self.order;
         config.repair = self.repair.unwrap_or(self.order.default_repair());
         config.transport = self.transport;
+        config.run_key = match &self.run_key_file {
+            None => None,
+            Some(path) => Some(crate::wire::auth::RunKey::new(
+                crate::c2::key::load(path).context("--run-key-file")?,
+            )),
+        };
         Ok(Plan {
             id,
             peers,
@@ -296,6 +307,8 @@ pub struct PeerCommand {
     pub wan: Option<String>,
     pub wan_loss: Option<f64>,
     pub zones: Vec<String>,
+    /// The run's key file (the key itself never goes on a command line).
+    pub run_key_file: Option<PathBuf>,
 }
 
 impl PeerCommand {
@@ -347,6 +360,9 @@ impl PeerCommand {
             if !self.zones.is_empty() {
                 push("--zones", self.zones.join(",").into());
             }
+        }
+        if let Some(k) = &self.run_key_file {
+            push("--run-key-file", k.clone().into());
         }
         a
     }
@@ -596,6 +612,7 @@ mod tests {
             wan: Some("gcp8".into()),
             wan_loss: Some(0.01),
             zones: vec!["a".into(), "b".into()],
+            run_key_file: Some("/run/k ey".into()),
         };
         use clap::Parser;
         let a = Peer::try_parse_from(cmd.args()).unwrap().args;
@@ -614,6 +631,7 @@ mod tests {
             (Duration::from_secs(4), Duration::from_millis(300))
         );
         assert_eq!(a.log_dir, cmd.log_dir);
+        assert_eq!(a.run_key_file, cmd.run_key_file);
         assert_eq!(a.comparator.as_deref(), Some("127.0.0.1:4568"));
         assert_eq!((a.time_scale, a.wan_loss), (0.05, 0.01));
         assert_eq!(

@@ -30,6 +30,7 @@ use super::outbox::{Out, Outbox};
 use super::repair::{self, Kept, Repair, RepairConfig};
 use super::timers::{Timer, TimerTable};
 use crate::util::clock::Now;
+use crate::wire::auth::{RunKey, TAG_LEN};
 use crate::wire::log::{Cost, Record, FAILURE_SEQUENCER_LOST};
 use crate::wire::packet::{self, Announce, Body, Repr, Stream, MAX_NACK_RANGES};
 use crate::wire::{Error, Order, Repair as RepairMode, Transport};
@@ -68,6 +69,8 @@ pub struct Config {
     pub give_up: Duration,
     /// The drain never lasts longer than this after our last DATA, whatever is outstanding.
     pub drain_max: Duration,
+    /// The run's key: every datagram carries a tag, and one that does not verify is forged.
+    pub run_key: Option<RunKey>,
 }
 
 impl Config {
@@ -92,6 +95,7 @@ impl Config {
             transport: Transport::Fanout,
             give_up: Duration::from_secs(2),
             drain_max: Duration::from_secs(30),
+            run_key: None,
         }
     }
 }
@@ -167,6 +171,8 @@ pub struct Counters {
     pub wan_dropped: u64,
     pub hellos_sent: u64,
     pub data_sent: u32,
+    /// Datagrams whose tag did not verify (authenticated runs only).
+    pub forged: u64,
     pub nacks_received: u64,
     pub cost: Cost,
 }
@@ -250,7 +256,8 @@ impl Machine {
         assert!(cfg.nonce != 0, "nonce must be non-zero");
         let n = usize::from(cfg.peers);
         let causal = cfg.order == Order::Causal;
-        let min_size = packet::data_len(if causal { n } else { 0 });
+        let tag = if cfg.run_key.is_some() { TAG_LEN } else { 0 };
+        let min_size = packet::data_len(if causal { n } else { 0 }) + tag;
         cfg.size = cfg.size.clamp(min_size, packet::MAX_DATAGRAM);
         let expected = n * cfg.msgs as usize;
         let mut timers = TimerTable::default();
@@ -361,6 +368,14 @@ impl Machine {
     pub fn failure(&self) -> u32 {
         self.failure
     }
+    /// Bytes of the tag every datagram ends in (0 without a run key).
+    fn tag_len(&self) -> usize {
+        if self.cfg.run_key.is_some() {
+            TAG_LEN
+        } else {
+            0
+        }
+    }
     /// The peer refused in the handshake, if that is why it failed.
     pub fn refused(&self) -> Option<Refusal> {
         self.refused
@@ -405,6 +420,16 @@ impl Machine {
         if self.is_finished() {
             return; // Like a process that has exited: it hears nothing.
         }
+        let bytes = match &self.cfg.run_key {
+            None => bytes,
+            Some(key) => match key.verify(bytes) {
+                Some(body) => body,
+                None => {
+                    self.counters.forged += 1;
+                    return;
+                }
+            },
+        };
         if let Some(net) = self.net.as_mut() {
             match net.push(now, bytes, arrival) {
                 Admit::PassNow => {}
@@ -562,7 +587,10 @@ impl Machine {
     pub fn poll_transmit(&mut self, now: Now, buf: &mut [u8]) -> Option<Transmit> {
         loop {
             let out = self.outbox.pop()?;
-            if let Some(t) = self.emit(now, out, buf) {
+            if let Some(mut t) = self.emit(now, out, buf) {
+                if let Some(key) = &self.cfg.run_key {
+                    t.len = key.sign(buf, t.len);
+                }
                 self.account(out, t);
                 return Some(t);
             }
@@ -711,7 +739,11 @@ impl Machine {
                     retransmit: true,
                     lamport,
                     vector: v as u16,
-                    pad: (self.cfg.size.saturating_sub(packet::data_len(v))) as u16,
+                    pad: (self
+                        .cfg
+                        .size
+                        .saturating_sub(packet::data_len(v) + self.tag_len()))
+                        as u16,
                 };
                 let len = self.repr(body).emit(buf);
                 packet::put_data_vector(buf, vector);
@@ -766,6 +798,7 @@ impl Machine {
         self.next_seq += 1;
         self.counters.data_sent += 1;
         let me = self.cfg.id;
+        let tag = self.tag_len();
         let lamport = self.orderer.lamport().map_or(0, |l| l.stamp());
         let vector: &[u32] = match self.orderer.causal() {
             Some(c) => c.stamp(me, seq),
@@ -778,7 +811,7 @@ impl Machine {
             retransmit: false,
             lamport,
             vector: v as u16,
-            pad: (self.cfg.size.saturating_sub(packet::data_len(v))) as u16,
+            pad: (self.cfg.size.saturating_sub(packet::data_len(v) + tag)) as u16,
         };
         let len = Repr {
             run_id: self.run_id.unwrap_or(0),

@@ -67,6 +67,8 @@ pub struct Summary {
     pub missing_peers: Vec<u16>,
     pub malformed: u64,
     pub foreign: u64,
+    /// Datagrams whose tag did not verify (with `--run-key-file`).
+    pub forged: u64,
     pub send_errors: u64,
     pub cost: crate::wire::log::Cost,
     pub setup_ms: Option<f64>,
@@ -145,6 +147,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         },
         malformed: counters.malformed_total(),
         foreign: counters.foreign,
+        forged: counters.forged,
         send_errors: driver.send_errors,
         cost: machine.cost(),
         setup_ms: machine.setup_time().map(ms),
@@ -222,6 +225,8 @@ fn finish_run(
         cost: machine.cost(),
         failure: machine.failure(),
         streams: machine.stream_ends(),
+        forged: machine.counters().forged,
+        authenticated: plan.config.run_key.is_some(),
     };
     std::fs::create_dir_all(&plan.log_dir)
         .with_context(|| format!("cannot create log directory {}", plan.log_dir.display()))?;

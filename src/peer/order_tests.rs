@@ -415,3 +415,87 @@ fn a_crashed_peer_holds_lamport_only_until_the_quiet_period() {
         c.drain_max
     );
 }
+
+/// With a run key, forged datagrams of every kind — with the right run id, unsigned or signed
+/// with another key — change nothing but the `forged` counter.
+#[test]
+fn with_a_run_key_forged_datagrams_change_nothing_but_the_counter() {
+    use crate::wire::auth::RunKey;
+    use crate::wire::packet::{Announce, Stream};
+    let run_id = 0x4b;
+    let keyed = |id| {
+        let mut c = cfg(4, 20, Order::Lamport, Transport::Fanout)(id);
+        c.run_id = Some(run_id);
+        c.run_key = Some(RunKey::new([0x11; 32]));
+        c
+    };
+    let mut sim = Sim::new(4, lossy(), 6, keyed);
+    for _ in 0..30 {
+        sim.step();
+    }
+    let bodies = [
+        Body::Hello {
+            nonce: 9,
+            peers: 4,
+            msgs: 20,
+            order: Order::Lamport.as_u8(),
+            repair: Repair::Nack.as_u8(),
+        },
+        Body::HelloAck {
+            to: 0,
+            nonce: 1,
+            from_nonce: 2,
+            run_nonce: 3,
+        },
+        Body::Data {
+            seq: 3,
+            send_ns: 1,
+            retransmit: false,
+            lamport: 1 << 40,
+            vector: 0,
+            pad: 0,
+        },
+        Body::Stop(Announce {
+            sent: 1,
+            lamport: u64::MAX,
+            ordered: 0,
+            complete: true,
+        }),
+        Body::Heartbeat(Announce {
+            sent: 20,
+            lamport: u64::MAX,
+            ordered: 0,
+            complete: true,
+        }),
+        Body::Nack {
+            to: 0,
+            stream: Stream::Data,
+            ranges: 1,
+        },
+        Body::Order {
+            first: 0,
+            entries: 1,
+        },
+    ];
+    let other = RunKey::new([0x22; 32]);
+    let mut forged = 0;
+    for body in bodies {
+        let r = Repr {
+            run_id,
+            sender: 2,
+            body,
+        };
+        let mut buf = vec![0u8; 2048];
+        let n = r.emit(&mut buf);
+        sim.inject(0, buf[..n].to_vec());
+        let n = other.sign(&mut buf, n);
+        sim.inject(0, buf[..n].to_vec());
+        forged += 2;
+    }
+    assert!(sim.run(2_000_000));
+    assert_all_once(&sim, 4, 20, "keyed lamport");
+    assert_guarantee(&sim, Order::Lamport, 4, 20, "keyed lamport");
+    assert_eq!(sim.machines[0].counters().forged, forged);
+    assert_eq!(sim.machines[0].counters().malformed_total(), 0);
+    assert!(sim.machines[1..].iter().all(|p| p.counters().forged == 0));
+}

@@ -6,7 +6,8 @@
 //! header (HEADER_FIXED_LEN bytes, then `wan` and `zone` as UTF-8 of the lengths given)
 //!   0..8    magic "MPCOMLOG"       8..10  version (1)        10..12 header length (bytes)
 //!  12..20   run id                20..22 peer id            22..24 peers (N)
-//!  24..28   messages per peer (M) 28     transport          29     flags (bit 0: kernel rx stamps)
+//!  24..28   messages per peer (M) 28     transport          29     flags (bit 0: kernel rx
+//!           stamps; bit 1: authenticated run)
 //!  30..32   DATA datagram size    32..40 start, ns since the Unix epoch
 //!  40..48   clock error bound, ns (u64::MAX = unknown)      48..56 setup ns (start → barrier)
 //!  56..64   duration ns (start → end)                       64..72 malformed datagrams
@@ -17,6 +18,7 @@
 //! 108..116  control bytes sent (UDP payload)    116..124 DATA datagrams retransmitted
 //! 124..132  NACKs sent              132..140 messages given up (declared lost after the bound)
 //! 140..148  duplicate arrivals dropped by repair  148..152 failure (0 none, 1 sequencer lost)
+//! 152..160  forged datagrams (an authenticated run's tag did not verify)
 //! then `wan` and `zone`
 //! record (RECORD_LEN = 48 bytes)
 //!   0..2 sender   2..4 flags (bit 0: recv_ns is a kernel stamp; bit 1: the copy that reached
@@ -84,7 +86,8 @@ mod field {
     pub const GIVEN_UP: Field = 132..140;
     pub const DUPLICATES_DROPPED: Field = 140..148;
     pub const FAILURE: Field = 148..152;
-    pub const VARIABLE: usize = FAILURE.end;
+    pub const FORGED: Field = 152..160;
+    pub const VARIABLE: usize = FORGED.end;
 
     pub const R_SENDER: Field = 0..2;
     pub const R_FLAGS: Field = 2..4;
@@ -99,6 +102,7 @@ mod field {
 
 pub const HEADER_FIXED_LEN: usize = field::VARIABLE;
 const FLAG_KERNEL_STAMPS: u8 = 1;
+const FLAG_AUTHENTICATED: u8 = 2;
 const RFLAG_KERNEL_STAMP: u16 = 1;
 const RFLAG_RETRANSMITTED: u16 = 2;
 
@@ -132,6 +136,10 @@ pub struct LogHeader {
     pub cost: Cost,
     /// 0, or why the run could not keep its guarantee (`FAILURE_SEQUENCER_LOST`).
     pub failure: u32,
+    /// Datagrams whose tag did not verify (authenticated runs; 0 without a key).
+    pub forged: u64,
+    /// The run had a key: every datagram this peer accepted carried a valid tag.
+    pub authenticated: bool,
     /// Per sender, how far its stream got as this peer saw it (`None`: not recorded). Lives
     /// in the log's trailer: `encode` writes `peers` entries whatever the length (missing ones
     /// as not recorded), `LogView::parse` reads them; `LogHeader::parse` leaves it empty.
@@ -216,11 +224,14 @@ impl LogHeader {
         NetworkEndian::write_u16(&mut buf[field::PEERS], self.peers);
         NetworkEndian::write_u32(&mut buf[field::MSGS], self.msgs);
         buf[field::TRANSPORT] = self.transport.map_or(0xff, Transport::as_u8);
-        buf[field::FLAGS] = if self.kernel_stamps {
-            FLAG_KERNEL_STAMPS
-        } else {
-            0
-        };
+        let mut flags = 0;
+        if self.kernel_stamps {
+            flags |= FLAG_KERNEL_STAMPS;
+        }
+        if self.authenticated {
+            flags |= FLAG_AUTHENTICATED;
+        }
+        buf[field::FLAGS] = flags;
         NetworkEndian::write_u16(&mut buf[field::MSG_SIZE], self.msg_size);
         NetworkEndian::write_u64(&mut buf[field::START_NS], self.start_ns);
         let clock = self.clock_error_ns.unwrap_or(CLOCK_UNKNOWN);
@@ -244,6 +255,7 @@ impl LogHeader {
         NetworkEndian::write_u64(&mut buf[field::GIVEN_UP], c.given_up);
         NetworkEndian::write_u64(&mut buf[field::DUPLICATES_DROPPED], c.duplicates_dropped);
         NetworkEndian::write_u32(&mut buf[field::FAILURE], self.failure);
+        NetworkEndian::write_u64(&mut buf[field::FORGED], self.forged);
         let w = field::VARIABLE;
         buf[w..w + wan.len()].copy_from_slice(wan.as_bytes());
         buf[w + wan.len()..w + wan.len() + zone.len()].copy_from_slice(zone.as_bytes());
@@ -308,6 +320,7 @@ impl LogHeader {
             msgs: NetworkEndian::read_u32(&data[field::MSGS]),
             transport,
             kernel_stamps: data[field::FLAGS] & FLAG_KERNEL_STAMPS != 0,
+            authenticated: data[field::FLAGS] & FLAG_AUTHENTICATED != 0,
             msg_size: NetworkEndian::read_u16(&data[field::MSG_SIZE]),
             start_ns: NetworkEndian::read_u64(&data[field::START_NS]),
             clock_error_ns: (clock != CLOCK_UNKNOWN).then_some(clock),
@@ -324,6 +337,7 @@ impl LogHeader {
             repair: Repair::from_u8(data[field::REPAIR])?,
             cost,
             failure: NetworkEndian::read_u32(&data[field::FAILURE]),
+            forged: NetworkEndian::read_u64(&data[field::FORGED]),
             streams: Vec::new(),
         };
         Ok((header, header_len))
@@ -527,6 +541,8 @@ mod tests {
                 duplicates_dropped: 16,
             },
             failure: FAILURE_SEQUENCER_LOST,
+            forged: 17,
+            authenticated: false,
             streams: vec![
                 Some(StreamEnd {
                     known: 10,
@@ -577,7 +593,7 @@ mod tests {
         let mut buf = vec![0xa5u8; h.buffer_len()];
         h.emit(&mut buf);
         assert_eq!(&buf[0..8], b"MPCOMLOG");
-        assert_eq!(&buf[8..12], &[0, 2, 0, 158]);
+        assert_eq!(&buf[8..12], &[0, 2, 0, 166]);
         assert_eq!(&buf[12..20], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&buf[20..24], &[0, 1, 0, 3]);
         assert_eq!(buf[28], 1);
@@ -586,16 +602,17 @@ mod tests {
         assert_eq!(&buf[100..108], &[0, 0, 0, 0, 0, 0, 0, 11]);
         assert_eq!(&buf[140..148], &[0, 0, 0, 0, 0, 0, 0, 16]);
         assert_eq!(&buf[148..152], &[0, 0, 0, 1]);
-        assert_eq!(&buf[152..], b"gcp8SA");
+        assert_eq!(&buf[152..160], &[0, 0, 0, 0, 0, 0, 0, 17]);
+        assert_eq!(&buf[160..], b"gcp8SA");
         let streams = h.streams.clone();
         let header_only = LogHeader {
             streams: vec![],
             ..h.clone()
         };
-        assert_eq!(LogHeader::parse(&buf), Ok((header_only, 158)));
+        assert_eq!(LogHeader::parse(&buf), Ok((header_only, 166)));
         // The trailer, after the (here no) records.
         let bytes = encode(&h, &[]);
-        let t = &bytes[158..];
+        let t = &bytes[166..];
         assert_eq!(
             &t[0..8],
             &[0, 0, 0, 10, 0, 0, 0, 10],

@@ -17,9 +17,11 @@
 //! * [`packet`]: the peer datagrams (HELLO, HELLO_ACK, DATA, STOP, HEARTBEAT, NACK, ORDER).
 //! * [`log`]: the binary delivery log a peer writes and uploads.
 //! * [`frame`]: the length-prefixed frames on TCP (uploads, replies, C2).
+//! * [`auth`]: the tag an authenticated run puts at the end of every datagram.
 
 #[macro_use]
 mod macros;
+pub mod auth;
 pub mod frame;
 pub mod log;
 pub mod packet;

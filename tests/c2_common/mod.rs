@@ -399,6 +399,8 @@ pub fn scenario(h: &dyn Hosts) -> Duration {
     assert!(status.success(), "c2 run --wan gcp8 failed");
     let r = Report::from_json_line(out.trim()).expect("one report");
     assert_eq!(r.wan.as_deref(), Some("gcp8"));
+    assert!(r.authenticated, "the controller gave the run a key");
+    assert_eq!(r.forged, 0);
     assert!(r.missing_peers.is_empty());
     // The order reached every agent's peer, with the mode's default repair: their logs say so.
     let tag = format!("{:016x}", r.run_id);
@@ -406,6 +408,7 @@ pub fn scenario(h: &dyn Hosts) -> Duration {
         .flat_map(|i| std::fs::read_dir(dir.path(&format!("logs-{i}"))).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().contains(&tag))
+        .filter(|p| p.extension().is_some_and(|x| x == "mplog"))
         .map(|p| {
             let h = mpcomm::wire::log::LogView::parse(&std::fs::read(p).unwrap())
                 .unwrap()

@@ -594,6 +594,13 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         r.per_peer.push(s);
     }
     r.latency_us = summary(&overall, negative);
+    let out_of_range: u64 = present.iter().map(|l| l.latency.out_of_range).sum();
+    if out_of_range > 0 {
+        r.warnings.push(format!(
+            "{out_of_range} deliveries had a one-way latency over {} s (a send time out of range: forged, or a clock far off); they are not in the latency figures",
+            super::peerlog::MAX_LATENCY_NS / 1_000_000_000
+        ));
+    }
 
     if matrix {
         let row = |p: usize, f: &dyn Fn(&PeerStats) -> &Vec<u64>| {

@@ -27,6 +27,9 @@ pub const NS_PER_MS: f64 = 1e6;
 pub const SIGFIG: u8 = 3;
 /// Latency code of a delivery with deliver_ns < send_ns (clock offset between hosts).
 pub const NEGATIVE: u16 = u16::MAX;
+/// Latency code of a delivery whose latency is over [`MAX_LATENCY_NS`] (a send time out of
+/// range: forged, or a wrong clock): counted, never recorded (no silent clamp).
+pub const OUT_OF_RANGE: u16 = u16::MAX - 1;
 /// Number of distinct latency codes of values up to [`MAX_LATENCY_NS`].
 const CODES: usize = 32 * 1024 + 2048;
 
@@ -66,7 +69,7 @@ pub fn new_hist() -> Histogram<u64> {
 pub fn hist_of_codes(codes: &[u16]) -> Histogram<u64> {
     let mut counts = vec![0u64; CODES];
     for &c in codes {
-        if c != NEGATIVE {
+        if c != NEGATIVE && c != OUT_OF_RANGE {
             counts[usize::from(c)] += 1;
         }
     }
@@ -94,6 +97,8 @@ pub struct Latency {
     pub unexpected_senders: Vec<u16>,
     /// Deliveries with deliver_ns < send_ns (clock offset between hosts); never recorded.
     pub negative: u64,
+    /// Deliveries with a latency over [`MAX_LATENCY_NS`]; never recorded.
+    pub out_of_range: u64,
 }
 
 impl Latency {
@@ -222,6 +227,10 @@ impl PeerLog {
             latency
                 .codes
                 .push(match r.deliver_ns.checked_sub(r.send_ns) {
+                    Some(ns) if ns > MAX_LATENCY_NS => {
+                        latency.out_of_range += 1;
+                        OUT_OF_RANGE
+                    }
                     Some(ns) => latency_code(ns),
                     None => {
                         latency.negative += 1;
@@ -323,7 +332,7 @@ impl PeerLog {
             } else {
                 (msg / m.max(1)) as u16
             };
-            if code != NEGATIVE {
+            if code != NEGATIVE && code != OUT_OF_RANGE {
                 keys.push((u32::from(sender) << 16) | u32::from(code));
             }
         }

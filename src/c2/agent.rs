@@ -175,7 +175,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn log(msg: impl std::fmt::Display) {
-    eprintln!("mpcomm c2 agent: {msg}");
+    say!("mpcomm c2 agent: {msg}");
 }
 
 impl Agent {
@@ -517,13 +517,14 @@ impl Agent {
             Some(p) => p.clone(),
             None => current_exe()?,
         };
-        let mut child = Command::new(exe)
-            .args(peer_args(spec, &self.args.log_dir))
+        let mut cmd = Command::new(exe);
+        cmd.args(peer_args(spec, &self.args.log_dir))
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawn")?;
+            .stderr(Stdio::piped());
+        // An agent killed with SIGKILL (or stopped by systemd) leaves no peer running.
+        crate::util::supervise::die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().context("spawn")?;
         let mut stderr = child.stderr.take();
         if let Some(e) = &stderr {
             set_nonblocking(e.as_raw_fd())?;
@@ -596,7 +597,7 @@ impl Agent {
             {
                 let line: Vec<u8> = r.partial.drain(..=pos.min(r.partial.len() - 1)).collect();
                 let line = String::from_utf8_lossy(&line).trim_end().to_string();
-                eprintln!("mpcomm c2 agent: [run {}] {line}", r.run_id);
+                say!("mpcomm c2 agent: [run {}] {line}", r.run_id);
                 if !r.ready && line.contains("mpcomm peer: ready") {
                     r.ready = true;
                     ready_now = Some(r.run_id);

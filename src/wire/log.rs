@@ -421,15 +421,23 @@ pub fn write_file(
     header: &LogHeader,
     records: &[Record],
 ) -> std::io::Result<()> {
+    write_bytes(path, &encode(header, records))
+}
+
+/// Write an encoded log to `path` through `path.mplog.tmp` and a rename, so a reader never
+/// sees half a log; on failure (a full disk) the temporary file is removed.
+pub fn write_bytes(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let bytes = encode(header, records);
     let tmp = path.with_extension("mplog.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let done = written.and_then(|()| std::fs::rename(&tmp, path));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    done
 }
 
 #[cfg(test)]

@@ -253,3 +253,154 @@ fn rest_of_stderr(p: &mut Proc, within: Duration) -> Vec<String> {
         }
     }
 }
+
+/// Run `mpcomm args…` with stdout a pipe whose read end is already closed (`| head` gone);
+/// returns its exit code and stderr.
+fn into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = mpcomm();
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    let mut child = Reaped(cmd.spawn().unwrap());
+    drop(cmd);
+    let mut err = child.0.stderr.take().unwrap();
+    let mut stderr = String::new();
+    err.read_to_string(&mut stderr).unwrap();
+    (child.wait(WITHIN).code(), stderr)
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_exit_0() {
+    let dir = TempDir::new("closed-stdout");
+    // Two runs of 2 peers × 3 messages, analysed into a results file.
+    let mut files = Vec::new();
+    for run in 1..=2u64 {
+        for p in 0..2u16 {
+            let recs: Vec<(u16, u32, u64)> = (0..3)
+                .flat_map(|q| (0..2).map(move |s| (s, q, 1_000)))
+                .collect();
+            let f = dir.path().join(format!("r{run}p{p}.mplog"));
+            std::fs::write(&f, support::synthetic_log(run, p, 2, 3, &recs)).unwrap();
+            files.push(f.display().to_string());
+        }
+    }
+    let results = dir.path().join("results.jsonl").display().to_string();
+    let mut args = vec!["compare", "--results", &results, "--logs"];
+    args.extend(files.iter().map(String::as_str));
+    let out = mpcomm().args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let key = dir.path().join("key");
+    let out = mpcomm().args(["c2", "keygen"]).output().unwrap();
+    std::fs::write(&key, out.stdout).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = key.display().to_string();
+    let mut serve = mpcomm();
+    serve
+        .args(["c2", "serve", "--no-prompt", "--listen", "127.0.0.1:0"])
+        .args(["--compare-listen", "127.0.0.1:0", "--key-file", &key])
+        .args(["--results", &format!("{}/c2.jsonl", dir.path().display())]);
+    let mut serve = Proc::spawn(serve);
+    let line = serve.wait_for_line("listening on ", WITHIN);
+    let ctl = line.split("listening on ").nth(1).unwrap();
+    let ctl = ctl.split(',').next().unwrap().to_string();
+
+    for args in [
+        &["report", "--json", &results][..],
+        &["report", &results],
+        &["log", "dump", "--csv", &files[0]],
+        &["c2", "keygen"],
+        &["c2", "status", "--controller", &ctl, "--key-file", &key],
+    ] {
+        let (code, stderr) = into_closed_pipe(args);
+        assert_eq!((code, stderr.as_str()), (Some(0), ""), "mpcomm {args:?}");
+    }
+}
+
+/// Live (not zombie) processes whose command line mentions `needle`.
+fn running_with(needle: &str) -> Vec<(u32, String)> {
+    let pids = std::fs::read_dir("/proc").unwrap();
+    pids.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            (state != 'Z' && cmd.contains(needle)).then_some((pid, cmd))
+        })
+        .collect()
+}
+
+/// `mpcomm lab` directories in `tmp`.
+fn lab_dirs(tmp: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(tmp)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("mpcomm-lab-"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_lab_killed_with_sigkill_leaves_no_peer_and_the_next_lab_removes_its_directory() {
+    // The labs' own temporary directory: their peers' --log-dir names it, so their command
+    // lines do, and no other test's lab shares it.
+    let tmp = TempDir::new("lab-sigkill");
+    let needle = tmp.path().display().to_string();
+    let lab = |extra: &[&str]| {
+        let mut c = mpcomm();
+        c.env("TMPDIR", tmp.path())
+            .args(["lab", "--verbose", "--peers", "4", "--transport", "fanout"])
+            .args(extra);
+        c
+    };
+    // 400 messages at 5..10 ms: the run lasts seconds.
+    let mut p = Proc::spawn(lab(&["--msgs", "400", "--interval", "5..10"]));
+    for _ in 0..4 {
+        p.wait_for_line("mpcomm peer: ready ", WITHIN);
+    }
+    let peers = running_with(&needle);
+    assert_eq!(peers.len(), 4, "{peers:#?}");
+    let killed = lab_dirs(tmp.path());
+    assert_eq!(killed.len(), 1, "the lab's directory: {killed:?}");
+
+    p.child.kill().unwrap(); // SIGKILL: no handler, no Drop runs in the lab
+    p.child.wait().unwrap();
+    let killed_at = Instant::now();
+    let mut left = running_with(&needle);
+    while !left.is_empty() && killed_at.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(10));
+        left = running_with(&needle);
+    }
+    assert_eq!(left, vec![], "peers still running 1 s after the lab died");
+    let gone_in = killed_at.elapsed();
+    assert_eq!(
+        lab_dirs(tmp.path()),
+        killed,
+        "left behind by the killed lab"
+    );
+
+    // The next lab removes it; a directory of a live pid (ours) stays.
+    let live = tmp
+        .path()
+        .join(format!("mpcomm-lab-{}-0000beef", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+    let next = lab(&["--msgs", "5", "--interval", "0..1", "--drain", "100ms"]);
+    let (status, _) = Proc::spawn(next).finish(WITHIN);
+    assert!(status.success(), "next lab: {status}");
+    let live_name = live.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(lab_dirs(tmp.path()), vec![live_name]);
+    eprintln!(
+        "MEASURED: lab SIGKILLed mid-run: its 4 peers gone within {gone_in:?}; its directory {} removed by the next lab",
+        killed[0]
+    );
+}

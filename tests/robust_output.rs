@@ -40,6 +40,21 @@ impl Drop for Reaped {
     }
 }
 
+/// A pipe (read end, write end), both close-on-exec so no other child inherits them.
+fn pipe() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills `fds` with two new descriptors that nothing else owns.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: just created, owned here only.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}
+
 /// `mpcomm compare --listen 127.0.0.1:0 --once --json` and its address.
 fn comparator() -> (Proc, SocketAddr) {
     let mut c = mpcomm();
@@ -78,7 +93,7 @@ fn a_peer_whose_stderr_reader_is_gone_still_uploads_and_exits_0() {
     let (peers, _) = loopback_peers(2);
     let other = Proc::spawn(peer(&peers, 1, 200, addr, dir.path()));
 
-    let (reader, writer) = std::io::pipe().unwrap();
+    let (reader, writer) = pipe();
     let mut cmd = peer(&peers, 0, 200, addr, dir.path());
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -257,7 +272,7 @@ fn rest_of_stderr(p: &mut Proc, within: Duration) -> Vec<String> {
 /// Run `mpcomm args…` with stdout a pipe whose read end is already closed (`| head` gone);
 /// returns its exit code and stderr.
 fn into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
-    let (reader, writer) = std::io::pipe().unwrap();
+    let (reader, writer) = pipe();
     drop(reader);
     let mut cmd = mpcomm();
     cmd.args(args)

@@ -419,3 +419,41 @@ fn a_lab_killed_with_sigkill_leaves_no_peer_and_the_next_lab_removes_its_directo
         killed[0]
     );
 }
+
+#[test]
+fn a_log_neither_written_nor_uploaded_is_reported_lost_with_exit_6() {
+    let dir = TempDir::new("log-lost");
+    // Below a regular file: no directory can be created there, not even by root.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let unwritable = file.join("logs");
+    let (peers, _) = loopback_peers(1);
+    // A port with nobody listening: connection refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (extra, says) in [
+        (
+            vec![
+                "--comparator",
+                &closed.to_string(),
+                "--upload-attempts",
+                "1",
+            ],
+            "The log is lost",
+        ),
+        (vec![], "the log is lost: not written, and no --comparator"),
+    ] {
+        let mut c = mpcomm();
+        c.args(["peer", "--peers", &join(&peers), "--msgs", "5"])
+            .args(["--interval", "0..1", "--drain", "100ms", "--log-dir"])
+            .arg(&unwritable)
+            .args(&extra);
+        let mut p = Proc::spawn(c);
+        p.wait_for_line("cannot create log directory", WITHIN);
+        p.wait_for_line(says, WITHIN);
+        let (status, _) = p.finish(WITHIN);
+        assert_eq!(status.code(), Some(6), "{extra:?}: {status}");
+    }
+}

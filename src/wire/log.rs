@@ -587,4 +587,15 @@ mod tests {
         let view = LogView::parse(&bytes).unwrap();
         assert_eq!(view.header.wan.len(), 254);
     }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("mpcomm-log-test-{}", std::process::id()));
+        // The log's name is taken by a non-empty directory: the final rename fails.
+        let path = dir.join("x.mplog");
+        std::fs::create_dir_all(path.join("inside")).unwrap();
+        assert!(write_bytes(&path, &encode(&header(), &[])).is_err());
+        assert!(!path.with_extension("mplog.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

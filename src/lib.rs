@@ -9,13 +9,16 @@
 //! * [`wan`]: the emulated wide-area network (zones, one-way delays, jitter, loss).
 //! * [`netns`]: throw-away hosts in network namespaces joined by a bridge.
 //! * [`c2`]: command and control across machines (agent, controller, control CLI).
-//! * [`util`]: small shared pieces (durations with units, clocks).
+//! * [`util`]: small shared pieces (durations with units, clocks, output that never panics,
+//!   supervised children).
 
+// First: its `say!`/`out!` macros are used by every module below.
+#[macro_use]
+pub mod util;
 pub mod c2;
 pub mod compare;
 pub mod lab;
 pub mod netns;
 pub mod peer;
-pub mod util;
 pub mod wan;
 pub mod wire;

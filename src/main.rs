@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("mpcomm: error: {e:#}");
+            mpcomm::say!("mpcomm: error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,12 +1,13 @@
 //! The agent against a controller played by this test (the library's handshake on a plain
 //! socket): registration, a RUN while busy refused with a clear error, and a shutdown order
-//! that ends the running peer and the agent with exit code 0.
+//! that ends the running peer and the agent with exit code 0; an agent killed with SIGKILL
+//! takes its running peer with it.
 
 mod c2_common;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use c2_common::{write_key, Proc, Sealed, TempDir, EXE};
 use mpcomm::c2::auth::{fresh32, Handshake};
@@ -38,10 +39,10 @@ impl FakeController {
     }
 }
 
-#[test]
-fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
-    let dir = TempDir::new("c2-agent");
-    let key_path = write_key(&dir, "key");
+/// An agent registered with this test's controller and running peer 0 of run 11, which waits
+/// in its handshake (peer 1 never exists): (agent, controller, a RunSpec for other run ids).
+fn agent_running_a_peer(dir: &TempDir) -> (Proc, FakeController, impl Fn(u64) -> RunSpec) {
+    let key_path = write_key(dir, "key");
     let key = mpcomm::c2::key::load(&key_path).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let ctl = listener.local_addr().unwrap();
@@ -61,7 +62,7 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
         .arg(&key_path)
         .arg("--log-dir")
         .arg(dir.path("logs"));
-    let mut agent = Proc::spawn(cmd, "agent");
+    let agent = Proc::spawn(cmd, "agent");
     let mut c = FakeController::accept(&listener, key);
     let Msg::Register {
         advertise, zone, ..
@@ -81,7 +82,7 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
         .unwrap()
         .port();
     let peer = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-    let spec = |run_id| RunSpec {
+    let spec = move |run_id| RunSpec {
         run_id,
         peer_id: 0,
         transport: Transport::Fanout,
@@ -101,6 +102,13 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
     };
     c.send(&Msg::Run(Box::new(spec(11))));
     assert_eq!(c.recv(), Msg::RunReady { run_id: 11 });
+    (agent, c, spec)
+}
+
+#[test]
+fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
+    let dir = TempDir::new("c2-agent");
+    let (mut agent, mut c, spec) = agent_running_a_peer(&dir);
     c.send(&Msg::Run(Box::new(spec(12))));
     match c.recv() {
         Msg::RunFinished {
@@ -129,5 +137,38 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
             .any(|l| l.contains("run 11: stopping the peer")),
         "{:?}",
         agent.seen
+    );
+}
+
+#[test]
+fn an_agent_killed_with_sigkill_takes_its_peer_with_it() {
+    let dir = TempDir::new("c2-agent-kill");
+    let (mut agent, _c, _) = agent_running_a_peer(&dir);
+    let line = agent.wait_for("started peer 0 of 2 (pid ", Duration::from_secs(10));
+    let pid: u32 = line
+        .rsplit("(pid ")
+        .next()
+        .and_then(|p| p.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| !r.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    assert!(running(), "the peer runs before the agent is killed");
+    agent.child.kill().unwrap(); // SIGKILL: the agent runs no code of its own
+    agent.child.wait().unwrap();
+    let killed = Instant::now();
+    while running() && killed.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !running(),
+        "peer {pid} still running 1 s after its agent was killed"
+    );
+    eprintln!(
+        "MEASURED: agent SIGKILLed: its peer gone within {:?}",
+        killed.elapsed()
     );
 }

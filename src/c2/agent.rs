@@ -206,7 +206,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn log(msg: impl std::fmt::Display) {
-    eprintln!("mpcomm c2 agent: {msg}");
+    say!("mpcomm c2 agent: {msg}");
 }
 
 impl Agent {
@@ -551,13 +551,14 @@ impl Agent {
         std::fs::create_dir_all(&self.args.log_dir)
             .with_context(|| format!("cannot create {}", self.args.log_dir.display()))?;
         let key = write_run_key(spec, &self.args.log_dir).context("cannot write the run key")?;
-        let mut child = Command::new(exe)
-            .args(peer_args(spec, &self.args.log_dir, &key))
+        let mut cmd = Command::new(exe);
+        cmd.args(peer_args(spec, &self.args.log_dir, &key))
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("spawn")?;
+            .stderr(Stdio::piped());
+        // An agent killed with SIGKILL (or stopped by systemd) leaves no peer running.
+        crate::util::supervise::die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().context("spawn")?;
         let mut stderr = child.stderr.take();
         if let Some(e) = &stderr {
             set_nonblocking(e.as_raw_fd())?;
@@ -631,7 +632,7 @@ impl Agent {
             {
                 let line: Vec<u8> = r.partial.drain(..=pos.min(r.partial.len() - 1)).collect();
                 let line = String::from_utf8_lossy(&line).trim_end().to_string();
-                eprintln!("mpcomm c2 agent: [run {}] {line}", r.run_id);
+                say!("mpcomm c2 agent: [run {}] {line}", r.run_id);
                 if !r.ready && line.contains("mpcomm peer: ready") {
                     r.ready = true;
                     ready_now = Some(r.run_id);

@@ -227,7 +227,7 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
     let total = args.repeat as usize * combos.len();
     let mut reports = Vec::with_capacity(total);
     let mut values = Vec::with_capacity(total);
-    let stdout = std::io::stdout();
+    let stdout = crate::util::out::stdout();
     for i in 0..total {
         let (order, transport) = combos[i % combos.len()];
         let req = RunRequest {
@@ -239,7 +239,7 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         client.send(&Msg::RunRequest(req))?;
         let report = loop {
             match client.recv()? {
-                Msg::Progress { text } => eprintln!("[{}/{total}] {text}", i + 1),
+                Msg::Progress { text } => say!("[{}/{total}] {text}", i + 1),
                 Msg::RunReport { json, .. } => {
                     break Report::from_json_line(&json)
                         .context("the controller sent a report that does not parse")?
@@ -253,7 +253,7 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
                 other => bail!("unexpected reply from the controller: {other:?}"),
             }
         };
-        eprintln!(
+        say!(
             "[{}/{total}] run {} ({transport} {order}+{repair}): {} out-of-order rounds, {} lost",
             i + 1,
             report.run_id,
@@ -301,7 +301,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             let v = serde_json::json!({
                 "advertise": a.advertise.to_string(), "zone": a.zone, "live": a.live, "busy": a.busy, "seen_ms_ago": a.seen_ms_ago,
             });
-            println!("{v}");
+            out!("{v}");
         }
     } else {
         super::controller::print_status(&agents);
@@ -315,11 +315,11 @@ pub fn exit(ctl: ControlArgs) -> anyhow::Result<ExitCode> {
     loop {
         match client.recv()? {
             Msg::ExitDone { agents } => {
-                println!("controller stopped; {agents} agents stopped");
+                out!("controller stopped; {agents} agents stopped");
                 return Ok(ExitCode::SUCCESS);
             }
-            Msg::Progress { text } => eprintln!("{text}"),
-            Msg::Refused { text } => eprintln!("{text}"),
+            Msg::Progress { text } => say!("{text}"),
+            Msg::Refused { text } => say!("{text}"),
             other => bail!("unexpected reply from the controller: {other:?}"),
         }
     }

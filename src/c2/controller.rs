@@ -153,7 +153,7 @@ fn source_of(ip: std::net::IpAddr) -> std::net::IpAddr {
 }
 
 fn log(msg: impl std::fmt::Display) {
-    eprintln!("mpcomm c2 serve: {msg}");
+    say!("mpcomm c2 serve: {msg}");
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -260,10 +260,9 @@ fn spawn_prompt(waker: Arc<Waker>) -> Receiver<String> {
         .name("prompt".into())
         .spawn(move || {
             use std::io::{BufRead, Write};
-            eprintln!("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit");
+            say!("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit");
             let stdin = std::io::stdin();
-            eprint!(">>> ");
-            let _ = std::io::stderr().flush();
+            let _ = write!(std::io::stderr(), ">>> ");
             loop {
                 let mut line = String::new();
                 match stdin.lock().read_line(&mut line) {
@@ -663,12 +662,12 @@ impl Controller {
                 self.send(t, &m);
             }
             Requester::Prompt => match u {
-                Update::Progress(t) | Update::Failed(t) => eprintln!("{t}"),
+                Update::Progress(t) | Update::Failed(t) => say!("{t}"),
                 Update::Done(json) => match Report::from_json_line(&json) {
                     Ok(r) => {
-                        let _ = r.write_human(&mut std::io::stdout());
+                        let _ = r.write_human(&mut crate::util::out::stdout());
                     }
-                    Err(_) => println!("{json}"),
+                    Err(_) => out!("{json}"),
                 },
             },
         }
@@ -678,7 +677,7 @@ impl Controller {
         log(format_args!("request refused: {text}"));
         match who {
             Requester::Conn(t) => self.send(t, &Msg::Refused { text }),
-            Requester::Prompt => eprintln!("refused: {text}"),
+            Requester::Prompt => say!("refused: {text}"),
         }
     }
 
@@ -816,7 +815,7 @@ impl Controller {
                     std::thread::yield_now();
                 }
             }
-            Requester::Prompt => eprintln!("{stopped} agents stopped"),
+            Requester::Prompt => say!("{stopped} agents stopped"),
         }
         log(format_args!("exiting: {stopped} agents stopped"));
         Some(ExitCode::SUCCESS)
@@ -855,13 +854,12 @@ impl Controller {
                 }
                 Ok(Some(Msg::ExitRequest)) => self.begin_exit(Requester::Prompt, Instant::now()),
                 Ok(Some(_)) => print_status(&self.registry.status(Instant::now())),
-                Err(text) => eprintln!("{text}"),
+                Err(text) => say!("{text}"),
             }
         }
         if prompted && self.exiting.is_none() {
             use std::io::Write;
-            eprint!(">>> ");
-            let _ = std::io::stderr().flush();
+            let _ = write!(std::io::stderr(), ">>> ");
         }
     }
 
@@ -931,10 +929,14 @@ fn load_profile(wan: &str) -> Result<Option<crate::wan::Profile>, String> {
 
 pub fn print_status(agents: &[super::proto::AgentInfo]) {
     let live = agents.iter().filter(|a| a.live).count();
-    println!("{live} live agents ({} known)", agents.len());
-    println!(
+    out!("{live} live agents ({} known)", agents.len());
+    out!(
         "{:>3}  {:<40} {:<12} {:<6} {:>10}",
-        "#", "address", "zone", "state", "seen"
+        "#",
+        "address",
+        "zone",
+        "state",
+        "seen"
     );
     for (i, a) in agents.iter().enumerate() {
         let state = match (a.live, a.busy) {
@@ -942,7 +944,7 @@ pub fn print_status(agents: &[super::proto::AgentInfo]) {
             (true, true) => "busy",
             (true, false) => "idle",
         };
-        println!(
+        out!(
             "{i:>3}  {:<40} {:<12} {state:<6} {:>8}ms",
             a.advertise.to_string(),
             a.zone,

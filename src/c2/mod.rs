@@ -40,7 +40,8 @@ pub enum C2Command {
 pub fn run(cmd: C2Command) -> anyhow::Result<ExitCode> {
     match cmd {
         C2Command::Keygen => {
-            print!("{}", key::generate());
+            use std::io::Write;
+            crate::util::out::stdout().write_all(key::generate().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         C2Command::Agent(a) => agent::run(a),

@@ -200,7 +200,7 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<Report>> {
         }
         match Report::from_json_line(&line) {
             Ok(r) => out.push(r),
-            Err(e) => eprintln!(
+            Err(e) => say!(
                 "report: {}:{}: not a report ({e}); skipped",
                 path.display(),
                 i + 1
@@ -456,7 +456,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let groups = aggregate(&reports);
-    let stdout = io::stdout();
+    let stdout = crate::util::out::stdout();
     let mut out = stdout.lock();
     if args.csv {
         csv(&groups, &mut out)?;
@@ -470,7 +470,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     out.flush()?;
     if let Some(svg) = &args.svg {
         self::svg(&groups, svg)?;
-        eprintln!("report: chart written to {}", svg.display());
+        say!("report: chart written to {}", svg.display());
     }
     Ok(ExitCode::SUCCESS)
 }

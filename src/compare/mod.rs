@@ -181,7 +181,7 @@ pub fn open_results(path: &Path) -> anyhow::Result<File> {
 }
 
 fn print_report(report: &Report, json: bool) -> io::Result<()> {
-    let stdout = io::stdout();
+    let stdout = crate::util::out::stdout();
     let mut out = stdout.lock();
     if json {
         writeln!(out, "{}", report.to_json_line())?;
@@ -219,9 +219,9 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let stopper = server.stopper();
     let on_signal = stopper.clone();
     if let Err(e) = ctrlc::set_handler(move || on_signal.stop()) {
-        eprintln!("compare: cannot catch Ctrl-C/SIGTERM ({e}); stop with SIGKILL");
+        say!("compare: cannot catch Ctrl-C/SIGTERM ({e}); stop with SIGKILL");
     }
-    eprintln!("compare: listening on {}", server.local_addr());
+    say!("compare: listening on {}", server.local_addr());
     let (json, once) = (args.json, args.once);
     let mut print_error = None;
     server.run(|report| {

@@ -374,7 +374,7 @@ impl Server {
         }
         for (id, run) in &svc.runs {
             let have = run.have.iter().filter(|&&h| h).count();
-            eprintln!(
+            say!(
                 "compare: stopping with run {id:#x} incomplete ({have} of {} logs); not reported",
                 run.peers
             );
@@ -407,12 +407,12 @@ fn report_runs(
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyse(&run.logs, &opts)));
         let outcome = match analysed {
             Err(_) => {
-                eprintln!("compare: run {id:#x}: the analysis failed (a bug: please report it with the logs)");
+                say!("compare: run {id:#x}: the analysis failed (a bug: please report it with the logs)");
                 Outcome::Broken
             }
             Ok(report) => match results.as_mut().map(|f| append_result(f, &report)) {
                 Some(Err(e)) => {
-                    eprintln!("compare: run {id:#x}: cannot append to the results file: {e}");
+                    say!("compare: run {id:#x}: cannot append to the results file: {e}");
                     Outcome::NotWritten {
                         reason: format!("the results file could not be written ({e})"),
                         run,
@@ -421,7 +421,7 @@ fn report_runs(
                 _ => {
                     if let Some(dir) = &hist_dir {
                         if let Err(e) = hist::write_run(dir, &run.logs, &report) {
-                            eprintln!(
+                            say!(
                                 "compare: run {id:#x}: cannot write histograms into {}: {e}",
                                 dir.display()
                             );
@@ -502,9 +502,7 @@ impl Service {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.conns.len() >= MAX_CONNECTIONS {
-                        eprintln!(
-                            "compare: {peer}: refused: already {MAX_CONNECTIONS} connections"
-                        );
+                        say!("compare: {peer}: refused: already {MAX_CONNECTIONS} connections");
                         continue;
                     }
                     let ip = peer.ip();
@@ -513,7 +511,7 @@ impl Service {
                         let why = format!(
                             "too many connections from {ip} (at most {cap} at once); send fewer uploads at a time"
                         );
-                        eprintln!("compare: {peer}: rejected: {why}");
+                        say!("compare: {peer}: rejected: {why}");
                         // One try to say why, without waiting for the socket.
                         let _ = stream.write(&frame(Kind::Rejected, &why));
                         let _ = stream.shutdown(Shutdown::Both);
@@ -521,7 +519,7 @@ impl Service {
                     }
                     let token = self.fresh_token();
                     if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
-                        eprintln!("compare: {peer}: cannot register connection: {e}");
+                        say!("compare: {peer}: cannot register connection: {e}");
                         continue;
                     }
                     let now = Instant::now();
@@ -549,7 +547,7 @@ impl Service {
                     // come back to it soon without one.
                     self.stats.accept_errors.fetch_add(1, Ordering::SeqCst);
                     if !was_retry {
-                        eprintln!("compare: accept failed: {e}; retrying every {ACCEPT_RETRY:?}");
+                        say!("compare: accept failed: {e}; retrying every {ACCEPT_RETRY:?}");
                     }
                     self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
                     return;
@@ -590,7 +588,7 @@ impl Service {
         match step {
             Step::Wait => {}
             Step::Close(why) => {
-                eprintln!("compare: {}: closed: {why}", conn.peer);
+                say!("compare: {}: closed: {why}", conn.peer);
                 return;
             }
             Step::Reply(kind, msg) => {
@@ -600,7 +598,7 @@ impl Service {
                     "rejected"
                 };
                 if kind != Kind::Accepted || !self.cfg.quiet {
-                    eprintln!("compare: {}: {verb}: {msg}", conn.peer);
+                    say!("compare: {}: {verb}: {msg}", conn.peer);
                 }
                 conn.state = State::Reply {
                     bytes: frame(kind, &msg),
@@ -631,7 +629,7 @@ impl Service {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    eprintln!("compare: {}: reply not delivered: {e}", conn.peer);
+                    say!("compare: {}: reply not delivered: {e}", conn.peer);
                     return;
                 }
             }
@@ -838,7 +836,7 @@ impl Service {
         self.reporting.insert(id);
         if let Err(mpsc::SendError(job)) = self.jobs.send(Job { id, run, waiting }) {
             // The worker is gone (it only ends when the loop does): nothing can be reported.
-            eprintln!("compare: run {id:#x}: the report thread is gone; run dropped");
+            say!("compare: run {id:#x}: the report thread is gone; run dropped");
             self.reporting.remove(&id);
             self.stored_bytes -= job.run.bytes;
         }
@@ -891,7 +889,7 @@ impl Service {
                     run.have[usize::from(peer)] = false;
                 }
                 run.deadline = Instant::now() + self.cfg.run_timeout;
-                eprintln!(
+                say!(
                     "compare: run {id:#x}: not reported: {reason}; kept, tried again with the next upload or in {:?}",
                     self.cfg.run_timeout
                 );
@@ -951,7 +949,7 @@ impl Service {
                 }
                 State::Payload { len, buf, since } => too_slow(buf.len(), *len, *since, now),
                 State::Reply { .. } => {
-                    eprintln!(
+                    say!(
                         "compare: {}: closed: client did not read the reply",
                         conn.peer
                     );
@@ -959,7 +957,7 @@ impl Service {
                 }
                 State::Waiting | State::Linger => continue,
             };
-            eprintln!("compare: {}: rejected: {why}", conn.peer);
+            say!("compare: {}: rejected: {why}", conn.peer);
             // One try to say why, without waiting for the socket: the client has had its time.
             let _ = conn.stream.write(&frame(Kind::Rejected, &why));
             let _ = conn.stream.shutdown(Shutdown::Both);
@@ -974,7 +972,7 @@ impl Service {
         for id in due {
             let run = self.runs.remove(&id).expect("present");
             let missing = run.have.iter().filter(|&&h| !h).count();
-            eprintln!(
+            say!(
                 "compare: run {id:#x}: run timeout; reporting without {missing} of {} peers",
                 run.peers
             );

@@ -1,6 +1,6 @@
 //! Peer child processes: started with an argument vector (no shell), their stderr kept for the
 //! error message, and killed and reaped when the group is dropped — on success, failure, panic
-//! or Ctrl-C.
+//! or Ctrl-C — or by the kernel when the lab itself dies (SIGKILL included).
 //!
 //! One thread per child reads its stderr and then *waits without reaping* (`waitid` with
 //! `WNOWAIT`): until this thread's owner reaps it, the exited child stays a zombie and its pid
@@ -57,6 +57,8 @@ impl Group {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         cmd.env_remove("NOTIFY_SOCKET");
+        // A lab killed with SIGKILL leaves no peer running.
+        crate::util::supervise::die_with_parent(&mut cmd);
         let mut child: Child = cmd.spawn()?;
         let index = self.children.len();
         let pid = child.id();
@@ -69,7 +71,7 @@ impl Group {
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if echo {
-                    eprintln!("  [peer {index}] {line}");
+                    say!("  [peer {index}] {line}");
                 }
                 let mut l = lines.lock().expect("stderr lines");
                 if l.len() == STDERR_LINES {

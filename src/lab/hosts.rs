@@ -31,7 +31,7 @@ pub fn prepare(args: &LabArgs) -> anyhow::Result<(TcpListener, Hosts)> {
             usize::from(args.peers)
         };
         let bed = Testbed::create(hosts).context("cannot build the network-namespace hosts")?;
-        eprintln!(
+        say!(
             "mpcomm lab: {hosts} hosts in network namespaces {}-* ({})",
             bed.prefix(),
             mode.as_str()

@@ -193,7 +193,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
     let experiments = experiment::plan(&args, base_seed);
     let total = experiments.len();
-    eprintln!(
+    say!(
         "mpcomm lab: {total} run(s){}, seed {base_seed}{}",
         if args.netns {
             " in network namespaces"
@@ -276,7 +276,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         args.results
             .get_or_insert_with(|| PathBuf::from("grid-results.jsonl"));
         args.svg.get_or_insert_with(|| PathBuf::from("grid.svg"));
-        eprintln!(
+        say!(
             "mpcomm lab: grid results go to {}, the chart to {}",
             args.results.as_ref().expect("set").display(),
             args.svg.as_ref().expect("set").display()
@@ -287,7 +287,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
-    let stdout = std::io::stdout();
+    let stdout = crate::util::out::stdout();
     // Resolved once: a binary replaced during a long grid would otherwise read "(deleted)".
     let exe = std::env::current_exe().context("cannot find the mpcomm binary")?;
     let mut all = Vec::new();
@@ -371,10 +371,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(svg) = &args.svg {
         crate::compare::aggregate::write_svg(&all, svg)?;
-        eprintln!("mpcomm lab: chart written to {}", svg.display());
+        say!("mpcomm lab: chart written to {}", svg.display());
     }
     if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-        eprintln!("mpcomm lab: interrupted; peers stopped");
+        say!("mpcomm lab: interrupted; peers stopped");
         return Ok(ExitCode::from(130));
     }
     Ok(if failures == 0 {
@@ -384,13 +384,18 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Temporary directories of labs: `mpcomm-lab-<owning pid>-<random>`.
+const TEMP_PREFIX: &str = "mpcomm-lab-";
+
 /// A temporary directory removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> anyhow::Result<TempDir> {
+        // A lab killed with SIGKILL never ran its Drop: its directory is ours to remove.
+        remove_stale(&std::env::temp_dir());
         let p = std::env::temp_dir().join(format!(
-            "mpcomm-lab-{}-{:08x}",
+            "{TEMP_PREFIX}{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
         ));
@@ -402,5 +407,29 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Remove the lab temporary directories in `tmp` whose owning process is gone. A directory of a
+/// live lab, or of another user (no permission to signal it), is left alone.
+fn remove_stale(tmp: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+            == Err(nix::errno::Errno::ESRCH);
+        if pid > 0 && gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }

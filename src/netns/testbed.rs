@@ -64,7 +64,7 @@ impl Testbed {
             .ok_or_else(|| NetnsError::Unsupported("`ip` not found: install iproute2".into()))?;
         if mode == Mode::Root {
             if let Err(e) = cleanup_stale() {
-                eprintln!("mpcomm netns: could not remove stale namespaces: {e}");
+                say!("mpcomm netns: could not remove stale namespaces: {e}");
             }
         }
         let prefix = format!(
@@ -296,7 +296,7 @@ impl Testbed {
 impl Drop for Testbed {
     fn drop(&mut self) {
         if let Err(e) = self.teardown_inner() {
-            eprintln!("mpcomm netns: teardown of {}: {e}", self.prefix);
+            say!("mpcomm netns: teardown of {}: {e}", self.prefix);
         }
     }
 }

@@ -29,6 +29,7 @@ pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
 
 Exit codes: 0 done, 2 handshake timed out, 3 log kept but not uploaded, 4 refused: a peer runs
 another --order or --repair, 5 ordering failed (the sequencer fell silent; log kept and uploaded),
+6 the log could not be written to --log-dir (uploaded from memory; if that failed too, it is lost),
 130 interrupted.")]
 pub struct PeerArgs {
     /// Every peer's IP:PORT (or HOST:PORT), comma-separated; the position is the peer id.

@@ -45,6 +45,9 @@ pub mod exit {
     /// The run ended without its guarantee (the sequencer fell silent); the log is written
     /// and uploaded all the same.
     pub const ORDER_FAILED: u8 = 5;
+    /// The log could not be written to `--log-dir` (full disk, unwritable); it was uploaded
+    /// from memory, or, if that failed too, it is lost.
+    pub const LOG_WRITE: u8 = 6;
     /// Interrupted by SIGINT/SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -86,7 +89,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         Transport::Multicast => plan.membership.open(plan.ttl),
     }?;
     if opened.rcvbuf < socket::RCVBUF_BYTES {
-        eprintln!(
+        say!(
             "mpcomm peer: note: receive buffer is {} KiB (asked {} KiB; raise net.core.rmem_max for bursts)",
             opened.rcvbuf / 1024,
             socket::RCVBUF_BYTES / 1024
@@ -104,7 +107,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
 
     let delay = plan.wan.as_ref().map(|w| w.delay_model(plan.id, plan.seed));
     let mut machine = Machine::new(plan.config.clone(), start, delay);
-    eprintln!(
+    say!(
         "mpcomm peer: ready id={} peers={} transport={} addr={} bound={} seed={}",
         plan.id,
         plan.peers.len(),
@@ -157,17 +160,17 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         uploaded: None,
     };
     let code = if interrupted {
-        eprintln!("mpcomm peer: interrupted; no log written");
+        say!("mpcomm peer: interrupted; no log written");
         ExitCode::from(exit::INTERRUPTED)
     } else if let Some(refusal) = machine.refused() {
-        eprintln!(
+        say!(
             "mpcomm peer: refused in the handshake: {} ({})",
             refusal.describe(&plan.config),
             plan.peers[usize::from(refusal.peer)]
         );
         ExitCode::from(exit::MODE_MISMATCH)
     } else if machine.phase() == Phase::Failed {
-        eprintln!(
+        say!(
             "mpcomm peer: handshake timed out after {}: no HELLO or no acknowledgement from peer(s) {} ({}). \
              Are they running, with the same --peers, --msgs and --run-id, and is UDP allowed between the hosts?",
             crate::util::duration::human(plan.config.handshake_timeout),
@@ -179,12 +182,13 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         finish_run(&plan, &machine, start, &mut summary)?
     };
     if plan.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        out!("{}", serde_json::to_string(&summary)?);
     }
     Ok(code)
 }
 
-/// Write the log, then upload it; the file stays whatever happens to the upload.
+/// Write the log, then upload it (from memory, so even when the write failed); the file stays
+/// whatever happens to the upload.
 fn finish_run(
     plan: &args::Plan,
     machine: &Machine,
@@ -228,26 +232,32 @@ fn finish_run(
         forged: machine.counters().forged,
         authenticated: plan.config.run_key.is_some(),
     };
-    std::fs::create_dir_all(&plan.log_dir)
-        .with_context(|| format!("cannot create log directory {}", plan.log_dir.display()))?;
     let path = plan
         .log_dir
         .join(format!("mpcomm-{run_id:016x}-p{}.mplog", plan.id));
-    log::write_file(&path, &header, machine.records())
-        .with_context(|| format!("cannot write log {}", path.display()))?;
-    summary.log = Some(path.clone());
+    // Kept in memory: a full disk or an unwritable --log-dir must not cost the upload.
+    let bytes = log::encode(&header, machine.records());
+    let written = write_log(&plan.log_dir, &path, &bytes);
+    match &written {
+        Ok(()) => summary.log = Some(path.clone()),
+        Err(e) => say!("mpcomm peer: {e:#}"),
+    }
     let expected = usize::from(plan.config.peers) * plan.config.msgs as usize;
-    eprintln!(
+    say!(
         "mpcomm peer: done: sent {}, delivered {} of {} expected, setup {:.1} ms, log {}",
         summary.sent,
         summary.deliveries,
         expected,
         summary.setup_ms.unwrap_or(0.0),
-        path.display()
+        if written.is_ok() {
+            path.display().to_string()
+        } else {
+            "not written".into()
+        }
     );
     let cost = machine.cost();
     if plan.config.order != crate::wire::Order::None || cost.nacks_sent > 0 {
-        eprintln!(
+        say!(
             "mpcomm peer: --order {} --repair {}: {} NACKs sent, {} DATA retransmitted, {} given up, {} control datagrams",
             plan.config.order,
             plan.config.repair,
@@ -258,32 +268,53 @@ fn finish_run(
         );
     }
     if let Some(why) = &summary.failure {
-        eprintln!("mpcomm peer: ordering failed: {why}");
+        say!("mpcomm peer: ordering failed: {why}");
     }
-    let done = if summary.failure.is_some() {
+    let done = if written.is_err() {
+        ExitCode::from(exit::LOG_WRITE)
+    } else if summary.failure.is_some() {
         ExitCode::from(exit::ORDER_FAILED)
     } else {
         ExitCode::SUCCESS
     };
     let Some(comparator) = &plan.comparator else {
+        if written.is_err() {
+            say!("mpcomm peer: the log is lost: not written, and no --comparator to send it to");
+        }
         return Ok(done);
     };
-    let bytes = std::fs::read(&path)?;
     match upload::upload(comparator, &bytes, plan.upload_attempts) {
         Ok(msg) => {
             summary.uploaded = Some(true);
-            eprintln!("mpcomm peer: uploaded to {comparator}: {msg}");
+            let from = if written.is_ok() {
+                ""
+            } else {
+                " (from memory; not on disk)"
+            };
+            say!("mpcomm peer: uploaded to {comparator}{from}: {msg}");
+            Ok(done)
+        }
+        Err(e) if written.is_err() => {
+            summary.uploaded = Some(false);
+            say!("mpcomm peer: {e}. The log is lost: it could not be written to disk either");
             Ok(done)
         }
         Err(e) => {
             summary.uploaded = Some(false);
-            eprintln!(
+            say!(
                 "mpcomm peer: {e}. The log is kept: retry with `mpcomm upload {} --comparator {comparator}`",
                 path.display()
             );
             Ok(ExitCode::from(exit::UPLOAD))
         }
     }
+}
+
+/// Write the encoded log into `dir` (created if needed).
+fn write_log(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create log directory {}", dir.display()))?;
+    log::write_bytes(path, bytes).with_context(|| format!("cannot write log {}", path.display()))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -300,7 +331,7 @@ fn join(ids: &[u16]) -> String {
 pub fn run_log(cmd: LogCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LogCommand::Dump { file, csv } => {
-            let stdout = std::io::stdout();
+            let stdout = crate::util::out::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             logcmd::dump(&file, csv, &mut out)?;
             out.flush()?;
@@ -317,9 +348,9 @@ pub fn run_upload(args: UploadArgs) -> anyhow::Result<ExitCode> {
         log::LogView::parse(&bytes)
             .map_err(|e| anyhow::anyhow!("{} is not a valid delivery log: {e}", file.display()))?;
         match upload::upload(&args.comparator, &bytes, args.attempts) {
-            Ok(msg) => eprintln!("mpcomm upload: {}: {msg}", file.display()),
+            Ok(msg) => say!("mpcomm upload: {}: {msg}", file.display()),
             Err(e) => {
-                eprintln!("mpcomm upload: {}: {e}", file.display());
+                say!("mpcomm upload: {}: {e}", file.display());
                 failed += 1;
             }
         }

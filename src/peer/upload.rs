@@ -56,13 +56,13 @@ pub fn upload(comparator: &str, log: &[u8], attempts: u32) -> Result<String, Upl
             }
             // A busy comparator, or one that could not write its results, asks for a retry.
             Ok(Err(reason)) if TRANSIENT.iter().any(|t| reason.contains(t)) => {
-                eprintln!("mpcomm: comparator at {addr} asks to retry (attempt {attempt}/{attempts}): {reason}");
+                say!("mpcomm: comparator at {addr} asks to retry (attempt {attempt}/{attempts}): {reason}");
                 last = Some(io::Error::other(reason));
             }
             // Any other refusal is an answer: retrying the same bytes cannot change it.
             Ok(Err(reason)) => return Err(UploadError::Rejected { addr, reason }),
             Err(e) => {
-                eprintln!("mpcomm: upload to {addr} failed (attempt {attempt}/{attempts}): {e}");
+                say!("mpcomm: upload to {addr} failed (attempt {attempt}/{attempts}): {e}");
                 last = Some(e);
             }
         }

@@ -2,3 +2,6 @@
 
 pub mod clock;
 pub mod duration;
+#[macro_use]
+pub mod out;
+pub mod supervise;

@@ -495,15 +495,23 @@ pub fn write_file(
     header: &LogHeader,
     records: &[Record],
 ) -> std::io::Result<()> {
+    write_bytes(path, &encode(header, records))
+}
+
+/// Write an encoded log to `path` through `path.mplog.tmp` and a rename, so a reader never
+/// sees half a log; on failure (a full disk) the temporary file is removed.
+pub fn write_bytes(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let bytes = encode(header, records);
     let tmp = path.with_extension("mplog.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let done = written.and_then(|()| std::fs::rename(&tmp, path));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    done
 }
 
 #[cfg(test)]
@@ -686,5 +694,16 @@ mod tests {
         let bytes = encode(&h, &[]);
         let view = LogView::parse(&bytes).unwrap();
         assert_eq!(view.header.wan.len(), 254);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("mpcomm-log-test-{}", std::process::id()));
+        // The log's name is taken by a non-empty directory: the final rename fails.
+        let path = dir.join("x.mplog");
+        std::fs::create_dir_all(path.join("inside")).unwrap();
+        assert!(write_bytes(&path, &encode(&header(), &[])).is_err());
+        assert!(!path.with_extension("mplog.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -256,45 +256,17 @@ fn python_ok() -> bool {
 /// Dump each log with the real binary and run the script over the CSVs.
 fn recompute(dir: &TempDir, tag: &str, logs: &[(LogHeader, Vec<Record>)]) -> serde_json::Value {
     let (n, m) = (logs[0].0.peers, logs[0].0.msgs);
-    let mut csvs: Vec<PathBuf> = Vec::new();
-    for (h, recs) in logs {
-        let log = dir.path().join(format!("{tag}-p{}.mplog", h.peer_id));
-        std::fs::write(&log, encode(h, recs)).unwrap();
-        let out = mpcomm()
-            .args(["log", "dump", "--csv"])
-            .arg(&log)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(
-            text.lines().next(),
-            Some("receiver,position,sender,seq,send_ns,recv_ns,deliver_ns,arrive_ns,arrival,retransmitted")
-        );
-        let csv = log.with_extension("csv");
-        std::fs::write(&csv, text).unwrap();
-        csvs.push(csv);
-    }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/scripts/recompute_order.py"
-    );
-    let out = Command::new("python3")
-        .arg(script)
-        .args([n.to_string(), m.to_string()])
-        .args(&csvs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+    let files: Vec<PathBuf> = logs
+        .iter()
+        .map(|(h, recs)| {
+            let log = dir.path().join(format!("{tag}-p{}.mplog", h.peer_id));
+            std::fs::write(&log, encode(h, recs)).unwrap();
+            log
+        })
+        .collect();
+    let csvs = support::csv_dumps(&files);
+    let out = support::run_script("recompute_order.py", n.into(), m.into(), &csvs);
+    serde_json::from_str(&out).expect("the script prints JSON")
 }
 
 fn assert_agree(r: &Report, py: &serde_json::Value, what: &str) {

@@ -82,35 +82,8 @@ fn csv_dumps_reproduce_out_of_order_rounds_in_an_independent_script() {
         .filter(|p| p.to_string_lossy().contains(&format!("{run_id:016x}")))
         .collect();
     assert_eq!(files.len(), 5);
-    let mut csvs = Vec::new();
-    for f in &files {
-        let out = mpcomm()
-            .args(["log", "dump", "--csv"])
-            .arg(f)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let csv = f.with_extension("csv");
-        std::fs::write(&csv, out.stdout).unwrap();
-        csvs.push(csv);
-    }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/scripts/recompute_ooo.py"
-    );
-    let out = Command::new("python3")
-        .arg(script)
-        .args(["5", "30"])
-        .args(&csvs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let recomputed: u64 = String::from_utf8(out.stdout)
-        .unwrap()
+    let csvs = support::csv_dumps(&files);
+    let recomputed: u64 = support::run_script("recompute_ooo.py", 5, 30, &csvs)
         .trim()
         .parse()
         .unwrap();

@@ -131,40 +131,13 @@ fn recompute_from_csv(logs: &TempDir, runs: &[serde_json::Value]) {
             by_run.entry(name[7..23].to_string()).or_default().push(p);
         }
     }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/scripts/recompute_order.py"
-    );
     for r in runs {
         let id = format!("{:016x}", u(r, "run_id"));
         let files = &by_run[&id];
         assert_eq!(files.len() as u64, N, "run {id}");
-        let csvs: Vec<PathBuf> = files
-            .iter()
-            .map(|f| {
-                let out = mpcomm()
-                    .args(["log", "dump", "--csv"])
-                    .arg(f)
-                    .output()
-                    .unwrap();
-                assert!(out.status.success());
-                let csv = f.with_extension("csv");
-                std::fs::write(&csv, out.stdout).unwrap();
-                csv
-            })
-            .collect();
-        let out = Command::new("python3")
-            .arg(script)
-            .args([N.to_string(), M.to_string()])
-            .args(&csvs)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let csvs = support::csv_dumps(files);
+        let out = support::run_script("recompute_order.py", N, M, &csvs);
+        let got: serde_json::Value = serde_json::from_str(&out).unwrap();
         let at = format!("{} over {}", r["order"], r["transport"]);
         assert_eq!(got["causal_violations"], r["causal_violations"], "{at}");
         assert_eq!(got["total_order"], r["total_order"], "{at}");

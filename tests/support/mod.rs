@@ -212,3 +212,47 @@ pub fn comparator_reply(s: &mut std::net::TcpStream) -> (mpcomm::wire::frame::Ki
     let (kind, payload) = mpcomm::wire::frame::read_frame(s, 1 << 16).expect("a reply frame");
     (kind, String::from_utf8(payload).expect("UTF-8 reply"))
 }
+
+/// `mpcomm log dump --csv` of each log, written next to it as `.csv`; the CSV paths.
+pub fn csv_dumps(logs: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    logs.iter()
+        .map(|log| {
+            let out = mpcomm()
+                .args(["log", "dump", "--csv"])
+                .arg(log)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(
+                text.lines().next(),
+                Some("receiver,position,sender,seq,send_ns,recv_ns,deliver_ns,arrive_ns,arrival,retransmitted"),
+                "the documented columns"
+            );
+            let csv = log.with_extension("csv");
+            std::fs::write(&csv, text).unwrap();
+            csv
+        })
+        .collect()
+}
+
+/// `tests/scripts/NAME N M CSV…`, the independent recomputation; its stdout.
+pub fn run_script(name: &str, n: u64, m: u64, csvs: &[std::path::PathBuf]) -> String {
+    let script = format!("{}/tests/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(script)
+        .args([n.to_string(), m.to_string()])
+        .args(csvs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

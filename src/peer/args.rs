@@ -87,8 +87,9 @@ pub struct PeerArgs {
     /// Comparator HOST:PORT to upload the log to (none: only write it).
     #[arg(long)]
     pub comparator: Option<String>,
-    /// Upload attempts before giving up (the log stays on disk).
-    #[arg(long, default_value_t = 5)]
+    /// Upload attempts before giving up (the log stays on disk). Waits between them: 250 ms
+    /// doubling to 4 s; the default's add up to 15.75 s.
+    #[arg(long, default_value_t = super::upload::DEFAULT_ATTEMPTS)]
     pub upload_attempts: u32,
     /// Emulate a WAN: a shipped profile (lan, gcp8) or a profile file.
     #[arg(long)]
@@ -461,8 +462,8 @@ pub struct UploadArgs {
     /// Comparator HOST:PORT.
     #[arg(long)]
     pub comparator: String,
-    /// Attempts per file.
-    #[arg(long, default_value_t = 5)]
+    /// Attempts per file (waits between them: 250 ms doubling to 4 s).
+    #[arg(long, default_value_t = super::upload::DEFAULT_ATTEMPTS)]
     pub attempts: u32,
 }
 

@@ -75,6 +75,20 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// A connection waiting for the worker has no read deadline; this stands for "none".
 const NO_DEADLINE: Duration = Duration::from_secs(365 * 86400);
 
+/// Connections the kernel may queue before we accept them (std uses 128): a burst of connects
+/// (a fleet uploading at once, or a flood) is queued rather than its SYNs dropped, which would
+/// cost each dropped client a 1 s retransmission.
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    Ok(s.into())
+}
+
 /// How the service runs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -261,7 +275,7 @@ pub struct Server {
 impl Server {
     /// Bind the listening socket and open the results file; nothing is served until `run`.
     pub fn bind(cfg: ServerConfig) -> anyhow::Result<Server> {
-        let listener = std::net::TcpListener::bind(cfg.listen).with_context(|| {
+        let listener = listen(cfg.listen).with_context(|| {
             format!(
                 "cannot listen on {} (port in use? choose another with --listen)",
                 cfg.listen

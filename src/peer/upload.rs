@@ -146,4 +146,41 @@ mod tests {
         assert_eq!(backoff(1), FIRST_BACKOFF);
         assert_eq!(backoff(100), MAX_BACKOFF);
     }
+
+    /// A scripted comparator answering each connection with the next reply kind; returns
+    /// its address and a handle giving the number of connections it saw.
+    fn scripted(replies: Vec<Kind>) -> (String, std::thread::JoinHandle<usize>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let t = std::thread::spawn(move || {
+            let n = replies.len();
+            for kind in replies {
+                let (mut s, _) = l.accept().unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                frame::read_frame(&mut s, 1 << 20).unwrap();
+                frame::write_frame(&mut s, kind, b"scripted").unwrap();
+            }
+            n
+        });
+        (addr, t)
+    }
+
+    #[test]
+    fn busy_is_retried_and_rejected_is_final() {
+        let (addr, t) = scripted(vec![Kind::Busy, Kind::Busy, Kind::Accepted]);
+        assert_eq!(upload(&addr, b"log", 3).unwrap(), "scripted");
+        assert_eq!(t.join().unwrap(), 3);
+        let (addr, t) = scripted(vec![Kind::Rejected]);
+        let e = upload(&addr, b"log", 3).unwrap_err();
+        assert!(matches!(e, UploadError::Rejected { .. }), "{e}");
+        assert_eq!(t.join().unwrap(), 1);
+        // Busy to the last attempt: the log stays with the caller.
+        let (addr, t) = scripted(vec![Kind::Busy, Kind::Busy]);
+        let e = upload(&addr, b"log", 2).unwrap_err();
+        assert!(
+            matches!(e, UploadError::Unreachable { attempts: 2, .. }),
+            "{e}"
+        );
+        assert_eq!(t.join().unwrap(), 2);
+    }
 }

@@ -185,12 +185,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         "--peers must be 1..=64 on one machine"
     );
     anyhow::ensure!(args.runs != Some(0), "--runs must be at least 1");
-    crate::wan::check_time_scale(args.time_scale).map_err(anyhow::Error::msg)?;
-    if let Some(w) = &args.wan {
-        crate::wan::Profile::load(w).map_err(|e| anyhow::anyhow!("--wan {w}: {e}"))?;
-    }
     let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
-    let experiments = experiment::plan(&args, base_seed);
+    let mut experiments = experiment::plan(&args, base_seed);
+    // Before any child starts: every value a peer would refuse.
+    for e in &mut experiments {
+        e.check()?;
+    }
     let total = experiments.len();
     eprintln!(
         "mpcomm lab: {total} run(s){}, seed {base_seed}{}",

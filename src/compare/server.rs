@@ -2,14 +2,16 @@
 //!
 //! Per connection: one `Upload` frame in (header checked against the cap from its 12 bytes
 //! alone, payload buffered only as it arrives and only while it keeps up
-//! [`MIN_UPLOAD_RATE`]), one `Accepted`/`Rejected` frame out, close. Every way a client can
-//! misbehave ends its own connection with a logged reason; nothing a client sends makes
-//! [`Server::run`] return or panic.
+//! [`MIN_UPLOAD_RATE`]), one `Accepted`/`Rejected`/`Busy` frame out, close. Every way a client
+//! can misbehave ends its own connection with a reason (refusal lines are rate-limited);
+//! nothing a client sends makes [`Server::run`] return or panic. Silent connections cannot
+//! lock users out: at [`ServerConfig::max_connections`] a newcomer takes the place of the one
+//! silent longest.
 //!
 //! A completed run is analysed on one worker thread, which also appends the report to the
 //! results file (fsynced) and writes the histograms; the loop keeps serving meanwhile, and
 //! answers the upload that completed the run only when the worker is done: `Accepted` once the
-//! results line is on disk, `Rejected` (the log not stored, so it can be sent again) when it
+//! results line is on disk, `Busy` (the log not stored, so it can be sent again) when it
 //! could not be written.
 //!
 //! Memory: stored logs of incomplete runs plus upload buffers stay under

@@ -560,18 +560,19 @@ impl Service {
 
     /// Take one new connection, making room at the cap, or tell it to come back later.
     fn admit(&mut self, registry: &mio::Registry, mut stream: TcpStream, peer: SocketAddr) {
-        let cap = self.cfg.max_connections;
-        if self.conns.len() >= cap && !self.make_room(registry) {
-            let why =
-                format!("busy: {cap} connections are uploading (the most at once); try again");
-            return self.refuse_at_once(stream, peer, &why);
-        }
+        // The source's own cap first: a source at its cap evicts nobody else.
         let ip = peer.ip();
         let cap = self.cfg.max_conns_per_source;
         if self.conns.values().filter(|c| c.peer.ip() == ip).count() >= cap {
             let why = format!(
                 "too many connections from {ip} (at most {cap} at once); send fewer uploads at a time, try again"
             );
+            return self.refuse_at_once(stream, peer, &why);
+        }
+        let cap = self.cfg.max_connections;
+        if self.conns.len() >= cap && !self.make_room(registry) {
+            let why =
+                format!("busy: {cap} connections are uploading (the most at once); try again");
             return self.refuse_at_once(stream, peer, &why);
         }
         let token = self.fresh_token();
@@ -617,7 +618,8 @@ impl Service {
         let mut conn = self.conns.remove(&token).expect("present");
         let _ = registry.deregister(&mut conn.stream);
         if told {
-            let quiet = (conn.idle - self.cfg.read_timeout).elapsed();
+            let last_progress = conn.idle.checked_sub(self.cfg.read_timeout);
+            let quiet = last_progress.map_or(Duration::ZERO, |t| t.elapsed());
             let why = format!(
                 "evicted: sent nothing for {:.1} s while the comparator is at its {} connections; try again",
                 quiet.as_secs_f64(),

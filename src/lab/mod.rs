@@ -209,10 +209,11 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let (listener, hosts) = hosts::prepare(&args)?;
     let mut cfg = ServerConfig::local(listener.local_addr()?);
     // A run is reported once every peer uploaded; the timeout only covers a peer that died.
-    // The last peer finishes up to a quiet period (≥ the longest send gap) after the first.
+    // The last peer finishes up to a quiet period (≥ the longest send gap) and the longest
+    // emulated delay after the first.
     let longest_gap = experiments
         .iter()
-        .map(|e| e.interval.1.mul_f64(e.time_scale).max(e.drain))
+        .map(|e| e.interval.1.mul_f64(e.time_scale).max(e.drain) + e.wan_delay)
         .max()
         .unwrap_or_default();
     cfg.run_timeout = Duration::from_secs(5) + longest_gap * 2;

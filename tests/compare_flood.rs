@@ -80,7 +80,8 @@ fn comparator() -> (Proc, SocketAddr) {
 
 #[test]
 fn two_thousand_idle_connections_do_not_lock_out_an_upload() {
-    if !raise_descriptor_limit(3 * FLOOD as u64) {
+    // This process holds the flood; the comparator (same limit) holds at most its cap of 1024.
+    if !raise_descriptor_limit(FLOOD as u64 + 256) {
         eprintln!("SKIPPED: the descriptor limit is too low for {FLOOD} connections");
         return;
     }

@@ -79,10 +79,6 @@ pub fn upload(comparator: &str, log: &[u8], attempts: u32) -> Result<String, Upl
                 eprintln!("mpcomm: comparator at {addr} asks to retry (attempt {attempt}/{attempts}): {reason}");
                 last = Some(io::Error::other(reason));
             }
-            Ok(Reply::Rejected(reason)) if LEGACY_TRANSIENT.iter().any(|t| reason.contains(t)) => {
-                eprintln!("mpcomm: comparator at {addr} asks to retry (attempt {attempt}/{attempts}): {reason}");
-                last = Some(io::Error::other(reason));
-            }
             // Any other refusal is an answer: retrying the same bytes cannot change it.
             Ok(Reply::Rejected(reason)) => return Err(UploadError::Rejected { addr, reason }),
             Err(e) => {
@@ -123,6 +119,9 @@ fn read_reply(s: &mut TcpStream) -> io::Result<Reply> {
     let text = String::from_utf8_lossy(&payload).into_owned();
     match kind {
         Kind::Accepted => Ok(Reply::Accepted(text)),
+        Kind::Rejected if LEGACY_TRANSIENT.iter().any(|t| text.contains(t)) => {
+            Ok(Reply::Busy(text))
+        }
         Kind::Rejected => Ok(Reply::Rejected(text)),
         Kind::Busy => Ok(Reply::Busy(text)),
         other => Err(io::Error::new(

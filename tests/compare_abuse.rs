@@ -147,7 +147,7 @@ fn stored_logs_cost_what_they_hold_and_the_budget_refuses_more() {
         accepted += 1;
         assert!(accepted < 64, "the budget never refused an upload");
     };
-    expect(refusal, Kind::Rejected, "--max-pending");
+    expect(refusal, Kind::Busy, "--max-pending");
     assert!(accepted >= 5, "only {accepted} logs fitted");
     until(&srv.stats, "the accounting", |s| {
         s.incomplete_runs() == accepted + 1
@@ -248,10 +248,68 @@ fn connections_per_source_are_capped() {
     let mut fifth = connect(srv.addr);
     expect(
         reply(&mut fifth),
-        Kind::Rejected,
+        Kind::Busy,
         "too many connections from 127.0.0.1",
     );
     drop(silent);
+}
+
+/// Issue 11: at the global cap a newcomer takes the place of the connection that has sent
+/// nothing for the longest (told `Busy`, so a real peer would retry), and gets served.
+#[test]
+fn at_the_connection_cap_the_oldest_silent_connection_makes_room() {
+    let mut cfg = local();
+    cfg.max_connections = 4;
+    let srv = Running::start(cfg);
+    let mut silent: Vec<TcpStream> = Vec::new();
+    for k in 0..4 {
+        silent.push(connect(srv.addr));
+        until(&srv.stats, "the silent connections", |s| {
+            s.connections() == k + 1
+        });
+    }
+    expect(
+        upload(srv.addr, &full_log(0x600, 0, 2, 2)),
+        Kind::Accepted,
+        "1 of 2",
+    );
+    expect(
+        reply(&mut silent[0]),
+        Kind::Busy,
+        "evicted: sent nothing for",
+    );
+    for mut s in &silent[1..] {
+        s.set_nonblocking(true).unwrap();
+        let r = s.read(&mut [0u8; 1]);
+        let open = matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        assert!(open, "a newer connection was evicted: {r:?}");
+    }
+}
+
+/// Issue 11: at the global cap with every connection uploading, the newcomer is told `Busy`.
+#[test]
+fn at_the_connection_cap_with_every_slot_uploading_a_newcomer_is_told_busy() {
+    let mut cfg = local();
+    cfg.max_connections = 3;
+    let srv = Running::start(cfg);
+    let uploading: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = connect(srv.addr);
+            s.write_all(&frame_header(1 << 20)).unwrap();
+            s.write_all(&[0u8; 1000]).unwrap();
+            s
+        })
+        .collect();
+    until(&srv.stats, "3 uploads under way", |s| {
+        s.connections() == 3 && s.pending_bytes() > 0
+    });
+    let mut newcomer = connect(srv.addr);
+    expect(
+        reply(&mut newcomer),
+        Kind::Busy,
+        "3 connections are uploading",
+    );
+    drop(uploading);
 }
 
 /// Finding 3: a header's N is capped, and a run that claims many peers but has one log makes
@@ -300,8 +358,8 @@ fn a_failed_results_write_is_refused_and_retryable() {
     expect(upload(srv.addr, &a), Kind::Accepted, "1 of 2");
     for _ in 0..2 {
         let r = upload(srv.addr, &b);
-        expect(r.clone(), Kind::Rejected, "could not be written");
-        expect(r, Kind::Rejected, "upload it again");
+        expect(r.clone(), Kind::Busy, "could not be written");
+        expect(r, Kind::Busy, "upload it again");
     }
     // The first log is still held; a duplicate of it is refused as such.
     let r = upload(srv.addr, &a);

@@ -11,7 +11,7 @@ use mpcomm::compare::{analyse, AnalyseOptions, PeerLog, Report};
 use mpcomm::wire::log::{encode, Cost, LogHeader, Record, FAILURE_SEQUENCER_LOST};
 use mpcomm::wire::{Order, Repair};
 use rand::{Rng, SeedableRng};
-use support::{mpcomm, synthetic_header, TempDir};
+use support::{synthetic_header, TempDir};
 
 const RUN: u64 = 0x0bde;
 

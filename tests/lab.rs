@@ -139,11 +139,40 @@ fn lab_order_all_passes_each_mode_to_the_peers_and_ends_with_a_summary() {
 
 #[test]
 fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: &[(&[&str], &str)] = &[
         (&["lab", "--peers", "0"], "--peers must be 1..=64"),
         (&["lab", "--wan", "nosuchprofile"], "nosuchprofile"),
         (&["lab", "--time-scale", "0"], "time scale"),
         (&["lab", "--interval", "100..10"], "MIN is larger than MAX"),
+        // Issue 11: every value a child peer would refuse, refused by the lab in its words.
+        (
+            &["lab", "--wan", "lan", "--wan-loss", "1.5"],
+            "loss 1.5 must be a fraction between 0 and 1",
+        ),
+        (&["lab", "--wan-loss", "0.1"], "add --wan lan"),
+        (&["lab", "--size", "10"], "--size 10 is out of range"),
+        (&["lab", "--size", "70000"], "--size 70000 is out of range"),
+        (&["lab", "--msgs", "0"], "--msgs must be at least 1"),
+        (
+            &["lab", "--handshake-timeout", "0"],
+            "--handshake-timeout must be more than 0",
+        ),
+        (
+            &["lab", "--interval", "10..50000", "--time-scale", "2"],
+            "a gap of 100.0s between messages: at most 60s",
+        ),
+        (
+            &[
+                "lab",
+                "--wan",
+                "gcp8",
+                "--time-scale",
+                "1000",
+                "--interval",
+                "0..1",
+            ],
+            "delays a datagram up to",
+        ),
         (
             &["peer", "--peers", "127.0.0.1:1,127.0.0.1:2", "--id", "5"],
             "--id 5 is out of range",
@@ -151,6 +180,14 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
         (
             &["peer", "--peers", "127.0.0.1:1", "--size", "10"],
             "--size 10 is out of range",
+        ),
+        (
+            &["peer", "--peers", "127.0.0.1:1", "--wan-loss", "0.5"],
+            "add --wan lan",
+        ),
+        (
+            &["peer", "--peers", "127.0.0.1:1", "--msgs", "0"],
+            "--msgs must be at least 1",
         ),
         (
             &["lab", "--order", "total"],
@@ -169,10 +206,40 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
             "[possible values: nack, off]",
         ),
     ];
-    for (args, want) in cases {
-        let out = mpcomm().args(args).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    for &(args, want) in cases {
+        refused_at_once(args, want);
     }
+}
+
+/// `args` fail with `want` on stderr, before any run starts (no child: well under a second).
+fn refused_at_once(args: &[&str], want: &str) {
+    let t = std::time::Instant::now();
+    let out = mpcomm().args(args).output().unwrap();
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr.contains(want), "{args:?}: {stderr}");
+    assert!(
+        !stderr.contains("run(s)"),
+        "{args:?} started a run: {stderr}"
+    );
+    assert!(took < Duration::from_secs(1), "{args:?} took {took:?}");
+}
+
+/// Issue 11: a profile with an absurd RTT is refused with its line, before anything starts
+/// (it used to be accepted, and the lab then hung without output).
+#[test]
+fn an_absurd_wan_profile_is_refused_with_its_line() {
+    let dir = TempDir::new("badwan");
+    let path = dir.path().join("far.wan");
+    std::fs::write(&path, "zones A B\n# far away\nrtt A - 1e9\nrtt B 1e9 -\n").unwrap();
+    let path = path.to_str().unwrap();
+    refused_at_once(
+        &["lab", "--wan", path],
+        "line 3: rtt A to B: 1000000000 ms is over the limit of 10000 ms",
+    );
+    refused_at_once(
+        &["peer", "--peers", "127.0.0.1:1", "--wan", path],
+        "line 3: rtt A to B: 1000000000 ms is over the limit of 10000 ms",
+    );
 }

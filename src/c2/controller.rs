@@ -389,6 +389,9 @@ impl Controller {
         if let Some(e) = &self.exiting {
             at(e.deadline);
         }
+        if let Some(t) = self.refusals.due() {
+            at(t);
+        }
         d
     }
 
@@ -864,6 +867,10 @@ impl Controller {
     }
 
     fn on_timers(&mut self, now: Instant) {
+        // A flood that stopped is still told: the count of the lines it was not given.
+        if let Some(suppressed) = self.refusals.take_due(now).filter(|&n| n > 0) {
+            log(format_args!("({suppressed} more refusals not logged)"));
+        }
         let mut drop: Vec<(usize, &'static str)> = Vec::new();
         let mut beat: Vec<usize> = Vec::new();
         for (t, c) in &self.clients {

@@ -84,42 +84,7 @@ impl Liveness {
     }
 }
 
-/// At most `burst` log lines per `window` (refusals from a scanner or a misconfigured fleet
-/// must not flood the journal); the count of suppressed lines is reported when a window opens.
-#[derive(Debug, Clone)]
-pub struct LogLimiter {
-    window: Duration,
-    burst: u32,
-    start: Option<Instant>,
-    used: u32,
-    suppressed: u32,
-}
-
-impl LogLimiter {
-    pub fn new(burst: u32, window: Duration) -> LogLimiter {
-        LogLimiter {
-            window,
-            burst,
-            start: None,
-            used: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(suppressed_before)` if a line may be logged now.
-    pub fn allow(&mut self, now: Instant) -> Option<u32> {
-        if self.start.map_or(true, |s| now >= s + self.window) {
-            self.start = Some(now);
-            self.used = 0;
-        }
-        if self.used < self.burst {
-            self.used += 1;
-            return Some(std::mem::take(&mut self.suppressed));
-        }
-        self.suppressed += 1;
-        None
-    }
-}
+pub use crate::util::loglimit::LogLimiter;
 
 #[cfg(test)]
 mod tests {
@@ -176,17 +141,5 @@ mod tests {
         l.received(t1);
         assert!(!l.is_dead(t1 + Duration::from_millis(3400)));
         assert!(l.is_dead(t1 + LINK_DEAD_AFTER));
-    }
-
-    #[test]
-    fn log_limiter_bursts_then_counts_suppressed_lines() {
-        let t0 = Instant::now();
-        let mut l = LogLimiter::new(3, Duration::from_secs(10));
-        let got: Vec<Option<u32>> = (0..6)
-            .map(|i| l.allow(t0 + Duration::from_millis(i)))
-            .collect();
-        assert_eq!(got, [Some(0), Some(0), Some(0), None, None, None]);
-        assert_eq!(l.allow(t0 + Duration::from_secs(10)), Some(3));
-        assert_eq!(l.allow(t0 + Duration::from_secs(11)), Some(0));
     }
 }

@@ -213,6 +213,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         max_peers: args.max_peers,
         max_pending_bytes: args.max_pending,
         max_conns_per_source: args.max_conns_per_source,
+        max_connections: server::MAX_CONNECTIONS,
         max_runs_per_source: args.max_runs_per_source,
     };
     let server = Server::bind(cfg)?;

@@ -2,14 +2,16 @@
 //!
 //! Per connection: one `Upload` frame in (header checked against the cap from its 12 bytes
 //! alone, payload buffered only as it arrives and only while it keeps up
-//! [`MIN_UPLOAD_RATE`]), one `Accepted`/`Rejected` frame out, close. Every way a client can
-//! misbehave ends its own connection with a logged reason; nothing a client sends makes
-//! [`Server::run`] return or panic.
+//! [`MIN_UPLOAD_RATE`]), one `Accepted`/`Rejected`/`Busy` frame out, close. Every way a client
+//! can misbehave ends its own connection with a reason (refusal lines are rate-limited);
+//! nothing a client sends makes [`Server::run`] return or panic. Silent connections cannot
+//! lock users out: at [`ServerConfig::max_connections`] a newcomer takes the place of the one
+//! silent longest.
 //!
 //! A completed run is analysed on one worker thread, which also appends the report to the
 //! results file (fsynced) and writes the histograms; the loop keeps serving meanwhile, and
 //! answers the upload that completed the run only when the worker is done: `Accepted` once the
-//! results line is on disk, `Rejected` (the log not stored, so it can be sent again) when it
+//! results line is on disk, `Busy` (the log not stored, so it can be sent again) when it
 //! could not be written.
 //!
 //! Memory: stored logs of incomplete runs plus upload buffers stay under
@@ -35,13 +37,22 @@ use super::analyse::{analyse, AnalyseOptions};
 use super::peerlog::PeerLog;
 use super::report::Report;
 use super::{append_result, hist, open_results, DEFAULT_MAX_UPLOAD};
+use crate::util::loglimit::LogLimiter;
 use crate::wire::frame::{FrameHeader, Kind, HEADER_LEN};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
-/// Connections beyond this are closed at once (each costs a buffer and a descriptor).
+/// Default connections at once (each costs a buffer and a descriptor). At the cap a newcomer
+/// takes the place of the connection that has sent nothing for the longest, or, when every one
+/// is busy uploading, gets a `Busy` reply (which peers retry).
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Accepts per wake-up; the loop comes back without waiting when more may be queued, so a flood
+/// of connects cannot starve the uploads already in.
+const ACCEPTS_PER_WAKE: usize = 256;
+/// Refusal lines: at most this many per window, then one line with the count of the others.
+const REFUSAL_LOG_BURST: u32 = 10;
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
 /// After its first `read_timeout`, an upload must have delivered at least this many bytes per
 /// second since its header: received ≥ rate × (elapsed − read_timeout), checked on every read
 /// and at the deadline it implies.
@@ -65,6 +76,20 @@ const READ_CHUNK: usize = 64 << 10;
 const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// A connection waiting for the worker has no read deadline; this stands for "none".
 const NO_DEADLINE: Duration = Duration::from_secs(365 * 86400);
+
+/// Connections the kernel may queue before we accept them (std uses 128): a burst of connects
+/// (a fleet uploading at once, or a flood) is queued rather than its SYNs dropped, which would
+/// cost each dropped client a 1 s retransmission.
+const LISTEN_BACKLOG: i32 = 1024;
+
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    Ok(s.into())
+}
 
 /// How the service runs.
 #[derive(Clone, Debug)]
@@ -90,6 +115,8 @@ pub struct ServerConfig {
     pub max_pending_bytes: u64,
     /// Connections at once from one source address.
     pub max_conns_per_source: usize,
+    /// Connections at once in all.
+    pub max_connections: usize,
     /// Incomplete runs whose first log came from one source address.
     pub max_runs_per_source: usize,
 }
@@ -109,6 +136,7 @@ impl ServerConfig {
             max_peers: DEFAULT_MAX_PEERS,
             max_pending_bytes: DEFAULT_MAX_PENDING,
             max_conns_per_source: DEFAULT_MAX_CONNS_PER_SOURCE,
+            max_connections: MAX_CONNECTIONS,
             max_runs_per_source: DEFAULT_MAX_RUNS_PER_SOURCE,
         }
     }
@@ -249,7 +277,7 @@ pub struct Server {
 impl Server {
     /// Bind the listening socket and open the results file; nothing is served until `run`.
     pub fn bind(cfg: ServerConfig) -> anyhow::Result<Server> {
-        let listener = std::net::TcpListener::bind(cfg.listen).with_context(|| {
+        let listener = listen(cfg.listen).with_context(|| {
             format!(
                 "cannot listen on {} (port in use? choose another with --listen)",
                 cfg.listen
@@ -339,6 +367,8 @@ impl Server {
             next_token: FIRST_CONN,
             scratch: vec![0u8; READ_CHUNK],
             accept_retry: None,
+            accept_more: false,
+            refusals: LogLimiter::new(REFUSAL_LOG_BURST, REFUSAL_LOG_WINDOW),
             jobs: job_tx,
             stats,
         };
@@ -366,7 +396,7 @@ impl Server {
             while let Ok(done) = done_rx.try_recv() {
                 svc.finish(poll.registry(), done, &mut on_report);
             }
-            if svc.accept_retry.is_some_and(|t| t <= Instant::now()) {
+            if svc.accept_more || svc.accept_retry.is_some_and(|t| t <= Instant::now()) {
                 svc.accept(poll.registry());
             }
             svc.expire(poll.registry(), Instant::now());
@@ -460,6 +490,10 @@ struct Service {
     scratch: Vec<u8>,
     /// A failed accept to retry at this time.
     accept_retry: Option<Instant>,
+    /// The last accept round stopped at its cap: accept again without waiting for an event.
+    accept_more: bool,
+    /// Every refusal line goes through here: a flood costs a few lines, not one per connection.
+    refusals: LogLimiter,
     jobs: mpsc::Sender<Job>,
     stats: Arc<ServerStats>,
 }
@@ -478,7 +512,12 @@ impl Service {
     fn next_deadline(&self) -> Option<Instant> {
         let c = self.conns.values().map(|c| c.deadline);
         let r = self.runs.values().map(|r| r.deadline);
-        c.chain(r).chain(self.accept_retry).min()
+        let now = self.accept_more.then(Instant::now);
+        c.chain(r)
+            .chain(self.accept_retry)
+            .chain(self.refusals.due())
+            .chain(now)
+            .min()
     }
 
     /// Stored logs plus every upload buffer.
@@ -498,48 +537,10 @@ impl Service {
 
     fn accept(&mut self, registry: &mio::Registry) {
         let was_retry = self.accept_retry.take().is_some();
-        loop {
+        self.accept_more = false;
+        for _ in 0..ACCEPTS_PER_WAKE {
             match self.listener.accept() {
-                Ok((mut stream, peer)) => {
-                    if self.conns.len() >= MAX_CONNECTIONS {
-                        say!("compare: {peer}: refused: already {MAX_CONNECTIONS} connections");
-                        continue;
-                    }
-                    let ip = peer.ip();
-                    let cap = self.cfg.max_conns_per_source;
-                    if self.conns.values().filter(|c| c.peer.ip() == ip).count() >= cap {
-                        let why = format!(
-                            "too many connections from {ip} (at most {cap} at once); send fewer uploads at a time"
-                        );
-                        say!("compare: {peer}: rejected: {why}");
-                        // One try to say why, without waiting for the socket.
-                        let _ = stream.write(&frame(Kind::Rejected, &why));
-                        let _ = stream.shutdown(Shutdown::Both);
-                        continue;
-                    }
-                    let token = self.fresh_token();
-                    if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
-                        say!("compare: {peer}: cannot register connection: {e}");
-                        continue;
-                    }
-                    let now = Instant::now();
-                    let deadline = now + self.cfg.read_timeout;
-                    let state = State::Header {
-                        buf: [0; HEADER_LEN],
-                        got: 0,
-                        by: deadline,
-                    };
-                    self.conns.insert(
-                        token,
-                        Conn {
-                            stream,
-                            peer,
-                            state,
-                            deadline,
-                            idle: deadline,
-                        },
-                    );
-                }
+                Ok((stream, peer)) => self.admit(registry, stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -553,6 +554,94 @@ impl Service {
                     return;
                 }
             }
+        }
+        self.accept_more = true;
+    }
+
+    /// Take one new connection, making room at the cap, or tell it to come back later.
+    fn admit(&mut self, registry: &mio::Registry, mut stream: TcpStream, peer: SocketAddr) {
+        // The source's own cap first: a source at its cap evicts nobody else.
+        let ip = peer.ip();
+        let cap = self.cfg.max_conns_per_source;
+        if self.conns.values().filter(|c| c.peer.ip() == ip).count() >= cap {
+            let why = format!(
+                "too many connections from {ip} (at most {cap} at once); send fewer uploads at a time, try again"
+            );
+            return self.refuse_at_once(stream, peer, &why);
+        }
+        let cap = self.cfg.max_connections;
+        if self.conns.len() >= cap && !self.make_room(registry) {
+            let why =
+                format!("busy: {cap} connections are uploading (the most at once); try again");
+            return self.refuse_at_once(stream, peer, &why);
+        }
+        let token = self.fresh_token();
+        if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
+            say!("compare: {peer}: cannot register connection: {e}");
+            return;
+        }
+        let now = Instant::now();
+        let deadline = now + self.cfg.read_timeout;
+        let state = State::Header {
+            buf: [0; HEADER_LEN],
+            got: 0,
+            by: deadline,
+        };
+        self.conns.insert(
+            token,
+            Conn {
+                stream,
+                peer,
+                state,
+                deadline,
+                idle: deadline,
+            },
+        );
+    }
+
+    /// At the connection cap: close a connection whose reply is already sent, else the one that
+    /// has sent nothing for the longest (told to try again). False when every connection is
+    /// uploading or waiting for its reply: those are real users.
+    fn make_room(&mut self, registry: &mio::Registry) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .filter_map(|(t, c)| match c.state {
+                State::Linger => Some((false, c.idle, *t)),
+                State::Header { .. } => Some((true, c.idle, *t)),
+                _ => None,
+            })
+            .min();
+        let Some((told, _, token)) = victim else {
+            return false;
+        };
+        let mut conn = self.conns.remove(&token).expect("present");
+        let _ = registry.deregister(&mut conn.stream);
+        if told {
+            let last_progress = conn.idle.checked_sub(self.cfg.read_timeout);
+            let quiet = last_progress.map_or(Duration::ZERO, |t| t.elapsed());
+            let why = format!(
+                "evicted: sent nothing for {:.1} s while the comparator is at its {} connections; try again",
+                quiet.as_secs_f64(),
+                self.cfg.max_connections
+            );
+            self.refuse_at_once(conn.stream, conn.peer, &why);
+        }
+        true
+    }
+
+    /// Say `why` in a `Busy` reply (one try, without waiting for the socket) and close.
+    fn refuse_at_once(&mut self, mut stream: TcpStream, peer: SocketAddr, why: &str) {
+        self.refusal(format_args!("{peer}: busy: {why}"));
+        let _ = stream.write(&frame(Kind::Busy, why));
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+
+    /// Log one refusal line, unless too many came lately (then they are counted).
+    fn refusal(&mut self, line: std::fmt::Arguments) {
+        if let Some(suppressed) = self.refusals.allow(Instant::now()) {
+            log_suppressed(suppressed);
+            say!("compare: {line}");
         }
     }
 
@@ -588,17 +677,15 @@ impl Service {
         match step {
             Step::Wait => {}
             Step::Close(why) => {
-                say!("compare: {}: closed: {why}", conn.peer);
+                self.refusal(format_args!("{}: closed: {why}", conn.peer));
                 return;
             }
             Step::Reply(kind, msg) => {
-                let verb = if kind == Kind::Accepted {
-                    "accepted"
-                } else {
-                    "rejected"
-                };
-                if kind != Kind::Accepted || !self.cfg.quiet {
-                    say!("compare: {}: {verb}: {msg}", conn.peer);
+                match kind {
+                    Kind::Accepted if self.cfg.quiet => {}
+                    Kind::Accepted => say!("compare: {}: accepted: {msg}", conn.peer),
+                    Kind::Busy => self.refusal(format_args!("{}: busy: {msg}", conn.peer)),
+                    _ => self.refusal(format_args!("{}: rejected: {msg}", conn.peer)),
                 }
                 conn.state = State::Reply {
                     bytes: frame(kind, &msg),
@@ -629,7 +716,7 @@ impl Service {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    say!("compare: {}: reply not delivered: {e}", conn.peer);
+                    self.refusal(format_args!("{}: reply not delivered: {e}", conn.peer));
                     return;
                 }
             }
@@ -718,7 +805,7 @@ impl Service {
                         let extra = want - buf.capacity();
                         if (others + extra) as u64 > self.cfg.max_pending_bytes {
                             return Step::Reply(
-                                Kind::Rejected,
+                                Kind::Busy,
                                 over_budget(others, self.cfg.max_pending_bytes),
                             );
                         }
@@ -737,7 +824,19 @@ impl Service {
                 if buf.len() == *len {
                     let bytes = std::mem::take(buf);
                     let source = conn.peer.ip();
-                    return match self.upload(&bytes, source, token) {
+                    let log = match PeerLog::from_bytes(&bytes) {
+                        Ok(log) => log,
+                        Err(e) => return Step::Reply(Kind::Rejected, format!("bad log: {e}")),
+                    };
+                    // Over the memory budget is "not now", not "never".
+                    let pending = self.pending_bytes();
+                    if (pending + log.heap_bytes()) as u64 > self.cfg.max_pending_bytes {
+                        return Step::Reply(
+                            Kind::Busy,
+                            over_budget(pending, self.cfg.max_pending_bytes),
+                        );
+                    }
+                    return match self.upload(log, source, token) {
                         Ok(Some(msg)) => Step::Reply(Kind::Accepted, msg),
                         Ok(None) => {
                             conn.state = State::Waiting;
@@ -755,11 +854,10 @@ impl Service {
     /// the worker; the reply comes from [`Service::finish`]).
     fn upload(
         &mut self,
-        bytes: &[u8],
+        log: PeerLog,
         source: IpAddr,
         token: Token,
     ) -> Result<Option<String>, String> {
-        let log = PeerLog::from_bytes(bytes).map_err(|e| format!("bad log: {e}"))?;
         let (id, peer, n, m) = (
             log.header.run_id,
             log.header.peer_id,
@@ -783,10 +881,6 @@ impl Service {
             ));
         }
         let size = log.heap_bytes();
-        let pending = self.pending_bytes();
-        if (pending + size) as u64 > self.cfg.max_pending_bytes {
-            return Err(over_budget(pending, self.cfg.max_pending_bytes));
-        }
         if !self.runs.contains_key(&id) {
             let cap = self.cfg.max_runs_per_source;
             let mine = self.runs.values().filter(|r| r.source == source).count();
@@ -896,7 +990,7 @@ impl Service {
                 self.runs.insert(id, run);
                 waiting.map(|(_, peer)| {
                     (
-                        Kind::Rejected,
+                        Kind::Busy,
                         format!("run {id:#x} could not be reported: {reason}; the log of peer {peer} was not stored: upload it again"),
                     )
                 })
@@ -926,6 +1020,9 @@ impl Service {
     /// Drop connections past their deadline (telling them why when they are still reading);
     /// hand runs past theirs to the worker.
     fn expire(&mut self, registry: &mio::Registry, now: Instant) {
+        if let Some(suppressed) = self.refusals.take_due(now) {
+            log_suppressed(suppressed);
+        }
         let late: Vec<Token> = self
             .conns
             .iter()
@@ -949,15 +1046,15 @@ impl Service {
                 }
                 State::Payload { len, buf, since } => too_slow(buf.len(), *len, *since, now),
                 State::Reply { .. } => {
-                    say!(
-                        "compare: {}: closed: client did not read the reply",
-                        conn.peer
-                    );
+                    let peer = conn.peer;
+                    self.refusal(format_args!(
+                        "{peer}: closed: client did not read the reply"
+                    ));
                     continue;
                 }
                 State::Waiting | State::Linger => continue,
             };
-            say!("compare: {}: rejected: {why}", conn.peer);
+            self.refusal(format_args!("{}: rejected: {why}", conn.peer));
             // One try to say why, without waiting for the socket: the client has had its time.
             let _ = conn.stream.write(&frame(Kind::Rejected, &why));
             let _ = conn.stream.shutdown(Shutdown::Both);
@@ -978,6 +1075,12 @@ impl Service {
             );
             self.dispatch(id, run, None);
         }
+    }
+}
+
+fn log_suppressed(count: u32) {
+    if count > 0 {
+        say!("compare: ({count} more refusals not logged)");
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Experiment {
     pub time_scale: f64,
     pub drain: Duration,
     pub handshake_timeout: Duration,
+    /// The longest emulated delay of one datagram, scaled (set by [`Experiment::check`]).
+    pub wan_delay: Duration,
 }
 
 pub type Outcome = anyhow::Result<Report>;
@@ -73,6 +75,7 @@ pub fn plan(args: &LabArgs, base_seed: u64) -> Vec<Experiment> {
                         time_scale: args.time_scale,
                         drain: args.drain,
                         handshake_timeout: args.handshake_timeout,
+                        wan_delay: Duration::ZERO,
                     });
                 }
             }
@@ -93,11 +96,30 @@ pub struct Context<'a> {
 }
 
 impl Experiment {
+    /// Refuse, before anything starts, what its peers would refuse (in their words); note the
+    /// longest emulated delay for the watchdog.
+    pub fn check(&mut self) -> anyhow::Result<()> {
+        let profile = crate::peer::args::RunValues {
+            peers: self.peers,
+            msgs: self.msgs,
+            size: self.size,
+            interval: self.interval,
+            handshake_timeout: self.handshake_timeout,
+            time_scale: self.time_scale,
+            wan: self.wan.as_deref(),
+            wan_loss: self.wan_loss,
+        }
+        .check()?;
+        self.wan_delay =
+            profile.map_or(Duration::ZERO, |p| p.max_one_way().mul_f64(self.time_scale));
+        Ok(())
+    }
+
     /// An upper bound on how long the peers can take, for the watchdog.
     fn deadline(&self) -> Duration {
         let sending = self.interval.1.mul_f64(self.time_scale) * self.msgs;
-        // The largest one-way delay of any shipped profile is under 0.2 s (gcp8: 172.6 ms).
-        let wan = Duration::from_secs(1).mul_f64(self.time_scale.max(0.0));
+        // Every exchange after the handshake (data, STOP, repair rounds) waits for the WAN.
+        let wan = Duration::from_secs(1).mul_f64(self.time_scale) + self.wan_delay * 10;
         self.handshake_timeout + sending + wan + self.drain * 2 + Duration::from_secs(20)
     }
 

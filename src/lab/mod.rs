@@ -186,12 +186,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         "--peers must be 1..=64 on one machine"
     );
     anyhow::ensure!(args.runs != Some(0), "--runs must be at least 1");
-    crate::wan::check_time_scale(args.time_scale).map_err(anyhow::Error::msg)?;
-    if let Some(w) = &args.wan {
-        crate::wan::Profile::load(w).map_err(|e| anyhow::anyhow!("--wan {w}: {e}"))?;
-    }
     let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
-    let experiments = experiment::plan(&args, base_seed);
+    let mut experiments = experiment::plan(&args, base_seed);
+    // Before any child starts: every value a peer would refuse.
+    for e in &mut experiments {
+        e.check()?;
+    }
     let total = experiments.len();
     say!(
         "mpcomm lab: {total} run(s){}, seed {base_seed}{}",
@@ -210,10 +210,11 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let (listener, hosts) = hosts::prepare(&args)?;
     let mut cfg = ServerConfig::local(listener.local_addr()?);
     // A run is reported once every peer uploaded; the timeout only covers a peer that died.
-    // The last peer finishes up to a quiet period (≥ the longest send gap) after the first.
+    // The last peer finishes up to a quiet period (≥ the longest send gap) and the longest
+    // emulated delay after the first.
     let longest_gap = experiments
         .iter()
-        .map(|e| e.interval.1.mul_f64(e.time_scale).max(e.drain))
+        .map(|e| e.interval.1.mul_f64(e.time_scale).max(e.drain) + e.wan_delay)
         .max()
         .unwrap_or_default();
     cfg.run_timeout = Duration::from_secs(5) + longest_gap * 2;

@@ -88,8 +88,9 @@ pub struct PeerArgs {
     /// Comparator HOST:PORT to upload the log to (none: only write it).
     #[arg(long)]
     pub comparator: Option<String>,
-    /// Upload attempts before giving up (the log stays on disk).
-    #[arg(long, default_value_t = 5)]
+    /// Upload attempts before giving up (the log stays on disk). Waits between them: 250 ms
+    /// doubling to 4 s; the default's add up to 15.75 s.
+    #[arg(long, default_value_t = super::upload::DEFAULT_ATTEMPTS)]
     pub upload_attempts: u32,
     /// Emulate a WAN: a shipped profile (lan, gcp8) or a profile file.
     #[arg(long)]
@@ -167,23 +168,18 @@ impl PeerArgs {
             ),
             None => who_am_i(&peers)?,
         };
-        let expected = u64::from(n) * u64::from(self.msgs);
-        if expected > 50_000_000 {
-            bail!(
-                "{n} peers × {} messages is too many to log (limit 50,000,000 deliveries per peer)",
-                self.msgs
-            );
+        let profile = RunValues {
+            peers: n,
+            msgs: self.msgs,
+            size: self.size,
+            interval: self.interval,
+            handshake_timeout: self.handshake_timeout,
+            time_scale: self.time_scale,
+            wan: self.wan.as_deref(),
+            wan_loss: self.wan_loss,
         }
-        if !(packet::DATA_MIN_LEN..=packet::MAX_DATAGRAM).contains(&self.size) {
-            bail!(
-                "--size {} is out of range: {}..={} bytes",
-                self.size,
-                packet::DATA_MIN_LEN,
-                packet::MAX_DATAGRAM
-            );
-        }
-        let time_scale =
-            crate::wan::check_time_scale(self.time_scale).map_err(anyhow::Error::msg)?;
+        .check()?;
+        let time_scale = self.time_scale;
         let own_ip = peers[usize::from(id)].ip();
         if self.transport == Transport::Fanout {
             if let Some(other) = peers.iter().find(|p| p.is_ipv6() != own_ip.is_ipv6()) {
@@ -194,20 +190,15 @@ impl PeerArgs {
         }
         let membership = membership(self.group, self.iface.as_deref(), own_ip)?;
         let seed = self.seed.unwrap_or_else(rand::random);
-        let wan = match &self.wan {
+        let wan = match profile {
             None => None,
-            Some(name) => {
-                let profile = crate::wan::Profile::load(name)
-                    .map_err(|e| anyhow::anyhow!("--wan {name}: {e}"))?;
-                let loss = crate::wan::check_loss(self.wan_loss).map_err(anyhow::Error::msg)?;
-                Some(WanPlan::new(
-                    profile,
-                    usize::from(n),
-                    &self.zones,
-                    time_scale,
-                    loss,
-                )?)
-            }
+            Some(profile) => Some(WanPlan::new(
+                profile,
+                usize::from(n),
+                &self.zones,
+                time_scale,
+                self.wan_loss,
+            )?),
         };
         let scale = |d: Duration| d.mul_f64(time_scale);
         let mut config = Config::new(id, n, self.msgs);
@@ -246,6 +237,82 @@ impl PeerArgs {
             wan,
             json: self.json,
         })
+    }
+}
+
+/// Longest scaled send gap (`--interval` MAX × `--time-scale`), as in C2's limits.
+pub const MAX_SCALED_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest scaled delay of one emulated datagram (largest RTT / 2 + jitter cap, × time scale):
+/// what any valid profile gives at a time scale of 1 or less.
+pub const MAX_SCALED_DELAY: Duration = Duration::from_secs(15);
+
+/// The values of a run a peer checks wherever it runs. `mpcomm lab` checks its runs with the
+/// same function before it starts any child, so it refuses what a child would, in its words.
+pub struct RunValues<'a> {
+    pub peers: u16,
+    pub msgs: u32,
+    pub size: usize,
+    pub interval: (Duration, Duration),
+    pub handshake_timeout: Duration,
+    pub time_scale: f64,
+    pub wan: Option<&'a str>,
+    pub wan_loss: f64,
+}
+
+impl RunValues<'_> {
+    /// Refuse what cannot make a sensible run; the emulated WAN's profile when there is one.
+    pub fn check(&self) -> anyhow::Result<Option<crate::wan::Profile>> {
+        self.check_counts()?;
+        let scale = crate::wan::check_time_scale(self.time_scale).map_err(anyhow::Error::msg)?;
+        let gap = self.interval.1.mul_f64(scale);
+        if gap > MAX_SCALED_INTERVAL {
+            bail!(
+                "--interval MAX {:?} × time scale {scale} is a gap of {gap:.1?} between messages: at most {MAX_SCALED_INTERVAL:?}",
+                self.interval.1
+            );
+        }
+        let Some(name) = self.wan else {
+            if self.wan_loss != 0.0 {
+                bail!("--wan-loss needs an emulated WAN: add --wan lan (no added delay) or another profile");
+            }
+            return Ok(None);
+        };
+        let profile =
+            crate::wan::Profile::load(name).map_err(|e| anyhow::anyhow!("--wan {name}: {e}"))?;
+        crate::wan::check_loss(self.wan_loss).map_err(anyhow::Error::msg)?;
+        let delay = profile.max_one_way().mul_f64(scale);
+        if delay > MAX_SCALED_DELAY {
+            bail!(
+                "--wan {name} × time scale {scale} delays a datagram up to {delay:.1?}: at most {MAX_SCALED_DELAY:?} (use a smaller --time-scale)"
+            );
+        }
+        Ok(Some(profile))
+    }
+
+    fn check_counts(&self) -> anyhow::Result<()> {
+        if self.msgs == 0 {
+            bail!("--msgs must be at least 1");
+        }
+        let expected = u64::from(self.peers) * u64::from(self.msgs);
+        if expected > 50_000_000 {
+            bail!(
+                "{} peers × {} messages is too many to log (limit 50,000,000 deliveries per peer)",
+                self.peers,
+                self.msgs
+            );
+        }
+        if !(packet::DATA_MIN_LEN..=packet::MAX_DATAGRAM).contains(&self.size) {
+            bail!(
+                "--size {} is out of range: {}..={} bytes",
+                self.size,
+                packet::DATA_MIN_LEN,
+                packet::MAX_DATAGRAM
+            );
+        }
+        if self.handshake_timeout.is_zero() {
+            bail!("--handshake-timeout must be more than 0 (e.g. 10s)");
+        }
+        Ok(())
     }
 }
 
@@ -478,8 +545,8 @@ pub struct UploadArgs {
     /// Comparator HOST:PORT.
     #[arg(long)]
     pub comparator: String,
-    /// Attempts per file.
-    #[arg(long, default_value_t = 5)]
+    /// Attempts per file (waits between them: 250 ms doubling to 4 s).
+    #[arg(long, default_value_t = super::upload::DEFAULT_ATTEMPTS)]
     pub attempts: u32,
 }
 

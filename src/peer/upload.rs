@@ -15,12 +15,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// written and fsynced), which for big runs takes a while.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The comparator's words for a refusal that a later attempt may overcome (see
-/// `compare::server`): busy, too many connections, results not written.
-const TRANSIENT: [&str; 3] = ["try again", "upload it again", "too many connections"];
+/// Default attempts (`--upload-attempts`, `mpcomm upload --attempts`): with [`backoff`] the
+/// waits add up to 15.75 s, longer than the comparator's default 10 s read timeout, so a slot
+/// held by a silent connection is free again before a peer gives up.
+pub const DEFAULT_ATTEMPTS: u32 = 8;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Words of comparators older than the `Busy` kind for a refusal worth retrying (they answered
+/// `Rejected`); current ones answer `Busy` and we decide on the kind.
+const LEGACY_TRANSIENT: [&str; 3] = ["try again", "upload it again", "too many connections"];
 
 /// The comparator's words for "this (run, peer) is already stored" (see `compare::server`).
 const DUPLICATE_KEPT: &str = "the first one is kept";
+
+/// The wait after failed attempt `attempt` (1-based): 250 ms doubling up to 4 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    (FIRST_BACKOFF * (1u32 << doublings)).min(MAX_BACKOFF)
+}
+
+/// What one attempt got back.
+enum Reply {
+    Accepted(String),
+    /// Refused for good: the same bytes get the same answer.
+    Rejected(String),
+    /// Refused for now: try again later.
+    Busy(String),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -45,31 +67,28 @@ pub fn upload(comparator: &str, log: &[u8], attempts: u32) -> Result<String, Upl
         .and_then(|mut a| a.next())
         .ok_or_else(|| UploadError::Resolve(comparator.to_owned()))?;
     let attempts = attempts.max(1);
-    let mut backoff = Duration::from_millis(250);
     let mut last = None;
     for attempt in 1..=attempts {
         match try_once(addr, log) {
-            Ok(Ok(msg)) => return Ok(msg),
+            Ok(Reply::Accepted(msg)) => return Ok(msg),
             // An earlier attempt was stored but its acknowledgement lost: that is success.
-            Ok(Err(reason)) if attempt > 1 && reason.contains(DUPLICATE_KEPT) => {
+            Ok(Reply::Rejected(reason)) if attempt > 1 && reason.contains(DUPLICATE_KEPT) => {
                 return Ok(format!("stored by an earlier attempt ({reason})"))
             }
-            // A busy comparator, or one that could not write its results, asks for a retry.
-            Ok(Err(reason)) if TRANSIENT.iter().any(|t| reason.contains(t)) => {
+            Ok(Reply::Busy(reason)) => {
                 say!("mpcomm: comparator at {addr} asks to retry (attempt {attempt}/{attempts}): {reason}");
                 last = Some(io::Error::other(reason));
             }
             // Any other refusal is an answer: retrying the same bytes cannot change it.
-            Ok(Err(reason)) => return Err(UploadError::Rejected { addr, reason }),
+            Ok(Reply::Rejected(reason)) => return Err(UploadError::Rejected { addr, reason }),
             Err(e) => {
                 say!("mpcomm: upload to {addr} failed (attempt {attempt}/{attempts}): {e}");
                 last = Some(e);
             }
         }
         if attempt < attempts {
-            // Backoff between attempts to a comparator that is down or restarting.
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            // A comparator that is down, restarting or full gets time to recover.
+            std::thread::sleep(backoff(attempt));
         }
     }
     Err(UploadError::Unreachable {
@@ -79,29 +98,88 @@ pub fn upload(comparator: &str, log: &[u8], attempts: u32) -> Result<String, Upl
     })
 }
 
-fn try_once(addr: SocketAddr, log: &[u8]) -> io::Result<Result<String, String>> {
+fn try_once(addr: SocketAddr, log: &[u8]) -> io::Result<Reply> {
     let mut s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     s.set_write_timeout(Some(REPLY_TIMEOUT))?;
     s.set_read_timeout(Some(REPLY_TIMEOUT))?;
     s.set_nodelay(true)?;
     if let Err(write_error) = frame::write_frame(&mut s, Kind::Upload, log) {
-        // The comparator may have refused the upload from its header (too large) and closed
-        // while we were still writing: its reply, if any, is the real answer.
-        return match frame::read_frame(&mut s, MAX_REPLY) {
-            Ok((Kind::Rejected, payload)) => {
-                Ok(Err(String::from_utf8_lossy(&payload).into_owned()))
-            }
+        // The comparator may have refused the upload from its header (too large, or busy) and
+        // closed while we were still writing: its reply, if any, is the real answer.
+        return match read_reply(&mut s) {
+            Ok(r @ (Reply::Rejected(_) | Reply::Busy(_))) => Ok(r),
             _ => Err(write_error),
         };
     }
-    let (kind, payload) = frame::read_frame(&mut s, MAX_REPLY)?;
+    read_reply(&mut s)
+}
+
+fn read_reply(s: &mut TcpStream) -> io::Result<Reply> {
+    let (kind, payload) = frame::read_frame(s, MAX_REPLY)?;
     let text = String::from_utf8_lossy(&payload).into_owned();
     match kind {
-        Kind::Accepted => Ok(Ok(text)),
-        Kind::Rejected => Ok(Err(text)),
+        Kind::Accepted => Ok(Reply::Accepted(text)),
+        Kind::Rejected if LEGACY_TRANSIENT.iter().any(|t| text.contains(t)) => {
+            Ok(Reply::Busy(text))
+        }
+        Kind::Rejected => Ok(Reply::Rejected(text)),
+        Kind::Busy => Ok(Reply::Busy(text)),
         other => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unexpected reply kind {other:?}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_attempts_outlast_the_comparators_read_timeout() {
+        let waits: Duration = (1..DEFAULT_ATTEMPTS).map(backoff).sum();
+        let read_timeout =
+            crate::compare::ServerConfig::local("127.0.0.1:0".parse().unwrap()).read_timeout;
+        assert!(waits > read_timeout, "{waits:?}");
+        assert_eq!(waits, Duration::from_millis(15_750));
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(100), MAX_BACKOFF);
+    }
+
+    /// A scripted comparator answering each connection with the next reply kind; returns
+    /// its address and a handle giving the number of connections it saw.
+    fn scripted(replies: Vec<Kind>) -> (String, std::thread::JoinHandle<usize>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let t = std::thread::spawn(move || {
+            let n = replies.len();
+            for kind in replies {
+                let (mut s, _) = l.accept().unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                frame::read_frame(&mut s, 1 << 20).unwrap();
+                frame::write_frame(&mut s, kind, b"scripted").unwrap();
+            }
+            n
+        });
+        (addr, t)
+    }
+
+    #[test]
+    fn busy_is_retried_and_rejected_is_final() {
+        let (addr, t) = scripted(vec![Kind::Busy, Kind::Busy, Kind::Accepted]);
+        assert_eq!(upload(&addr, b"log", 3).unwrap(), "scripted");
+        assert_eq!(t.join().unwrap(), 3);
+        let (addr, t) = scripted(vec![Kind::Rejected]);
+        let e = upload(&addr, b"log", 3).unwrap_err();
+        assert!(matches!(e, UploadError::Rejected { .. }), "{e}");
+        assert_eq!(t.join().unwrap(), 1);
+        // Busy to the last attempt: the log stays with the caller.
+        let (addr, t) = scripted(vec![Kind::Busy, Kind::Busy]);
+        let e = upload(&addr, b"log", 2).unwrap_err();
+        assert!(
+            matches!(e, UploadError::Unreachable { attempts: 2, .. }),
+            "{e}"
+        );
+        assert_eq!(t.join().unwrap(), 2);
     }
 }

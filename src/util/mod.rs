@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod duration;
+pub mod loglimit;
 #[macro_use]
 pub mod out;
 pub mod supervise;

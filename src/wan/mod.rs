@@ -10,4 +10,4 @@ mod link;
 mod profile;
 
 pub use link::{check_loss, check_time_scale, Link};
-pub use profile::{JitterDist, Profile, Source, WanError, SHIPPED};
+pub use profile::{JitterDist, Profile, Source, WanError, MAX_DELAY_MS, SHIPPED};

@@ -14,7 +14,8 @@
 //! rtt USW 61.0  169.3 -
 //! ```
 //!
-//! Every error names the line, so a user can fix a hand-written profile.
+//! Every error names the line, so a user can fix a hand-written profile. Every delay (RTT,
+//! same-zone RTT, jitter, jitter cap) is finite and in 0..=[`MAX_DELAY_MS`]; loss is in 0..1.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +26,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("lan", include_str!("../../profiles/lan.wan")),
     ("gcp8", include_str!("../../profiles/gcp8.wan")),
 ];
+
+/// The largest RTT, jitter or jitter cap a profile may give, in ms: ten seconds is already far
+/// beyond any real path, and it keeps every scaled delay and timer of a run finite and short.
+pub const MAX_DELAY_MS: f64 = 10_000.0;
 
 /// Why a profile could not be loaded.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -135,6 +140,13 @@ impl Profile {
     /// Where the value for this pair comes from.
     pub fn source(&self, from: usize, to: usize) -> Source {
         self.source[from * self.zones.len() + to]
+    }
+
+    /// The longest delay the profile can give one datagram: the largest RTT / 2 plus the
+    /// jitter cap (before any time scale).
+    pub fn max_one_way(&self) -> Duration {
+        let rtt = self.rtt_ms.iter().copied().fold(0.0, f64::max);
+        Duration::from_secs_f64((rtt / 2.0 + self.jitter_max_ms) / 1e3)
     }
 
     /// One-way delay: RTT / 2. Panics if a zone index is out of range.
@@ -278,8 +290,19 @@ impl<'a> Parser<'a> {
 
     fn one_ms(&self, line: usize, key: &str, args: &[&str]) -> Result<f64, WanError> {
         let v = self.one_number(line, key, args)?;
+        self.delay(line, v, key)
+    }
+
+    /// A delay in ms within 0..=[`MAX_DELAY_MS`]; `what` names it in the message.
+    fn delay(&self, line: usize, v: f64, what: &str) -> Result<f64, WanError> {
         if v < 0.0 {
-            return Err(self.err(line, format!("{key}: negative delay {v} ms")));
+            return Err(self.err(line, format!("{what}: negative delay {v} ms")));
+        }
+        if v > MAX_DELAY_MS {
+            return Err(self.err(
+                line,
+                format!("{what}: {v} ms is over the limit of {MAX_DELAY_MS} ms"),
+            ));
         }
         Ok(v)
     }
@@ -363,12 +386,7 @@ impl<'a> Parser<'a> {
                     ))
                 }
             };
-            if v < 0.0 {
-                return Err(self.err(
-                    line,
-                    format!("negative delay {v} ms ({zone} to {})", zones[col]),
-                ));
-            }
+            let v = self.delay(line, v, &format!("rtt {zone} to {}", zones[col]))?;
             parsed.push((Some(v), source));
         }
         if let Some((first, _)) = &self.rows[row] {
@@ -433,7 +451,9 @@ impl<'a> Parser<'a> {
             }
         }
         let jitter_ms = self.jitter.unwrap_or(0.0);
-        let jitter_max_ms = self.jitter_max.unwrap_or(10.0 * jitter_ms);
+        let jitter_max_ms = self
+            .jitter_max
+            .unwrap_or((10.0 * jitter_ms).min(MAX_DELAY_MS));
         Ok(Profile {
             name: self.name.to_string(),
             zones,
@@ -521,6 +541,43 @@ mod tests {
         assert!(msg.contains("negative"), "{msg}");
         let (line, _) = parse_err("zones A\njitter_ms -0.5\nrtt A -\n");
         assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn absurd_delays_are_refused_with_the_line() {
+        // Found in issue 11: an RTT of 1e9 ms was accepted and the lab then hung.
+        let (line, msg) = parse_err("zones A B\n\nrtt A - 1e9\nrtt B 1e9 -\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("over the limit of 10000 ms"), "{msg}");
+        assert!(msg.contains("rtt A to B"), "{msg}");
+        for stmt in ["same_zone_rtt_ms", "jitter_ms", "jitter_max_ms"] {
+            let (line, msg) = parse_err(&format!("zones A\n{stmt} 10000.5\nrtt A -\n"));
+            assert_eq!(line, 2, "{stmt}");
+            assert!(
+                msg.contains(stmt) && msg.contains("over the limit"),
+                "{msg}"
+            );
+        }
+        for bad in ["inf", "NaN", "-inf"] {
+            assert_eq!(
+                parse_err(&format!("zones A\njitter_ms {bad}\nrtt A -\n")).0,
+                2
+            );
+            assert_eq!(
+                parse_err(&format!("zones A B\nrtt A - {bad}\nrtt B 1 -\n")).0,
+                2
+            );
+            assert_eq!(parse_err(&format!("zones A\nloss {bad}\nrtt A -\n")).0, 2);
+        }
+        assert_eq!(parse_err("zones A\nloss -0.1\nrtt A -\n").0, 2);
+        // The limits themselves are allowed, and the default jitter cap stays within them.
+        let p = Profile::parse(
+            "t",
+            "zones A B\njitter_ms 10000\nloss 1\nrtt A - 10000\nrtt B 10000 -\n",
+        )
+        .unwrap();
+        assert_eq!(p.jitter_max_ms, MAX_DELAY_MS);
+        assert_eq!(p.max_one_way(), Duration::from_secs(15));
     }
 
     #[test]

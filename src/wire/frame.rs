@@ -36,6 +36,10 @@ enum_with_unknown! {
         Accepted = 2,
         /// Comparator → client: the upload was refused (payload = UTF-8 reason).
         Rejected = 3,
+        /// Comparator → client: refused for now, not stored; send the same upload again later
+        /// (busy, at a connection cap, results not written; payload = UTF-8 reason). Clients
+        /// decide to retry on this kind, never on the words.
+        Busy = 4,
         C2Hello = 16,
         C2Auth = 17,
         C2Message = 18,

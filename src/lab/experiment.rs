@@ -40,6 +40,47 @@ pub struct Experiment {
 
 pub type Outcome = anyhow::Result<Report>;
 
+/// A run some peers failed: the report of the logs the others wrote, and why.
+#[derive(Debug)]
+pub struct PartialRun {
+    pub report: Report,
+    pub why: String,
+}
+
+impl std::fmt::Display for PartialRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for PartialRun {}
+
+/// The analysis of the logs of `run_id` in `dir`, with the failed peers named; `None` when
+/// there is none to analyse.
+fn partial_report(dir: &Path, run_id: u64, failed: &[(usize, String)]) -> Option<Report> {
+    let tag = format!("mpcomm-{run_id:016x}-");
+    let logs: Vec<crate::compare::PeerLog> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "mplog")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&tag))
+        })
+        .filter_map(|p| crate::compare::PeerLog::from_file(&p).ok())
+        .collect();
+    if logs.is_empty() {
+        return None;
+    }
+    let mut report = crate::compare::analyse(&logs, &crate::compare::AnalyseOptions::default());
+    for (peer, status) in failed {
+        report.warnings.push(format!(
+            "incomplete run: peer {peer} failed ({status}); a partial report of the other logs"
+        ));
+    }
+    Some(report)
+}
+
 /// The original study's grid.
 const GRID_PEERS: [u16; 5] = [2, 3, 4, 6, 8];
 const GRID_MSGS: [u32; 3] = [10, 50, 100];
@@ -88,6 +129,8 @@ pub struct Context<'a> {
     pub exe: PathBuf,
     pub comparator: SocketAddr,
     pub log_dir: PathBuf,
+    /// The lab's private directory, for the runs' key files.
+    pub key_dir: PathBuf,
     pub hosts: &'a Hosts,
     pub pids: PidList,
     pub verbose: bool,
@@ -176,7 +219,8 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
     let peers = ctx.hosts.peer_addrs(usize::from(exp.peers));
     let group = ctx.hosts.group();
     // Every run authenticates its datagrams with a key of its own.
-    let key = RunKeyFile::create(run_id).context("cannot write the run's key file")?;
+    let key =
+        RunKeyFile::create(&ctx.key_dir, run_id).context("cannot write the run's key file")?;
     let started = Instant::now();
     let mut group_of = Group::new(ctx.pids.clone());
     for id in 0..exp.peers {
@@ -225,11 +269,16 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
             .cloned()
             .collect::<Vec<_>>()
             .join("\n    ");
-        bail!(
+        let why = format!(
             "{} of {} peers failed; peer {index} {status}:\n    {detail}",
             failed.len(),
             exp.peers
         );
+        // What the others delivered is still worth a report: analyse the logs they wrote.
+        return Err(match partial_report(&ctx.log_dir, run_id, &failed) {
+            Some(report) => anyhow::Error::new(PartialRun { report, why }),
+            None => anyhow::anyhow!(why),
+        });
     }
     // Every peer uploaded and got its acknowledgement, so the report is on its way or sent.
     let wait_until = Instant::now() + Duration::from_secs(30);

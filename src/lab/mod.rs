@@ -260,17 +260,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         });
     }
 
-    let tmp_logs = match &args.log_dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            None
-        }
-        None => Some(TempDir::new()?),
-    };
-    let log_dir = args
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| tmp_logs.as_ref().expect("temp dir").0.clone());
+    // Ours alone: the runs' key files, and the logs unless --log-dir keeps them elsewhere.
+    let private = TempDir::new()?;
+    if let Some(d) = &args.log_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let log_dir = args.log_dir.clone().unwrap_or_else(|| private.0.clone());
     // A grid is long: its runs always go to a file, and it always ends with a chart.
     let mut args = args;
     if args.grid {
@@ -306,6 +301,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             exe: exe.clone(),
             comparator,
             log_dir: log_dir.clone(),
+            key_dir: private.0.clone(),
             hosts: &hosts,
             pids: pids.clone(),
             verbose: args.verbose,
@@ -347,6 +343,16 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                     exp.label()
                 ));
                 progress.ran(k, "failed");
+                // A partial report still says what the others delivered (and who is missing).
+                if let Some(p) = e.downcast_ref::<experiment::PartialRun>() {
+                    if args.json {
+                        writeln!(out, "{}", p.report.to_json_line())?;
+                    } else {
+                        writeln!(out, "partial report (the run failed):")?;
+                        p.report.write_human(&mut out)?;
+                        writeln!(out)?;
+                    }
+                }
             }
         }
         out.flush()?;

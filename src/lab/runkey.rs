@@ -1,5 +1,6 @@
-//! One key per lab run: written to a private file (mode 600) that the peers read with
-//! `--run-key-file`, so it never appears on a command line; removed when the run ends.
+//! One key per lab run: written to a private file (mode 600, in the lab's own temporary
+//! directory) that the peers read with `--run-key-file`, so it never appears on a command
+//! line; removed when the run ends (and with the directory, if the lab was killed).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -8,11 +9,8 @@ use std::path::{Path, PathBuf};
 pub struct RunKeyFile(PathBuf);
 
 impl RunKeyFile {
-    pub fn create(run_id: u64) -> std::io::Result<RunKeyFile> {
-        let path = std::env::temp_dir().join(format!(
-            "mpcomm-lab-{}-{run_id:016x}.key",
-            std::process::id()
-        ));
+    pub fn create(dir: &Path, run_id: u64) -> std::io::Result<RunKeyFile> {
+        let path = dir.join(format!("run-{run_id:016x}.key"));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

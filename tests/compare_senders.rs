@@ -129,3 +129,29 @@ fn without_recorded_stream_ends_a_missing_sender_counts_as_before() {
         .iter()
         .any(|w| w.contains("sender 1 sent nothing")));
 }
+
+/// Crafted headers cannot make the report's sums wrap: they stop at the maximum, and say so.
+#[test]
+fn header_counter_sums_saturate_and_say_so() {
+    let m = 2;
+    let crafted = |peer| {
+        let mut h = LogHeader {
+            run_id: RUN,
+            peer_id: peer,
+            peers: 2,
+            msgs: m,
+            malformed: u64::MAX / 2 + 1,
+            ..LogHeader::default()
+        };
+        h.cost.control_datagrams = u64::MAX;
+        PeerLog::from_bytes(&encode(&h, &[])).unwrap()
+    };
+    let r = analyse(&[crafted(0), crafted(1)], &AnalyseOptions::default());
+    assert_eq!(r.malformed, u64::MAX);
+    assert_eq!(r.overhead.control_datagrams, u64::MAX);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("passed 2^64")),
+        "{:?}",
+        r.warnings
+    );
+}

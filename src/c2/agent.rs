@@ -57,6 +57,34 @@ pub struct AgentArgs {
     pub peer_exe: Option<PathBuf>,
 }
 
+/// This agent's identity, kept in its state directory (`agent-instance`, 16 hex digits): a
+/// restarted agent is the same agent to the controller and keeps its place in the peer order.
+fn instance_id(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let path = dir.join("agent-instance");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(v) = u64::from_str_radix(text.trim(), 16) {
+            if v != 0 {
+                return Ok(v);
+            }
+        }
+        say!(
+            "mpcomm c2 agent: {} is not an instance id; making a new one",
+            path.display()
+        );
+    }
+    let v = loop {
+        let v = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes"));
+        if v != 0 {
+            break v;
+        }
+    };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{v:016x}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(v)
+}
+
 /// The peer's command line for one run: typed values become separate arguments.
 pub fn peer_args(
     spec: &RunSpec,
@@ -184,7 +212,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let _ = w.wake();
     })
     .context("cannot install the SIGINT/SIGTERM handler")?;
-    let instance = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes"));
+    let instance = instance_id(&args.log_dir)?;
     let mut agent = Agent {
         args,
         key,
@@ -760,6 +788,23 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 mod tests {
     use super::*;
     use crate::wire::{Order, Repair, Transport};
+
+    #[test]
+    fn the_instance_id_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("mpcomm-agent-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = instance_id(&dir).unwrap();
+        assert_eq!(
+            instance_id(&dir).unwrap(),
+            first,
+            "the same agent after a restart"
+        );
+        std::fs::write(dir.join("agent-instance"), "not hex\n").unwrap();
+        let fresh = instance_id(&dir).unwrap();
+        assert_ne!(fresh, 0);
+        assert_eq!(instance_id(&dir).unwrap(), fresh);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn peer_arguments_are_separate_typed_values() {

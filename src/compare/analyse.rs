@@ -307,10 +307,22 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .collect();
     r.deliveries = present.iter().map(|l| l.order.len() as u64).sum();
     r.fifo_violations = present.iter().map(|l| l.fifo_violations).sum();
-    r.malformed = present.iter().map(|l| l.header.malformed).sum();
-    r.forged = present.iter().map(|l| l.header.forged).sum();
+    // Header counters are the peers' word: a crafted header must not make a sum wrap.
+    let mut saturated = false;
+    let mut ssum = |it: &mut dyn Iterator<Item = u64>| {
+        let mut total = 0u64;
+        for v in it {
+            total = total.checked_add(v).unwrap_or_else(|| {
+                saturated = true;
+                u64::MAX
+            });
+        }
+        total
+    };
+    r.malformed = ssum(&mut present.iter().map(|l| l.header.malformed));
+    r.forged = ssum(&mut present.iter().map(|l| l.header.forged));
     r.authenticated = !present.is_empty() && present.iter().all(|l| l.header.authenticated);
-    r.foreign = present.iter().map(|l| l.header.foreign).sum();
+    r.foreign = ssum(&mut present.iter().map(|l| l.header.foreign));
     r.setup_ms = present.iter().map(|l| l.header.setup_ns).max().unwrap_or(0) as f64 / NS_PER_MS;
     r.duration_ms = present
         .iter()
@@ -346,7 +358,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
             _ => r.warnings.push(format!("peer {p}: unknown failure code {f}")),
         }
     }
-    let c = |f: fn(&PeerLog) -> u64| present.iter().map(|l| f(l)).sum::<u64>();
+    let mut c = |f: fn(&PeerLog) -> u64| ssum(&mut present.iter().map(|l| f(l)));
     r.overhead = Overhead {
         control_datagrams: c(|l| l.header.cost.control_datagrams),
         control_bytes: c(|l| l.header.cost.control_bytes),
@@ -365,6 +377,11 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         given_up: c(|l| l.header.cost.given_up),
         duplicates_dropped: c(|l| l.header.cost.duplicates_dropped),
     };
+    if saturated {
+        r.warnings.push(
+            "a sum of the logs' header counters passed 2^64 and is shown as its maximum (crafted or corrupt headers)".into(),
+        );
+    }
     let mut delay = new_hist();
     for l in &present {
         delay

@@ -147,6 +147,11 @@ impl Repair {
         self.streams[usize::from(stream)].known
     }
 
+    /// The stream's STOP was wrong (a DATA came past it): its length is unknown again.
+    pub fn forget_final(&mut self, stream: u16) {
+        self.streams[usize::from(stream)].final_count = None;
+    }
+
     /// The count a STOP (or a final announcement) gave, if one arrived.
     pub fn final_count(&self, stream: u16) -> Option<u32> {
         self.streams[usize::from(stream)].final_count

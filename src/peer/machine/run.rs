@@ -77,6 +77,12 @@ impl Machine {
             self.counters.malformed[Error::BadValue as usize] += 1;
             return false;
         }
+        if self.repair.final_count(sender).is_some_and(|f| seq >= f) {
+            // A DATA past its sender's STOP count proves that STOP forged (a real sender never
+            // sends past its own STOP): count it now, and wait for the real one.
+            self.counters.malformed[Error::BadValue as usize] += 1;
+            self.repair.forget_final(sender);
+        }
         let first = self.repair.arrive(now.at, sender, seq);
         // A duplicate is never news (a trickle of them must not keep a run alive), and
         // without dedup only as many are stored as the log has room for: the rest are counted.

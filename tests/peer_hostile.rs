@@ -121,3 +121,67 @@ fn a_trickle_of_forged_duplicates_does_not_keep_a_peer_running() {
         assert!(status.success());
     }
 }
+
+/// Out-of-range send times from a forger (1970, and a year ahead) reach a running peer of the
+/// original experiment (`--order none`, duplicates kept): the comparator says so — a latency
+/// over an hour is left out with a warning, one below zero is counted as negative — instead of
+/// folding them into the histogram as a silent one-hour clamp.
+#[test]
+fn out_of_range_send_times_are_reported_not_clamped() {
+    use mpcomm::compare::{analyse, AnalyseOptions, PeerLog};
+    let dir = TempDir::new("stamps");
+    let (addrs, _) = loopback_peers(2);
+    let peers = join(&addrs);
+    let run_id = 0x5703;
+    let mut procs: Vec<Proc> = (0..2).map(|i| peer(&peers, i, 60, run_id, &dir)).collect();
+    for p in &mut procs {
+        p.wait_for_line("ready", Duration::from_secs(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let year = 365 * 24 * 3600 * 1_000_000_000u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for send_ns in [1, now + year] {
+        let d = emit(Repr {
+            run_id,
+            sender: 1,
+            body: Body::Data {
+                seq: 0,
+                send_ns,
+                retransmit: false,
+                lamport: 0,
+                vector: 0,
+                pad: 0,
+            },
+        });
+        attacker.send_to(&d, addrs[0]).unwrap();
+    }
+    for p in procs {
+        let (status, _) = p.finish(Duration::from_secs(30));
+        assert!(status.success());
+    }
+    let logs: Vec<PeerLog> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| PeerLog::from_file(&e.unwrap().path()).unwrap())
+        .collect();
+    let r = analyse(&logs, &AnalyseOptions::default());
+    assert_eq!(
+        (r.lost, r.duplicates),
+        (0, 2),
+        "both forgeries kept as duplicates"
+    );
+    assert_eq!(r.latency_us.negative, 1, "the one from the future");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("over 3600 s")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(
+        r.latency_us.max.unwrap() < 60e6,
+        "no hour-long value in the histogram: max {:?} us",
+        r.latency_us.max
+    );
+}

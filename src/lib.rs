@@ -5,6 +5,7 @@
 //! * [`peer`]: one peer — a sans-IO state machine ([`peer::machine`]) and its mio driver.
 //! * [`compare`]: the comparator — ordering, loss and latency metrics over delivery logs, as a
 //!   service or offline, and the aggregated report.
+//! * [`export`]: delivery logs in other tools' formats (ShiViz).
 //! * [`lab`]: a whole experiment on this machine (loopback or network namespaces).
 //! * [`wan`]: the emulated wide-area network (zones, one-way delays, jitter, loss).
 //! * [`netns`]: throw-away hosts in network namespaces joined by a bridge.
@@ -17,6 +18,7 @@
 pub mod util;
 pub mod c2;
 pub mod compare;
+pub mod export;
 pub mod lab;
 pub mod netns;
 pub mod peer;

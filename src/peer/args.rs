@@ -534,6 +534,21 @@ pub enum LogCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// Write delivery logs in another tool's format. `--shiviz FILE`: a file ShiViz
+    /// (https://bestchai.bitbucket.io/shiviz/) loads as is: one execution per run, hosts
+    /// peer0, peer1, …, an event for every send and every first delivery, with vector clocks
+    /// rebuilt from the logs (GoVector's format: a `HOST {"host":n,…}` line, then an event
+    /// line `send pS#Q ns=…` or `deliver pS#Q ns=… arrival=…`). A missing peer's log leaves
+    /// its sends out; deliveries of its messages then have no dependency.
+    #[command(verbatim_doc_comment)]
+    Export {
+        /// Write the ShiViz file here (`-`: standard output).
+        #[arg(long, value_name = "FILE", required = true)]
+        shiviz: PathBuf,
+        /// The log files (any runs; each run becomes one execution).
+        #[arg(required = true, value_name = "LOG")]
+        logs: Vec<PathBuf>,
+    },
 }
 
 /// Send delivery logs to a comparator (e.g. after a failed upload).

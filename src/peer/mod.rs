@@ -336,6 +336,24 @@ pub fn run_log(cmd: LogCommand) -> anyhow::Result<ExitCode> {
             logcmd::dump(&file, csv, &mut out)?;
             out.flush()?;
         }
+        LogCommand::Export { shiviz, logs } => {
+            let logs = crate::export::read_logs(&logs)?;
+            let mut buf = Vec::new();
+            let (runs, events) = crate::export::shiviz::write(&logs, &mut buf)?;
+            if shiviz.as_os_str() == "-" {
+                let stdout = crate::util::out::stdout();
+                let mut out = stdout.lock();
+                out.write_all(&buf)?;
+                out.flush()?;
+            } else {
+                std::fs::write(&shiviz, &buf)
+                    .with_context(|| format!("cannot write {}", shiviz.display()))?;
+                say!(
+                    "mpcomm log export: {}: {runs} execution(s), {events} events",
+                    shiviz.display()
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

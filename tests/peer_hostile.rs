@@ -91,14 +91,7 @@ fn a_trickle_of_forged_duplicates_does_not_keep_a_peer_running() {
     let dup = emit(Repr {
         run_id,
         sender: 1,
-        body: Body::Data {
-            seq: 0,
-            send_ns: 1,
-            retransmit: false,
-            lamport: 0,
-            vector: 0,
-            pad: 0,
-        },
+        body: Body::plain_data(0, 1),
     });
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
     let p0 = procs.remove(0);

@@ -121,14 +121,7 @@ fn garbage(run_id: u64) -> Vec<Vec<u8>> {
     let data = Repr {
         run_id,
         sender: 1,
-        body: Body::Data {
-            seq: 0,
-            send_ns: 1,
-            retransmit: false,
-            lamport: 0,
-            vector: 0,
-            pad: 0,
-        },
+        body: Body::plain_data(0, 1),
     };
     let n = data.emit(&mut buf);
     let valid = buf[..n].to_vec();

@@ -153,28 +153,14 @@ fn garbage_is_counted_and_the_run_completes() {
     let foreign = Repr {
         run_id: 999,
         sender: 1,
-        body: Body::Data {
-            seq: 0,
-            send_ns: 1,
-            retransmit: false,
-            lamport: 0,
-            vector: 0,
-            pad: 0,
-        },
+        body: Body::plain_data(0, 1),
     };
     let n = foreign.emit(&mut buf);
     garbage.push(buf[..n].to_vec());
     let bad_sender = Repr {
         run_id: 1000,
         sender: 9,
-        body: Body::Data {
-            seq: 0,
-            send_ns: 1,
-            retransmit: false,
-            lamport: 0,
-            vector: 0,
-            pad: 0,
-        },
+        body: Body::plain_data(0, 1),
     };
     let n = bad_sender.emit(&mut buf);
     garbage.push(buf[..n].to_vec());
@@ -346,14 +332,7 @@ fn a_send_time_in_the_future_cannot_pin_the_hold_back_queue() {
     let forged = Repr {
         run_id: 0x77,
         sender: 1,
-        body: Body::Data {
-            seq: 9,
-            send_ns: sim.now.unix_ns + year,
-            retransmit: false,
-            lamport: 0,
-            vector: 0,
-            pad: 0,
-        },
+        body: Body::plain_data(9, sim.now.unix_ns + year),
     };
     let mut buf = [0u8; 64];
     let n = forged.emit(&mut buf);
@@ -426,14 +405,7 @@ fn a_duplicate_flood_is_bounded_and_counted() {
     let dup = Repr {
         run_id: 0x52,
         sender: 1,
-        body: Body::Data {
-            seq: 0,
-            send_ns: sim.now.unix_ns,
-            retransmit: false,
-            lamport: 0,
-            vector: 0,
-            pad: 0,
-        },
+        body: Body::plain_data(0, sim.now.unix_ns),
     };
     let mut buf = [0u8; 64];
     let n = dup.emit(&mut buf);

@@ -257,6 +257,20 @@ pub enum Body {
     Order { first: u32, entries: u16 },
 }
 
+impl Body {
+    /// A first transmission of DATA without stamps or padding (the original experiment's).
+    pub const fn plain_data(seq: u32, send_ns: u64) -> Body {
+        Body::Data {
+            seq,
+            send_ns,
+            retransmit: false,
+            lamport: 0,
+            vector: 0,
+            pad: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repr {
     pub run_id: u64,

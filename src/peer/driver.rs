@@ -9,6 +9,11 @@
 //! loop polls with a zero timeout so timers, sends and receives take turns under a flood. A send
 //! that would block keeps its datagram and waits for WRITABLE instead of failing.
 //!
+//! With multicast, a second socket bound to the peer's listed unicast address carries the
+//! one-peer messages (`Dest::Peer`: ACKs, NACKs, retransmissions to one peer) point to point,
+//! and receives them; without it (the address cannot be bound) they go to the group, where the
+//! others ignore what is not for them.
+//!
 //! Datagrams move in batches ([`super::batch`]): `recvmmsg` into preallocated slots, one `sendmmsg`
 //! for all fan-out destinations of a datagram. `MPCOMM_NO_MMSG=1` turns batching off.
 
@@ -36,6 +41,8 @@ use super::batch::{self, RecvBatch, SendBatch};
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
 const TIMER: Token = Token(2);
+/// Multicast only: the peer's own unicast socket, for one-peer messages.
+const UNICAST: Token = Token(3);
 /// Datagrams read per wake-up before timers and sends get a turn.
 const RECV_BATCH: usize = 256;
 /// Transmits (each to all its destinations) per wake-up before receiving gets a turn: with
@@ -100,6 +107,10 @@ pub struct Driver {
     /// Send errors other than WouldBlock (e.g. no route): counted, the run goes on.
     pub send_errors: u64,
     pub io: IoStats,
+    /// Multicast: a socket bound to this peer's listed address, so one-peer messages (ACKs,
+    /// NACKs, retransmissions to one peer) go point to point instead of to the whole group.
+    /// Its targets are `tx`'s addresses `1..`, after the group.
+    unicast: Option<UdpSocket>,
 }
 
 /// Receive and send syscalls made and datagrams they moved: how deep the batches are.
@@ -111,10 +122,11 @@ pub struct IoStats {
     pub send_datagrams: u64,
 }
 
-/// A datagram partly sent: the route indices it still has to go to.
+/// A datagram partly sent: the route indices it still has to go to, and on which socket.
 struct Pending {
     t: Transmit,
     left: Range<usize>,
+    unicast: bool,
 }
 
 impl Driver {
@@ -163,7 +175,37 @@ impl Driver {
             armed_for: None,
             send_errors: 0,
             io: IoStats::default(),
+            unicast: None,
         })
+    }
+
+    /// Multicast only: send one-peer messages point to point from `socket` (bound to this
+    /// peer's listed address) to `peers`, and read what arrives on it too.
+    pub fn with_unicast(
+        mut self,
+        socket: std::net::UdpSocket,
+        peers: &[SocketAddr],
+    ) -> io::Result<Driver> {
+        let Route::Multicast(group) = self.route else {
+            return Ok(self); // Fan-out is point to point already.
+        };
+        let mut socket = UdpSocket::from_std(socket);
+        self.poll
+            .registry()
+            .register(&mut socket, UNICAST, Interest::READABLE)?;
+        let mut targets = vec![group];
+        targets.extend_from_slice(peers);
+        self.tx = SendBatch::new(&targets, self.rx.is_batched());
+        self.unicast = Some(socket);
+        Ok(self)
+    }
+
+    /// Where `dest` goes: the route's indices, and whether on the unicast socket.
+    fn targets(&self, dest: Dest) -> (Range<usize>, bool) {
+        match (dest, &self.unicast) {
+            (Dest::Peer(p), Some(_)) => (1 + usize::from(p)..2 + usize::from(p), true),
+            _ => (self.route.range(dest), false),
+        }
     }
 
     pub fn shutdown_handle(&self) -> Shutdown {
@@ -179,7 +221,9 @@ impl Driver {
         let mut events = Events::with_capacity(16);
         let mut pending: Option<Pending> = None;
         let mut more_to_read = false;
-        let mut writable_interest = false;
+        let mut more_unicast = false;
+        // Which socket has WRITABLE interest: None, the main one (false) or the unicast one.
+        let mut writable_on: Option<bool> = None;
         loop {
             if self.shutdown.flag.load(Ordering::SeqCst) {
                 return Err(io::Error::new(
@@ -196,8 +240,8 @@ impl Driver {
                     let Some(t) = machine.poll_transmit(Now::read(), self.tx.buf_mut()) else {
                         break;
                     };
-                    let left = self.route.range(t.dest);
-                    pending = Some(Pending { t, left });
+                    let (left, unicast) = self.targets(t.dest);
+                    pending = Some(Pending { t, left, unicast });
                 }
                 let p = pending.as_mut().expect("set above");
                 if !self.send_pending(p)? {
@@ -205,22 +249,23 @@ impl Driver {
                 }
                 pending = None;
             }
-            let want_writable = pending.is_some();
-            if want_writable != writable_interest {
-                let interest = if want_writable {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                self.poll
-                    .registry()
-                    .reregister(&mut self.socket, SOCKET, interest)?;
-                writable_interest = want_writable;
+            let want_writable = pending.as_ref().map(|p| p.unicast);
+            if want_writable != writable_on {
+                if let Some(was) = writable_on {
+                    self.interest(was, Interest::READABLE)?;
+                }
+                if let Some(now) = want_writable {
+                    self.interest(now, Interest::READABLE | Interest::WRITABLE)?;
+                }
+                writable_on = want_writable;
             }
             if machine.is_finished() && pending.is_none() {
                 return Ok(());
             }
-            let timeout = if more_to_read || (machine.wants_transmit() && pending.is_none()) {
+            let timeout = if more_to_read
+                || more_unicast
+                || (machine.wants_transmit() && pending.is_none())
+            {
                 Some(Duration::ZERO)
             } else {
                 self.arm(machine.poll_timeout())?
@@ -238,8 +283,32 @@ impl Driver {
                     .iter()
                     .any(|e| e.token() == SOCKET && e.is_readable());
             if readable {
-                more_to_read = self.recv_batch(machine)?;
+                more_to_read = self.recv_batch(machine, false)?;
             }
+            let readable = more_unicast
+                || events
+                    .iter()
+                    .any(|e| e.token() == UNICAST && e.is_readable());
+            if readable && self.unicast.is_some() {
+                more_unicast = self.recv_batch(machine, true)?;
+            }
+        }
+    }
+
+    fn interest(&mut self, unicast: bool, interest: Interest) -> io::Result<()> {
+        match (unicast, self.unicast.as_mut()) {
+            (true, Some(u)) => self.poll.registry().reregister(u, UNICAST, interest),
+            _ => self
+                .poll
+                .registry()
+                .reregister(&mut self.socket, SOCKET, interest),
+        }
+    }
+
+    fn fd(&self, unicast: bool) -> std::os::fd::RawFd {
+        match (unicast, &self.unicast) {
+            (true, Some(u)) => u.as_raw_fd(),
+            _ => self.socket.as_raw_fd(),
         }
     }
 
@@ -276,9 +345,9 @@ impl Driver {
         self.armed_for = None;
     }
 
-    /// Read up to `RECV_BATCH` datagrams; true if the socket may hold more.
-    fn recv_batch(&mut self, machine: &mut Machine) -> io::Result<bool> {
-        let fd = self.socket.as_raw_fd();
+    /// Read up to `RECV_BATCH` datagrams from one socket; true if it may hold more.
+    fn recv_batch(&mut self, machine: &mut Machine, unicast: bool) -> io::Result<bool> {
+        let fd = self.fd(unicast);
         let mut read = 0;
         // Each pass reads at least one datagram or returns, so at most RECV_BATCH passes.
         while read < RECV_BATCH {
@@ -321,7 +390,7 @@ impl Driver {
 
     /// Send `p` to its remaining targets; false if the socket is full (try again when writable).
     fn send_pending(&mut self, p: &mut Pending) -> io::Result<bool> {
-        let fd = self.socket.as_raw_fd();
+        let fd = self.fd(p.unicast);
         // Every pass but a few EINTR retries moves `left.start` forward or returns.
         let mut retries = 0;
         while !p.left.is_empty() {

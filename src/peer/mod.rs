@@ -101,6 +101,14 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     };
     let kernel_stamps = opened.kernel_stamps;
     let mut driver = Driver::new(opened.socket, route, kernel_stamps)?;
+    if plan.transport == Transport::Multicast {
+        // One-peer messages (ACKs, NACKs, retransmissions to one peer) point to point: N
+        // acknowledgements per HELLO instead of N copied to N sockets each.
+        match socket::open_fanout(plan.peers[usize::from(plan.id)]) {
+            Ok(u) => driver = driver.with_unicast(u.socket, &plan.peers)?,
+            Err(e) => say!("mpcomm peer: note: one-peer messages go to the group ({e})"),
+        }
+    }
     let shutdown = driver.shutdown_handle();
     // The handler only wakes the loop; shutdown happens there.
     let _ = ctrlc::set_handler(move || shutdown.request());

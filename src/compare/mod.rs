@@ -93,6 +93,10 @@ pub struct CompareArgs {
     /// Exit after the first completed run.
     #[arg(long)]
     pub once: bool,
+    /// With --logs: write each run's page (space-time diagram, order strips, latency) to FILE;
+    /// with several runs, to FILE-1.html, FILE-2.html, … (runs in order of first appearance).
+    #[arg(long, value_name = "FILE", requires = "logs")]
+    pub html: Option<PathBuf>,
 }
 
 /// `mpcomm report`: aggregate a results file into the table of the original study.
@@ -242,17 +246,21 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
 
 /// `--logs`: every file, grouped into runs by run id (in order of first appearance).
 fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<ExitCode> {
-    let mut runs: Vec<(u64, Vec<PeerLog>)> = Vec::new();
+    // Per run: its logs and their files (the page reads the files again for send times).
+    let mut runs: Vec<(u64, Vec<PeerLog>, Vec<PathBuf>)> = Vec::new();
     for path in &args.logs {
         let log = PeerLog::from_file(path)?;
         let id = log.header.run_id;
-        match runs.iter_mut().find(|(r, _)| *r == id) {
-            Some((_, logs)) => logs.push(log),
-            None => runs.push((id, vec![log])),
+        match runs.iter_mut().find(|(r, _, _)| *r == id) {
+            Some((_, logs, files)) => {
+                logs.push(log);
+                files.push(path.clone());
+            }
+            None => runs.push((id, vec![log], vec![path.clone()])),
         }
     }
     let mut results = args.results.as_deref().map(open_results).transpose()?;
-    for (_, logs) in &runs {
+    for (k, (_, logs, files)) in runs.iter().enumerate() {
         let report = analyse(logs, opts);
         print_report(&report, args.json).context("cannot write the report to stdout")?;
         if let (Some(f), Some(p)) = (results.as_mut(), args.results.as_deref()) {
@@ -262,6 +270,11 @@ fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<Ex
         if let Some(dir) = &args.hist_dir {
             hist::write_run(dir, logs, &report)
                 .with_context(|| format!("cannot write histograms into {}", dir.display()))?;
+        }
+        if let Some(file) = &args.html {
+            let out = crate::viz::page_path(file, k, runs.len());
+            crate::viz::write_run_page(&out, logs, files, &report)?;
+            say!("compare: page written to {}", out.display());
         }
     }
     Ok(ExitCode::SUCCESS)

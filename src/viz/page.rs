@@ -113,17 +113,16 @@ pub fn write_page(
 /// escapes nothing in it, and no label holds a NUL).
 const SLOT: &str = "\0";
 
+/// Writes one part of a framed section.
+type Fill<'a> = &'a mut dyn FnMut(&mut dyn Write) -> io::Result<()>;
+
 fn emit(w: &mut dyn Write, m: Markup) -> io::Result<()> {
     w.write_all(m.into_string().as_bytes())
 }
 
 /// Write `frame` with each [`SLOT`] in it replaced by what the next `fill` writes: big parts
 /// (arrows, strip rows) go out one at a time instead of as one string.
-fn emit_framed(
-    w: &mut dyn Write,
-    frame: Markup,
-    fills: &mut [&mut dyn FnMut(&mut dyn Write) -> io::Result<()>],
-) -> io::Result<()> {
+fn emit_framed(w: &mut dyn Write, frame: Markup, fills: &mut [Fill]) -> io::Result<()> {
     let frame = frame.into_string();
     let mut pieces = frame.split(SLOT);
     if let Some(first) = pieces.next() {

@@ -97,6 +97,9 @@ pub struct CompareArgs {
     /// with several runs, to FILE-1.html, FILE-2.html, … (runs in order of first appearance).
     #[arg(long, value_name = "FILE", requires = "logs")]
     pub html: Option<PathBuf>,
+    /// As a service: write each run's page into DIR as run-<run id in 16 hex digits>.html.
+    #[arg(long, value_name = "DIR", conflicts_with = "logs")]
+    pub html_dir: Option<PathBuf>,
 }
 
 /// `mpcomm report`: aggregate a results file into the table of the original study.
@@ -212,6 +215,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         max_upload_bytes: args.max_upload,
         results: args.results.clone(),
         hist_dir: args.hist_dir.clone(),
+        html_dir: args.html_dir.clone(),
         analyse: opts,
         quiet: false,
         max_peers: args.max_peers,

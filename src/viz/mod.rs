@@ -28,16 +28,36 @@ pub fn write_run_page(
     let mut times = Vec::with_capacity(files.len());
     for f in files {
         let bytes = std::fs::read(f).with_context(|| format!("cannot read log {}", f.display()))?;
-        let t = trace::Times::from_bytes(&bytes, stride)
+        let t = trace::Times::from_bytes(&bytes, stride, usize::MAX)
             .with_context(|| format!("{} is not a valid mpcomm delivery log", f.display()))?;
         times.push(t);
     }
+    write_page_file(out, logs, &times, report, stride)
+}
+
+/// Write the page of one run whose drawn times are already read (with `stride`).
+pub fn write_page_file(
+    out: &Path,
+    logs: &[PeerLog],
+    times: &[trace::Times],
+    report: &Report,
+    stride: u32,
+) -> anyhow::Result<()> {
     let file = std::fs::File::create(out)
         .with_context(|| format!("cannot create the page {}", out.display()))?;
     let mut w = BufWriter::new(file);
-    page::write_page(&mut w, logs, &times, report, stride)
+    page::write_page(&mut w, logs, times, report, stride)
         .and_then(|()| w.flush())
         .with_context(|| format!("cannot write the page {}", out.display()))
+}
+
+/// What the comparator service keeps of an upload for the page, from the log's own header
+/// (it cannot wait for the others): its stride, and a cap per log so that N logs draw at most
+/// about [`page::MAX_ARROWS`] whatever they claim.
+pub fn service_drawing(peers: u16, msgs: u32) -> (u32, usize) {
+    let n = u64::from(peers.max(1));
+    let stride = geometry::arrow_stride(n * n * u64::from(msgs), page::MAX_ARROWS);
+    (stride, (page::MAX_ARROWS / n) as usize + 1)
 }
 
 /// The `.mplog` files of run `run_id` in `dir` (as peers name them), sorted.

@@ -2,6 +2,7 @@
 //! URL of any kind (a Content-Security-Policy forbids every fetch), readable without scripts.
 //! Sections are rendered and written one at a time, so memory holds one section's markup.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 
@@ -78,7 +79,7 @@ struct Run<'a> {
     ordered: bool,
     stride: u32,
     /// Per message index: its position is not the same at every present receiver.
-    differs: Vec<bool>,
+    differs: HashMap<u32, bool>,
 }
 
 /// Write the page of one run. `times` are the drawn deliveries read with `stride` (see
@@ -136,35 +137,24 @@ fn emit_framed(w: &mut dyn Write, frame: Markup, fills: &mut [Fill]) -> io::Resu
 }
 
 /// Messages whose delivery position is not the same at every receiver (or that some receiver
-/// lacks): the ones the diagram highlights.
-fn differing_messages(logs: &[PeerLog]) -> Vec<bool> {
-    let Some(first) = logs.first() else {
-        return Vec::new();
-    };
-    let total = usize::from(first.header.peers) * first.header.msgs as usize;
-    let mut position = vec![u32::MAX; total];
-    let mut seen = vec![0u16; total];
-    let mut differs = vec![false; total];
+/// lacks): the ones the diagram highlights. Keyed by message index, so memory follows the
+/// deliveries, not the N × M a header claims.
+fn differing_messages(logs: &[PeerLog]) -> HashMap<u32, bool> {
+    // Per message: first position seen, receivers that delivered it, positions differ.
+    let mut seen: HashMap<u32, (u32, usize, bool)> = HashMap::new();
     for log in logs {
         for (pos, &msg) in log.order.iter().enumerate() {
-            let Some(i) = (msg != NOT_EXPECTED)
-                .then_some(msg as usize)
-                .filter(|&i| i < total)
-            else {
+            if msg == NOT_EXPECTED {
                 continue;
-            };
-            seen[i] = seen[i].saturating_add(1);
-            if position[i] == u32::MAX {
-                position[i] = pos as u32;
-            } else if position[i] != pos as u32 {
-                differs[i] = true;
             }
+            let e = seen.entry(msg).or_insert((pos as u32, 0, false));
+            e.1 += 1;
+            e.2 |= e.0 != pos as u32;
         }
     }
-    for (d, &n) in differs.iter_mut().zip(&seen) {
-        *d |= usize::from(n) != logs.len();
-    }
-    differs
+    seen.into_iter()
+        .map(|(msg, (_, n, differs))| (msg, differs || n != logs.len()))
+        .collect()
 }
 
 fn head(run: &Run) -> Markup {
@@ -277,7 +267,8 @@ fn receiver_arrows(run: &Run, t: &Times, scale: &TimeScale, lanes: &Lanes) -> Ma
     html! {
         @for d in &t.drawn {
             @let a = geo::delivery_arrow(scale, lanes, d.sender, d.send_ns, t.receiver, d.deliver_ns);
-            @let hi = run.differs.get((u64::from(d.sender) * u64::from(run.msgs) + u64::from(d.seq)) as usize) == Some(&true);
+            @let msg = u64::from(d.sender) * u64::from(run.msgs) + u64::from(d.seq);
+            @let hi = u32::try_from(msg).is_ok_and(|m| run.differs.get(&m) == Some(&true));
             @if run.ordered && d.deliver_ns > d.arrive_ns {
                 @let b = geo::hold_back_bar(scale, lanes, t.receiver, d.arrive_ns, d.deliver_ns);
                 line.hb x1=(P(b.x1)) y1=(P(b.y1)) x2=(P(b.x2)) y2=(P(b.y2)) data-s=(d.sender) {}
@@ -524,6 +515,38 @@ fn numbers(run: &Run) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_differs_when_its_position_does_or_a_receiver_lacks_it() {
+        use crate::wire::log::{encode, LogHeader, Record};
+        let log = |peer: u16, order: &[(u16, u32)]| {
+            let header = LogHeader {
+                peer_id: peer,
+                peers: 2,
+                msgs: 2,
+                ..LogHeader::default()
+            };
+            let recs: Vec<Record> = order
+                .iter()
+                .map(|&(sender, seq)| Record {
+                    sender,
+                    seq,
+                    ..Record::default()
+                })
+                .collect();
+            PeerLog::from_bytes(&encode(&header, &recs)).unwrap()
+        };
+        let logs = [
+            log(0, &[(0, 0), (1, 0), (0, 1), (1, 1)]),
+            log(1, &[(0, 0), (0, 1), (1, 0)]),
+        ];
+        let d = differing_messages(&logs);
+        // Indices: (0,0)=0, (0,1)=1, (1,0)=2, (1,1)=3.
+        assert!(!d[&0]);
+        assert!(d[&1]);
+        assert!(d[&2]);
+        assert!(d[&3], "receiver 1 lacks it");
+    }
 
     #[test]
     fn coordinates_are_short() {

@@ -28,9 +28,10 @@ pub struct Times {
 }
 
 impl Times {
-    /// The deliveries of messages whose index (sender × M + seq) is a multiple of `stride`;
-    /// records with seq ≥ M (no expected message) are not drawn.
-    pub fn from_bytes(bytes: &[u8], stride: u32) -> Result<Times, wire::Error> {
+    /// The deliveries of messages whose index (sender × M + seq) is a multiple of `stride`,
+    /// at most `max_drawn` of them (a log of duplicates cannot grow it); records with seq ≥ M
+    /// (no expected message) are not drawn.
+    pub fn from_bytes(bytes: &[u8], stride: u32, max_drawn: usize) -> Result<Times, wire::Error> {
         let view = LogView::parse(bytes)?;
         let m = u64::from(view.header.msgs);
         let stride = u64::from(stride.max(1));
@@ -43,7 +44,8 @@ impl Times {
             t.first_ns = t.first_ns.min(r.send_ns);
             t.last_ns = t.last_ns.max(r.deliver_ns);
             let seq = u64::from(r.seq);
-            if seq < m && (u64::from(r.sender) * m + seq) % stride == 0 {
+            let wanted = seq < m && (u64::from(r.sender) * m + seq) % stride == 0;
+            if wanted && t.drawn.len() < max_drawn {
                 t.drawn.push(Drawn {
                     sender: r.sender,
                     seq: r.seq,
@@ -57,6 +59,11 @@ impl Times {
             t.first_ns = 0;
         }
         Ok(t)
+    }
+
+    /// Heap bytes held (what a stored upload costs the service).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Times>() + self.drawn.capacity() * std::mem::size_of::<Drawn>()
     }
 }
 
@@ -93,14 +100,21 @@ mod tests {
             rec(1, 7, 50, 999), // seq ≥ M: spans, never drawn
         ];
         let bytes = encode(&header, &records);
-        let t = Times::from_bytes(&bytes, 2).unwrap();
+        let t = Times::from_bytes(&bytes, 2, usize::MAX).unwrap();
         assert_eq!(t.receiver, 1);
         assert_eq!((t.first_ns, t.last_ns), (50, 999));
         // Indices 0, 1, 3, 4: multiples of 2 are 0 and 4.
         let drawn: Vec<(u16, u32)> = t.drawn.iter().map(|d| (d.sender, d.seq)).collect();
         assert_eq!(drawn, [(0, 0), (1, 1)]);
         assert_eq!(t.drawn[1].arrive_ns, 179);
-        assert_eq!(Times::from_bytes(&bytes, 1).unwrap().drawn.len(), 4);
-        assert!(Times::from_bytes(&bytes[..10], 1).is_err());
+        assert_eq!(
+            Times::from_bytes(&bytes, 1, usize::MAX)
+                .unwrap()
+                .drawn
+                .len(),
+            4
+        );
+        assert_eq!(Times::from_bytes(&bytes, 1, 3).unwrap().drawn.len(), 3);
+        assert!(Times::from_bytes(&bytes[..10], 1, usize::MAX).is_err());
     }
 }

@@ -336,9 +336,15 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                     writeln!(out)?;
                 }
                 if let Some(file) = &args.html {
+                    // A page that cannot be written fails the lab, not the runs still to come.
                     let page = crate::viz::page_path(file, k, total);
-                    crate::viz::write_page_from_dir(&page, &log_dir, report.run_id, &report)?;
-                    progress.note(&format!("page written to {}", page.display()));
+                    match crate::viz::write_page_from_dir(&page, &log_dir, report.run_id, &report) {
+                        Ok(()) => progress.note(&format!("page written to {}", page.display())),
+                        Err(e) => {
+                            failures += 1;
+                            progress.note(&format!("run {}/{total}: no page: {e:#}", k + 1));
+                        }
+                    }
                 }
                 let v = serde_json::to_value(&report)?;
                 values.push(table::with_asked(v, exp.order, exp.repair, exp.transport));

@@ -10,6 +10,7 @@
 //! * [`wan`]: the emulated wide-area network (zones, one-way delays, jitter, loss).
 //! * [`netns`]: throw-away hosts in network namespaces joined by a bridge.
 //! * [`c2`]: command and control across machines (agent, controller, control CLI).
+//! * [`viz`]: a run as one self-contained HTML page (space-time diagram, order strips, latency).
 //! * [`util`]: small shared pieces (durations with units, clocks, output that never panics,
 //!   supervised children).
 
@@ -22,5 +23,6 @@ pub mod export;
 pub mod lab;
 pub mod netns;
 pub mod peer;
+pub mod viz;
 pub mod wan;
 pub mod wire;

@@ -93,6 +93,13 @@ pub struct CompareArgs {
     /// Exit after the first completed run.
     #[arg(long)]
     pub once: bool,
+    /// With --logs: write each run's page (space-time diagram, order strips, latency) to FILE;
+    /// with several runs, to FILE-1.html, FILE-2.html, … (runs in order of first appearance).
+    #[arg(long, value_name = "FILE", requires = "logs")]
+    pub html: Option<PathBuf>,
+    /// As a service: write each run's page into DIR as run-<run id in 16 hex digits>.html.
+    #[arg(long, value_name = "DIR", conflicts_with = "logs")]
+    pub html_dir: Option<PathBuf>,
 }
 
 /// `mpcomm report`: aggregate a results file into the table of the original study.
@@ -208,6 +215,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         max_upload_bytes: args.max_upload,
         results: args.results.clone(),
         hist_dir: args.hist_dir.clone(),
+        html_dir: args.html_dir.clone(),
         analyse: opts,
         quiet: false,
         max_peers: args.max_peers,
@@ -242,17 +250,21 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
 
 /// `--logs`: every file, grouped into runs by run id (in order of first appearance).
 fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<ExitCode> {
-    let mut runs: Vec<(u64, Vec<PeerLog>)> = Vec::new();
+    // Per run: its logs and their files (the page reads the files again for send times).
+    let mut runs: Vec<(u64, Vec<PeerLog>, Vec<PathBuf>)> = Vec::new();
     for path in &args.logs {
         let log = PeerLog::from_file(path)?;
         let id = log.header.run_id;
-        match runs.iter_mut().find(|(r, _)| *r == id) {
-            Some((_, logs)) => logs.push(log),
-            None => runs.push((id, vec![log])),
+        match runs.iter_mut().find(|(r, _, _)| *r == id) {
+            Some((_, logs, files)) => {
+                logs.push(log);
+                files.push(path.clone());
+            }
+            None => runs.push((id, vec![log], vec![path.clone()])),
         }
     }
     let mut results = args.results.as_deref().map(open_results).transpose()?;
-    for (_, logs) in &runs {
+    for (k, (_, logs, files)) in runs.iter().enumerate() {
         let report = analyse(logs, opts);
         print_report(&report, args.json).context("cannot write the report to stdout")?;
         if let (Some(f), Some(p)) = (results.as_mut(), args.results.as_deref()) {
@@ -262,6 +274,11 @@ fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<Ex
         if let Some(dir) = &args.hist_dir {
             hist::write_run(dir, logs, &report)
                 .with_context(|| format!("cannot write histograms into {}", dir.display()))?;
+        }
+        if let Some(file) = &args.html {
+            let out = crate::viz::page_path(file, k, runs.len());
+            crate::viz::write_run_page(&out, logs, files, &report)?;
+            say!("compare: page written to {}", out.display());
         }
     }
     Ok(ExitCode::SUCCESS)

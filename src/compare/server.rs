@@ -38,6 +38,7 @@ use super::peerlog::PeerLog;
 use super::report::Report;
 use super::{append_result, hist, open_results, DEFAULT_MAX_UPLOAD};
 use crate::util::loglimit::LogLimiter;
+use crate::viz::trace::Times;
 use crate::wire::frame::{FrameHeader, Kind, HEADER_LEN};
 
 const LISTENER: Token = Token(0);
@@ -105,6 +106,8 @@ pub struct ServerConfig {
     pub results: Option<PathBuf>,
     /// Write every run's histograms here.
     pub hist_dir: Option<PathBuf>,
+    /// Write every run's page here (`run-<16 hex>.html`).
+    pub html_dir: Option<PathBuf>,
     pub analyse: AnalyseOptions,
     /// Do not log accepted uploads (refusals and failures are always logged).
     pub quiet: bool,
@@ -131,6 +134,7 @@ impl ServerConfig {
             max_upload_bytes: DEFAULT_MAX_UPLOAD,
             results: None,
             hist_dir: None,
+            html_dir: None,
             analyse: AnalyseOptions::default(),
             quiet: false,
             max_peers: DEFAULT_MAX_PEERS,
@@ -231,13 +235,15 @@ impl Conn {
 
 struct Run {
     logs: Vec<PeerLog>,
+    /// With an html directory: what the page draws of each log, in the order of `logs`.
+    times: Vec<Times>,
     have: Vec<bool>,
     peers: u16,
     msgs: u32,
     deadline: Instant,
     /// Address of the first upload.
     source: IpAddr,
-    /// Heap bytes of `logs`.
+    /// Heap bytes of `logs` and `times`.
     bytes: usize,
 }
 
@@ -304,6 +310,10 @@ impl Server {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create histogram directory {}", dir.display()))?;
         }
+        if let Some(dir) = &cfg.html_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create page directory {}", dir.display()))?;
+        }
         let stop = Stopper {
             flag: Arc::new(AtomicBool::new(false)),
             waker,
@@ -349,10 +359,14 @@ impl Server {
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let worker = {
             let waker = stop.waker.clone();
-            let (hist_dir, opts) = (cfg.hist_dir.clone(), cfg.analyse.clone());
+            let dirs = OutDirs {
+                hist: cfg.hist_dir.clone(),
+                html: cfg.html_dir.clone(),
+            };
+            let opts = cfg.analyse.clone();
             std::thread::Builder::new()
                 .name("compare-report".into())
-                .spawn(move || report_runs(job_rx, done_tx, waker, results, hist_dir, opts))
+                .spawn(move || report_runs(job_rx, done_tx, waker, results, dirs, opts))
                 .context("cannot start the report thread")?
         };
         let mut svc = Service {
@@ -422,13 +436,19 @@ impl Server {
     }
 }
 
-/// The worker: analyse, append (fsynced), write histograms, hand back.
+/// Where the worker writes each run's histograms and page.
+struct OutDirs {
+    hist: Option<PathBuf>,
+    html: Option<PathBuf>,
+}
+
+/// The worker: analyse, append (fsynced), write histograms and page, hand back.
 fn report_runs(
     jobs: mpsc::Receiver<Job>,
     done: mpsc::Sender<Done>,
     waker: Arc<Waker>,
     mut results: Option<File>,
-    hist_dir: Option<PathBuf>,
+    dirs: OutDirs,
     opts: AnalyseOptions,
 ) {
     for Job { id, run, waiting } in jobs {
@@ -449,7 +469,16 @@ fn report_runs(
                     }
                 }
                 _ => {
-                    if let Some(dir) = &hist_dir {
+                    if let Some(dir) = &dirs.html {
+                        let page = dir.join(format!("run-{id:016x}.html"));
+                        let (stride, _) = crate::viz::service_drawing(run.peers, run.msgs);
+                        if let Err(e) = crate::viz::write_page_file(
+                            &page, &run.logs, &run.times, &report, stride,
+                        ) {
+                            say!("compare: run {id:#x}: {e:#}");
+                        }
+                    }
+                    if let Some(dir) = &dirs.hist {
                         if let Err(e) = hist::write_run(dir, &run.logs, &report) {
                             say!(
                                 "compare: run {id:#x}: cannot write histograms into {}: {e}",
@@ -828,15 +857,22 @@ impl Service {
                         Ok(log) => log,
                         Err(e) => return Step::Reply(Kind::Rejected, format!("bad log: {e}")),
                     };
+                    // The page's times are read now: the bytes are not kept.
+                    let times = self.cfg.html_dir.as_ref().map(|_| {
+                        let (stride, cap) =
+                            crate::viz::service_drawing(log.header.peers, log.header.msgs);
+                        Times::from_bytes(&bytes, stride, cap).unwrap_or_default()
+                    });
+                    let cost = log.heap_bytes() + times.as_ref().map_or(0, Times::heap_bytes);
                     // Over the memory budget is "not now", not "never".
                     let pending = self.pending_bytes();
-                    if (pending + log.heap_bytes()) as u64 > self.cfg.max_pending_bytes {
+                    if (pending + cost) as u64 > self.cfg.max_pending_bytes {
                         return Step::Reply(
                             Kind::Busy,
                             over_budget(pending, self.cfg.max_pending_bytes),
                         );
                     }
-                    return match self.upload(log, source, token) {
+                    return match self.upload(log, times, source, token) {
                         Ok(Some(msg)) => Step::Reply(Kind::Accepted, msg),
                         Ok(None) => {
                             conn.state = State::Waiting;
@@ -855,6 +891,7 @@ impl Service {
     fn upload(
         &mut self,
         log: PeerLog,
+        times: Option<Times>,
         source: IpAddr,
         token: Token,
     ) -> Result<Option<String>, String> {
@@ -880,7 +917,7 @@ impl Service {
                 "run {id:#x} is being reported (its run timeout passed or all its logs are in); a new run needs a new run id"
             ));
         }
-        let size = log.heap_bytes();
+        let size = log.heap_bytes() + times.as_ref().map_or(0, Times::heap_bytes);
         if !self.runs.contains_key(&id) {
             let cap = self.cfg.max_runs_per_source;
             let mine = self.runs.values().filter(|r| r.source == source).count();
@@ -893,6 +930,7 @@ impl Service {
         let timeout = self.cfg.run_timeout;
         let run = self.runs.entry(id).or_insert_with(|| Run {
             logs: Vec::new(),
+            times: Vec::new(),
             have: vec![false; usize::from(n)],
             peers: n,
             msgs: m,
@@ -912,6 +950,7 @@ impl Service {
             ));
         }
         run.logs.push(log);
+        run.times.extend(times);
         run.bytes += size;
         self.stored_bytes += size;
         let have = run.logs.len();
@@ -977,8 +1016,12 @@ impl Service {
                 if let Some((_, peer)) = waiting {
                     if let Some(i) = run.logs.iter().position(|l| l.header.peer_id == peer) {
                         let log = run.logs.swap_remove(i);
-                        run.bytes -= log.heap_bytes();
-                        self.stored_bytes -= log.heap_bytes();
+                        let mut size = log.heap_bytes();
+                        if i < run.times.len() {
+                            size += run.times.swap_remove(i).heap_bytes();
+                        }
+                        run.bytes -= size;
+                        self.stored_bytes -= size;
                     }
                     run.have[usize::from(peer)] = false;
                 }

@@ -95,6 +95,10 @@ pub struct LabArgs {
     /// Also write latency histograms (.hgrm, .hlog) per run into this directory.
     #[arg(long)]
     pub hist_dir: Option<PathBuf>,
+    /// Write each run's page (space-time diagram, order strips, latency) to FILE; with several
+    /// runs, to FILE-1.html, FILE-2.html, … in the order the runs ran.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// SVG chart of the aggregated results (with --grid or --runs > 1).
     #[arg(long)]
     pub svg: Option<PathBuf>,
@@ -330,6 +334,17 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                 } else if total <= 4 {
                     report.write_human(&mut out)?;
                     writeln!(out)?;
+                }
+                if let Some(file) = &args.html {
+                    // A page that cannot be written fails the lab, not the runs still to come.
+                    let page = crate::viz::page_path(file, k, total);
+                    match crate::viz::write_page_from_dir(&page, &log_dir, report.run_id, &report) {
+                        Ok(()) => progress.note(&format!("page written to {}", page.display())),
+                        Err(e) => {
+                            failures += 1;
+                            progress.note(&format!("run {}/{total}: no page: {e:#}", k + 1));
+                        }
+                    }
                 }
                 let v = serde_json::to_value(&report)?;
                 values.push(table::with_asked(v, exp.order, exp.repair, exp.transport));

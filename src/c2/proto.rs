@@ -405,6 +405,13 @@ pub fn check_run_shape(
     if size > MAX_SIZE {
         return Err(format!("size must be at most {MAX_SIZE} bytes, got {size}"));
     }
+    // What the peer would refuse, refused here first (0 = the peer's default size).
+    let min = crate::wire::packet::DATA_MIN_LEN as u32;
+    if size != 0 && size < min {
+        return Err(format!(
+            "size {size} is out of range: {min}..={MAX_SIZE} bytes (0 = the default)"
+        ));
+    }
     Ok(())
 }
 
@@ -906,6 +913,14 @@ mod tests {
         assert_eq!(bad(&|s| s.msgs = 0), Err(Error::BadValue));
         assert_eq!(bad(&|s| s.peer_id = 2), Err(Error::BadValue));
         assert_eq!(bad(&|s| s.size = MAX_SIZE + 1), Err(Error::BadValue));
+        assert_eq!(
+            bad(&|s| s.size = 20),
+            Err(Error::BadValue),
+            "below the peer's minimum"
+        );
+        assert!(check_run_shape(2, 1, (1, 2), 20)
+            .unwrap_err()
+            .contains("38..=8192"));
         assert_eq!(bad(&|s| s.interval_ms = (5, 4)), Err(Error::BadValue));
         assert_eq!(
             bad(&|s| s.zones.pop().map(drop).unwrap_or(())),

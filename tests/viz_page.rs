@@ -75,6 +75,11 @@ fn check_page(html: &str, bytes: u64) {
     assert!(!html.contains("http://") && !html.contains("https://"));
     assert_eq!(count(html, "class=\"lane\""), PEERS, "time lines");
     assert_eq!(count(html, "class=\"strip\""), PEERS, "delivery strips");
+    assert_eq!(
+        count(html, "class=\"heat\""),
+        2,
+        "latency and disagreement heatmaps"
+    );
     assert!(count(html, "class=\"a") > 0, "no arrows");
     assert!(html.contains("<polyline"), "no latency curves");
     assert!(html.contains("Found "), "no report text");

@@ -31,6 +31,10 @@ const STYLE: &str = "
 body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222;max-width:1250px}
 h2{margin:1.2em 0 .2em;font-size:1.15em}
 .cap{margin:0 0 .5em;color:#555}
+.mats{display:flex;gap:2em;flex-wrap:wrap}
+table.heat{border-collapse:collapse;font:12px/1.2 ui-monospace,monospace}
+table.heat caption{font:13px system-ui,sans-serif;text-align:left;padding-bottom:.3em}
+table.heat td,table.heat th{padding:2px 5px;text-align:right;border:1px solid #eee}
 .scroll{overflow-x:auto}
 svg text{font:11px sans-serif;fill:#222}
 .lane line{stroke:#888;stroke-width:1}
@@ -106,6 +110,7 @@ pub fn write_page(
     diagram(&run, w)?;
     strips(&run, w)?;
     emit(w, latency(&run))?;
+    emit(w, matrices(&run))?;
     emit(w, numbers(&run))?;
     w.write_all(b"</body></html>\n")
 }
@@ -491,6 +496,68 @@ fn latency(run: &Run) -> Markup {
                 @for (peer, _) in &per {
                     span.sw style=(format!("background:{}", geo::sender_colour(*peer))) {}
                     "receiver " (peer)
+                }
+            }
+        }
+    }
+}
+
+/// The receiver × sender latency p50 and the pairwise disagreement as heatmaps: tables whose
+/// cells are shaded by value (darker = larger), the value in the cell and on hover.
+fn matrices(run: &Run) -> Markup {
+    let computed;
+    let m = match &run.report.matrix {
+        Some(m) => m,
+        None => {
+            let opts = crate::compare::AnalyseOptions {
+                matrix: true,
+                ..Default::default()
+            };
+            computed = crate::compare::analyse(run.logs, &opts);
+            match &computed.matrix {
+                Some(m) => m,
+                None => return html! {}, // Too many peers for matrices.
+            }
+        }
+    };
+    html! {
+        section {
+            h2 { "Matrices" }
+            p.cap { "Darker = larger. Left: the median one-way latency of each sender's messages \
+                     at each receiver (µs). Right: how far apart two peers' delivery orders are \
+                     (Kendall distance: 0 = the same order, 1 = reversed)." }
+            div.mats {
+                (heat_table("latency p50, µs (row: receiver, column: sender)", &m.latency_p50_us, 0))
+                (heat_table("pairwise disagreement (Kendall distance)", &m.disagreement, 4))
+            }
+        }
+    }
+}
+
+fn heat_table(title: &str, rows: &[Vec<Option<f64>>], digits: usize) -> Markup {
+    let max = rows
+        .iter()
+        .flatten()
+        .flatten()
+        .fold(0.0f64, |a, &v| a.max(v));
+    let shade = |v: f64| {
+        let a = if max > 0.0 { v / max } else { 0.0 };
+        // Vermilion of the palette, more opaque as the value grows; text stays readable.
+        format!("background: rgba(213, 94, 0, {:.2})", 0.08 + 0.8 * a)
+    };
+    html! {
+        table.heat {
+            caption { (title) }
+            tr { th {} @for c in 0..rows.len() { th { (c) } } }
+            @for (r, row) in rows.iter().enumerate() {
+                tr {
+                    th { (r) }
+                    @for (c, v) in row.iter().enumerate() {
+                        @match v {
+                            Some(v) => td style=(shade(*v)) title=(format!("{r} → {c}: {v:.digits$}")) { (format!("{v:.digits$}")) },
+                            None => td title=(format!("{r} → {c}: none")) { "-" },
+                        }
+                    }
                 }
             }
         }

@@ -173,7 +173,6 @@ pub struct Counters {
     pub data_sent: u32,
     /// Datagrams whose tag did not verify (authenticated runs only).
     pub forged: u64,
-    pub nacks_received: u64,
     pub cost: Cost,
 }
 
@@ -379,10 +378,6 @@ impl Machine {
     /// The peer refused in the handshake, if that is why it failed.
     pub fn refused(&self) -> Option<Refusal> {
         self.refused
-    }
-    /// Messages still held back by the ordering stage.
-    pub fn held(&self) -> usize {
-        self.orderer.held()
     }
     /// Peers we have no HELLO from, or that have not acknowledged ours.
     pub fn missing(&self) -> Vec<u16> {

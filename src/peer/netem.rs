@@ -64,10 +64,6 @@ impl WanStage {
         }
     }
 
-    pub fn max_delay(&self) -> Duration {
-        self.model.max_delay()
-    }
-
     /// Take a datagram from the network.
     pub fn push(&mut self, now: Now, bytes: &[u8], arrival: Arrival) -> Admit {
         let Some((from, send_ns)) = packet::wan_view(bytes) else {

@@ -137,12 +137,6 @@ impl Repair {
         s.final_count.is_some_and(|f| s.contig >= f)
     }
 
-    /// Nothing missing below what is known (the length may still be unknown).
-    pub fn no_gap(&self, stream: u16) -> bool {
-        let s = &self.streams[usize::from(stream)];
-        s.contig >= s.known
-    }
-
     pub fn known(&self, stream: u16) -> u32 {
         self.streams[usize::from(stream)].known
     }

@@ -164,7 +164,6 @@ impl Machine {
             }
             return;
         }
-        self.counters.nacks_received += 1;
         if !self.repair.config().nack {
             return; // We agreed on no repair; a NACK is someone else's mistake or a forgery.
         }

@@ -124,6 +124,6 @@ impl Causal {
     }
 
     pub fn held(&self) -> usize {
-        self.store.len()
+        self.store.held()
     }
 }

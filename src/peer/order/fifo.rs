@@ -45,6 +45,6 @@ impl Fifo {
     }
 
     pub fn held(&self) -> usize {
-        self.store.len()
+        self.store.held()
     }
 }

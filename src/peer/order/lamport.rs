@@ -139,6 +139,6 @@ impl Lamport {
     }
 
     pub fn held(&self) -> usize {
-        self.store.len()
+        self.store.held()
     }
 }

@@ -118,9 +118,6 @@ impl Store {
     pub fn is_held(&self, sender: u16, seq: u32) -> bool {
         self.held.get(self.index(sender, seq))
     }
-    pub fn get(&self, sender: u16, seq: u32) -> &Msg {
-        &self.slots[self.index(sender, seq)]
-    }
     pub fn take(&mut self, sender: u16, seq: u32) -> Option<Msg> {
         let i = self.index(sender, seq);
         if !self.held.get(i) {
@@ -130,11 +127,9 @@ impl Store {
         self.count -= 1;
         Some(self.slots[i])
     }
-    pub fn len(&self) -> usize {
+    /// Messages held.
+    pub fn held(&self) -> usize {
         self.count
-    }
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 }
 

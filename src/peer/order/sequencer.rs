@@ -172,6 +172,6 @@ impl Sequencer {
     }
 
     pub fn held(&self) -> usize {
-        self.store.len()
+        self.store.held()
     }
 }

@@ -329,12 +329,15 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                 if let Some(f) = results.as_mut() {
                     crate::compare::append_result(f, &report)?;
                 }
-                if args.json {
-                    writeln!(out, "{}", report.to_json_line())?;
-                } else if total <= 4 {
-                    report.write_human(&mut out)?;
-                    writeln!(out)?;
-                }
+                progress.around(|| -> anyhow::Result<()> {
+                    if args.json {
+                        writeln!(out, "{}", report.to_json_line())?;
+                    } else if total <= 4 {
+                        report.write_human(&mut out)?;
+                        writeln!(out)?;
+                    }
+                    Ok(out.flush()?)
+                })?;
                 if let Some(file) = &args.html {
                     // A page that cannot be written fails the lab, not the runs still to come.
                     let page = crate::viz::page_path(file, k, total);
@@ -360,13 +363,16 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                 progress.ran(k, "failed");
                 // A partial report still says what the others delivered (and who is missing).
                 if let Some(p) = e.downcast_ref::<experiment::PartialRun>() {
-                    if args.json {
-                        writeln!(out, "{}", p.report.to_json_line())?;
-                    } else {
-                        writeln!(out, "partial report (the run failed):")?;
-                        p.report.write_human(&mut out)?;
-                        writeln!(out)?;
-                    }
+                    progress.around(|| -> anyhow::Result<()> {
+                        if args.json {
+                            writeln!(out, "{}", p.report.to_json_line())?;
+                        } else {
+                            writeln!(out, "partial report (the run failed):")?;
+                            p.report.write_human(&mut out)?;
+                            writeln!(out)?;
+                        }
+                        Ok(out.flush()?)
+                    })?;
                 }
             }
         }

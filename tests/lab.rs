@@ -75,7 +75,7 @@ fn csv_dumps_reproduce_out_of_order_rounds_in_an_independent_script() {
     );
     assert_eq!(reports.len(), 1);
     let r = &reports[0];
-    let run_id = r["run_id"].as_u64().unwrap();
+    let run_id = u64::from_str_radix(r["run_id"].as_str().unwrap(), 16).unwrap();
     let files: Vec<PathBuf> = std::fs::read_dir(logs.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -115,7 +115,9 @@ fn lab_order_all_passes_each_mode_to_the_peers_and_ends_with_a_summary() {
     // Each run's logs say which mode its peers ran (read from the log header).
     let mut modes = Vec::new();
     for r in reports {
-        let tag = format!("{:016x}", r["run_id"].as_u64().unwrap());
+        // The JSON run id is the very string that names the files.
+        let tag = r["run_id"].as_str().unwrap().to_string();
+        assert_eq!(tag.len(), 16);
         let mut headers = std::fs::read_dir(logs.path())
             .unwrap()
             .map(|e| e.unwrap().path())

@@ -76,7 +76,9 @@ fn report_lines_start_at_column_zero_on_a_terminal() {
         let lines = screen_lines(&raw);
         let reports: Vec<&String> = lines
             .iter()
-            .filter(|l| l.contains("run 0x") || l.contains("\"run_id\""))
+            .filter(|l| {
+                (l.contains(" peers x ") && l.contains(", order ")) || l.contains("\"run_id\"")
+            })
             .collect();
         assert_eq!(
             reports.len(),
@@ -86,7 +88,7 @@ fn report_lines_start_at_column_zero_on_a_terminal() {
         );
         for l in reports {
             assert!(
-                l.starts_with("run 0x") || l.starts_with('{'),
+                l.starts_with("run ") || l.starts_with('{'),
                 "{what}: a report line does not start at column 0: {l:?}"
             );
         }

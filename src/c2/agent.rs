@@ -542,7 +542,7 @@ impl Agent {
         };
         if let Some(r) = &self.running {
             let m = refuse(format!(
-                "agent busy with run {}: one run at a time",
+                "agent busy with run {:016x}: one run at a time",
                 r.run_id
             ));
             return self.send_or_keep(m);
@@ -660,7 +660,7 @@ impl Agent {
             {
                 let line: Vec<u8> = r.partial.drain(..=pos.min(r.partial.len() - 1)).collect();
                 let line = String::from_utf8_lossy(&line).trim_end().to_string();
-                say!("mpcomm c2 agent: [run {}] {line}", r.run_id);
+                say!("mpcomm c2 agent: [run {:016x}] {line}", r.run_id);
                 if !r.ready && line.contains("mpcomm peer: ready") {
                     r.ready = true;
                     ready_now = Some(r.run_id);
@@ -857,7 +857,7 @@ mod tests {
             "--seed",
             "3",
             "--run-id",
-            "42",
+            "000000000000002a",
             "--log-dir",
             "/var/lib/x",
             "--comparator",

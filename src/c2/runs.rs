@@ -192,9 +192,9 @@ impl ActiveRun {
     pub fn on_finished(&mut self, instance: u64, ok: bool, detail: String) -> Option<Update> {
         let i = self.index(instance)?;
         let text = if ok {
-            format!("run {}: peer {i} finished", self.run_id)
+            format!("run {:016x}: peer {i} finished", self.run_id)
         } else {
-            format!("run {}: peer {i} failed: {detail}", self.run_id)
+            format!("run {:016x}: peer {i} failed: {detail}", self.run_id)
         };
         self.finished[i] = Some((ok, detail));
         Some(Update::Progress(text))

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Report {
+    /// 16 hex digits, a string in JSON (see `util::run_id`).
+    #[serde(with = "crate::util::run_id::json")]
     pub run_id: u64,
     /// N, from the log headers.
     pub peers: u16,
@@ -306,7 +308,7 @@ impl Report {
         };
         write!(
             w,
-            "run {:#018x}: {} peers x {} msgs, {transport}, order {}, repair {}",
+            "run {:016x}: {} peers x {} msgs, {transport}, order {}, repair {}",
             self.run_id,
             self.peers,
             self.msgs_per_peer,

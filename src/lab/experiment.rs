@@ -287,7 +287,7 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
             Ok(r) if r.run_id == run_id => return Ok(r),
             Ok(_) => continue, // a late report of an earlier, failed run
             Err(RecvTimeoutError::Timeout) => {
-                bail!("the comparator did not report run {run_id} in time")
+                bail!("the comparator did not report run {run_id:016x} in time")
             }
             Err(RecvTimeoutError::Disconnected) => bail!("the comparator stopped"),
         }

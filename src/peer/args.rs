@@ -73,7 +73,7 @@ pub struct PeerArgs {
     /// Seed of the send schedule and of the emulated WAN (default: random, printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Run id (decimal or 0x-hex). Default: the peers agree on one during the handshake.
+    /// Run id: 16 hex digits as mpcomm prints them (or 0x-hex, or decimal). Default: the peers agree on one during the handshake.
     #[arg(long, value_parser = parse_run_id)]
     pub run_id: Option<u64>,
     /// Give up if not every peer has answered the handshake by then.
@@ -115,15 +115,7 @@ pub struct PeerArgs {
 }
 
 fn parse_run_id(s: &str) -> Result<u64, String> {
-    let v = match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    }
-    .map_err(|_| format!("{s:?} is not a run id: use a decimal or 0x-hex u64"))?;
-    if v == 0 {
-        return Err("run id 0 is reserved (it means: not agreed yet)".into());
-    }
-    Ok(v)
+    crate::util::run_id::parse(s)
 }
 
 /// Everything the peer needs, checked.
@@ -408,7 +400,7 @@ impl PeerCommand {
             push("--size", size.to_string().into());
         }
         push("--seed", self.seed.to_string().into());
-        push("--run-id", self.run_id.to_string().into());
+        push("--run-id", format!("{:016x}", self.run_id).into());
         if let Some(d) = self.handshake_timeout {
             push("--handshake-timeout", us(d).into());
         }

@@ -55,6 +55,7 @@ pub mod exit {
 /// What a finished peer reports (stdout with `--json`).
 #[derive(Debug, serde::Serialize)]
 pub struct Summary {
+    #[serde(with = "crate::util::run_id::json_opt")]
     pub run_id: Option<u64>,
     pub id: u16,
     pub peers: u16,

@@ -553,7 +553,7 @@ impl Agent {
         match self.spawn_peer(spec) {
             Ok(r) => {
                 log(format_args!(
-                    "run {}: started peer {} of {} (pid {})",
+                    "run {:016x}: started peer {} of {} (pid {})",
                     spec.run_id,
                     spec.peer_id,
                     spec.peers.len(),
@@ -563,7 +563,7 @@ impl Agent {
             }
             Err(e) => {
                 log(format_args!(
-                    "run {}: cannot start the peer: {e:#}",
+                    "run {:016x}: cannot start the peer: {e:#}",
                     spec.run_id
                 ));
                 self.send_or_keep(refuse(format!("cannot start the peer: {e:#}")));
@@ -693,7 +693,7 @@ impl Agent {
             Ok(None) => return,
             Err(e) => {
                 log(format_args!(
-                    "run {}: cannot wait for the peer: {e}",
+                    "run {:016x}: cannot wait for the peer: {e}",
                     r.run_id
                 ));
                 return;
@@ -721,7 +721,7 @@ impl Agent {
             format!("peer {status}: {}", r.last_line)
         };
         log(format_args!(
-            "run {}: peer {}",
+            "run {:016x}: peer {}",
             r.run_id,
             if ok { "finished" } else { "failed" }
         ));
@@ -740,7 +740,7 @@ impl Agent {
         let _ = super::notify::notify("STOPPING=1");
         if let Some(mut r) = self.running.take() {
             log(format_args!(
-                "run {}: stopping the peer (pid {})",
+                "run {:016x}: stopping the peer (pid {})",
                 r.run_id,
                 r.child.id()
             ));

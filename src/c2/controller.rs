@@ -693,7 +693,7 @@ impl Controller {
         }
         if let Some((r, _)) = &self.active {
             let text = format!(
-                "run {} is in progress: one run at a time, retry when it is reported",
+                "run {:016x} is in progress: one run at a time, retry when it is reported",
                 r.run_id
             );
             return self.refuse(who, text);
@@ -784,7 +784,7 @@ impl Controller {
             self.deliver(
                 w,
                 Update::Failed(format!(
-                    "run {} abandoned: the controller is exiting",
+                    "run {:016x} abandoned: the controller is exiting",
                     r.run_id
                 )),
             );

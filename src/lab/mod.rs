@@ -282,6 +282,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             args.svg.as_ref().expect("set").display()
         );
     }
+    // Every output path now, not after a two-minute grid.
+    if let Some(svg) = &args.svg {
+        crate::util::out::check_writable(svg, "--svg")?;
+    }
+    if let Some(html) = &args.html {
+        crate::util::out::check_writable(&crate::viz::page_path(html, 0, total), "--html")?;
+    }
     let mut results = match &args.results {
         Some(p) => Some(crate::compare::open_results(p)?),
         None => None,

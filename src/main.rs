@@ -27,6 +27,9 @@ enum Command {
     Compare(mpcomm::compare::CompareArgs),
     /// Aggregate a results file (JSON lines) into the table of the original study.
     Report(mpcomm::compare::ReportArgs),
+    /// The emulated WAN's built-in profiles: list them, print one as a file to edit.
+    #[command(subcommand)]
+    Wan(mpcomm::wan::cli::WanCommand),
     /// Work with delivery log files.
     #[command(subcommand)]
     Log(mpcomm::peer::LogCommand),
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => mpcomm::compare::run_compare(args),
         Command::Report(args) => mpcomm::compare::run_report(args),
         Command::Log(cmd) => mpcomm::peer::run_log(cmd),
+        Command::Wan(cmd) => mpcomm::wan::cli::run(cmd),
         Command::Upload(args) => mpcomm::peer::run_upload(args),
         Command::C2(cmd) => mpcomm::c2::run(cmd),
     };
@@ -66,6 +70,8 @@ const EXIT_CODES: &[(&[&str], &str)] = &[
     (&["report"], "0 the table was printed, 1 the file cannot be read or a line is not a run report (stderr names the line), 2 bad arguments."),
     (&["log", "dump"], "0 printed, 1 the log does not parse or cannot be read, 2 bad arguments."),
     (&["log", "export"], "0 written, 1 a log does not parse or the output cannot be written, 2 bad arguments."),
+    (&["wan", "list"], "0 listed, 2 bad arguments."),
+    (&["wan", "show"], "0 printed, 1 no such profile or the file is not a valid profile (the error names the line), 2 bad arguments."),
     (&["upload"], "0 every log was accepted, 3 a log was not accepted (it stays on disk: run this again), 1 another error, 2 bad arguments."),
     (&["c2", "keygen"], "0 a key was printed, 1 an error."),
     (&["c2", "agent"], "0 stopped by the controller or a signal, 1 an error (bad key file, cannot reach the controller's address), 2 bad arguments."),

@@ -535,6 +535,9 @@ enum Step {
     Reply(Kind, String),
     /// Close now (nothing useful can be sent).
     Close(String),
+    /// The client connected and left without a byte (a reachability probe, a health check):
+    /// close without a log line.
+    Left,
 }
 
 impl Service {
@@ -709,6 +712,7 @@ impl Service {
                 self.refusal(format_args!("{}: closed: {why}", conn.peer));
                 return;
             }
+            Step::Left => return,
             Step::Reply(kind, msg) => {
                 match kind {
                     Kind::Accepted if self.cfg.quiet => {}
@@ -779,7 +783,7 @@ impl Service {
                     conn.deadline = conn.idle.min(*by);
                     if n == 0 {
                         return if *got == 0 {
-                            Step::Close("connection closed without sending anything".into())
+                            Step::Left
                         } else {
                             Step::Reply(
                                 Kind::Rejected,

@@ -85,8 +85,9 @@ pub struct PeerArgs {
     /// Directory for the delivery log.
     #[arg(long, default_value = ".")]
     pub log_dir: PathBuf,
-    /// Comparator HOST:PORT to upload the log to (none: only write it).
-    #[arg(long)]
+    /// Comparator HOST:PORT to upload the log to (none: only write it). Tried once at start:
+    /// a warning then says at once when it cannot be reached (the run goes on).
+    #[arg(long, value_parser = parse_comparator)]
     pub comparator: Option<String>,
     /// Upload attempts before giving up (the log stays on disk). Waits between them: 250 ms
     /// doubling to 4 s; the default's add up to 15.75 s.
@@ -112,6 +113,26 @@ pub struct PeerArgs {
     /// Print a one-line JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `HOST:PORT` (an IPv6 address in brackets): the syntax only; resolving is the run's business.
+pub fn parse_comparator(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+        format!(
+            "{s:?} has no port: give HOST:PORT, e.g. 10.0.0.9:4568 (the comparator's default port)"
+        )
+    })?;
+    if host.is_empty() || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']'))) {
+        return Err(format!(
+            "{s:?} is not HOST:PORT (an IPv6 address goes in brackets: [::1]:4568)"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(s.to_string()),
+        _ => Err(format!(
+            "{s:?}: the port {port:?} is not a number in 1..=65535"
+        )),
+    }
 }
 
 fn parse_run_id(s: &str) -> Result<u64, String> {
@@ -550,7 +571,7 @@ pub struct UploadArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Comparator HOST:PORT.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_comparator)]
     pub comparator: String,
     /// Attempts per file (waits between them: 250 ms doubling to 4 s).
     #[arg(long, default_value_t = super::upload::DEFAULT_ATTEMPTS)]
@@ -720,6 +741,20 @@ mod tests {
         assert_eq!(a.group, DEFAULT_GROUP.parse().unwrap());
         assert_eq!((a.size, a.time_scale), (packet::DATA_MIN_LEN, 1.0));
         assert!(a.wan.is_none() && a.zones.is_empty() && a.iface.is_none());
+    }
+
+    #[test]
+    fn comparator_addresses_need_a_port() {
+        assert!(parse_comparator("127.0.0.1:4568").is_ok());
+        assert!(parse_comparator("cmp.example:4568").is_ok());
+        assert!(parse_comparator("[::1]:4568").is_ok());
+        assert!(parse_comparator("127.0.0.1")
+            .unwrap_err()
+            .contains("no port"));
+        assert!(parse_comparator("::1").is_err());
+        assert!(parse_comparator(":4568").is_err());
+        assert!(parse_comparator("h:0").is_err());
+        assert!(parse_comparator("h:http").is_err());
     }
 
     #[test]

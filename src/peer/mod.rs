@@ -85,6 +85,9 @@ pub struct Summary {
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let plan = args.plan()?;
     let start = Now::read();
+    if let Some(c) = &plan.comparator {
+        upload::probe_in_background(c.clone());
+    }
     let opened = match plan.transport {
         Transport::Fanout => socket::open_fanout(plan.peers[usize::from(plan.id)]),
         Transport::Multicast => plan.membership.open(plan.ttl),
@@ -179,13 +182,24 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         );
         ExitCode::from(exit::MODE_MISMATCH)
     } else if machine.phase() == Phase::Failed {
-        say!(
-            "mpcomm peer: handshake timed out after {}: no HELLO or no acknowledgement from peer(s) {} ({}). \
-             Are they running, with the same --peers, --msgs and --run-id, and is UDP allowed between the hosts?",
-            crate::util::duration::human(plan.config.handshake_timeout),
-            join(&summary.missing_peers),
-            summary.missing_peers.iter().map(|&p| plan.peers[usize::from(p)].to_string()).collect::<Vec<_>>().join(", ")
-        );
+        let waited = crate::util::duration::human(plan.config.handshake_timeout);
+        if let Some(other) = machine.other_run() {
+            say!(
+                "mpcomm peer: handshake timed out after {waited}: {} ({}); every peer of a run needs the same --peers list, --msgs and --run-id",
+                other.describe(&plan.config),
+                plan.peers[usize::from(other.peer)]
+            );
+        }
+        if summary.missing_peers.is_empty() {
+            say!("mpcomm peer: handshake timed out after {waited}: every other peer answered, but the handshake did not complete (this peer's own HELLO did not come back to it, or the peers did not agree on peer 0's run id: was a peer restarted?)");
+        } else {
+            say!(
+                "mpcomm peer: handshake timed out after {waited}: no HELLO or no acknowledgement from peer(s) {} ({}). \
+                 Are they running, with the same --peers, --msgs and --run-id, and is UDP allowed between the hosts?",
+                join(&summary.missing_peers),
+                summary.missing_peers.iter().map(|&p| plan.peers[usize::from(p)].to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
         ExitCode::from(exit::HANDSHAKE)
     } else {
         finish_run(&plan, &machine, start, &mut summary)?

@@ -14,6 +14,14 @@ impl Machine {
             || peers != self.cfg.peers
             || msgs != self.cfg.msgs
         {
+            if repr.sender < self.cfg.peers && self.phase == Phase::Handshake {
+                self.other_run = Some(OtherRun {
+                    peer: repr.sender,
+                    peers,
+                    msgs,
+                    run_id: repr.run_id,
+                });
+            }
             self.counters.foreign += 1;
             return;
         }

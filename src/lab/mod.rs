@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use experiment::{Experiment, Outcome};
+pub use experiment::{Experiment, Outcome, Ran};
 
 /// The most peers one lab runs (C2 allows as many). What bounds it on one machine is in the
 /// README ("Limits of `lab`"): above all two cores shared by N event loops and N² HELLOs.
@@ -327,16 +327,17 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         let outcome = experiment::run_one(exp, &ctx, &reports);
         let mut out = stdout.lock();
         match outcome {
-            Ok(report) => {
+            Ok(Ran { report, spawned }) => {
                 progress.ran(
                     k,
                     &format!(
-                        "{}: {} of {} rounds out of order, {} lost, setup {:.1} ms",
+                        "{}: {} of {} rounds out of order, {} lost, setup {:.1} ms (peers started in {} ms)",
                         exp.label(),
                         report.out_of_order_rounds,
                         report.rounds,
                         report.lost,
-                        report.setup_ms
+                        report.setup_ms,
+                        spawned.as_millis()
                     ),
                 );
                 if let Some(f) = results.as_mut() {

@@ -58,9 +58,10 @@ impl Group {
     }
 
     /// Start every command at once, child i from a thread of its own (see the module doc); the
-    /// children get indices `len()..len() + cmds.len()` in order. Returns once every one has
-    /// started, or with the first error (the ones that did start stay in the group, so dropping
-    /// it stops them).
+    /// children get indices `len()..len() + cmds.len()` in order. Their stdin is a pipe, closed
+    /// once every one has started: a child that waits for it (`peer --start-gate`) goes when
+    /// all go. Returns then, or with the first error (the ones that did start stay in the
+    /// group, so dropping it stops them).
     pub fn spawn_all(&mut self, cmds: Vec<Command>, echo: bool) -> std::io::Result<()> {
         let first = self.children.len();
         let n = cmds.len();
@@ -92,6 +93,11 @@ impl Group {
                     error.get_or_insert(e);
                 }
             }
+        }
+        // Release them together: a peer with --start-gate begins its handshake now. (On an
+        // error too: stopping a child blocked on its gate works either way.)
+        for child in self.children[first..].iter_mut().flatten() {
+            drop(child.stdin.take());
         }
         error.map_or(Ok(()), Err)
     }
@@ -152,7 +158,8 @@ fn watch(
     started: &mpsc::Sender<(usize, std::io::Result<Child>)>,
     exited: &mpsc::Sender<usize>,
 ) {
-    cmd.stdin(Stdio::null())
+    // The gate: closed by spawn_all once every child has started.
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd.env_remove("NOTIFY_SOCKET");

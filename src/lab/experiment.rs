@@ -205,6 +205,8 @@ impl Experiment {
             wan_loss: Some(self.wan_loss),
             zones: Vec::new(),
             run_key_file: Some(key.to_path_buf()),
+            // Released together once all are up (see run_one).
+            start_gate: true,
         }
     }
 

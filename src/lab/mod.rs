@@ -22,6 +22,8 @@ pub use experiment::{Experiment, Outcome, Ran};
 /// The most peers one lab runs (C2 allows as many). What bounds it on one machine is in the
 /// README ("Limits of `lab`"): above all two cores shared by N event loops and N² HELLOs.
 pub const MAX_PEERS: u16 = 256;
+/// With `--netns`: the testbed's hosts are one /24 (see `netns::Testbed`).
+pub const NETNS_MAX_PEERS: u16 = 250;
 
 use crate::compare::{Report, Server, ServerConfig};
 use crate::util::duration;
@@ -192,6 +194,11 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         (1..=MAX_PEERS).contains(&args.peers),
         "--peers must be 1..={MAX_PEERS} on one machine"
+    );
+    anyhow::ensure!(
+        !args.netns || args.peers <= NETNS_MAX_PEERS,
+        "--netns takes at most {NETNS_MAX_PEERS} peers: its hosts share one /24 on the bridge \
+         (10.X.Y.1-{NETNS_MAX_PEERS}, the bridge at .254); use loopback (no --netns) for up to {MAX_PEERS}"
     );
     anyhow::ensure!(args.runs != Some(0), "--runs must be at least 1");
     let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());

@@ -118,6 +118,7 @@ pub fn peer_args(
         // Without zones the peer assigns the profile's zones round-robin.
         zones: spec.zones.clone(),
         run_key_file: Some(key_file.to_owned()),
+        start_gate: false,
     }
     .args()
 }

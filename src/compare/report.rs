@@ -466,7 +466,8 @@ impl Report {
             "control",
             "retx"
         )?;
-        for p in &self.per_peer {
+        let shown = self.per_peer_rows();
+        for p in self.per_peer.iter().filter(|p| shown.contains(&p.peer)) {
             if !p.present {
                 writeln!(
                     w,
@@ -493,6 +494,15 @@ impl Report {
                 p.retransmissions
             )?;
         }
+        if shown.len() < self.per_peer.len() {
+            writeln!(
+                w,
+                "  ({} more peers with nothing to note: no loss, duplicate, fifo violation or \
+                 negative latency, not among the {PER_PEER_WORST} slowest p99; every row: \
+                 --matrix or --json)",
+                self.per_peer.len() - shown.len()
+            )?;
+        }
         if let Some(m) = &self.matrix {
             write_matrix(w, "lost (row: receiver, column: sender)", &m.lost, |v| {
                 v.to_string()
@@ -512,6 +522,45 @@ impl Report {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Above this many peers the text report's per-peer table shows only the rows worth a look.
+pub const PER_PEER_ROWS: usize = 32;
+/// With a shortened table: the peers with the largest p99 latency shown anyway.
+const PER_PEER_WORST: usize = 5;
+
+impl Report {
+    /// The peers whose row the text report prints: every one up to [`PER_PEER_ROWS`] peers or
+    /// with `--matrix`; above, the absent ones, those with anything wrong, the odd one out and
+    /// the [`PER_PEER_WORST`] slowest by p99 (256 rows per run helped nobody read a report).
+    fn per_peer_rows(&self) -> std::collections::BTreeSet<u16> {
+        if self.per_peer.len() <= PER_PEER_ROWS || self.matrix.is_some() {
+            return self.per_peer.iter().map(|p| p.peer).collect();
+        }
+        let mut shown: std::collections::BTreeSet<u16> = self
+            .per_peer
+            .iter()
+            .filter(|p| {
+                !p.present
+                    || p.lost > 0
+                    || p.duplicates > 0
+                    || p.fifo_violations > 0
+                    || p.latency_us.negative > 0
+            })
+            .map(|p| p.peer)
+            .collect();
+        if let Some(odd) = self.consensus.odd_one_out {
+            shown.insert(odd);
+        }
+        let mut by_p99: Vec<_> = self
+            .per_peer
+            .iter()
+            .filter_map(|p| p.latency_us.p99.map(|v| (v, p.peer)))
+            .collect();
+        by_p99.sort_by(|a, b| b.0.total_cmp(&a.0));
+        shown.extend(by_p99.iter().take(PER_PEER_WORST).map(|&(_, peer)| peer));
+        shown
     }
 }
 

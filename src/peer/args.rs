@@ -110,6 +110,11 @@ pub struct PeerArgs {
     /// forged and dropped. Every peer of the run needs the same key (lab and C2 make one).
     #[arg(long)]
     pub run_key_file: Option<PathBuf>,
+    /// Open the sockets, then wait until stdin is closed before starting the handshake (and
+    /// the setup clock): a launcher starting many peers releases them together, so the first
+    /// ones do not retransmit HELLOs to the rest while it is still starting them.
+    #[arg(long)]
+    pub start_gate: bool,
     /// Print a one-line JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -390,6 +395,8 @@ pub struct PeerCommand {
     pub zones: Vec<String>,
     /// The run's key file (the key itself never goes on a command line).
     pub run_key_file: Option<PathBuf>,
+    /// `--start-gate`: wait for stdin to close before the handshake.
+    pub start_gate: bool,
 }
 
 impl PeerCommand {
@@ -444,6 +451,9 @@ impl PeerCommand {
         }
         if let Some(k) = &self.run_key_file {
             push("--run-key-file", k.clone().into());
+        }
+        if self.start_gate {
+            a.push("--start-gate".into());
         }
         a
     }
@@ -709,6 +719,7 @@ mod tests {
             wan_loss: Some(0.01),
             zones: vec!["a".into(), "b".into()],
             run_key_file: Some("/run/k ey".into()),
+            start_gate: true,
         };
         use clap::Parser;
         let a = Peer::try_parse_from(cmd.args()).unwrap().args;
@@ -728,6 +739,7 @@ mod tests {
         );
         assert_eq!(a.log_dir, cmd.log_dir);
         assert_eq!(a.run_key_file, cmd.run_key_file);
+        assert!(a.start_gate);
         assert_eq!(a.comparator.as_deref(), Some("127.0.0.1:4568"));
         assert_eq!((a.time_scale, a.wan_loss), (0.05, 0.01));
         assert_eq!(

@@ -558,7 +558,7 @@ impl Machine {
             && !self.all_agreed()
             && !self.is_finished()
         {
-            self.outbox.push(Out::Hello(Dest::All));
+            self.retry_hello(now);
         }
         if self.is_finished() {
             return;
@@ -692,7 +692,7 @@ impl Machine {
                     return None;
                 }
                 if let Dest::Peer(p) = dest {
-                    if self.acked_by[usize::from(p)] {
+                    if self.agreed_with(usize::from(p)) {
                         return None;
                     }
                 } else {

@@ -84,7 +84,6 @@ pub struct Summary {
 
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let plan = args.plan()?;
-    let start = Now::read();
     if let Some(c) = &plan.comparator {
         upload::probe_in_background(c.clone());
     }
@@ -113,6 +112,12 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
             Err(e) => say!("mpcomm peer: note: one-peer messages go to the group ({e})"),
         }
     }
+    if args.start_gate {
+        // Sockets are bound, so nothing sent to us from now on is lost. Blocked here, SIGTERM
+        // still ends the process (the handler below is not installed yet).
+        wait_for_gate();
+    }
+    let start = Now::read();
     let shutdown = driver.shutdown_handle();
     // The handler only wakes the loop; shutdown happens there.
     let _ = ctrlc::set_handler(move || shutdown.request());
@@ -349,6 +354,21 @@ fn join(ids: &[u16]) -> String {
         .map(u16::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `--start-gate`: read stdin until end of file (the launcher closes it to release us), or
+/// until an error (nothing to wait for).
+fn wait_for_gate() {
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        match std::io::Read::read(&mut stdin, &mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
 }
 
 pub fn run_log(cmd: LogCommand) -> anyhow::Result<ExitCode> {

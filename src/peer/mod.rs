@@ -93,13 +93,16 @@ pub struct Summary {
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let plan = args.plan()?;
     let start = Now::read();
-    let buffer = socket::buffer_for(plan.config.peers, plan.config.size, plan.config.interval.0);
+    let buffer = socket::buffer_from_env().unwrap_or_else(|| {
+        socket::buffer_for(plan.config.peers, plan.config.size, plan.config.interval.0)
+    });
     let own = plan.peers[usize::from(plan.id)];
     let opened = match plan.transport {
         Transport::Fanout => socket::open_fanout_sized(own, buffer),
         Transport::Multicast => plan.membership.open(plan.ttl, buffer),
     }?;
     warn_capped(&opened);
+    let rcvbuf = opened.rcvbuf;
     let route = match plan.transport {
         Transport::Fanout => Route::Fanout(plan.peers.clone()),
         Transport::Multicast => Route::Multicast(plan.membership.destination()),
@@ -122,13 +125,14 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let delay = plan.wan.as_ref().map(|w| w.delay_model(plan.id, plan.seed));
     let mut machine = Machine::new(plan.config.clone(), start, delay);
     say!(
-        "mpcomm peer: ready id={} peers={} transport={} addr={} bound={} seed={}",
+        "mpcomm peer: ready id={} peers={} transport={} addr={} bound={} seed={} rcvbuf={}KiB",
         plan.id,
         plan.peers.len(),
         plan.transport,
         plan.peers[usize::from(plan.id)],
         driver.local_addr()?,
-        plan.seed
+        plan.seed,
+        rcvbuf / 1024
     );
     let result = driver.run(&mut machine);
     let interrupted = matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::Interrupted);

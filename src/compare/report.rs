@@ -340,6 +340,22 @@ impl Report {
         serde_json::from_str(line)
     }
 
+    /// How much of `lost` the kernel drops explain: per receiver, at most its own drops
+    /// (its drops of control datagrams explain nothing at another receiver).
+    pub fn lost_to_kernel_drops(&self) -> u64 {
+        let per_peer: u64 = self
+            .per_peer
+            .iter()
+            .filter(|p| p.present)
+            .map(|p| p.lost.min(p.kernel_drops))
+            .sum();
+        if self.per_peer.iter().any(|p| p.present) {
+            per_peer.min(self.lost)
+        } else {
+            self.kernel_drops.min(self.lost)
+        }
+    }
+
     /// "lost N", and when N > 0 how much of it this host's full receive buffers (and refused
     /// sends) explain.
     pub fn lost_line(&self) -> String {
@@ -347,7 +363,7 @@ impl Report {
         if self.lost > 0 {
             s.push_str(&format!(
                 ", of which {} dropped by this host's full receive buffers (kernel_drops)",
-                thousands(self.kernel_drops.min(self.lost))
+                thousands(self.lost_to_kernel_drops())
             ));
             if self.kernel_drops > self.lost {
                 s.push_str(&format!(
@@ -613,4 +629,43 @@ fn write_matrix<T>(
         writeln!(w)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_is_attributed_per_receiver_to_its_kernel_drops() {
+        let peer = |p: u16, lost: u64, kernel_drops: u64| PeerSummary {
+            peer: p,
+            present: true,
+            lost,
+            kernel_drops,
+            ..PeerSummary::default()
+        };
+        let mut r = Report {
+            lost: 1_100,
+            kernel_drops: 1_150,
+            // Peer 1's 150 drops were control datagrams; peer 0's 50 lost are unexplained.
+            per_peer: vec![peer(0, 1_050, 1_000), peer(1, 50, 150)],
+            ..Report::default()
+        };
+        assert_eq!(r.lost_to_kernel_drops(), 1_050);
+        assert_eq!(
+            r.lost_line(),
+            "lost 1,100, of which 1,050 dropped by this host's full receive buffers \
+             (kernel_drops) (1,150 kernel drops in all, some repaired or control datagrams)"
+        );
+        r.per_peer.clear();
+        r.kernel_drops = 1_100;
+        assert_eq!(
+            r.lost_line(),
+            "lost 1,100, of which 1,100 dropped by this host's full receive buffers (kernel_drops)"
+        );
+        r.lost = 0;
+        assert_eq!(r.lost_line(), "lost 0");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
 }

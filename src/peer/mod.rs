@@ -353,8 +353,8 @@ fn write_log(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> any
 fn warn_capped(opened: &socket::Opened) {
     if opened.capped() {
         say!(
-            "mpcomm peer: warning: receive buffer capped at {} KiB by net.core.rmem_max (asked {} KiB \
-             for this many peers); bursts may be dropped by the kernel (counted as kernel_drops). \
+            "mpcomm peer: warning: receive buffer capped at {} KiB by net.core.rmem_max (asked {} KiB); \
+             bursts may be dropped by the kernel (counted as kernel_drops). \
              Raise it with `sysctl -w net.core.rmem_max={}` (and net.core.wmem_max), or run as root",
             opened.rcvbuf / 1024,
             opened.asked / 1024,

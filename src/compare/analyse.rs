@@ -406,6 +406,55 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .map(|l| fifo_violations(l.arrival_order(), n, m))
         .sum();
 
+    // Which pairs get distances (decided from the logs' lengths alone).
+    let ids: Vec<usize> = (0..nu).filter(|&p| by_peer[p].is_some()).collect();
+    let longest = present
+        .iter()
+        .map(|l| l.order.len() as u64)
+        .max()
+        .unwrap_or(0);
+    let pair_count = (ids.len() as u64) * (ids.len() as u64).saturating_sub(1) / 2;
+    let work = (pair_count + 1).saturating_mul(longest + 1);
+    let mut pairwise = !opts.skip_pairwise;
+    let mut pairwise_warning = None;
+    if ids.len() > MAX_PAIRWISE_PEERS {
+        pairwise = false;
+        pairwise_warning = Some(format!(
+            "no pairwise distances for more than {MAX_PAIRWISE_PEERS} logs"
+        ));
+    } else if work > MAX_PAIRWISE_WORK {
+        pairwise = false;
+        pairwise_warning = Some(format!(
+            "no pairwise distances or consensus: {pair_count} pairs x {longest} deliveries is over the cap of {MAX_PAIRWISE_WORK} (pairs + 1) x (longest log + 1)"
+        ));
+    }
+    let pairs: Vec<(usize, usize)> = if !pairwise {
+        Vec::new()
+    } else {
+        (0..ids.len())
+            .flat_map(|a| (a + 1..ids.len()).map(move |b| (a, b)))
+            .collect()
+    };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |t| t.get())
+    } else {
+        opts.threads
+    };
+    // The distances on the arrival order first, so that only one order's indexes (8 bytes a
+    // delivery) live at a time.
+    let arrival_disagreement = {
+        let arrival: Vec<RankIndex> = ids
+            .iter()
+            .map(|&p| peer_stats(by_peer[p].expect("present").arrival_order(), n, m).index)
+            .collect();
+        let arrival_refs: Vec<&RankIndex> = arrival.iter().collect();
+        let arrival_dist: Vec<f64> = distances(&arrival_refs, &pairs, threads)
+            .into_iter()
+            .map(|(d, c)| kendall::normalise(d, c))
+            .collect();
+        disagreement(&ids, &pairs, &arrival_dist)
+    };
+
     // Loss, duplicates and the per-peer order indexes.
     let stats: Vec<Option<PeerStats>> = by_peer
         .iter()
@@ -428,42 +477,11 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     }
 
     // Pairwise Kendall distances between present peers.
-    let ids: Vec<usize> = (0..nu).filter(|&p| stats[p].is_some()).collect();
     let indexes: Vec<&RankIndex> = ids
         .iter()
         .map(|&p| &stats[p].as_ref().expect("present").index)
         .collect();
-    let longest = present
-        .iter()
-        .map(|l| l.order.len() as u64)
-        .max()
-        .unwrap_or(0);
-    let pair_count = (ids.len() as u64) * (ids.len() as u64).saturating_sub(1) / 2;
-    let work = (pair_count + 1).saturating_mul(longest + 1);
-    let mut pairwise = !opts.skip_pairwise;
-    if ids.len() > MAX_PAIRWISE_PEERS {
-        pairwise = false;
-        r.warnings.push(format!(
-            "no pairwise distances for more than {MAX_PAIRWISE_PEERS} logs"
-        ));
-    } else if work > MAX_PAIRWISE_WORK {
-        pairwise = false;
-        r.warnings.push(format!(
-            "no pairwise distances or consensus: {pair_count} pairs x {longest} deliveries is over the cap of {MAX_PAIRWISE_WORK} (pairs + 1) x (longest log + 1)"
-        ));
-    }
-    let pairs: Vec<(usize, usize)> = if !pairwise {
-        Vec::new()
-    } else {
-        (0..ids.len())
-            .flat_map(|a| (a + 1..ids.len()).map(move |b| (a, b)))
-            .collect()
-    };
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |t| t.get())
-    } else {
-        opts.threads
-    };
+    r.warnings.extend(pairwise_warning);
     let raw = distances(&indexes, &pairs, threads);
     r.total_order = pairwise && raw.iter().all(|&(d, _)| d == 0);
     if !pairwise {
@@ -475,19 +493,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .map(|(d, c)| kendall::normalise(d, c))
         .collect();
     r.pairwise_disagreement = disagreement(&ids, &pairs, &dist);
-    {
-        // The same distances on the arrival order (only one order's indexes live at a time).
-        let arrival: Vec<RankIndex> = ids
-            .iter()
-            .map(|&p| peer_stats(by_peer[p].expect("present").arrival_order(), n, m).index)
-            .collect();
-        let arrival_refs: Vec<&RankIndex> = arrival.iter().collect();
-        let arrival_dist: Vec<f64> = distances(&arrival_refs, &pairs, threads)
-            .into_iter()
-            .map(|(d, c)| kendall::normalise(d, c))
-            .collect();
-        r.arrival.pairwise_disagreement = disagreement(&ids, &pairs, &arrival_dist);
-    }
+    r.arrival.pairwise_disagreement = arrival_disagreement;
     let first: Vec<Option<&RankIndex>> =
         stats.iter().map(|s| s.as_ref().map(|s| &s.index)).collect();
     match causal::violations(&by_peer, &first, m) {
@@ -564,6 +570,12 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .into_iter()
         .map(|(d, c)| kendall::normalise(d, c))
         .collect();
+    // The order indexes (8 bytes a delivery) are done with: free them before the latency.
+    drop(consensus_index);
+    let mut stats = stats;
+    for st in stats.iter_mut().flatten() {
+        st.index = RankIndex::default();
+    }
     let mut peer_distance = vec![None; nu];
     for (&p, &d) in ids.iter().zip(&to_consensus) {
         peer_distance[p] = Some(d);

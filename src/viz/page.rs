@@ -11,6 +11,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use super::geometry::{self as geo, Lanes, TimeScale};
 use super::trace::Times;
 use crate::compare::peerlog::{code_value, NEGATIVE, NOT_EXPECTED, OUT_OF_RANGE};
+use crate::compare::report::Matrices;
 use crate::compare::{PeerLog, Report};
 use crate::wire::Order;
 
@@ -82,6 +83,8 @@ struct Run<'a> {
     msgs: u32,
     ordered: bool,
     stride: u32,
+    /// The run's matrices, if the caller has them.
+    matrix: Option<&'a Matrices>,
     /// Per message index: its position is not the same at every present receiver.
     differs: HashMap<u32, bool>,
 }
@@ -95,6 +98,19 @@ pub fn write_page(
     report: &Report,
     stride: u32,
 ) -> io::Result<()> {
+    write_page_with(w, logs, times, report, stride, None)
+}
+
+/// [`write_page`] with the run's matrices, used when `report` has none (else the page
+/// analyses the logs once more for them).
+pub fn write_page_with(
+    w: &mut dyn Write,
+    logs: &[PeerLog],
+    times: &[Times],
+    report: &Report,
+    stride: u32,
+    matrix: Option<&Matrices>,
+) -> io::Result<()> {
     let header = logs.first().map(|l| &l.header);
     let run = Run {
         logs,
@@ -104,6 +120,7 @@ pub fn write_page(
         msgs: header.map_or(report.msgs_per_peer, |h| h.msgs),
         ordered: header.is_some_and(|h| h.order != Order::None),
         stride,
+        matrix: report.matrix.as_ref().or(matrix),
         differs: differing_messages(logs),
     };
     emit(w, head(&run))?;
@@ -506,7 +523,7 @@ fn latency(run: &Run) -> Markup {
 /// cells are shaded by value (darker = larger), the value in the cell and on hover.
 fn matrices(run: &Run) -> Markup {
     let computed;
-    let m = match &run.report.matrix {
+    let m = match run.matrix {
         Some(m) => m,
         None => {
             let opts = crate::compare::AnalyseOptions {

@@ -75,13 +75,9 @@ fn peer_stats(order: &[u32], n: u16, m: u32) -> PeerStats {
             true
         }
     });
-    v.shrink_to_fit();
     let lost_from = distinct_from.iter().map(|&d| u64::from(m) - d).collect();
     PeerStats {
-        index: RankIndex {
-            by_msg: v,
-            span: order.len(),
-        },
+        index: RankIndex::from_sorted(v, order.len(), key_bound),
         lost_from,
         dups_from,
         unexpected,
@@ -229,10 +225,11 @@ fn setting<'a>(
 /// (ties by message index): a Borda-style consensus.
 fn mean_position_order(indexes: &[&RankIndex]) -> Vec<u32> {
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::with_capacity(indexes.len());
-    let mut cursor = vec![0usize; indexes.len()];
-    for (p, ix) in indexes.iter().enumerate() {
-        if let Some(&x) = ix.by_msg.first() {
-            heap.push(Reverse((x, p)));
+    let mut cursor: Vec<_> = indexes.iter().map(|ix| ix.iter()).collect();
+    let key = |(m, p): (u32, u32)| (u64::from(m) << 32) | u64::from(p);
+    for (p, it) in cursor.iter_mut().enumerate() {
+        if let Some(x) = it.next() {
+            heap.push(Reverse((key(x), p)));
         }
     }
     // (mean position × 2^16 as integer, message)
@@ -251,9 +248,8 @@ fn mean_position_order(indexes: &[&RankIndex]) -> Vec<u32> {
         }
         sum += x & 0xffff_ffff;
         count += 1;
-        cursor[p] += 1;
-        if let Some(&y) = indexes[p].by_msg.get(cursor[p]) {
-            heap.push(Reverse((y, p)));
+        if let Some(y) = cursor[p].next() {
+            heap.push(Reverse((key(y), p)));
         }
     }
     flush(cur, sum, count, &mut keyed);

@@ -74,7 +74,7 @@ impl Messages {
         let mut msg: Vec<u32> = Vec::new();
         // Merged one log at a time: memory follows the distinct messages, not the deliveries.
         for ix in first.iter().flatten() {
-            msg.extend(ix.by_msg.iter().map(|&x| (x >> 32) as u32));
+            msg.extend(ix.iter().map(|(m, _)| m));
             msg.sort_unstable();
             msg.dedup();
         }
@@ -108,10 +108,7 @@ impl Messages {
 
 /// Where a receiver first delivered `msg`, if it did.
 fn first_pos(ix: &RankIndex, msg: u32) -> Option<usize> {
-    ix.by_msg
-        .binary_search_by_key(&msg, |&x| (x >> 32) as u32)
-        .ok()
-        .map(|i| (ix.by_msg[i] & 0xffff_ffff) as usize)
+    ix.position(msg).map(|p| p as usize)
 }
 
 /// [`violations`] with the caps as arguments (tests use small ones).
@@ -327,10 +324,7 @@ mod tests {
             }
         }
         by_msg.sort_unstable();
-        RankIndex {
-            by_msg,
-            span: l.order.len(),
-        }
+        RankIndex::from_sorted(by_msg, l.order.len(), u64::MAX)
     }
 
     fn count(logs: &[PeerLog], m: u32) -> Result<u64, Skipped> {

@@ -2,7 +2,6 @@
 //! URL of any kind (a Content-Security-Policy forbids every fetch), readable without scripts.
 //! Sections are rendered and written one at a time, so memory holds one section's markup.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 
@@ -86,7 +85,7 @@ struct Run<'a> {
     /// The run's matrices, if the caller has them.
     matrix: Option<&'a Matrices>,
     /// Per message index: its position is not the same at every present receiver.
-    differs: HashMap<u32, bool>,
+    differs: Differs,
 }
 
 /// Write the page of one run. `times` are the drawn deliveries read with `stride` (see
@@ -159,24 +158,47 @@ fn emit_framed(w: &mut dyn Write, frame: Markup, fills: &mut [Fill]) -> io::Resu
 }
 
 /// Messages whose delivery position is not the same at every receiver (or that some receiver
-/// lacks): the ones the diagram highlights. Keyed by message index, so memory follows the
-/// deliveries, not the N × M a header claims.
-fn differing_messages(logs: &[PeerLog]) -> HashMap<u32, bool> {
+/// lacks): the ones the diagram highlights. Sorted arrays of the distinct messages delivered,
+/// so memory follows the deliveries, not the N × M a header claims (9 bytes a message).
+struct Differs {
+    msgs: Vec<u32>,
+    differs: Vec<bool>,
+}
+
+impl Differs {
+    fn get(&self, msg: u32) -> Option<bool> {
+        self.msgs.binary_search(&msg).ok().map(|i| self.differs[i])
+    }
+}
+
+fn differing_messages(logs: &[PeerLog]) -> Differs {
+    let mut msgs: Vec<u32> = Vec::new();
+    for log in logs {
+        msgs.extend(log.order.iter().copied().filter(|&m| m != NOT_EXPECTED));
+        msgs.sort_unstable();
+        msgs.dedup();
+    }
+    msgs.shrink_to_fit();
     // Per message: first position seen, receivers that delivered it, positions differ.
-    let mut seen: HashMap<u32, (u32, usize, bool)> = HashMap::new();
+    let mut first = vec![u32::MAX; msgs.len()];
+    let mut count = vec![0u32; msgs.len()];
+    let mut differs = vec![false; msgs.len()];
     for log in logs {
         for (pos, &msg) in log.order.iter().enumerate() {
-            if msg == NOT_EXPECTED {
+            let Ok(i) = msgs.binary_search(&msg) else {
                 continue;
+            };
+            if first[i] == u32::MAX {
+                first[i] = pos as u32;
             }
-            let e = seen.entry(msg).or_insert((pos as u32, 0, false));
-            e.1 += 1;
-            e.2 |= e.0 != pos as u32;
+            count[i] += 1;
+            differs[i] |= first[i] != pos as u32;
         }
     }
-    seen.into_iter()
-        .map(|(msg, (_, n, differs))| (msg, differs || n != logs.len()))
-        .collect()
+    for (d, &n) in differs.iter_mut().zip(&count) {
+        *d |= n as usize != logs.len();
+    }
+    Differs { msgs, differs }
 }
 
 fn head(run: &Run) -> Markup {
@@ -290,7 +312,7 @@ fn receiver_arrows(run: &Run, t: &Times, scale: &TimeScale, lanes: &Lanes) -> Ma
         @for d in &t.drawn {
             @let a = geo::delivery_arrow(scale, lanes, d.sender, d.send_ns, t.receiver, d.deliver_ns);
             @let msg = u64::from(d.sender) * u64::from(run.msgs) + u64::from(d.seq);
-            @let hi = u32::try_from(msg).is_ok_and(|m| run.differs.get(&m) == Some(&true));
+            @let hi = u32::try_from(msg).is_ok_and(|m| run.differs.get(m) == Some(true));
             @if run.ordered && d.deliver_ns > d.arrive_ns {
                 @let b = geo::hold_back_bar(scale, lanes, t.receiver, d.arrive_ns, d.deliver_ns);
                 line.hb x1=(P(b.x1)) y1=(P(b.y1)) x2=(P(b.x2)) y2=(P(b.y2)) data-s=(d.sender) {}
@@ -626,10 +648,11 @@ mod tests {
         ];
         let d = differing_messages(&logs);
         // Indices: (0,0)=0, (0,1)=1, (1,0)=2, (1,1)=3.
-        assert!(!d[&0]);
-        assert!(d[&1]);
-        assert!(d[&2]);
-        assert!(d[&3], "receiver 1 lacks it");
+        assert_eq!(d.get(0), Some(false));
+        assert_eq!(d.get(1), Some(true));
+        assert_eq!(d.get(2), Some(true));
+        assert_eq!(d.get(3), Some(true), "receiver 1 lacks it");
+        assert_eq!(d.get(4), None);
     }
 
     #[test]

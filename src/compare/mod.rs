@@ -117,6 +117,9 @@ pub struct ReportArgs {
     /// Also draw the chart into this SVG file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    /// Also write a self-contained page (table and charts over N, one line per setting).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `N`, `NK`, `NM`, `NG`, `NT` (binary multiples), any u64.

@@ -4,9 +4,11 @@
 //! * [`geometry`]: scales, lanes, arrows, the palette (pure, tested).
 //! * [`trace`]: the send/arrive/deliver times the diagram draws, read from log bytes.
 //! * [`page`]: the page itself (maud templates).
+//! * [`report_page`]: the page of `mpcomm report --html` (table and charts over N).
 
 pub mod geometry;
 pub mod page;
+pub mod report_page;
 pub mod trace;
 
 use std::io::{BufWriter, Write};

@@ -51,12 +51,23 @@ line.hb{stroke:#0072B2;stroke-width:4;stroke-opacity:.55}
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto}
 ";
 
-/// Without a script every arrow shows; with one, the select lets one sender's show alone.
+/// Without a script every arrow shows; with one, the select lets one sender's show alone and
+/// the time window (from/to ms, or `#t=FROM-TO` in the address) hides the arrows and bars that
+/// lie wholly outside it. Times map to x through the svg's `data-x0`, `data-x1`, `data-ms`.
 const SCRIPT: &str = "
-(function(){var f=document.getElementById('filter'),s=document.getElementById('only');
-f.hidden=false;s.onchange=function(){var v=s.value;
+(function(){var f=document.getElementById('filter'),s=document.getElementById('only'),
+a=document.getElementById('from'),b=document.getElementById('to'),g=document.getElementById('st');
+f.hidden=false;var x0=+g.getAttribute('data-x0'),x1=+g.getAttribute('data-x1'),
+ms=+g.getAttribute('data-ms');
+function x(t){return ms>0?x0+Math.min(Math.max(t/ms,0),1)*(x1-x0):x0;}
+function num(e,d){var t=parseFloat(e.value);return isNaN(t)?d:t;}
+function apply(){var v=s.value,lo=x(num(a,0))-0.1,hi=x(num(b,ms))+0.1;
 document.querySelectorAll('#st .a,#st .hb').forEach(function(e){
-e.style.display=(v===''||e.getAttribute('data-s')===v)?'':'none';});};})();
+var p=+e.getAttribute('x1'),q=+e.getAttribute('x2');
+var ok=(v===''||e.getAttribute('data-s')===v)&&Math.max(p,q)>=lo&&Math.min(p,q)<=hi;
+e.style.display=ok?'':'none';});}
+var m=/^#t=([0-9.]+)-([0-9.]+)$/.exec(location.hash);if(m){a.value=m[1];b.value=m[2];}
+s.onchange=apply;a.oninput=apply;b.oninput=apply;apply();})();
 ";
 
 /// A coordinate with one decimal (enough at this size, and short).
@@ -274,9 +285,14 @@ fn diagram(run: &Run, w: &mut dyn Write) -> io::Result<()> {
                         @for s in 0..run.peers { option value=(s) { "peer " (s) } }
                     }
                 }
+                " "
+                label { "Time window from " input #from type="number" min="0" step="any" value="0"; }
+                label { " to " input #to type="number" min="0" step="any" value=(P(span_ms)); " ms" }
+                span.cap { " (arrows wholly outside the window are hidden)" }
             }
             div.scroll {
                 svg #st viewBox=(format!("0 0 {WIDTH} {}", P(height))) width=(WIDTH) height=(P(height))
+                    data-x0=(LABEL_W) data-x1=(WIDTH - 20.0) data-ms=(span_ms)
                     role="img" aria-label="space-time diagram" {
                     defs { marker #head viewBox="0 0 6 6" refX="6" refY="3" markerWidth="5"
                         markerHeight="5" orient="auto" { path d="M0 0L6 3L0 6z" fill="#999" {} } }

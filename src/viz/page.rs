@@ -49,6 +49,7 @@ line.hb{stroke:#0072B2;stroke-width:4;stroke-opacity:.55}
 .pair{display:flex;gap:1em;flex-wrap:wrap}
 .pair>div{flex:1 1 560px;min-width:0}
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto}
+#filter input{width:6em}
 ";
 
 /// Without a script every arrow shows; with one, the select lets one sender's show alone and

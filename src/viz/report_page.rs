@@ -115,7 +115,7 @@ pub fn y_range(values: &[f64]) -> (f64, f64) {
     if lo > hi {
         return (0.0, 1.0);
     }
-    let lo = if lo >= 0.0 && lo <= (hi - lo) {
+    let lo = if lo >= 0.0 && (lo <= hi - lo || lo == hi) {
         0.0
     } else {
         lo
@@ -188,13 +188,12 @@ fn chart(m: &Metric, series: &BTreeMap<String, Vec<&Group>>, ns: &[u16]) -> Mark
     let ticks: Vec<f64> = (0..=4)
         .map(|k| lo + (hi - lo) * f64::from(k) / 4.0)
         .collect();
-    let fmt = |v: f64| {
-        if (hi - lo) >= 4.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.2}")
-        }
-    };
+    // As many decimals as the tick step needs (2.5 stays 2.5).
+    let step = (hi - lo) / 4.0;
+    let digits = (0..3)
+        .find(|&d| (step * 10f64.powi(d)).fract().abs() < 1e-9)
+        .unwrap_or(3) as usize;
+    let fmt = |v: f64| format!("{v:.digits$}");
     html! {
         figure.chart style="margin:0" {
             h3 { (m.title) }
@@ -319,6 +318,6 @@ mod tests {
         write_report_page(&mut out, &[], "r.jsonl").unwrap();
         let html = String::from_utf8(out).unwrap();
         assert!(html.contains("No data"));
-        assert!(!html.contains("http"));
+        assert!(!html.contains("http:") && !html.contains("https:"));
     }
 }

@@ -566,9 +566,8 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .into_iter()
         .map(|(d, c)| kendall::normalise(d, c))
         .collect();
-    // The order indexes (8 bytes a delivery) are done with: free them before the latency.
+    // The order indexes are done with: free them before the latency.
     drop(consensus_index);
-    let mut stats = stats;
     for st in stats.iter_mut().flatten() {
         st.index = RankIndex::default();
     }

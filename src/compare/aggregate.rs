@@ -485,6 +485,13 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         self::svg(&groups, svg)?;
         say!("report: chart written to {}", svg.display());
     }
+    if let Some(page) = &args.html {
+        let source = args.results.display().to_string();
+        crate::viz::create_page(page, |w| {
+            crate::viz::report_page::write_report_page(w, &groups, &source)
+        })?;
+        say!("report: page written to {}", page.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

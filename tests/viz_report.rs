@@ -59,7 +59,6 @@ fn report_page_has_the_table_and_a_chart_per_metric_and_links_nowhere() {
             }
         }
     }
-    lines.push_str("not a report\n");
     std::fs::write(&results, lines).unwrap();
     let page = dir.path().join("report.html");
     let mut c = mpcomm();

@@ -6,6 +6,7 @@
 //! * [`page`]: the page itself (maud templates).
 //! * [`report_page`]: the page of `mpcomm report --html` (table and charts over N).
 
+pub mod chart;
 pub mod geometry;
 pub mod page;
 pub mod report_page;

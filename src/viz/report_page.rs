@@ -7,17 +7,7 @@ use std::io::{self, Write};
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::geometry::{nice_ceiling, PALETTE};
 use crate::compare::aggregate::Group;
-
-const W: f64 = 560.0;
-const H: f64 = 300.0;
-const LEFT: f64 = 64.0;
-const RIGHT: f64 = 16.0;
-const TOP: f64 = 14.0;
-const BOTTOM: f64 = H - 42.0;
-/// Dash patterns: a second (third, …) round through the palette gets its own.
-const DASHES: [&str; 4] = ["", "6 3", "2 3", "8 3 2 3"];
 
 const STYLE: &str = "
 body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222;max-width:1250px}
@@ -44,6 +34,8 @@ struct Metric {
     title: &'static str,
     caption: &'static str,
     unit: &'static str,
+    /// The most the value can be (a share: 100 %).
+    cap: Option<f64>,
     value: fn(&Group) -> Option<f64>,
 }
 
@@ -53,6 +45,7 @@ const METRICS: [Metric; 5] = [
         caption: "Share of the N × M delivery positions at which not every receiver delivered the \
                   same message (mean over the samples; lower is better, 0 = one agreed order).",
         unit: "% of positions",
+        cap: Some(100.0),
         value: |g| Some(g.out_of_order_pct),
     },
     Metric {
@@ -60,12 +53,14 @@ const METRICS: [Metric; 5] = [
         caption: "Mean Kendall distance between two receivers' delivery orders, in % of message \
                   pairs (0 = the same order, 100 = reversed).",
         unit: "% of pairs",
+        cap: Some(100.0),
         value: |g| Some(100.0 * g.disagreement_mean),
     },
     Metric {
         title: "Loss",
         caption: "Messages a receiver never delivered, mean per run (summed over receivers).",
         unit: "messages",
+        cap: None,
         value: |g| Some(g.lost_mean),
     },
     Metric {
@@ -73,6 +68,7 @@ const METRICS: [Metric; 5] = [
         caption: "Median one-way latency (send → delivery), mean over the samples; the p99 is in \
                   the table.",
         unit: "µs",
+        cap: None,
         value: |g| g.latency_p50_us,
     },
     Metric {
@@ -80,6 +76,7 @@ const METRICS: [Metric; 5] = [
         caption: "Deliveries before a message that happened before them (mean over the runs \
                   where it was computed; 0 under causal and total orders).",
         unit: "deliveries",
+        cap: None,
         value: |g| g.causal_violations_mean,
     },
 ];
@@ -95,37 +92,6 @@ fn series_name(g: &Group) -> String {
         "{}, {}/{}, {} msgs{wan}",
         g.transport, g.order, g.repair, g.msgs_per_peer
     )
-}
-
-/// Colour and dash pattern of series `i`.
-fn style_of(i: usize) -> (&'static str, &'static str) {
-    (
-        PALETTE[i % PALETTE.len()],
-        DASHES[(i / PALETTE.len()) % DASHES.len()],
-    )
-}
-
-/// The y range fitted to `values`: nice steps around the data's min and max, with 0 in it
-/// when the data come near it.
-pub fn y_range(values: &[f64]) -> (f64, f64) {
-    let finite = values.iter().copied().filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-        (a.min(v), b.max(v))
-    });
-    if lo > hi {
-        return (0.0, 1.0);
-    }
-    let lo = if lo >= 0.0 && (lo <= hi - lo || lo == hi) {
-        0.0
-    } else {
-        lo
-    };
-    let step = nice_ceiling((hi - lo) / 4.0);
-    let (a, mut b) = ((lo / step).floor() * step, (hi / step).ceil() * step);
-    if b <= a {
-        b = a + step;
-    }
-    (a, b)
 }
 
 /// Write the page of `groups` (rows of [`crate::compare::aggregate::aggregate`]).
@@ -157,7 +123,7 @@ pub fn write_report_page(w: &mut dyn Write, groups: &[Group], source: &str) -> i
             p.cap { "x: the number of peers N; one line per setting, as in the legend under \
                      each chart; the y axis is fitted to the data (it need not start at 0)." }
             div.charts {
-                @for m in &METRICS { (chart(m, &series, &ns)) }
+                @for m in &METRICS { (chart(m, &series)) }
             }
         }
         (table(groups))
@@ -166,82 +132,80 @@ pub fn write_report_page(w: &mut dyn Write, groups: &[Group], source: &str) -> i
     w.write_all(b"</body></html>\n")
 }
 
-fn chart(m: &Metric, series: &BTreeMap<String, Vec<&Group>>, ns: &[u16]) -> Markup {
-    let values: Vec<f64> = series
-        .values()
-        .flatten()
-        .filter_map(|g| (m.value)(g))
-        .collect();
-    let (lo, hi) = y_range(&values);
-    let x = |n: u16| {
-        let (a, b) = (
-            f64::from(*ns.first().unwrap_or(&0)),
-            f64::from(*ns.last().unwrap_or(&0)),
-        );
-        if b > a {
-            LEFT + 20.0 + (f64::from(n) - a) / (b - a) * (W - LEFT - RIGHT - 40.0)
-        } else {
-            (LEFT + W - RIGHT) / 2.0
-        }
-    };
-    let y = |v: f64| BOTTOM - (v - lo) / (hi - lo) * (BOTTOM - TOP);
-    let ticks: Vec<f64> = (0..=4)
-        .map(|k| lo + (hi - lo) * f64::from(k) / 4.0)
-        .collect();
-    // As many decimals as the tick step needs (2.5 stays 2.5).
-    let step = (hi - lo) / 4.0;
-    let digits = (0..3)
-        .find(|&d| (step * 10f64.powi(d)).fract().abs() < 1e-9)
-        .unwrap_or(3) as usize;
-    let fmt = |v: f64| format!("{v:.digits$}");
+fn chart(m: &Metric, series: &BTreeMap<String, Vec<&Group>>) -> Markup {
+    let lines = series_of(m, series);
+    let empty = lines.iter().all(|s| s.points.is_empty());
     html! {
         figure.chart style="margin:0" {
             h3 { (m.title) }
             p.cap { (m.caption) }
-            @if values.is_empty() {
+            @if empty {
                 p.cap { em { "No data in these results." } }
             } @else {
-                svg viewBox=(format!("0 0 {W} {H}")) width=(W) height=(H) role="img" aria-label=(m.title) {
-                    @for &t in &ticks {
-                        line.grid x1=(LEFT) y1=(format!("{:.1}", y(t))) x2=(W - RIGHT) y2=(format!("{:.1}", y(t))) {}
-                        text x=(LEFT - 6.0) y=(format!("{:.1}", y(t) + 4.0)) text-anchor="end" { (fmt(t)) }
-                    }
-                    @for &n in ns {
-                        line.grid x1=(format!("{:.1}", x(n))) y1=(TOP) x2=(format!("{:.1}", x(n))) y2=(BOTTOM) {}
-                        text x=(format!("{:.1}", x(n))) y=(BOTTOM + 16.0) text-anchor="middle" { (n) }
-                    }
-                    line.axis x1=(LEFT) y1=(BOTTOM) x2=(W - RIGHT) y2=(BOTTOM) {}
-                    line.axis x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(BOTTOM) {}
-                    text x=(format!("{:.1}", (LEFT + W - RIGHT) / 2.0)) y=(H - 6.0) text-anchor="middle" { "peers (N)" }
-                    text x="12" y=(format!("{:.1}", (TOP + BOTTOM) / 2.0))
-                        transform=(format!("rotate(-90 12 {:.1})", (TOP + BOTTOM) / 2.0)) text-anchor="middle" { (m.unit) }
-                    @for (i, (name, gs)) in series.iter().enumerate() {
-                        @let (colour, dash) = style_of(i);
-                        @let pts: Vec<(f64, f64)> = gs.iter().filter_map(|g| (m.value)(g).map(|v| (x(g.peers), y(v)))).collect();
-                        g {
-                            title { (name) }
-                            polyline points=(pts.iter().map(|(a, b)| format!("{a:.1},{b:.1}")).collect::<Vec<_>>().join(" "))
-                                stroke=(colour) stroke-dasharray=(dash) {}
-                            @for (a, b) in &pts {
-                                circle cx=(format!("{a:.1}")) cy=(format!("{b:.1}")) r="3.5" fill=(colour) {}
-                            }
-                        }
-                    }
-                }
+                (PreEscaped(super::chart::svg(&super::chart::Chart { title: m.title, unit: m.unit, cap: m.cap, series: &lines }, false)))
                 ul.legend {
                     @for (i, name) in series.keys().enumerate() {
-                        @let (colour, dash) = style_of(i);
-                        li {
-                            svg width="28" height="10" aria-hidden="true" {
-                                line x1="1" y1="5" x2="27" y2="5" stroke=(colour) stroke-width="2.5" stroke-dasharray=(dash) {}
-                            }
-                            (name)
-                        }
+                        li { (PreEscaped(super::chart::swatch(i))) (name) }
                     }
                 }
             }
         }
     }
+}
+
+/// The metric's value of every group, one line per setting (the same order as the legend).
+fn series_of(m: &Metric, series: &BTreeMap<String, Vec<&Group>>) -> Vec<super::chart::Series> {
+    series
+        .iter()
+        .map(|(name, gs)| super::chart::Series {
+            name: name.clone(),
+            points: gs
+                .iter()
+                .filter_map(|g| (m.value)(g).map(|v| (g.peers, v)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The `--svg` of `lab` and `report`: out-of-order rounds and pairwise disagreement over N,
+/// side by side in one standalone file, each with its legend under it.
+pub fn write_svg(groups: &[Group], path: &std::path::Path) -> io::Result<()> {
+    let mut series: BTreeMap<String, Vec<&Group>> = BTreeMap::new();
+    for g in groups {
+        series.entry(series_name(g)).or_default().push(g);
+    }
+    let panels: Vec<String> = METRICS[..2]
+        .iter()
+        .map(|m| {
+            let lines = series_of(m, &series);
+            super::chart::svg(
+                &super::chart::Chart {
+                    title: m.title,
+                    unit: m.unit,
+                    cap: m.cap,
+                    series: &lines,
+                },
+                true,
+            )
+        })
+        .collect();
+    let h = super::chart::H + 26.0 + 8.0 + 18.0 * series.len() as f64;
+    let w = 2.0 * super::chart::W + 20.0;
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif"><rect width="{w}" height="{h}" fill="#fff"/>"##
+    );
+    for (k, (m, panel)) in METRICS.iter().zip(&panels).enumerate() {
+        let x = k as f64 * (super::chart::W + 20.0);
+        // A nested <svg> placed at (x, 26): the panel keeps its own coordinates.
+        out.push_str(&format!(
+            r#"<text x="{:.1}" y="18" font-size="15" text-anchor="middle">{}</text>{}"#,
+            x + super::chart::W / 2.0,
+            m.title,
+            panel.replacen("<svg ", &format!(r#"<svg x="{x:.1}" y="26" "#), 1)
+        ));
+    }
+    out.push_str("</svg>\n");
+    std::fs::write(path, out)
 }
 
 fn table(groups: &[Group]) -> Markup {
@@ -296,21 +260,6 @@ fn table(groups: &[Group]) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn y_is_fitted_to_the_data() {
-        assert_eq!(y_range(&[]), (0.0, 1.0));
-        assert_eq!(y_range(&[0.0, 7.0]), (0.0, 8.0));
-        // Far from 0: the range starts near the data.
-        let (lo, hi) = y_range(&[1000.0, 1010.0]);
-        assert!(
-            (995.0..=1000.0).contains(&lo) && (1010.0..=1015.0).contains(&hi),
-            "{lo} {hi}"
-        );
-        let (lo, hi) = y_range(&[5.0, 5.0]);
-        assert!(lo <= 5.0 && hi > 5.0);
-        assert_eq!(y_range(&[f64::NAN, 2.0]).0, 0.0);
-    }
 
     #[test]
     fn empty_results_make_a_page_without_charts() {

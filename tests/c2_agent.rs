@@ -98,6 +98,8 @@ fn agent_running_a_peer(dir: &TempDir) -> (Proc, FakeController, impl Fn(u64) ->
         peers: vec![peer(port), peer(port.wrapping_add(1).max(1024))],
         wan: String::new(),
         zones: Vec::new(),
+        time_scale: 1.0,
+        wan_loss: 0.0,
         run_key: [3; 32],
     };
     c.send(&Msg::Run(Box::new(spec(11))));

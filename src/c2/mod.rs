@@ -3,7 +3,7 @@
 //!
 //! * [`proto`]: the C2 messages, byte by byte; [`auth`]: the PSK handshake and per-frame MACs;
 //!   [`conn`]: one framed, authenticated connection on a non-blocking socket.
-//! * [`timing`], [`registry`], [`runs`]: the protocol logic as plain state over `Instant`.
+//! * [`timing`], [`registry`], [`runs`], [`exit`]: the protocol logic as plain state over `Instant`.
 //! * [`agent`], [`controller`], [`client`]: the mio drivers and the blocking control client.
 //! * [`key`], [`notify`]: key files and systemd readiness.
 
@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod controller;
+pub mod exit;
 pub mod key;
 pub mod notify;
 pub mod proto;

@@ -461,7 +461,9 @@ mod tests {
         let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
         assert_eq!(
             r.on_ready(100),
-            Some(Update::Progress("run 0000000000000007: 1/2 peers ready".into()))
+            Some(Update::Progress(
+                "run 0000000000000007: 1/2 peers ready".into()
+            ))
         );
         assert_eq!(r.on_ready(100), None);
         assert_eq!(r.on_ready(555), None);

@@ -26,6 +26,9 @@ fn refused(e: &anyhow::Error) -> bool {
 
 /// The controller sends a heartbeat every second; this much silence means it is gone.
 const SILENCE: Duration = Duration::from_secs(10);
+const _: () = assert!(
+    super::exit::EXIT_GRACE.as_millis() + super::exit::EXIT_WAIT.as_millis() < SILENCE.as_millis()
+);
 pub const MAX_REPEAT: u32 = 1000;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -243,7 +246,9 @@ impl Client {
             let m = Msg::parse(body)
                 .map_err(|e| anyhow::anyhow!("undecodable message from the controller: {e}"))?;
             if m == Msg::Heartbeat {
-                self.send(&Msg::Heartbeat)?;
+                // A failed answer is not the end: what the controller sent before closing may
+                // still be there to read, and the next read reports a closed connection.
+                let _ = self.send(&Msg::Heartbeat);
                 continue;
             }
             return Ok(m);

@@ -906,7 +906,17 @@ impl Controller {
         for (t, why) in drop {
             self.drop_client(t, why);
         }
-        for t in beat {
+        // The exit's requester gets no heartbeats: it only waits for ExitDone (at most
+        // EXIT_GRACE + EXIT_WAIT, less than a client's silence limit), and an answer crossing
+        // our close would reset the connection before it read ExitDone.
+        let requester = match &self.exiting {
+            Some(Exiting {
+                requester: Requester::Conn(t),
+                ..
+            }) => Some(*t),
+            _ => None,
+        };
+        for t in beat.into_iter().filter(|t| Some(*t) != requester) {
             self.send(t, &Msg::Heartbeat);
         }
         let update = self.active.as_mut().and_then(|(r, _)| r.poll(now));

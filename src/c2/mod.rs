@@ -34,7 +34,8 @@ pub enum C2Command {
     Run(client::RunArgs),
     /// List the agents the controller knows, live or lost.
     Status(client::StatusArgs),
-    /// Stop every agent, then the controller.
+    /// Stop every agent (also those that register within 3 s: still connecting, or in their
+    /// reconnect backoff), then the controller.
     Exit(client::ControlArgs),
 }
 

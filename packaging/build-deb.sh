@@ -8,7 +8,7 @@
 # MPCOMM_DEB_NO_BUILD=1 skips `cargo build` (the release binary must be there already).
 set -eu
 cd "$(dirname "$0")/.."
-if ! command -v cargo-deb >/dev/null 2>&1; then
+if ! cargo deb --version >/dev/null 2>&1; then
 	echo "build-deb: cargo-deb not found: cargo install --locked cargo-deb" >&2
 	exit 1
 fi

@@ -412,52 +412,37 @@ fn check_man_pages(dir: &Path) {
     let tolerated = |l: &str| {
         l.trim().is_empty() || l.contains("cannot adjust line") || l.contains("can't break line")
     };
-    let (tool, mut render): (&str, Box<dyn FnMut(&Path) -> (bool, String, String)>) =
-        if on_path("man").is_some() {
-            (
-                "man",
-                Box::new(|page| {
-                    run(Command::new("man")
-                        .arg("--warnings")
-                        .arg("-l")
-                        .arg(page)
-                        .env("MANWIDTH", "100")
-                        .env("MAN_DISABLE_SECCOMP", "1"))
-                }),
-            )
-        } else if on_path("groff").is_some() && on_path("gzip").is_some() {
-            (
-                "groff",
-                Box::new(|page| {
-                    let roff = ok(Command::new("gzip").arg("-dc").arg(page));
-                    let mut child = Command::new("groff")
-                        .args(["-k", "-man", "-Tutf8", "-ww"])
-                        .stdin(std::process::Stdio::piped())
-                        .stdout(std::process::Stdio::piped())
-                        .stderr(std::process::Stdio::piped())
-                        .spawn()
-                        .unwrap();
-                    use std::io::Write;
-                    child
-                        .stdin
-                        .take()
-                        .unwrap()
-                        .write_all(roff.as_bytes())
-                        .unwrap();
-                    let out = child.wait_with_output().unwrap();
-                    (
-                        out.status.success(),
-                        String::from_utf8_lossy(&out.stdout).into_owned(),
-                        String::from_utf8_lossy(&out.stderr).into_owned(),
-                    )
-                }),
-            )
-        } else {
-            eprintln!("neither man nor groff installed: man pages not rendered");
-            return;
-        };
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let page = entry.unwrap().path();
+    let tool = if on_path("man").is_some() {
+        "man"
+    } else if on_path("groff").is_some() && on_path("gzip").is_some() {
+        "groff"
+    } else {
+        eprintln!("neither man nor groff installed: man pages not rendered");
+        return;
+    };
+    let render = |page: &Path| {
+        if tool == "man" {
+            return run(Command::new("man")
+                .arg("--warnings")
+                .arg("-l")
+                .arg(page)
+                .env("MANWIDTH", "100")
+                .env("MAN_DISABLE_SECCOMP", "1"));
+        }
+        // groff reads no gzip: unpack next to the page (the scratch root goes away).
+        let roff = page.with_extension("");
+        std::fs::write(&roff, ok(Command::new("gzip").arg("-dc").arg(page))).unwrap();
+        let r = run(Command::new("groff")
+            .args(["-k", "-man", "-Tutf8", "-ww", "-P-cbou"]) // -P: plain text, no overstrikes
+            .arg(&roff));
+        std::fs::remove_file(&roff).unwrap();
+        r
+    };
+    let pages: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for page in pages {
         let (success, text, err) = render(&page);
         assert!(success, "{tool} {page:?}: {err}");
         let bad: Vec<&str> = err.lines().filter(|l| !tolerated(l)).collect();

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Subcommand};
 
+mod generate;
+
 /// Make the message-ordering problem of uncoordinated multicast visible, measurable and fixable.
 ///
 /// N peers each send M messages to all peers at random intervals, with nobody coordinating;
@@ -38,6 +40,9 @@ enum Command {
     /// Command and control across machines: agents, controller, control commands.
     #[command(subcommand)]
     C2(mpcomm::c2::C2Command),
+    /// Write manual pages and shell completions (for packagers: packaging/build-deb.sh).
+    #[command(subcommand, hide = true)]
+    Generate(generate::GenerateCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         Command::Wan(cmd) => mpcomm::wan::cli::run(cmd),
         Command::Upload(args) => mpcomm::peer::run_upload(args),
         Command::C2(cmd) => mpcomm::c2::run(cmd),
+        Command::Generate(what) => generate::run(what, with_exit_codes(Cli::command())),
     };
     match result {
         Ok(code) => code,

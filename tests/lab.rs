@@ -174,12 +174,36 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
             "--netns takes at most 250 peers",
         ),
         (&["lab", "--wan", "nosuchprofile"], "nosuchprofile"),
-        (&["lab", "--time-scale", "0"], "time scale"),
+        (
+            &["lab", "--time-scale", "0"],
+            "--time-scale 0 must be between",
+        ),
         (&["lab", "--interval", "100..10"], "MIN is larger than MAX"),
         // Issue 11: every value a child peer would refuse, refused by the lab in its words.
         (
             &["lab", "--wan", "lan", "--wan-loss", "1.5"],
-            "loss 1.5 must be a fraction between 0 and 1",
+            "--wan-loss 1.5: the loss must be a fraction between 0 and 1",
+        ),
+        (
+            &["lab", "--wan", "lan", "--wan-loss=-0.5"],
+            "--wan-loss -0.5: the loss must be",
+        ),
+        // Issue 12: every output path before any child starts.
+        (
+            &["lab", "--svg", "/nonexistent-dir/x.svg"],
+            "--svg /nonexistent-dir/x.svg: cannot write there",
+        ),
+        (
+            &["lab", "--html", "/nonexistent-dir/x.html"],
+            "--html /nonexistent-dir/x",
+        ),
+        (
+            &["lab", "--results", "/nonexistent-dir/r.jsonl"],
+            "/nonexistent-dir/r.jsonl",
+        ),
+        (
+            &["lab", "--hist-dir", "/proc/no-such-dir"],
+            "--hist-dir /proc/no-such-dir",
         ),
         (&["lab", "--wan-loss", "0.1"], "add --wan lan"),
         (&["lab", "--size", "10"], "--size 10 is out of range"),

@@ -307,8 +307,12 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let results = cfg.results.as_deref().map(open_results).transpose()?;
         if let Some(dir) = &cfg.hist_dir {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create histogram directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "--hist-dir {}: cannot create the histogram directory",
+                    dir.display()
+                )
+            })?;
         }
         if let Some(dir) = &cfg.html_dir {
             std::fs::create_dir_all(dir)

@@ -208,6 +208,25 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         e.check()?;
     }
     let total = experiments.len();
+    // Every output path now, not after a two-minute grid.
+    let out = crate::util::out::check_writable;
+    if let Some(svg) = &args.svg {
+        out(svg, "--svg")?;
+    }
+    if let Some(html) = &args.html {
+        out(&crate::viz::page_path(html, 0, total), "--html")?;
+    }
+    if let Some(results) = &args.results {
+        out(results, "--results")?;
+    }
+    if let Some(dir) = &args.hist_dir {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "--hist-dir {}: cannot create the histogram directory",
+                dir.display()
+            )
+        })?;
+    }
     say!(
         "mpcomm lab: {total} run(s){}, seed {base_seed}{}",
         if args.netns {
@@ -301,13 +320,6 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             args.results.as_ref().expect("set").display(),
             args.svg.as_ref().expect("set").display()
         );
-    }
-    // Every output path now, not after a two-minute grid.
-    if let Some(svg) = &args.svg {
-        crate::util::out::check_writable(svg, "--svg")?;
-    }
-    if let Some(html) = &args.html {
-        crate::util::out::check_writable(&crate::viz::page_path(html, 0, total), "--html")?;
     }
     let mut results = match &args.results {
         Some(p) => Some(crate::compare::open_results(p)?),

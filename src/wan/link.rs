@@ -103,7 +103,7 @@ pub fn check_time_scale(f: f64) -> Result<f64, String> {
         Ok(f)
     } else {
         Err(format!(
-            "time scale {f} must be between {} and {} (e.g. 0.1 for ten times faster)",
+            "--time-scale {f} must be between {} and {} (e.g. 0.1 for ten times faster)",
             TIME_SCALE_RANGE.start(),
             TIME_SCALE_RANGE.end()
         ))
@@ -116,7 +116,7 @@ pub fn check_loss(p: f64) -> Result<f64, String> {
         Ok(p)
     } else {
         Err(format!(
-            "loss {p} must be a fraction between 0 and 1 (e.g. 0.01)"
+            "--wan-loss {p}: the loss must be a fraction between 0 and 1 (e.g. 0.01)"
         ))
     }
 }

@@ -7,6 +7,7 @@ mod experiment;
 mod hosts;
 mod progress;
 mod runkey;
+mod session;
 pub mod table;
 
 use std::io::Write;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 pub use experiment::{Experiment, Outcome};
+pub use session::{Session, SessionOptions};
 
 use crate::compare::{Report, Server, ServerConfig};
 use crate::util::duration;
@@ -184,10 +186,13 @@ impl TransportChoice {
     }
 }
 
+/// The most peers one lab run may have on one machine.
+pub const MAX_PEERS: u16 = 64;
+
 pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        args.peers >= 1 && args.peers <= 64,
-        "--peers must be 1..=64 on one machine"
+        args.peers >= 1 && args.peers <= MAX_PEERS,
+        "--peers must be 1..={MAX_PEERS} on one machine"
     );
     anyhow::ensure!(args.runs != Some(0), "--runs must be at least 1");
     let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
@@ -211,7 +216,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     );
 
     // The comparator, in this process, on one mio loop of its own thread.
-    let (listener, hosts) = hosts::prepare(&args)?;
+    let host_count = if args.grid {
+        8
+    } else {
+        usize::from(args.peers)
+    };
+    let (listener, hosts) = hosts::prepare(args.netns, host_count)?;
     let mut cfg = ServerConfig::local(listener.local_addr()?);
     // A run is reported once every peer uploaded; the timeout only covers a peer that died.
     // The last peer finishes up to a quiet period (≥ the longest send gap) and the longest

@@ -1,0 +1,159 @@
+//! `mpcomm bench`: both transports side by side over a list of N, with the real tool.
+//!
+//! For every host kind (loopback, network namespaces), N and transport it makes two lab runs of
+//! real `mpcomm peer` processes ([`crate::lab::Session`]):
+//!
+//! * **saturation**: `--interval 0`, M = `--deliveries` / N² messages per peer (so N² × M, the
+//!   work of a run, stays bounded), giving the delivered rate, loss and its attribution, the
+//!   senders' datagrams, bytes and syscalls per message and the peers' CPU per delivery;
+//! * **paced**: a fixed gap of 1 / `--rate` between a peer's messages, giving one-way latency
+//!   p50 / p99 at a low rate.
+//!
+//! Output: a text table (stdout), one JSON line per host kind × transport × N (`--json`), an SVG
+//! chart (`--svg`); progress on stderr.
+
+mod measure;
+mod output;
+mod plan;
+mod svg;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::lab::{Session, SessionOptions, TransportChoice};
+use crate::util::duration;
+
+pub use measure::{Latency, Row};
+pub use plan::{HostKind, PeerList, Point};
+
+const EXAMPLES: &str = "Examples:
+  mpcomm bench                              # N = 2, 4, 8, … on loopback, both transports
+  mpcomm bench --peers 2,8,32 --json        # one JSON line per transport × N
+  mpcomm bench --hosts both --svg bench.svg # loopback and network namespaces, and a chart";
+
+/// Measure both transports side by side over a list of N, with real peer processes.
+///
+/// For every N and transport: one saturation run (`--interval 0`) for the delivered rate,
+/// loss (with the kernel's receive-buffer drops), the senders' datagrams, bytes and syscalls
+/// per message and the peers' CPU per delivery; and one paced run (--rate messages/s per peer)
+/// for one-way latency p50/p99.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = EXAMPLES)]
+pub struct BenchArgs {
+    /// Comma-separated list of N (default: 2, 4, 8, … up to the lab's limit).
+    #[arg(long, value_parser = plan::parse_peers)]
+    pub peers: Option<PeerList>,
+    /// fanout, multicast, or both.
+    #[arg(long, default_value = "both")]
+    pub transport: TransportChoice,
+    /// Where the peers live: loopback, netns (own network namespaces on a bridge), or both.
+    #[arg(long, value_enum, default_value = "loopback")]
+    pub hosts: HostKind,
+    /// The same as --hosts netns.
+    #[arg(long, conflicts_with = "hosts")]
+    pub netns: bool,
+    /// Deliveries a saturation run aims at (N² × M): M = this / N² messages per peer.
+    #[arg(long, default_value_t = 500_000)]
+    pub deliveries: u64,
+    /// Messages per peer of a paced (latency) run, at most --deliveries / N².
+    #[arg(long, default_value_t = 1000)]
+    pub paced_msgs: u32,
+    /// Messages per second each peer sends in the paced run (a fixed gap of 1/rate).
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u32,
+    /// DATA datagram size in bytes.
+    #[arg(long, default_value_t = crate::wire::packet::DATA_MIN_LEN)]
+    pub size: usize,
+    /// Peers' quiet period after sending.
+    #[arg(long, default_value = "500ms", value_parser = duration::parse)]
+    pub drain: Duration,
+    /// Seed of the runs (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// One JSON object per host kind × transport × N per line instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a chart (rate and cost against N) to this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Show the peers' own log lines.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let hosts = if args.netns {
+        HostKind::Netns
+    } else {
+        args.hosts
+    };
+    let plan = plan::Plan::new(&args, hosts)?;
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
+    say!(
+        "mpcomm bench: {} points ({} runs), N = {}, seed {seed}; progress below, results on stdout",
+        plan.points.len(),
+        plan.points.len() * 2,
+        plan.peers_label()
+    );
+    let mut rows = Vec::new();
+    let mut failures = 0;
+    let mut done = 0;
+    let total = plan.points.len() * 2;
+    for kind in hosts.list() {
+        let points: Vec<&Point> = plan.points.iter().filter(|p| p.hosts == kind).collect();
+        let Some(max_peers) = points.iter().map(|p| p.peers).max() else {
+            continue;
+        };
+        let session = Session::start(&SessionOptions {
+            netns: kind == HostKind::Netns,
+            max_peers,
+            max_records_per_log: points
+                .iter()
+                .map(|p| u64::from(p.peers) * u64::from(p.saturation_msgs.max(p.paced_msgs)))
+                .max()
+                .unwrap_or(0),
+            longest_gap: args.drain.max(plan.paced_gap),
+            verbose: args.verbose,
+        })?;
+        for p in points {
+            if session.interrupted() {
+                break;
+            }
+            let row = measure::point(&session, p, &plan, seed, |what| {
+                done += 1;
+                say!("mpcomm bench: [{done}/{total}] {what}");
+            });
+            if row.error.is_some() {
+                failures += 1;
+            }
+            if args.json {
+                let mut out = crate::util::out::stdout();
+                writeln!(out, "{}", serde_json::to_string(&row)?)?;
+                out.flush()?;
+            }
+            rows.push(row);
+        }
+        let interrupted = session.interrupted();
+        session.finish()?;
+        if interrupted {
+            say!("mpcomm bench: interrupted; peers stopped");
+            return Ok(ExitCode::from(130));
+        }
+    }
+    if !args.json {
+        let mut out = crate::util::out::stdout();
+        output::write_table(&rows, &plan, &mut out)?;
+        out.flush()?;
+    }
+    if let Some(path) = &args.svg {
+        svg::write(&rows, path)?;
+        say!("mpcomm bench: chart written to {}", path.display());
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -236,7 +236,7 @@ pub fn point(
                 "{label} saturation, M={}: {} deliveries/s, {} lost{}",
                 p.saturation_msgs,
                 row.delivered_per_s
-                    .map_or("?".into(), |r| super::output::thousands(r)),
+                    .map_or("?".into(), super::output::thousands),
                 row.lost,
                 row.kernel_drops
                     .map_or(String::new(), |k| format!(" ({k} kernel drops)"))

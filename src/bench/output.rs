@@ -23,6 +23,26 @@ pub fn opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".into(), |x| format!("{x:.decimals$}"))
 }
 
+/// This machine, as the table's footer names it: cores, CPU model, kernel, load average.
+pub fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim())
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let kernel = read("/proc/sys/kernel/osrelease");
+    let load = read("/proc/loadavg");
+    let load = load.split_whitespace().next().unwrap_or("?");
+    format!(
+        "{cores} cores, {model}, Linux {}, load average {load} at the end",
+        kernel.trim()
+    )
+}
+
 pub fn write_table(rows: &[Row], plan: &Plan, w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
@@ -70,6 +90,7 @@ pub fn write_table(rows: &[Row], plan: &Plan, w: &mut dyn Write) -> io::Result<(
         w,
         "delivered/s = deliveries / (last delivery - first send); dgrams, bytes = DATA the senders sent per message; syscalls = send + receive, all peers, per message sent; cpu = all peers' user + system time per delivery"
     )?;
+    writeln!(w, "machine: {}", machine())?;
     for r in rows.iter().filter(|r| r.error.is_some()) {
         writeln!(
             w,

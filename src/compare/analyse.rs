@@ -321,6 +321,8 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     };
     r.malformed = ssum(&mut present.iter().map(|l| l.header.malformed));
     r.forged = ssum(&mut present.iter().map(|l| l.header.forged));
+    r.kernel_drops = ssum(&mut present.iter().map(|l| l.header.kernel_drops));
+    r.send_drops = ssum(&mut present.iter().map(|l| l.header.send_drops));
     r.authenticated = !present.is_empty() && present.iter().all(|l| l.header.authenticated);
     r.foreign = ssum(&mut present.iter().map(|l| l.header.foreign));
     r.setup_ms = present.iter().map(|l| l.header.setup_ns).max().unwrap_or(0) as f64 / NS_PER_MS;
@@ -607,6 +609,14 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
             s.given_up = cost.given_up;
             s.duplicates_dropped = cost.duplicates_dropped;
             s.failure = log.header.failure;
+            let hd = &log.header;
+            s.kernel_drops = hd.kernel_drops;
+            s.send_drops = hd.send_drops;
+            s.data_datagrams_sent = hd.data_datagrams_sent;
+            s.data_bytes_sent = hd.data_bytes_sent;
+            s.send_syscalls = hd.send_syscalls;
+            s.recv_syscalls = hd.recv_syscalls;
+            s.cpu_ns = hd.cpu_ns;
         }
         r.per_peer.push(s);
     }

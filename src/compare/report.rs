@@ -41,6 +41,13 @@ pub struct Report {
     /// Messages a crashed sender never sent (no log, no STOP: after the last one anyone saw);
     /// not counted in `lost`.
     pub unsent: u64,
+    /// Datagrams the kernel dropped on the present peers' receive sockets because their
+    /// receive buffers were full (SO_RXQ_OVFL / SO_MEMINFO, summed over peers and sockets):
+    /// the part of `lost` (before repair) this host's buffers explain. Counts datagrams of
+    /// every kind, control ones too, so with repair on it can exceed `lost` (repaired drops).
+    pub kernel_drops: u64,
+    /// Datagram copies the present peers' sends refused with an error (ENOBUFS, no route…).
+    pub send_drops: u64,
     /// Deliveries beyond the first of the same (sender, seq) at a receiver.
     pub duplicates: u64,
     /// Deliveries with seq ≥ M (no expected message).
@@ -210,6 +217,19 @@ pub struct PeerSummary {
     pub duplicates_dropped: u64,
     /// 0, or 1: the sequencer fell silent with messages waiting for their order.
     pub failure: u32,
+    /// Datagrams the kernel dropped on this peer's receive sockets, buffers full.
+    pub kernel_drops: u64,
+    /// Datagram copies this peer's sends refused with an error.
+    pub send_drops: u64,
+    /// DATA datagrams this peer handed to the kernel (every fan-out copy, retransmissions
+    /// included) and their UDP payload bytes.
+    pub data_datagrams_sent: u64,
+    pub data_bytes_sent: u64,
+    /// sendmmsg/sendmsg and recvmmsg/recvmsg calls.
+    pub send_syscalls: u64,
+    pub recv_syscalls: u64,
+    /// The peer process's user + system CPU time, ns.
+    pub cpu_ns: u64,
 }
 
 /// The derived serialisation of a [`PeerSummary`] (its `Serialize` picks this or
@@ -242,6 +262,19 @@ struct FullPeer {
     pub duplicates_dropped: u64,
     /// 0, or 1: the sequencer fell silent with messages waiting for their order.
     pub failure: u32,
+    /// Datagrams the kernel dropped on this peer's receive sockets, buffers full.
+    pub kernel_drops: u64,
+    /// Datagram copies this peer's sends refused with an error.
+    pub send_drops: u64,
+    /// DATA datagrams this peer handed to the kernel (every fan-out copy, retransmissions
+    /// included) and their UDP payload bytes.
+    pub data_datagrams_sent: u64,
+    pub data_bytes_sent: u64,
+    /// sendmmsg/sendmsg and recvmmsg/recvmsg calls.
+    pub send_syscalls: u64,
+    pub recv_syscalls: u64,
+    /// The peer process's user + system CPU time, ns.
+    pub cpu_ns: u64,
 }
 
 #[derive(Serialize)]
@@ -279,6 +312,19 @@ pub struct Matrices {
     pub latency_p50_us: Vec<Vec<Option<f64>>>,
 }
 
+/// `1234567` as `1,234,567`.
+pub fn thousands(v: u64) -> String {
+    let digits = v.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
 }
@@ -292,6 +338,31 @@ impl Report {
     /// Parse one line of a results file.
     pub fn from_json_line(line: &str) -> serde_json::Result<Report> {
         serde_json::from_str(line)
+    }
+
+    /// "lost N", and when N > 0 how much of it this host's full receive buffers (and refused
+    /// sends) explain.
+    pub fn lost_line(&self) -> String {
+        let mut s = format!("lost {}", thousands(self.lost));
+        if self.lost > 0 {
+            s.push_str(&format!(
+                ", of which {} dropped by this host's full receive buffers (kernel_drops)",
+                thousands(self.kernel_drops.min(self.lost))
+            ));
+            if self.kernel_drops > self.lost {
+                s.push_str(&format!(
+                    " ({} kernel drops in all, some repaired or control datagrams)",
+                    thousands(self.kernel_drops)
+                ));
+            }
+            if self.send_drops > 0 {
+                s.push_str(&format!(
+                    ", {} datagram copies refused by send (send_drops)",
+                    thousands(self.send_drops)
+                ));
+            }
+        }
+        s
     }
 
     /// The readable form: the original's line, a summary and a per-peer table (+ matrices).
@@ -377,9 +448,16 @@ impl Report {
         )?;
         writeln!(
             w,
-            "  deliveries {}, lost {}, duplicates {}, fifo violations {}, unexpected {}, malformed {}, other-run {}",
-            self.deliveries, self.lost, self.duplicates, self.fifo_violations, self.unexpected, self.malformed, self.foreign
+            "  deliveries {}, {}, duplicates {}, fifo violations {}, unexpected {}, malformed {}, other-run {}",
+            self.deliveries, self.lost_line(), self.duplicates, self.fifo_violations, self.unexpected, self.malformed, self.foreign
         )?;
+        if self.lost == 0 && self.kernel_drops > 0 {
+            writeln!(
+                w,
+                "  kernel drops {} (datagrams this host's full receive buffers dropped; repair or the protocol made up for them)",
+                thousands(self.kernel_drops)
+            )?;
+        }
         if self.forged > 0 {
             writeln!(
                 w,
@@ -450,11 +528,12 @@ impl Report {
         }
         writeln!(
             w,
-            "  {:>4} {:>8} {:>10} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
+            "  {:>4} {:>8} {:>10} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
             "peer",
             "zone",
             "deliveries",
             "lost",
+            "kdrops",
             "dups",
             "fifo",
             "p50 us",
@@ -476,11 +555,12 @@ impl Report {
             }
             writeln!(
                 w,
-                "  {:>4} {:>8} {:>10} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
+                "  {:>4} {:>8} {:>10} {:>8} {:>8} {:>6} {:>6} {:>10} {:>10} {:>8} {:>8} {:>8} {:>6}",
                 p.peer,
                 p.zone.as_deref().unwrap_or("-"),
                 p.deliveries,
                 p.lost,
+                p.kernel_drops,
                 p.duplicates,
                 p.fifo_violations,
                 opt(p.latency_us.p50, 1),

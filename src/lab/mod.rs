@@ -328,11 +328,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                 progress.ran(
                     k,
                     &format!(
-                        "{}: {} of {} rounds out of order, {} lost, setup {:.1} ms",
+                        "{}: {} of {} rounds out of order, {} lost, {} kernel drops, setup {:.1} ms",
                         exp.label(),
                         report.out_of_order_rounds,
                         report.rounds,
                         report.lost,
+                        report.kernel_drops,
                         report.setup_ms
                     ),
                 );

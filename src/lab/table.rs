@@ -15,9 +15,10 @@ const VIOLATIONS: [&str; 3] = [
     "causal_violations",
 ];
 /// Shown as the median over the runs.
-const MEDIANS: [&str; 6] = [
+const MEDIANS: [&str; 7] = [
     "rounds",
     "lost",
+    "kernel_drops",
     "duplicates",
     "overhead.per_delivery",
     "ordering_delay_us.p50",
@@ -36,7 +37,7 @@ pub struct Row {
     /// Per `VIOLATIONS` entry: (median, max).
     pub violations: [Option<(f64, f64)>; 3],
     /// Per `MEDIANS` entry.
-    pub medians: [Option<f64>; 6],
+    pub medians: [Option<f64>; 7],
 }
 
 /// A report's JSON with the mode that was asked for where the report does not say (a
@@ -147,6 +148,7 @@ pub fn write_human(rows: &[Row], w: &mut dyn Write) -> io::Result<()> {
         "ooo delivery",
         "causal viol.",
         "lost",
+        "kernel drops",
         "dups",
         "overhead",
         "delay p50",
@@ -202,8 +204,10 @@ pub fn write_human(rows: &[Row], w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
         "Medians over the runs; ooo = out-of-order rounds in arrival and in delivery order, which\n\
-         with causal violations show as median (max). overhead = protocol overhead per delivery;\n\
-         delay = ordering delay (arrival to delivery), µs; - = not in the reports."
+         with causal violations show as median (max). kernel drops = datagrams this host's full\n\
+         receive buffers dropped (they explain lost; repaired ones are not lost). overhead =\n\
+         protocol overhead per delivery; delay = ordering delay (arrival to delivery), µs;\n\
+         - = not in the reports."
     )
 }
 
@@ -238,6 +242,7 @@ mod tests {
         let mut v = json!({
             "order": order, "repair": "nack", "transport": transport, "peers": 4,
             "msgs_per_peer": 10, "rounds": 40, "out_of_order_rounds": ooo, "lost": 0,
+            "kernel_drops": 7,
             "arrival": {"out_of_order_rounds": ooo + 5},
             "overhead": {"per_delivery": 1.25},
             "ordering_delay_us": {"p50": 120.0, "p99": 900.5},
@@ -275,8 +280,9 @@ mod tests {
         assert_eq!(fifo.violations[1], Some((4.0, 9.0)));
         assert_eq!(fifo.violations[2], Some((2.5, 4.0))); // only two runs had it
         assert_eq!(fifo.medians[0], Some(40.0));
-        assert_eq!(fifo.medians[2], None); // no duplicates field
-        assert_eq!(fifo.medians[5], Some(900.5));
+        assert_eq!(fifo.medians[2], Some(7.0)); // kernel drops 7, 7, 7
+        assert_eq!(fifo.medians[3], None); // no duplicates field
+        assert_eq!(fifo.medians[6], Some(900.5));
     }
 
     #[test]
@@ -315,8 +321,8 @@ mod tests {
         assert_eq!(
             line,
             [
-                "-", "-", "fanout", "3", "5", "1", "15", "-", "2", "(2)", "-", "1", "0", "-", "-",
-                "-"
+                "-", "-", "fanout", "3", "5", "1", "15", "-", "2", "(2)", "-", "1", "-", "0", "-",
+                "-", "-"
             ]
         );
         let j = summary_json(&rows);
@@ -327,6 +333,7 @@ mod tests {
         );
         assert_eq!(row["causal_violations"], Value::Null);
         assert_eq!(row["ordering_delay_us_p99"], Value::Null);
+        assert_eq!(row["kernel_drops"], Value::Null);
         assert_eq!(row["peers"], 3);
         assert_eq!(row["order"], "-");
     }

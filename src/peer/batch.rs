@@ -31,9 +31,14 @@ pub fn mmsg_from_env() -> bool {
     std::env::var_os(NO_MMSG_ENV).map_or(true, |v| v.is_empty() || v == "0")
 }
 
+/// Room for both control messages a datagram may carry: its SO_TIMESTAMPNS stamp and its
+/// socket's SO_RXQ_OVFL drop count.
 fn cmsg_space() -> usize {
-    // SAFETY: a pure size computation.
-    unsafe { libc::CMSG_SPACE(mem::size_of::<libc::timespec>() as u32) as usize }
+    // SAFETY: pure size computations.
+    unsafe {
+        libc::CMSG_SPACE(mem::size_of::<libc::timespec>() as u32) as usize
+            + libc::CMSG_SPACE(mem::size_of::<u32>() as u32) as usize
+    }
 }
 
 /// A zeroed header (also zeroes glibc's padding fields).
@@ -141,26 +146,58 @@ impl RecvBatch {
         let h = &self.hdrs[i];
         let len = (h.msg_len as usize).min(SLOT_LEN);
         let start = i * SLOT_LEN;
-        (&self.bufs[start..start + len], kernel_stamp(&h.msg_hdr))
+        (&self.bufs[start..start + len], control(&h.msg_hdr).stamp)
+    }
+
+    /// The highest SO_RXQ_OVFL count the first `n` datagrams of the last `recv` carried: how
+    /// many datagrams the kernel had dropped on this socket (its receive buffer full) when
+    /// they were queued. `None` if none carried one (the option is off, or nothing dropped
+    /// yet: the kernel sends the cmsg only once the count is non-zero).
+    pub fn drops(&self, n: usize) -> Option<u32> {
+        self.hdrs[..n.min(RECV_SLOTS)]
+            .iter()
+            .filter_map(|h| control(&h.msg_hdr).drops)
+            .max()
     }
 }
 
-fn kernel_stamp(msg: &libc::msghdr) -> Option<u64> {
-    let mut stamp = None;
-    // SAFETY: `msg` was filled by the kernel; the CMSG_* macros stay within msg_controllen.
+/// What a received datagram's control messages said.
+#[derive(Debug, Default, Clone, Copy)]
+struct Control {
+    stamp: Option<u64>,
+    drops: Option<u32>,
+}
+
+fn control(msg: &libc::msghdr) -> Control {
+    let mut out = Control::default();
+    // SAFETY: `msg` was filled by the kernel; the CMSG_* macros stay within msg_controllen,
+    // and each payload is read only if its cmsg_len covers it.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
-                let ns = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-                stamp = u64::try_from(ns).ok();
+            let len = (*c).cmsg_len as usize;
+            let fits = |n: usize| len >= libc::CMSG_LEN(n as u32) as usize;
+            if (*c).cmsg_level == libc::SOL_SOCKET {
+                match (*c).cmsg_type {
+                    libc::SCM_TIMESTAMPNS if fits(mem::size_of::<libc::timespec>()) => {
+                        let ts = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::timespec>());
+                        let ns = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
+                        out.stamp = u64::try_from(ns).ok();
+                    }
+                    SO_RXQ_OVFL if fits(mem::size_of::<u32>()) => {
+                        out.drops = Some(ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+                    }
+                    _ => {}
+                }
             }
             c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    stamp
+    out
 }
+
+/// SO_RXQ_OVFL (the cmsg type equals the option; asm-generic value, x86 and arm alike).
+const SO_RXQ_OVFL: libc::c_int = 40;
 
 /// The datagram to send and one prepared header per destination, all sharing one iovec.
 pub struct SendBatch {

@@ -107,6 +107,8 @@ pub struct Driver {
     /// Send errors other than WouldBlock (e.g. no route): counted, the run goes on.
     pub send_errors: u64,
     pub io: IoStats,
+    /// Per receive socket (main, unicast), the highest SO_RXQ_OVFL count a datagram carried.
+    drops_seen: [u32; 2],
     /// Multicast: a socket bound to this peer's listed address, so one-peer messages (ACKs,
     /// NACKs, retransmissions to one peer) go point to point instead of to the whole group.
     /// Its targets are `tx`'s addresses `1..`, after the group.
@@ -175,6 +177,7 @@ impl Driver {
             armed_for: None,
             send_errors: 0,
             io: IoStats::default(),
+            drops_seen: [0; 2],
             unicast: None,
         })
     }
@@ -214,6 +217,20 @@ impl Driver {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// Datagrams the kernel dropped on this peer's receive sockets, their buffers full, summed
+    /// over the sockets. Per socket the larger of the last SO_RXQ_OVFL count a datagram
+    /// carried and SO_MEMINFO's count now: the cmsg alone misses drops after the last datagram
+    /// read, which SO_MEMINFO (Linux ≥ 4.12) still sees. Call it once the run is over.
+    pub fn kernel_drops(&self) -> u64 {
+        let now = |fd| super::socket::drops_now(fd).unwrap_or(0);
+        let main = self.drops_seen[0].max(now(self.socket.as_raw_fd()));
+        let unicast = self
+            .unicast
+            .as_ref()
+            .map_or(0, |u| self.drops_seen[1].max(now(u.as_raw_fd())));
+        u64::from(main) + u64::from(unicast)
     }
 
     /// Run the machine until it is finished. `Err(Interrupted)` if a shutdown was requested.
@@ -356,6 +373,10 @@ impl Driver {
             match self.rx.recv(fd, want) {
                 Ok(n) => {
                     self.io.recv_datagrams += n as u64;
+                    if let Some(d) = self.rx.drops(n) {
+                        let seen = &mut self.drops_seen[usize::from(unicast)];
+                        *seen = (*seen).max(d);
+                    }
                     for i in 0..n {
                         let (bytes, kernel_ns) = self.rx.datagram(i);
                         let now = Now::read();

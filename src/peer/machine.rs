@@ -171,6 +171,10 @@ pub struct Counters {
     pub wan_dropped: u64,
     pub hellos_sent: u64,
     pub data_sent: u32,
+    /// DATA datagrams asked to be sent: every fan-out copy, retransmissions included.
+    pub data_datagrams: u64,
+    /// UDP payload bytes of those.
+    pub data_bytes: u64,
     /// Datagrams whose tag did not verify (authenticated runs only).
     pub forged: u64,
     pub cost: Cost,
@@ -598,10 +602,18 @@ impl Machine {
             (Dest::All, Transport::Fanout) => u64::from(self.cfg.peers),
             _ => 1,
         };
-        let cost = &mut self.counters.cost;
+        let counters = &mut self.counters;
+        let cost = &mut counters.cost;
         match out {
-            Out::Data => {}
-            Out::Retransmit { .. } => cost.retransmissions += copies,
+            Out::Data => {
+                counters.data_datagrams += copies;
+                counters.data_bytes += copies * t.len as u64;
+            }
+            Out::Retransmit { .. } => {
+                cost.retransmissions += copies;
+                counters.data_datagrams += copies;
+                counters.data_bytes += copies * t.len as u64;
+            }
             _ => {
                 cost.control_datagrams += copies;
                 cost.control_bytes += copies * t.len as u64;

@@ -73,6 +73,15 @@ pub struct Summary {
     /// Datagrams whose tag did not verify (with `--run-key-file`).
     pub forged: u64,
     pub send_errors: u64,
+    /// Datagrams the kernel dropped on this peer's sockets, their receive buffers full.
+    pub kernel_drops: u64,
+    /// DATA datagrams handed to the kernel (every fan-out copy, retransmissions included).
+    pub data_datagrams_sent: u64,
+    pub data_bytes_sent: u64,
+    pub send_syscalls: u64,
+    pub recv_syscalls: u64,
+    /// User + system CPU of this process at the end of the run.
+    pub cpu_ns: u64,
     pub cost: crate::wire::log::Cost,
     pub setup_ms: Option<f64>,
     pub duration_ms: Option<f64>,
@@ -84,17 +93,13 @@ pub struct Summary {
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let plan = args.plan()?;
     let start = Now::read();
+    let buffer = socket::buffer_for(plan.config.peers, plan.config.size, plan.config.interval.0);
+    let own = plan.peers[usize::from(plan.id)];
     let opened = match plan.transport {
-        Transport::Fanout => socket::open_fanout(plan.peers[usize::from(plan.id)]),
-        Transport::Multicast => plan.membership.open(plan.ttl),
+        Transport::Fanout => socket::open_fanout_sized(own, buffer),
+        Transport::Multicast => plan.membership.open(plan.ttl, buffer),
     }?;
-    if opened.rcvbuf < socket::RCVBUF_BYTES {
-        say!(
-            "mpcomm peer: note: receive buffer is {} KiB (asked {} KiB; raise net.core.rmem_max for bursts)",
-            opened.rcvbuf / 1024,
-            socket::RCVBUF_BYTES / 1024
-        );
-    }
+    warn_capped(&opened);
     let route = match plan.transport {
         Transport::Fanout => Route::Fanout(plan.peers.clone()),
         Transport::Multicast => Route::Multicast(plan.membership.destination()),
@@ -104,7 +109,8 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     if plan.transport == Transport::Multicast {
         // One-peer messages (ACKs, NACKs, retransmissions to one peer) point to point: N
         // acknowledgements per HELLO instead of N copied to N sockets each.
-        match socket::open_fanout(plan.peers[usize::from(plan.id)]) {
+        match socket::open_fanout_sized(own, buffer) {
+            // Same limits as the main socket: warned about once, above.
             Ok(u) => driver = driver.with_unicast(u.socket, &plan.peers)?,
             Err(e) => say!("mpcomm peer: note: one-peer messages go to the group ({e})"),
         }
@@ -132,6 +138,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let counters = machine.counters().clone();
+    let io = driver.io;
     let mut summary = Summary {
         run_id: machine.run_id(),
         id: plan.id,
@@ -160,6 +167,12 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         foreign: counters.foreign,
         forged: counters.forged,
         send_errors: driver.send_errors,
+        kernel_drops: driver.kernel_drops(),
+        data_datagrams_sent: counters.data_datagrams,
+        data_bytes_sent: counters.data_bytes,
+        send_syscalls: io.send_calls,
+        recv_syscalls: io.recv_calls,
+        cpu_ns: cpu_ns(),
         cost: machine.cost(),
         setup_ms: machine.setup_time().map(ms),
         duration_ms: machine.duration().map(ms),
@@ -239,6 +252,13 @@ fn finish_run(
         streams: machine.stream_ends(),
         forged: machine.counters().forged,
         authenticated: plan.config.run_key.is_some(),
+        kernel_drops: summary.kernel_drops,
+        data_datagrams_sent: summary.data_datagrams_sent,
+        data_bytes_sent: summary.data_bytes_sent,
+        send_syscalls: summary.send_syscalls,
+        recv_syscalls: summary.recv_syscalls,
+        cpu_ns: summary.cpu_ns,
+        send_drops: summary.send_errors,
     };
     let path = plan
         .log_dir
@@ -323,6 +343,33 @@ fn write_log(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> any
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create log directory {}", dir.display()))?;
     log::write_bytes(path, bytes).with_context(|| format!("cannot write log {}", path.display()))
+}
+
+/// Say once, clearly, that the kernel granted a smaller receive buffer than the run needs.
+fn warn_capped(opened: &socket::Opened) {
+    if opened.capped() {
+        say!(
+            "mpcomm peer: warning: receive buffer capped at {} KiB by net.core.rmem_max (asked {} KiB \
+             for this many peers); bursts may be dropped by the kernel (counted as kernel_drops). \
+             Raise it with `sysctl -w net.core.rmem_max={}` (and net.core.wmem_max), or run as root",
+            opened.rcvbuf / 1024,
+            opened.asked / 1024,
+            opened.asked.div_ceil(2)
+        );
+    }
+}
+
+/// User + system CPU this process used so far (getrusage RUSAGE_SELF), ns; 0 if unknown.
+pub fn cpu_ns() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let ns = |t: libc::timeval| {
+        (t.tv_sec.max(0) as u64) * 1_000_000_000 + (t.tv_usec.max(0) as u64) * 1_000
+    };
+    ns(ru.ru_utime) + ns(ru.ru_stime)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -14,19 +14,79 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::time::Duration;
 
 use nix::sys::socket::{self, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Receive buffer we ask for: a burst of 8 peers × back-to-back sends must not overflow it.
-pub const RCVBUF_BYTES: usize = 4 << 20;
+/// Buffer budget when nothing is known about the run (tests, tools): 4 MiB.
+pub const DEFAULT_BUFFER: usize = MIN_BUFFER;
+/// Bounds of [`buffer_for`]: never less than the old fixed 4 MiB, never more than 256 MiB.
+pub const MIN_BUFFER: usize = 4 << 20;
+pub const MAX_BUFFER: usize = 256 << 20;
+/// Datagrams per sender a receiver must be able to hold queued when everyone bursts
+/// (`--interval 0`): a receiver that is descheduled while N senders keep sending.
+pub const BURST: usize = 256;
+/// What a queued datagram costs beyond its payload: skb truesize is the payload plus ~768
+/// bytes on the loopback (sk_buff, shared info, headers, slab rounding).
+pub const SKB_OVERHEAD: usize = 768;
+/// How long a receiver may fall behind (not scheduled on a busy host) without losing
+/// datagrams, when senders pace themselves.
+const STALL: Duration = Duration::from_millis(200);
+
+/// The socket buffer (in bytes of skb truesize, the unit the kernel charges) a peer of a run
+/// of `peers` peers sending `size`-byte DATA every `interval` (shortest gap; zero = back to
+/// back) should have: room for `BURST` datagrams from every peer when bursting, or for what
+/// arrives in `STALL` when paced (at least 16 per peer), clamped to `MIN_BUFFER..=MAX_BUFFER`.
+pub fn buffer_for(peers: u16, size: usize, interval: Duration) -> usize {
+    let per_peer = if interval.is_zero() {
+        BURST
+    } else {
+        let n = STALL.as_nanos().div_ceil(interval.as_nanos());
+        usize::try_from(n).unwrap_or(BURST).clamp(16, BURST)
+    };
+    let truesize = size.saturating_add(SKB_OVERHEAD);
+    usize::from(peers.max(1))
+        .saturating_mul(per_peer)
+        .saturating_mul(truesize)
+        .clamp(MIN_BUFFER, MAX_BUFFER)
+}
 
 pub struct Opened {
     pub socket: std::net::UdpSocket,
     /// SO_TIMESTAMPNS is on: receive times come from the kernel.
     pub kernel_stamps: bool,
-    /// The receive buffer the kernel actually granted.
+    /// The receive buffer the kernel actually granted (as SO_RCVBUF reads it back: the
+    /// truesize budget, which is twice the value set).
     pub rcvbuf: usize,
+    /// The receive buffer asked for (same unit as `rcvbuf`).
+    pub asked: usize,
+    /// SO_RCVBUFFORCE worked (we have CAP_NET_ADMIN): net.core.rmem_max did not apply.
+    pub forced: bool,
+    /// SO_RXQ_OVFL is on: datagrams carry the socket's drop count (see `peer::batch`).
+    pub drop_counts: bool,
+}
+
+impl Opened {
+    /// The kernel granted less than asked (net.core.rmem_max, without CAP_NET_ADMIN).
+    pub fn capped(&self) -> bool {
+        self.rcvbuf < self.asked
+    }
+}
+
+/// Set SO_RCVBUF and SO_SNDBUF so the kernel's budget (twice the value set, see socket(7))
+/// is `bytes`: with SO_*BUFFORCE when allowed (root), past net.core.{r,w}mem_max; otherwise
+/// the plain options, which the kernel caps there. Returns whether the force worked.
+fn size_buffers(s: &Socket, bytes: usize) -> bool {
+    let half = bytes.div_ceil(2);
+    let forced = socket::setsockopt(s, sockopt::RcvBufForce, &half).is_ok();
+    if !forced {
+        let _ = s.set_recv_buffer_size(half);
+    }
+    if socket::setsockopt(s, sockopt::SndBufForce, &half).is_err() {
+        let _ = s.set_send_buffer_size(half);
+    }
+    forced
 }
 
 fn new_udp(addr: &SocketAddr) -> io::Result<Socket> {
@@ -36,24 +96,54 @@ fn new_udp(addr: &SocketAddr) -> io::Result<Socket> {
         // One family per run: no IPv4-mapped surprises.
         s.set_only_v6(true)?;
     }
-    // Ask for a large buffer; the kernel may cap it at net.core.rmem_max (read back below).
-    let _ = s.set_recv_buffer_size(RCVBUF_BYTES);
-    let _ = s.set_send_buffer_size(RCVBUF_BYTES);
     Ok(s)
 }
 
-fn finish(s: Socket) -> io::Result<Opened> {
+fn finish(s: Socket, buffer: usize) -> io::Result<Opened> {
+    let forced = size_buffers(&s, buffer);
     let rcvbuf = s.recv_buffer_size()?;
     let kernel_stamps = socket::setsockopt(&s, sockopt::ReceiveTimestampns, &true).is_ok();
+    let drop_counts = socket::setsockopt(&s, sockopt::RxqOvfl, &1).is_ok();
     Ok(Opened {
         socket: s.into(),
         kernel_stamps,
         rcvbuf,
+        asked: buffer,
+        forced,
+        drop_counts,
     })
 }
 
-/// A fan-out socket bound to this peer's own address.
+/// The number of datagrams the kernel dropped on `fd` so far (SO_MEMINFO's
+/// `SK_MEMINFO_DROPS`, the counter SO_RXQ_OVFL reports too), read without a datagram; `None`
+/// if the kernel lacks SO_MEMINFO (before 4.12).
+pub fn drops_now(fd: std::os::fd::RawFd) -> Option<u32> {
+    const SO_MEMINFO: libc::c_int = 55;
+    const VARS: usize = 9; // SK_MEMINFO_VARS on every kernel that has SO_MEMINFO
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a live buffer of `len` bytes; the kernel writes at most that.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let drops = libc::SK_MEMINFO_DROPS as usize;
+    (rc == 0 && len as usize >= VARS * 4).then(|| info[drops])
+}
+
+/// A fan-out socket bound to this peer's own address, with the default buffers.
 pub fn open_fanout(own: SocketAddr) -> io::Result<Opened> {
+    open_fanout_sized(own, DEFAULT_BUFFER)
+}
+
+/// A fan-out socket bound to this peer's own address, its buffers sized for `buffer` bytes
+/// (see [`buffer_for`]).
+pub fn open_fanout_sized(own: SocketAddr, buffer: usize) -> io::Result<Opened> {
     let s = new_udp(&own)?;
     s.bind(&own.into()).map_err(|e| {
         io::Error::new(
@@ -61,7 +151,7 @@ pub fn open_fanout(own: SocketAddr) -> io::Result<Opened> {
             format!("cannot bind {own}: {e} (is another peer or program using it?)"),
         )
     })?;
-    finish(s)
+    finish(s, buffer)
 }
 
 /// A socket bound to a group's address and port, shared with the other members on this host.
@@ -75,7 +165,12 @@ fn bind_group(addr: SocketAddr) -> io::Result<Socket> {
 }
 
 /// A multicast socket: member of `group` on the interface with address `iface`.
-pub fn open_multicast(group: SocketAddrV4, iface: Ipv4Addr, ttl: u32) -> io::Result<Opened> {
+pub fn open_multicast(
+    group: SocketAddrV4,
+    iface: Ipv4Addr,
+    ttl: u32,
+    buffer: usize,
+) -> io::Result<Opened> {
     if !group.ip().is_multicast() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -99,7 +194,7 @@ pub fn open_multicast(group: SocketAddrV4, iface: Ipv4Addr, ttl: u32) -> io::Res
     s.set_multicast_loop_v4(true)?;
     s.set_multicast_ttl_v4(ttl)?;
     s.set_multicast_all_v4(false)?;
-    finish(s)
+    finish(s, buffer)
 }
 
 /// Where a multicast socket joins and sends.
@@ -125,17 +220,23 @@ impl Membership {
         }
     }
 
-    /// Open the socket: IPv4 as [`open_multicast`], IPv6 as [`open_multicast_v6`].
-    pub fn open(&self, hops: u32) -> io::Result<Opened> {
+    /// Open the socket: IPv4 as [`open_multicast`], IPv6 as [`open_multicast_v6`], its
+    /// buffers sized for `buffer` bytes.
+    pub fn open(&self, hops: u32, buffer: usize) -> io::Result<Opened> {
         match *self {
-            Membership::V4 { group, iface } => open_multicast(group, iface, hops),
-            Membership::V6 { group, ifindex } => open_multicast_v6(group, ifindex, hops),
+            Membership::V4 { group, iface } => open_multicast(group, iface, hops, buffer),
+            Membership::V6 { group, ifindex } => open_multicast_v6(group, ifindex, hops, buffer),
         }
     }
 }
 
 /// An IPv6 multicast socket: member of `group` on interface `ifindex`.
-pub fn open_multicast_v6(group: SocketAddrV6, ifindex: u32, hops: u32) -> io::Result<Opened> {
+pub fn open_multicast_v6(
+    group: SocketAddrV6,
+    ifindex: u32,
+    hops: u32,
+    buffer: usize,
+) -> io::Result<Opened> {
     if !group.ip().is_multicast() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -160,7 +261,7 @@ pub fn open_multicast_v6(group: SocketAddrV6, ifindex: u32, hops: u32) -> io::Re
     s.set_multicast_loop_v6(true)?;
     s.set_multicast_hops_v6(hops)?;
     s.set_multicast_all_v6(false)?;
-    finish(s)
+    finish(s, buffer)
 }
 
 #[cfg(test)]
@@ -169,14 +270,57 @@ mod tests {
 
     #[test]
     fn a_unicast_group_address_is_refused_clearly() {
-        let e = open_multicast("10.0.0.1:5000".parse().unwrap(), Ipv4Addr::LOCALHOST, 1)
+        let e = open_multicast(
+            "10.0.0.1:5000".parse().unwrap(),
+            Ipv4Addr::LOCALHOST,
+            1,
+            DEFAULT_BUFFER,
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("not a multicast address"));
+        let e = open_multicast_v6("[fe80::1]:5000".parse().unwrap(), 1, 1, DEFAULT_BUFFER)
             .err()
             .unwrap();
         assert!(e.to_string().contains("not a multicast address"));
-        let e = open_multicast_v6("[fe80::1]:5000".parse().unwrap(), 1, 1)
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("not a multicast address"));
+    }
+
+    #[test]
+    fn buffers_grow_with_peers_and_burst_and_stay_bounded() {
+        let burst = Duration::ZERO;
+        // Few peers: the old fixed 4 MiB floor.
+        assert_eq!(buffer_for(2, 64, burst), MIN_BUFFER);
+        // 64 peers bursting 64-byte DATA: 64 × 256 × (64 + 768) bytes.
+        assert_eq!(buffer_for(64, 64, burst), 64 * 256 * 832);
+        // Bigger datagrams, more room; paced senders need less than bursting ones.
+        assert!(buffer_for(64, 1400, burst) > buffer_for(64, 64, burst));
+        let paced = buffer_for(256, 1400, Duration::from_millis(10));
+        assert_eq!(paced, 256 * 20 * (1400 + 768));
+        assert!(paced < buffer_for(256, 1400, burst));
+        // Very slow senders: at least 16 datagrams per peer, then the floor.
+        assert_eq!(
+            buffer_for(4096, 64, Duration::from_secs(10)),
+            4096 * 16 * 832
+        );
+        // Huge runs are capped; nothing overflows.
+        assert_eq!(buffer_for(u16::MAX, 65_000, burst), MAX_BUFFER);
+        assert_eq!(buffer_for(u16::MAX, usize::MAX, burst), MAX_BUFFER);
+        assert_eq!(buffer_for(0, 0, burst), MIN_BUFFER);
+    }
+
+    #[test]
+    fn the_granted_buffer_is_read_back_and_drops_are_readable() {
+        let o = open_fanout_sized("127.0.0.1:0".parse().unwrap(), 8 << 20).unwrap();
+        assert_eq!(o.asked, 8 << 20);
+        // Granted in full (forced, or rmem_max is large enough), or capped and said so.
+        assert_eq!(o.capped(), o.rcvbuf < 8 << 20);
+        if o.forced {
+            assert!(o.rcvbuf >= 8 << 20, "{}", o.rcvbuf);
+        }
+        use std::os::fd::AsRawFd;
+        if let Some(d) = drops_now(o.socket.as_raw_fd()) {
+            assert_eq!(d, 0, "a fresh socket has dropped nothing");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! header (HEADER_FIXED_LEN bytes, then `wan` and `zone` as UTF-8 of the lengths given)
-//!   0..8    magic "MPCOMLOG"       8..10  version (1)        10..12 header length (bytes)
+//!   0..8    magic "MPCOMLOG"       8..10  version (3)        10..12 header length (bytes)
 //!  12..20   run id                20..22 peer id            22..24 peers (N)
 //!  24..28   messages per peer (M) 28     transport          29     flags (bit 0: kernel rx
 //!           stamps; bit 1: authenticated run)
@@ -19,6 +19,10 @@
 //! 124..132  NACKs sent              132..140 messages given up (declared lost after the bound)
 //! 140..148  duplicate arrivals dropped by repair  148..152 failure (0 none, 1 sequencer lost)
 //! 152..160  forged datagrams (an authenticated run's tag did not verify)
+//! 160..168  kernel drops (SO_RXQ_OVFL: datagrams the kernel dropped on this peer's sockets,
+//!           their receive buffers full)      168..176 DATA datagrams sent (every copy)
+//! 176..184  DATA bytes sent (UDP payload)     184..192 send syscalls  192..200 receive syscalls
+//! 200..208  CPU ns (user + system, getrusage)  208..216 send drops (datagrams a send refused)
 //! then `wan` and `zone`
 //! record (RECORD_LEN = 48 bytes)
 //!   0..2 sender   2..4 flags (bit 0: recv_ns is a kernel stamp; bit 1: the copy that reached
@@ -39,13 +43,18 @@
 //!
 //! The header length field lets a later version append fields that this one skips; the file
 //! length must be exactly header + count × 48 + N × 8, so truncation is always detected.
+//!
+//! Version 2 logs (no fields 160..216: the strings follow `forged` directly) are still read;
+//! the counters they lack parse as 0.
 
 use byteorder::{ByteOrder, NetworkEndian};
 
 use super::{Error, Field, Order, Repair, Result, Transport};
 
 pub const MAGIC: &[u8; 8] = b"MPCOMLOG";
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
+/// The previous version, still read (its header has no kernel-drop and cost counters).
+pub const VERSION_2: u16 = 2;
 pub const RECORD_LEN: usize = 48;
 /// `failure`: the sequencer fell silent with messages waiting for their order.
 pub const FAILURE_SEQUENCER_LOST: u32 = 1;
@@ -87,7 +96,16 @@ mod field {
     pub const DUPLICATES_DROPPED: Field = 140..148;
     pub const FAILURE: Field = 148..152;
     pub const FORGED: Field = 152..160;
-    pub const VARIABLE: usize = FORGED.end;
+    /// Where version 2's strings begin.
+    pub const VARIABLE_V2: usize = FORGED.end;
+    pub const KERNEL_DROPS: Field = 160..168;
+    pub const DATA_DATAGRAMS_SENT: Field = 168..176;
+    pub const DATA_BYTES_SENT: Field = 176..184;
+    pub const SEND_SYSCALLS: Field = 184..192;
+    pub const RECV_SYSCALLS: Field = 192..200;
+    pub const CPU_NS: Field = 200..208;
+    pub const SEND_DROPS: Field = 208..216;
+    pub const VARIABLE: usize = SEND_DROPS.end;
 
     pub const R_SENDER: Field = 0..2;
     pub const R_FLAGS: Field = 2..4;
@@ -101,6 +119,8 @@ mod field {
 }
 
 pub const HEADER_FIXED_LEN: usize = field::VARIABLE;
+/// The fixed part of a version 2 header.
+pub const HEADER_FIXED_LEN_V2: usize = field::VARIABLE_V2;
 const FLAG_KERNEL_STAMPS: u8 = 1;
 const FLAG_AUTHENTICATED: u8 = 2;
 const RFLAG_KERNEL_STAMP: u16 = 1;
@@ -140,6 +160,23 @@ pub struct LogHeader {
     pub forged: u64,
     /// The run had a key: every datagram this peer accepted carried a valid tag.
     pub authenticated: bool,
+    /// Datagrams the kernel dropped on this peer's receive sockets because their receive
+    /// buffers were full (SO_RXQ_OVFL, summed over the peer's sockets; see `peer::batch`).
+    pub kernel_drops: u64,
+    /// DATA datagrams this peer handed to the kernel: every fan-out copy (N per message),
+    /// retransmissions included (they are also `cost.retransmissions`).
+    pub data_datagrams_sent: u64,
+    /// UDP payload bytes of those datagrams.
+    pub data_bytes_sent: u64,
+    /// sendmmsg/sendmsg calls (every kind of datagram).
+    pub send_syscalls: u64,
+    /// recvmmsg/recvmsg calls, those that found nothing included.
+    pub recv_syscalls: u64,
+    /// This process's user + system CPU time at the end of the run (getrusage RUSAGE_SELF).
+    pub cpu_ns: u64,
+    /// Datagram copies a send refused with an error other than "would block" (ENOBUFS, no
+    /// route, …): given up, never on the wire.
+    pub send_drops: u64,
     /// Per sender, how far its stream got as this peer saw it (`None`: not recorded). Lives
     /// in the log's trailer: `encode` writes `peers` entries whatever the length (missing ones
     /// as not recorded), `LogView::parse` reads them; `LogHeader::parse` leaves it empty.
@@ -256,6 +293,14 @@ impl LogHeader {
         NetworkEndian::write_u64(&mut buf[field::DUPLICATES_DROPPED], c.duplicates_dropped);
         NetworkEndian::write_u32(&mut buf[field::FAILURE], self.failure);
         NetworkEndian::write_u64(&mut buf[field::FORGED], self.forged);
+        NetworkEndian::write_u64(&mut buf[field::KERNEL_DROPS], self.kernel_drops);
+        let data = self.data_datagrams_sent;
+        NetworkEndian::write_u64(&mut buf[field::DATA_DATAGRAMS_SENT], data);
+        NetworkEndian::write_u64(&mut buf[field::DATA_BYTES_SENT], self.data_bytes_sent);
+        NetworkEndian::write_u64(&mut buf[field::SEND_SYSCALLS], self.send_syscalls);
+        NetworkEndian::write_u64(&mut buf[field::RECV_SYSCALLS], self.recv_syscalls);
+        NetworkEndian::write_u64(&mut buf[field::CPU_NS], self.cpu_ns);
+        NetworkEndian::write_u64(&mut buf[field::SEND_DROPS], self.send_drops);
         let w = field::VARIABLE;
         buf[w..w + wan.len()].copy_from_slice(wan.as_bytes());
         buf[w + wan.len()..w + wan.len() + zone.len()].copy_from_slice(zone.as_bytes());
@@ -264,7 +309,7 @@ impl LogHeader {
     /// Parse a header from the start of `data`; returns it and the header length, where the
     /// records begin.
     pub fn parse(data: &[u8]) -> Result<(LogHeader, usize)> {
-        if data.len() < HEADER_FIXED_LEN {
+        if data.len() < HEADER_FIXED_LEN_V2 {
             return Err(if data.len() >= 8 && &data[field::MAGIC] != MAGIC {
                 Error::BadMagic
             } else {
@@ -274,13 +319,18 @@ impl LogHeader {
         if &data[field::MAGIC] != MAGIC {
             return Err(Error::BadMagic);
         }
-        if NetworkEndian::read_u16(&data[field::VERSION]) != VERSION {
-            return Err(Error::BadVersion);
+        let fixed = match NetworkEndian::read_u16(&data[field::VERSION]) {
+            VERSION => HEADER_FIXED_LEN,
+            VERSION_2 => HEADER_FIXED_LEN_V2,
+            _ => return Err(Error::BadVersion),
+        };
+        if data.len() < fixed {
+            return Err(Error::Truncated);
         }
         let header_len = usize::from(NetworkEndian::read_u16(&data[field::HEADER_LEN]));
         let wan_len = usize::from(data[field::WAN_LEN]);
         let zone_len = usize::from(data[field::ZONE_LEN]);
-        if header_len < HEADER_FIXED_LEN + wan_len + zone_len {
+        if header_len < fixed + wan_len + zone_len {
             return Err(Error::BadLength);
         }
         if data.len() < header_len {
@@ -290,7 +340,7 @@ impl LogHeader {
             0xff => None,
             t => Some(Transport::from_u8(t)?),
         };
-        let w = field::VARIABLE;
+        let w = fixed;
         let text = |r: Field| {
             std::str::from_utf8(&data[r])
                 .map(str::to_owned)
@@ -305,6 +355,8 @@ impl LogHeader {
         }
         let clock = NetworkEndian::read_u64(&data[field::CLOCK_ERROR_NS]);
         let u64_at = |f: Field| NetworkEndian::read_u64(&data[f]);
+        // Version 2 has none of the fields after `forged`: they read as 0.
+        let v3_at = |f: Field| if fixed >= f.end { u64_at(f) } else { 0 };
         let cost = Cost {
             control_datagrams: u64_at(field::CONTROL_DATAGRAMS),
             control_bytes: u64_at(field::CONTROL_BYTES),
@@ -338,6 +390,13 @@ impl LogHeader {
             cost,
             failure: NetworkEndian::read_u32(&data[field::FAILURE]),
             forged: NetworkEndian::read_u64(&data[field::FORGED]),
+            kernel_drops: v3_at(field::KERNEL_DROPS),
+            data_datagrams_sent: v3_at(field::DATA_DATAGRAMS_SENT),
+            data_bytes_sent: v3_at(field::DATA_BYTES_SENT),
+            send_syscalls: v3_at(field::SEND_SYSCALLS),
+            recv_syscalls: v3_at(field::RECV_SYSCALLS),
+            cpu_ns: v3_at(field::CPU_NS),
+            send_drops: v3_at(field::SEND_DROPS),
             streams: Vec::new(),
         };
         Ok((header, header_len))
@@ -551,6 +610,13 @@ mod tests {
             failure: FAILURE_SEQUENCER_LOST,
             forged: 17,
             authenticated: false,
+            kernel_drops: 18,
+            data_datagrams_sent: 19,
+            data_bytes_sent: 20,
+            send_syscalls: 21,
+            recv_syscalls: 22,
+            cpu_ns: 23,
+            send_drops: 24,
             streams: vec![
                 Some(StreamEnd {
                     known: 10,
@@ -601,7 +667,7 @@ mod tests {
         let mut buf = vec![0xa5u8; h.buffer_len()];
         h.emit(&mut buf);
         assert_eq!(&buf[0..8], b"MPCOMLOG");
-        assert_eq!(&buf[8..12], &[0, 2, 0, 166]);
+        assert_eq!(&buf[8..12], &[0, 3, 0, 222]);
         assert_eq!(&buf[12..20], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&buf[20..24], &[0, 1, 0, 3]);
         assert_eq!(buf[28], 1);
@@ -611,16 +677,23 @@ mod tests {
         assert_eq!(&buf[140..148], &[0, 0, 0, 0, 0, 0, 0, 16]);
         assert_eq!(&buf[148..152], &[0, 0, 0, 1]);
         assert_eq!(&buf[152..160], &[0, 0, 0, 0, 0, 0, 0, 17]);
-        assert_eq!(&buf[160..], b"gcp8SA");
+        for (i, at) in (160..216).step_by(8).enumerate() {
+            assert_eq!(
+                &buf[at..at + 8],
+                &[0, 0, 0, 0, 0, 0, 0, 18 + i as u8],
+                "at {at}"
+            );
+        }
+        assert_eq!(&buf[216..], b"gcp8SA");
         let streams = h.streams.clone();
         let header_only = LogHeader {
             streams: vec![],
             ..h.clone()
         };
-        assert_eq!(LogHeader::parse(&buf), Ok((header_only, 166)));
+        assert_eq!(LogHeader::parse(&buf), Ok((header_only, 222)));
         // The trailer, after the (here no) records.
         let bytes = encode(&h, &[]);
-        let t = &bytes[166..];
+        let t = &bytes[222..];
         assert_eq!(
             &t[0..8],
             &[0, 0, 0, 10, 0, 0, 0, 10],
@@ -633,6 +706,51 @@ mod tests {
             "sender 2: no STOP"
         );
         assert_eq!(LogView::parse(&bytes).unwrap().header.streams, streams);
+    }
+
+    /// A version 2 log, as version 2 wrote it: the strings right after `forged`, no
+    /// kernel-drop or cost counters.
+    fn v2_bytes(h: &LogHeader, records: &[Record]) -> Vec<u8> {
+        let mut b = encode(h, records);
+        b.drain(HEADER_FIXED_LEN_V2..HEADER_FIXED_LEN);
+        let hl = h.buffer_len() - (HEADER_FIXED_LEN - HEADER_FIXED_LEN_V2);
+        NetworkEndian::write_u16(&mut b[8..10], VERSION_2);
+        NetworkEndian::write_u16(&mut b[10..12], hl as u16);
+        b
+    }
+
+    #[test]
+    fn version_2_logs_still_parse_with_zero_counters() {
+        let h = header();
+        let recs = [Record {
+            sender: 2,
+            seq: 5,
+            ..Record::default()
+        }];
+        let bytes = v2_bytes(&h, &recs);
+        assert_eq!(&bytes[8..12], &[0, 2, 0, 166]);
+        assert_eq!(&bytes[160..166], b"gcp8SA");
+        let view = LogView::parse(&bytes).unwrap();
+        let want = LogHeader {
+            record_count: 1,
+            kernel_drops: 0,
+            data_datagrams_sent: 0,
+            data_bytes_sent: 0,
+            send_syscalls: 0,
+            recv_syscalls: 0,
+            cpu_ns: 0,
+            send_drops: 0,
+            ..h
+        };
+        assert_eq!(view.header, want);
+        assert_eq!(view.records().collect::<Vec<_>>(), recs);
+        for cut in 0..bytes.len() {
+            assert!(LogView::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // A version 3 header length too short for the version 3 fixed part is refused.
+        let mut b = encode(&header(), &[]);
+        NetworkEndian::write_u16(&mut b[10..12], 166);
+        assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadLength);
     }
 
     #[test]

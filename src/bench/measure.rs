@@ -31,7 +31,10 @@ pub struct Row {
     /// Datagrams the receivers' kernels dropped (full receive buffer), summed over the peers;
     /// null when the logs do not record it.
     pub kernel_drops: Option<u64>,
-    /// Loss the kernel drops do not account for (`lost − kernel_drops`, at least 0).
+    /// Datagram copies the senders' kernels refused (ENOBUFS and the like), summed.
+    pub send_drops: Option<u64>,
+    /// Loss that neither kind of drop accounts for (`lost − kernel_drops − send_drops`, at
+    /// least 0; the drops count control datagrams too, so this can hide some loss).
     pub lost_unattributed: Option<u64>,
     pub duplicates: u64,
     /// DATA datagrams (first transmissions) the senders put on the wire per message sent.
@@ -49,6 +52,9 @@ pub struct Row {
     /// Where the CPU time comes from: `peers` (each peer's getrusage, in its log header) or
     /// `children` (this process's getrusage(RUSAGE_CHILDREN) before and after the run).
     pub cpu_source: &'static str,
+    /// The same from getrusage(RUSAGE_CHILDREN) around the run: the peer processes' whole
+    /// lives (exec, handshake, log, upload included), a cross-check of the headers' figure.
+    pub cpu_children_ns_per_delivery: Option<f64>,
     /// The paced run.
     pub latency_us: Latency,
     /// Why a run failed (its figures are then missing or partial).
@@ -139,6 +145,7 @@ fn children_cpu_ns() -> u64 {
 #[derive(Debug, Default, Clone, Copy)]
 struct Costs {
     kernel_drops: u64,
+    send_drops: u64,
     data_datagrams: u64,
     data_bytes: u64,
     send_syscalls: u64,
@@ -146,9 +153,18 @@ struct Costs {
     cpu_ns: u64,
 }
 
-/// `None` while the logs do not carry the counters.
-fn peer_costs(_report: &Report) -> Option<Costs> {
-    None
+fn peer_costs(report: &Report) -> Costs {
+    let mut c = Costs::default();
+    for p in report.per_peer.iter().filter(|p| p.present) {
+        c.kernel_drops += p.kernel_drops;
+        c.send_drops += p.send_drops;
+        c.data_datagrams += p.data_datagrams_sent;
+        c.data_bytes += p.data_bytes_sent;
+        c.send_syscalls += p.send_syscalls;
+        c.recv_syscalls += p.recv_syscalls;
+        c.cpu_ns += p.cpu_ns;
+    }
+    c
 }
 
 fn ratio(a: u64, b: u64) -> Option<f64> {
@@ -175,6 +191,7 @@ pub fn point(
         delivered_per_s: None,
         lost: 0,
         kernel_drops: None,
+        send_drops: None,
         lost_unattributed: None,
         duplicates: 0,
         sender_datagrams_per_msg: None,
@@ -184,6 +201,7 @@ pub fn point(
         syscalls_per_msg: None,
         cpu_ns_per_delivery: None,
         cpu_source: "children",
+        cpu_children_ns_per_delivery: None,
         latency_us: Latency {
             msgs: p.paced_msgs,
             rate_per_peer: plan.rate,
@@ -219,18 +237,19 @@ pub fn point(
                 }
             };
             row.cpu_ns_per_delivery = ratio(children_ns, report.deliveries);
-            if let Some(c) = peer_costs(&report) {
-                row.kernel_drops = Some(c.kernel_drops);
-                row.lost_unattributed = Some(report.lost.saturating_sub(c.kernel_drops));
-                row.sender_datagrams_per_msg = ratio(c.data_datagrams, sent);
-                row.sender_bytes_per_msg = ratio(c.data_bytes, sent);
-                row.send_syscalls_per_msg = ratio(c.send_syscalls, sent);
-                row.recv_syscalls_per_delivery = ratio(c.recv_syscalls, report.deliveries);
-                row.syscalls_per_msg = ratio(c.send_syscalls + c.recv_syscalls, sent);
-                if c.cpu_ns > 0 {
-                    row.cpu_ns_per_delivery = ratio(c.cpu_ns, report.deliveries);
-                    row.cpu_source = "peers";
-                }
+            let c = peer_costs(&report);
+            row.kernel_drops = Some(c.kernel_drops);
+            row.send_drops = Some(c.send_drops);
+            row.lost_unattributed = Some(report.lost.saturating_sub(c.kernel_drops + c.send_drops));
+            row.sender_datagrams_per_msg = ratio(c.data_datagrams, sent);
+            row.sender_bytes_per_msg = ratio(c.data_bytes, sent);
+            row.send_syscalls_per_msg = ratio(c.send_syscalls, sent);
+            row.recv_syscalls_per_delivery = ratio(c.recv_syscalls, report.deliveries);
+            row.syscalls_per_msg = ratio(c.send_syscalls + c.recv_syscalls, sent);
+            row.cpu_children_ns_per_delivery = ratio(children_ns, report.deliveries);
+            if c.cpu_ns > 0 {
+                row.cpu_ns_per_delivery = ratio(c.cpu_ns, report.deliveries);
+                row.cpu_source = "peers";
             }
             progress(&format!(
                 "{label} saturation, M={}: {} deliveries/s, {} lost{}",

@@ -22,6 +22,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use crate::lab::{Session, SessionOptions, TransportChoice};
 use crate::util::duration;
 
@@ -75,6 +77,9 @@ pub struct BenchArgs {
     /// One JSON object per host kind × transport × N per line instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also append every JSON line to this file (with the table on stdout: both from one run).
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
     /// Also write a chart (rate and cost against N) to this SVG file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
@@ -97,6 +102,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         plan.points.len() * 2,
         plan.peers_label()
     );
+    let mut results = match &args.results {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut rows = Vec::new();
     let mut failures = 0;
     let mut done = 0;
@@ -128,9 +143,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             if row.error.is_some() {
                 failures += 1;
             }
+            let line = serde_json::to_string(&row)?;
+            if let Some(f) = results.as_mut() {
+                writeln!(f, "{line}")?;
+            }
             if args.json {
                 let mut out = crate::util::out::stdout();
-                writeln!(out, "{}", serde_json::to_string(&row)?)?;
+                writeln!(out, "{line}")?;
                 out.flush()?;
             }
             rows.push(row);

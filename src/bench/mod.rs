@@ -57,7 +57,7 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with = "hosts")]
     pub netns: bool,
     /// Deliveries a saturation run aims at (N² × M): M = this / N² messages per peer.
-    #[arg(long, default_value_t = 500_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub deliveries: u64,
     /// Messages per peer of a paced (latency) run, at most --deliveries / N².
     #[arg(long, default_value_t = 1000)]
@@ -116,20 +116,34 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut failures = 0;
     let mut done = 0;
     let total = plan.points.len() * 2;
-    for kind in hosts.list() {
-        let points: Vec<&Point> = plan.points.iter().filter(|p| p.hosts == kind).collect();
-        let Some(max_peers) = points.iter().map(|p| p.peers).max() else {
-            continue;
-        };
+    // One session per host kind; in namespaces one per N, so that the bridge has exactly the
+    // run's N hosts (a multicast datagram is flooded to every port of the bridge: hosts left
+    // over from a larger N would each take a copy and slow the run down).
+    let mut groups: Vec<Vec<&Point>> = Vec::new();
+    for p in &plan.points {
+        match groups.last_mut() {
+            Some(g)
+                if g[0].hosts == p.hosts
+                    && (p.hosts == HostKind::Loopback || g[0].peers == p.peers) =>
+            {
+                g.push(p)
+            }
+            _ => groups.push(vec![p]),
+        }
+    }
+    for points in groups {
+        let max_peers = points.iter().map(|p| p.peers).max().unwrap_or(2);
         let session = Session::start(&SessionOptions {
-            netns: kind == HostKind::Netns,
+            netns: points[0].hosts == HostKind::Netns,
             max_peers,
             max_records_per_log: points
                 .iter()
                 .map(|p| u64::from(p.peers) * u64::from(p.saturation_msgs.max(p.paced_msgs)))
                 .max()
                 .unwrap_or(0),
-            longest_gap: args.drain.max(plan.paced_gap),
+            // Under saturation the peers finish far apart (loss, quiet periods, 2 cores for
+            // N processes): wait long for the last log rather than report a run incomplete.
+            run_timeout: Duration::from_secs(60),
             verbose: args.verbose,
         })?;
         for p in points {

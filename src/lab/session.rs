@@ -27,8 +27,9 @@ pub struct SessionOptions {
     pub max_peers: u16,
     /// The largest N × M of any run (sizes the comparator's upload and memory limits).
     pub max_records_per_log: u64,
-    /// The longest quiet period or send gap of any run (the comparator's run timeout).
-    pub longest_gap: Duration,
+    /// How long the comparator waits for a run's last log after its first (a run whose peers
+    /// all finish is reported as soon as the last log is in; this only covers a dead peer).
+    pub run_timeout: Duration,
     pub verbose: bool,
 }
 
@@ -50,7 +51,7 @@ impl Session {
     pub fn start(opts: &SessionOptions) -> anyhow::Result<Session> {
         let (listener, hosts) = hosts::prepare(opts.netns, usize::from(opts.max_peers))?;
         let mut cfg = ServerConfig::local(listener.local_addr()?);
-        cfg.run_timeout = Duration::from_secs(5) + opts.longest_gap * 2;
+        cfg.run_timeout = opts.run_timeout;
         // Every log must fit, duplicates included (as in `lab::run`).
         let largest_log = opts.max_records_per_log * 64 + (1 << 20);
         cfg.max_upload_bytes = cfg

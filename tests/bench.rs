@@ -93,3 +93,54 @@ fn bench_refuses_bad_peer_lists_before_starting_anything() {
     let (status, _) = bench(&["--peers", "2", "--rate", "0"]);
     assert!(!status.success());
 }
+
+#[test]
+fn bench_in_network_namespaces_builds_a_testbed_per_n() {
+    let Some(mode) = support::netns_modes().into_iter().next() else {
+        return; // netns_modes said why
+    };
+    let mut c = mpcomm();
+    c.env(
+        "MPCOMM_NETNS",
+        match mode {
+            mpcomm::netns::Mode::Root => "root",
+            mpcomm::netns::Mode::UserNamespace => "userns",
+        },
+    )
+    .args([
+        "bench",
+        "--netns",
+        "--peers",
+        "2,3",
+        "--transport",
+        "multicast",
+        "--json",
+        "--deliveries",
+        "2000",
+        "--paced-msgs",
+        "20",
+        "--drain",
+        "300ms",
+    ]);
+    let mut p = Proc::spawn(c);
+    // One testbed of exactly N hosts per N.
+    for n in [2, 3] {
+        p.wait_for_line(
+            &format!("{n} hosts in network namespaces"),
+            Duration::from_secs(60),
+        );
+    }
+    let (status, stdout) = p.finish(Duration::from_secs(120));
+    assert!(status.success(), "bench failed: {status}\n{stdout}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r["hosts"], "netns", "{r}");
+        assert_eq!(r["sender_datagrams_per_msg"], 1.0, "{r}");
+        assert!(r["delivered_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["latency_us"]["p99"].is_number(), "{r}");
+    }
+}

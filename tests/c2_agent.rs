@@ -134,7 +134,7 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
         agent
             .seen
             .iter()
-            .any(|l| l.contains("run 11: stopping the peer")),
+            .any(|l| l.contains("run 000000000000000b: stopping the peer")),
         "{:?}",
         agent.seen
     );

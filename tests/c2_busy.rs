@@ -300,7 +300,10 @@ fn a_busy_refusal_keeps_the_agent_busy_after_the_run_failed() {
         detail: String::new(),
         running: None,
     });
-    serve.wait_for("run 77 finished; idle", Duration::from_secs(5));
+    serve.wait_for(
+        "run 000000000000004d finished; idle",
+        Duration::from_secs(5),
+    );
     let st = status(ctl, &key);
     assert!(st.iter().all(|(_, live, busy)| *live && !*busy), "{st:?}");
 }

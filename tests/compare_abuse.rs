@@ -366,7 +366,7 @@ fn a_failed_results_write_is_refused_and_retryable() {
     expect(
         r.clone(),
         Kind::Rejected,
-        "duplicate upload for run 0x400 peer 0",
+        "duplicate upload for run 0000000000000400 peer 0",
     );
     expect(r, Kind::Rejected, "the first one is kept");
     assert!(srv.reports.try_recv().is_err(), "nothing was reported");
@@ -421,7 +421,7 @@ fn the_loop_serves_while_a_run_is_analysed() {
     let y_at = t0.elapsed();
     expect(y_reply, Kind::Accepted, "1 of 2");
     let (x_reply, x_at) = x.join().unwrap();
-    expect(x_reply, Kind::Accepted, "run 0x500 complete");
+    expect(x_reply, Kind::Accepted, "run 0000000000000500 complete");
     assert!(
         y_at < x_at,
         "the small upload ({y_at:?}) waited for the big analysis ({x_at:?})"

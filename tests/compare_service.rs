@@ -120,7 +120,7 @@ fn service_survives_bad_clients_and_still_reports() {
     expect(
         upload(addr, &a0),
         Kind::Rejected,
-        "duplicate upload for run 0xa peer 0",
+        "duplicate upload for run 000000000000000a peer 0",
     );
     let a_started = Instant::now();
 

@@ -61,7 +61,7 @@ fn shiviz_export_of_a_wan_lab_run_passes_shiviz_checks() {
     let (status, stdout) = Proc::spawn(c).finish(Duration::from_secs(120));
     assert!(status.success(), "lab failed: {status}");
     let report: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
-    let run_id = report["run_id"].as_u64().unwrap();
+    let run_id = u64::from_str_radix(report["run_id"].as_str().unwrap(), 16).unwrap();
     let files: Vec<PathBuf> = std::fs::read_dir(logs.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -93,7 +93,7 @@ fn shiviz_export_of_a_wan_lab_run_passes_shiviz_checks() {
     let delims: Vec<_> = delim.captures_iter(log).collect();
     assert_eq!(delims.len(), 1);
     assert_eq!(delims[0].get(0).unwrap().start(), 0);
-    assert_eq!(&delims[0]["trace"], format!("run {run_id:#018x}"));
+    assert_eq!(&delims[0]["trace"], format!("run {run_id:016x}"));
     let body = &log[delims[0].get(0).unwrap().end()..];
     let body = body.strip_prefix('\n').unwrap();
 

@@ -214,9 +214,94 @@ fn a_missing_peer_is_named_and_the_exit_code_says_so() {
         &["--handshake-timeout", "700ms"],
     ));
     let line = p.wait_for_line("handshake timed out", Duration::from_secs(10));
-    assert!(line.contains("peer(s) 1, 2"), "{line}");
+    // Peer 0 names the others, never itself.
+    assert!(line.contains("peer(s) 1, 2 ("), "{line}");
     let (status, _) = p.finish(Duration::from_secs(10));
     assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn a_waiting_peer_says_whom_it_waits_for_and_names_another_runs_hello() {
+    let dir = TempDir::new("waiting");
+    let (peers, group) = loopback_peers(3);
+    // Peer 1 runs with another --msgs: peer 0 must say so, not just "timed out".
+    let mut other = Proc::spawn(peer_cmd_with(
+        &peers,
+        group,
+        1,
+        9,
+        "fanout",
+        &dir,
+        &["--handshake-timeout", "7s"],
+    ));
+    let mut p = Proc::spawn(peer_cmd_with(
+        &peers,
+        group,
+        0,
+        5,
+        "fanout",
+        &dir,
+        &["--handshake-timeout", "6s"],
+    ));
+    let waiting = p.wait_for_line("waiting for peer(s)", Duration::from_secs(8));
+    assert!(waiting.contains("peer(s) 1, 2 "), "{waiting}");
+    let why = p.wait_for_line("another run", Duration::from_secs(8));
+    assert!(
+        why.contains("peer 1 sent a HELLO for another run: 3 peers x 9 msgs")
+            && why.contains("(this peer: 3 x 5"),
+        "{why}"
+    );
+    let (status, _) = p.finish(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2));
+    drop(other.child.kill());
+}
+
+#[test]
+fn a_comparator_without_a_port_is_refused_and_an_unreachable_one_is_said_at_once() {
+    let dir = TempDir::new("cmp-addr");
+    let (peers, group) = loopback_peers(1);
+    let out = peer_cmd_with(
+        &peers,
+        group,
+        0,
+        1,
+        "fanout",
+        &dir,
+        &["--comparator", "127.0.0.1"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no port"));
+    // A port nobody listens on (bound, then closed): the warning comes before the run ends.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut p = Proc::spawn(peer_cmd_with(
+        &peers,
+        group,
+        0,
+        50,
+        "fanout",
+        &dir,
+        &[
+            "--comparator",
+            &closed.to_string(),
+            "--interval",
+            "20..20",
+            "--upload-attempts",
+            "1",
+        ],
+    ));
+    p.wait_for_line("cannot be reached now", Duration::from_secs(3));
+    assert!(
+        !p.seen.iter().any(|l| l.contains("retry with")),
+        "the warning came only after the run: {:?}",
+        p.seen
+    );
+    let (status, _) = p.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(3), "log kept, not uploaded");
 }
 
 #[test]

@@ -216,7 +216,7 @@ pub fn point(
     let outcome = session.run(&plan.experiment(p, seed, true));
     let children_ns = children_cpu_ns().saturating_sub(cpu_before);
     match outcome {
-        Ok(report) => {
+        Ok(crate::lab::Ran { report, .. }) => {
             let facts = take_logs(session.log_dir(), report.run_id);
             row.deliveries = report.deliveries;
             row.lost = report.lost;
@@ -272,7 +272,7 @@ pub fn point(
     let outcome = session.run(&plan.experiment(p, seed, false));
     drop_logs(session.log_dir(), None);
     match outcome {
-        Ok(report) => {
+        Ok(crate::lab::Ran { report, .. }) => {
             row.latency_us.p50 = report.latency_us.p50;
             row.latency_us.p99 = report.latency_us.p99;
             row.latency_us.deliveries = report.deliveries;

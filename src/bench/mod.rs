@@ -31,7 +31,7 @@ pub use measure::{Latency, Row};
 pub use plan::{HostKind, PeerList, Point};
 
 const EXAMPLES: &str = "Examples:
-  mpcomm bench                              # N = 2, 4, 8, … on loopback, both transports
+  mpcomm bench                              # N = 2, 4, 8, … 128 on loopback, both transports
   mpcomm bench --peers 2,8,32 --json        # one JSON line per transport × N
   mpcomm bench --hosts both --svg bench.svg # loopback and network namespaces, and a chart";
 
@@ -44,7 +44,7 @@ const EXAMPLES: &str = "Examples:
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = EXAMPLES)]
 pub struct BenchArgs {
-    /// Comma-separated list of N (default: 2, 4, 8, … up to the lab's limit).
+    /// Comma-separated list of N, each 2..=256 (250 in namespaces) [default: 2,4,8,16,32,64,128].
     #[arg(long, value_parser = plan::parse_peers)]
     pub peers: Option<PeerList>,
     /// fanout, multicast, or both.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::BenchArgs;
-use crate::lab::MAX_PEERS;
+use crate::lab::{MAX_PEERS, NETNS_MAX_PEERS};
 use crate::wire::Transport;
 
 /// Where the peers of a point live.
@@ -64,11 +64,14 @@ pub fn parse_peers(s: &str) -> Result<PeerList, String> {
     Ok(PeerList(list))
 }
 
-/// The default list: 2, 4, 8, … up to the lab's limit.
+/// The largest N of the default list.
+pub const DEFAULT_MAX_N: u16 = 128;
+
+/// The default list: 2, 4, 8, … 128 (or the lab's limit, if lower).
 pub fn default_peers() -> PeerList {
     PeerList(
         std::iter::successors(Some(2u16), |n| n.checked_mul(2))
-            .take_while(|&n| n <= MAX_PEERS)
+            .take_while(|&n| n <= MAX_PEERS.min(DEFAULT_MAX_N))
             .collect(),
     )
 }
@@ -117,6 +120,11 @@ impl Plan {
         );
         anyhow::ensure!(args.paced_msgs >= 1, "--paced-msgs must be at least 1");
         let peers = args.peers.clone().unwrap_or_else(default_peers);
+        let largest = peers.0.last().copied().unwrap_or(2);
+        anyhow::ensure!(
+            hosts == HostKind::Loopback || largest <= NETNS_MAX_PEERS,
+            "--peers {largest}: network namespaces take at most {NETNS_MAX_PEERS} peers (one /24 on the bridge)"
+        );
         let paced_gap = Duration::from_nanos(1_000_000_000 / u64::from(args.rate));
         let mut points = Vec::new();
         for kind in hosts.list() {
@@ -201,7 +209,7 @@ mod tests {
         assert!(parse_peers("two").unwrap_err().contains("not a number"));
         let d = default_peers().0;
         assert_eq!(d[0], 2);
-        assert_eq!(*d.last().unwrap(), 1 << (15 - MAX_PEERS.leading_zeros()));
+        assert_eq!(*d.last().unwrap(), DEFAULT_MAX_N.min(MAX_PEERS));
     }
 
     #[test]

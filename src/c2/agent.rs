@@ -118,6 +118,7 @@ pub fn peer_args(
         // Without zones the peer assigns the profile's zones round-robin.
         zones: spec.zones.clone(),
         run_key_file: Some(key_file.to_owned()),
+        start_gate: false,
     }
     .args()
 }
@@ -542,7 +543,7 @@ impl Agent {
         };
         if let Some(r) = &self.running {
             let m = refuse(format!(
-                "agent busy with run {}: one run at a time",
+                "agent busy with run {:016x}: one run at a time",
                 r.run_id
             ));
             return self.send_or_keep(m);
@@ -553,7 +554,7 @@ impl Agent {
         match self.spawn_peer(spec) {
             Ok(r) => {
                 log(format_args!(
-                    "run {}: started peer {} of {} (pid {})",
+                    "run {:016x}: started peer {} of {} (pid {})",
                     spec.run_id,
                     spec.peer_id,
                     spec.peers.len(),
@@ -563,7 +564,7 @@ impl Agent {
             }
             Err(e) => {
                 log(format_args!(
-                    "run {}: cannot start the peer: {e:#}",
+                    "run {:016x}: cannot start the peer: {e:#}",
                     spec.run_id
                 ));
                 self.send_or_keep(refuse(format!("cannot start the peer: {e:#}")));
@@ -660,7 +661,7 @@ impl Agent {
             {
                 let line: Vec<u8> = r.partial.drain(..=pos.min(r.partial.len() - 1)).collect();
                 let line = String::from_utf8_lossy(&line).trim_end().to_string();
-                say!("mpcomm c2 agent: [run {}] {line}", r.run_id);
+                say!("mpcomm c2 agent: [run {:016x}] {line}", r.run_id);
                 if !r.ready && line.contains("mpcomm peer: ready") {
                     r.ready = true;
                     ready_now = Some(r.run_id);
@@ -693,7 +694,7 @@ impl Agent {
             Ok(None) => return,
             Err(e) => {
                 log(format_args!(
-                    "run {}: cannot wait for the peer: {e}",
+                    "run {:016x}: cannot wait for the peer: {e}",
                     r.run_id
                 ));
                 return;
@@ -721,7 +722,7 @@ impl Agent {
             format!("peer {status}: {}", r.last_line)
         };
         log(format_args!(
-            "run {}: peer {}",
+            "run {:016x}: peer {}",
             r.run_id,
             if ok { "finished" } else { "failed" }
         ));
@@ -740,7 +741,7 @@ impl Agent {
         let _ = super::notify::notify("STOPPING=1");
         if let Some(mut r) = self.running.take() {
             log(format_args!(
-                "run {}: stopping the peer (pid {})",
+                "run {:016x}: stopping the peer (pid {})",
                 r.run_id,
                 r.child.id()
             ));
@@ -857,7 +858,7 @@ mod tests {
             "--seed",
             "3",
             "--run-id",
-            "42",
+            "000000000000002a",
             "--log-dir",
             "/var/lib/x",
             "--comparator",

@@ -254,7 +254,7 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         say!(
-            "[{}/{total}] run {} ({transport} {order}+{repair}): {} out-of-order rounds, {} lost",
+            "[{}/{total}] run {:016x} ({transport} {order}+{repair}): {} out-of-order rounds, {} lost",
             i + 1,
             report.run_id,
             report.out_of_order_rounds,

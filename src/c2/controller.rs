@@ -586,7 +586,7 @@ impl Controller {
                     } else {
                         format!(" zone {zone}")
                     },
-                    running.map_or(String::new(), |r| format!(", busy with run {r}"))
+                    running.map_or(String::new(), |r| format!(", busy with run {r:016x}"))
                 ));
             }
             (Some(Role::Agent), Msg::RunReady { run_id }) => {
@@ -610,13 +610,16 @@ impl Controller {
             ) => {
                 self.registry.seen(token, now);
                 let Some(instance) = c.agent else { return };
-                let still =
-                    running.map_or(String::from("idle"), |r| format!("still busy with run {r}"));
+                let still = running.map_or(String::from("idle"), |r| {
+                    format!("still busy with run {r:016x}")
+                });
                 if *ok {
-                    log(format_args!("agent {addr}: run {run_id} finished; {still}"));
+                    log(format_args!(
+                        "agent {addr}: run {run_id:016x} finished; {still}"
+                    ));
                 } else {
                     log(format_args!(
-                        "agent {addr}: run {run_id} failed: {detail}; {still}"
+                        "agent {addr}: run {run_id:016x} failed: {detail}; {still}"
                     ));
                 }
                 // The agent's own word on what it runs now: idle after its run ended (also a
@@ -690,7 +693,7 @@ impl Controller {
         }
         if let Some((r, _)) = &self.active {
             let text = format!(
-                "run {} is in progress: one run at a time, retry when it is reported",
+                "run {:016x} is in progress: one run at a time, retry when it is reported",
                 r.run_id
             );
             return self.refuse(who, text);
@@ -743,7 +746,7 @@ impl Controller {
         drop(candidates);
         let run = ActiveRun::new(&plan, req.transport, now);
         log(format_args!(
-            "run {run_id}: {} peers x {} msgs, {}, order {}{}",
+            "run {run_id:016x}: {} peers x {} msgs, {}, order {}{}",
             req.peers,
             req.msgs,
             req.transport,
@@ -762,7 +765,7 @@ impl Controller {
             }
         }
         let text = format!(
-            "run {run_id} started: {} peers x {} msgs, {}, order {}",
+            "run {run_id:016x} started: {} peers x {} msgs, {}, order {}",
             req.peers, req.msgs, req.transport, req.order
         );
         self.deliver(who, Update::Progress(text));
@@ -781,7 +784,7 @@ impl Controller {
             self.deliver(
                 w,
                 Update::Failed(format!(
-                    "run {} abandoned: the controller is exiting",
+                    "run {:016x} abandoned: the controller is exiting",
                     r.run_id
                 )),
             );
@@ -829,11 +832,11 @@ impl Controller {
             match self.reports.try_recv() {
                 Ok((run_id, json)) => match self.active.as_mut() {
                     Some((r, _)) if r.run_id == run_id => {
-                        log(format_args!("run {run_id}: comparator report in"));
+                        log(format_args!("run {run_id:016x}: comparator report in"));
                         r.on_report(json, Instant::now());
                     }
                     _ => log(format_args!(
-                        "report for run {run_id}, which this controller did not start (logged by the comparator only)"
+                        "report for run {run_id:016x}, which this controller did not start (logged by the comparator only)"
                     )),
                 },
                 Err(TryRecvError::Empty) => break,
@@ -908,7 +911,7 @@ impl Controller {
                 // Its agents stay busy until each says its peer ended (RunFinished) or its
                 // link is lost: a peer may outlive the report or the run's deadline.
                 if let Some((r, _)) = self.active.take() {
-                    log(format_args!("run {}: done", r.run_id));
+                    log(format_args!("run {:016x}: done", r.run_id));
                 }
             }
         }

@@ -183,7 +183,7 @@ impl ActiveRun {
         }
         let k = self.ready.iter().filter(|r| **r).count();
         Some(Update::Progress(format!(
-            "run {}: {k}/{} peers ready",
+            "run {:016x}: {k}/{} peers ready",
             self.run_id,
             self.agents.len()
         )))
@@ -192,9 +192,9 @@ impl ActiveRun {
     pub fn on_finished(&mut self, instance: u64, ok: bool, detail: String) -> Option<Update> {
         let i = self.index(instance)?;
         let text = if ok {
-            format!("run {}: peer {i} finished", self.run_id)
+            format!("run {:016x}: peer {i} finished", self.run_id)
         } else {
-            format!("run {}: peer {i} failed: {detail}", self.run_id)
+            format!("run {:016x}: peer {i} failed: {detail}", self.run_id)
         };
         self.finished[i] = Some((ok, detail));
         Some(Update::Progress(text))
@@ -226,7 +226,7 @@ impl ActiveRun {
             .collect();
         if all_finished && failures.len() == self.agents.len() {
             return Some(Update::Failed(format!(
-                "run {} failed on every peer: {}",
+                "run {:016x} failed on every peer: {}",
                 self.run_id,
                 failures.join("; ")
             )));
@@ -237,7 +237,7 @@ impl ActiveRun {
                 .map(|i| i.to_string())
                 .collect();
             return Some(Update::Failed(format!(
-                "run {} timed out without a comparator report; peers not finished: [{}]; failures: [{}]",
+                "run {:016x} timed out without a comparator report; peers not finished: [{}]; failures: [{}]",
                 self.run_id,
                 missing.join(", "),
                 failures.join("; ")

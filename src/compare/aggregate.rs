@@ -188,7 +188,12 @@ pub fn aggregate(reports: &[Report]) -> Vec<Group> {
         .collect()
 }
 
-/// Read a results file; lines that are not reports are skipped with a note on stderr.
+/// The fields without which a JSON object is not a run report (every report has them).
+const REPORT_KEYS: [&str; 4] = ["run_id", "peers", "msgs_per_peer", "rounds"];
+
+/// Read a results file. A line that is not a run report (not JSON, or an object without the
+/// report's fields, such as a lab's mode summary) is an error naming the file and line: a
+/// table of `?` from a wrong file would look like a result.
 pub fn read_results(path: &Path) -> anyhow::Result<Vec<Report>> {
     let f = std::fs::File::open(path)
         .with_context(|| format!("cannot open results file {}", path.display()))?;
@@ -198,14 +203,22 @@ pub fn read_results(path: &Path) -> anyhow::Result<Vec<Report>> {
         if line.trim().is_empty() {
             continue;
         }
-        match Report::from_json_line(&line) {
-            Ok(r) => out.push(r),
-            Err(e) => say!(
-                "report: {}:{}: not a report ({e}); skipped",
-                path.display(),
-                i + 1
-            ),
-        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}: not a run report (not JSON)", at()))?;
+        let missing: Vec<&str> = REPORT_KEYS
+            .into_iter()
+            .filter(|k| value.get(k).is_none())
+            .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{}: not a run report (no {}); give a file of `--json` or `--results` lines",
+            at(),
+            missing.join(", ")
+        );
+        let report =
+            serde_json::from_value(value).with_context(|| format!("{}: not a run report", at()))?;
+        out.push(report);
     }
     Ok(out)
 }

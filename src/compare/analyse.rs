@@ -278,7 +278,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         let h = &log.header;
         if (h.run_id, h.peers, h.msgs) != (h0.run_id, n, m) {
             r.warnings.push(format!(
-                "ignored a log of run {:#x} ({} peers x {} msgs): not run {:#x} ({n} x {m})",
+                "ignored a log of run {:016x} ({} peers x {} msgs): not run {:016x} ({n} x {m})",
                 h.run_id, h.peers, h.msgs, h0.run_id
             ));
         } else if by_peer[usize::from(h.peer_id)].is_some() {

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Report {
+    /// 16 hex digits, a string in JSON (see `util::run_id`).
+    #[serde(with = "crate::util::run_id::json")]
     pub run_id: u64,
     /// N, from the log headers.
     pub peers: u16,
@@ -340,6 +342,22 @@ impl Report {
         serde_json::from_str(line)
     }
 
+    /// How much of `lost` the kernel drops explain: per receiver, at most its own drops
+    /// (its drops of control datagrams explain nothing at another receiver).
+    pub fn lost_to_kernel_drops(&self) -> u64 {
+        let per_peer: u64 = self
+            .per_peer
+            .iter()
+            .filter(|p| p.present)
+            .map(|p| p.lost.min(p.kernel_drops))
+            .sum();
+        if self.per_peer.iter().any(|p| p.present) {
+            per_peer.min(self.lost)
+        } else {
+            self.kernel_drops.min(self.lost)
+        }
+    }
+
     /// "lost N", and when N > 0 how much of it this host's full receive buffers (and refused
     /// sends) explain.
     pub fn lost_line(&self) -> String {
@@ -347,7 +365,7 @@ impl Report {
         if self.lost > 0 {
             s.push_str(&format!(
                 ", of which {} dropped by this host's full receive buffers (kernel_drops)",
-                thousands(self.kernel_drops.min(self.lost))
+                thousands(self.lost_to_kernel_drops())
             ));
             if self.kernel_drops > self.lost {
                 s.push_str(&format!(
@@ -377,7 +395,7 @@ impl Report {
         };
         write!(
             w,
-            "run {:#018x}: {} peers x {} msgs, {transport}, order {}, repair {}",
+            "run {:016x}: {} peers x {} msgs, {transport}, order {}, repair {}",
             self.run_id,
             self.peers,
             self.msgs_per_peer,
@@ -543,7 +561,8 @@ impl Report {
             "control",
             "retx"
         )?;
-        for p in &self.per_peer {
+        let shown = self.per_peer_rows();
+        for p in self.per_peer.iter().filter(|p| shown.contains(&p.peer)) {
             if !p.present {
                 writeln!(
                     w,
@@ -571,6 +590,15 @@ impl Report {
                 p.retransmissions
             )?;
         }
+        if shown.len() < self.per_peer.len() {
+            writeln!(
+                w,
+                "  ({} more peers with nothing to note: no loss, duplicate, fifo violation or \
+                 negative latency, not among the {PER_PEER_WORST} slowest p99; every row: \
+                 --matrix or --json)",
+                self.per_peer.len() - shown.len()
+            )?;
+        }
         if let Some(m) = &self.matrix {
             write_matrix(w, "lost (row: receiver, column: sender)", &m.lost, |v| {
                 v.to_string()
@@ -590,6 +618,45 @@ impl Report {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Above this many peers the text report's per-peer table shows only the rows worth a look.
+pub const PER_PEER_ROWS: usize = 32;
+/// With a shortened table: the peers with the largest p99 latency shown anyway.
+const PER_PEER_WORST: usize = 5;
+
+impl Report {
+    /// The peers whose row the text report prints: every one up to [`PER_PEER_ROWS`] peers or
+    /// with `--matrix`; above, the absent ones, those with anything wrong, the odd one out and
+    /// the [`PER_PEER_WORST`] slowest by p99 (256 rows per run helped nobody read a report).
+    fn per_peer_rows(&self) -> std::collections::BTreeSet<u16> {
+        if self.per_peer.len() <= PER_PEER_ROWS || self.matrix.is_some() {
+            return self.per_peer.iter().map(|p| p.peer).collect();
+        }
+        let mut shown: std::collections::BTreeSet<u16> = self
+            .per_peer
+            .iter()
+            .filter(|p| {
+                !p.present
+                    || p.lost > 0
+                    || p.duplicates > 0
+                    || p.fifo_violations > 0
+                    || p.latency_us.negative > 0
+            })
+            .map(|p| p.peer)
+            .collect();
+        if let Some(odd) = self.consensus.odd_one_out {
+            shown.insert(odd);
+        }
+        let mut by_p99: Vec<_> = self
+            .per_peer
+            .iter()
+            .filter_map(|p| p.latency_us.p99.map(|v| (v, p.peer)))
+            .collect();
+        by_p99.sort_by(|a, b| b.0.total_cmp(&a.0));
+        shown.extend(by_p99.iter().take(PER_PEER_WORST).map(|&(_, peer)| peer));
+        shown
     }
 }
 
@@ -613,4 +680,43 @@ fn write_matrix<T>(
         writeln!(w)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_is_attributed_per_receiver_to_its_kernel_drops() {
+        let peer = |p: u16, lost: u64, kernel_drops: u64| PeerSummary {
+            peer: p,
+            present: true,
+            lost,
+            kernel_drops,
+            ..PeerSummary::default()
+        };
+        let mut r = Report {
+            lost: 1_100,
+            kernel_drops: 1_150,
+            // Peer 1's 150 drops were control datagrams; peer 0's 50 lost are unexplained.
+            per_peer: vec![peer(0, 1_050, 1_000), peer(1, 50, 150)],
+            ..Report::default()
+        };
+        assert_eq!(r.lost_to_kernel_drops(), 1_050);
+        assert_eq!(
+            r.lost_line(),
+            "lost 1,100, of which 1,050 dropped by this host's full receive buffers \
+             (kernel_drops) (1,150 kernel drops in all, some repaired or control datagrams)"
+        );
+        r.per_peer.clear();
+        r.kernel_drops = 1_100;
+        assert_eq!(
+            r.lost_line(),
+            "lost 1,100, of which 1,100 dropped by this host's full receive buffers (kernel_drops)"
+        );
+        r.lost = 0;
+        assert_eq!(r.lost_line(), "lost 0");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
 }

@@ -419,7 +419,7 @@ impl Server {
         for (id, run) in &svc.runs {
             let have = run.have.iter().filter(|&&h| h).count();
             say!(
-                "compare: stopping with run {id:#x} incomplete ({have} of {} logs); not reported",
+                "compare: stopping with run {id:016x} incomplete ({have} of {} logs); not reported",
                 run.peers
             );
         }
@@ -457,12 +457,12 @@ fn report_runs(
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| analyse(&run.logs, &opts)));
         let outcome = match analysed {
             Err(_) => {
-                say!("compare: run {id:#x}: the analysis failed (a bug: please report it with the logs)");
+                say!("compare: run {id:016x}: the analysis failed (a bug: please report it with the logs)");
                 Outcome::Broken
             }
             Ok(report) => match results.as_mut().map(|f| append_result(f, &report)) {
                 Some(Err(e)) => {
-                    say!("compare: run {id:#x}: cannot append to the results file: {e}");
+                    say!("compare: run {id:016x}: cannot append to the results file: {e}");
                     Outcome::NotWritten {
                         reason: format!("the results file could not be written ({e})"),
                         run,
@@ -475,13 +475,13 @@ fn report_runs(
                         if let Err(e) = crate::viz::write_page_file(
                             &page, &run.logs, &run.times, &report, stride,
                         ) {
-                            say!("compare: run {id:#x}: {e:#}");
+                            say!("compare: run {id:016x}: {e:#}");
                         }
                     }
                     if let Some(dir) = &dirs.hist {
                         if let Err(e) = hist::write_run(dir, &run.logs, &report) {
                             say!(
-                                "compare: run {id:#x}: cannot write histograms into {}: {e}",
+                                "compare: run {id:016x}: cannot write histograms into {}: {e}",
                                 dir.display()
                             );
                         }
@@ -535,6 +535,9 @@ enum Step {
     Reply(Kind, String),
     /// Close now (nothing useful can be sent).
     Close(String),
+    /// The client connected and left without a byte (a reachability probe, a health check):
+    /// close without a log line.
+    Left,
 }
 
 impl Service {
@@ -709,6 +712,7 @@ impl Service {
                 self.refusal(format_args!("{}: closed: {why}", conn.peer));
                 return;
             }
+            Step::Left => return,
             Step::Reply(kind, msg) => {
                 match kind {
                     Kind::Accepted if self.cfg.quiet => {}
@@ -779,7 +783,7 @@ impl Service {
                     conn.deadline = conn.idle.min(*by);
                     if n == 0 {
                         return if *got == 0 {
-                            Step::Close("connection closed without sending anything".into())
+                            Step::Left
                         } else {
                             Step::Reply(
                                 Kind::Rejected,
@@ -909,12 +913,12 @@ impl Service {
         }
         if self.reported.contains(&id) {
             return Err(format!(
-                "run {id:#x} was already reported; a new run needs a new run id"
+                "run {id:016x} was already reported; a new run needs a new run id"
             ));
         }
         if self.reporting.contains(&id) {
             return Err(format!(
-                "run {id:#x} is being reported (its run timeout passed or all its logs are in); a new run needs a new run id"
+                "run {id:016x} is being reported (its run timeout passed or all its logs are in); a new run needs a new run id"
             ));
         }
         let size = log.heap_bytes() + times.as_ref().map_or(0, Times::heap_bytes);
@@ -940,13 +944,13 @@ impl Service {
         });
         if (run.peers, run.msgs) != (n, m) {
             return Err(format!(
-                "log of peer {peer} says {n} peers x {m} msgs, but run {id:#x} has {} x {}",
+                "log of peer {peer} says {n} peers x {m} msgs, but run {id:016x} has {} x {}",
                 run.peers, run.msgs
             ));
         }
         if std::mem::replace(&mut run.have[usize::from(peer)], true) {
             return Err(format!(
-                "duplicate upload for run {id:#x} peer {peer}: the first one is kept (whoever sent it first)"
+                "duplicate upload for run {id:016x} peer {peer}: the first one is kept (whoever sent it first)"
             ));
         }
         run.logs.push(log);
@@ -956,7 +960,7 @@ impl Service {
         let have = run.logs.len();
         if have < usize::from(n) {
             return Ok(Some(format!(
-                "stored log of peer {peer} for run {id:#x} ({have} of {n})"
+                "stored log of peer {peer} for run {id:016x} ({have} of {n})"
             )));
         }
         let run = self.runs.remove(&id).expect("present");
@@ -969,7 +973,7 @@ impl Service {
         self.reporting.insert(id);
         if let Err(mpsc::SendError(job)) = self.jobs.send(Job { id, run, waiting }) {
             // The worker is gone (it only ends when the loop does): nothing can be reported.
-            say!("compare: run {id:#x}: the report thread is gone; run dropped");
+            say!("compare: run {id:016x}: the report thread is gone; run dropped");
             self.reporting.remove(&id);
             self.stored_bytes -= job.run.bytes;
         }
@@ -994,7 +998,7 @@ impl Service {
                     (
                         Kind::Accepted,
                         format!(
-                            "stored log of peer {peer}; run {id:#x} complete: {} unordered message rounds",
+                            "stored log of peer {peer}; run {id:016x} complete: {} unordered message rounds",
                             report.out_of_order_rounds
                         ),
                     )
@@ -1006,7 +1010,7 @@ impl Service {
                 waiting.map(|_| {
                     (
                         Kind::Rejected,
-                        format!("run {id:#x} could not be analysed (a bug in the comparator: please report it with the logs)"),
+                        format!("run {id:016x} could not be analysed (a bug in the comparator: please report it with the logs)"),
                     )
                 })
             }
@@ -1027,14 +1031,14 @@ impl Service {
                 }
                 run.deadline = Instant::now() + self.cfg.run_timeout;
                 say!(
-                    "compare: run {id:#x}: not reported: {reason}; kept, tried again with the next upload or in {:?}",
+                    "compare: run {id:016x}: not reported: {reason}; kept, tried again with the next upload or in {:?}",
                     self.cfg.run_timeout
                 );
                 self.runs.insert(id, run);
                 waiting.map(|(_, peer)| {
                     (
                         Kind::Busy,
-                        format!("run {id:#x} could not be reported: {reason}; the log of peer {peer} was not stored: upload it again"),
+                        format!("run {id:016x} could not be reported: {reason}; the log of peer {peer} was not stored: upload it again"),
                     )
                 })
             }
@@ -1113,7 +1117,7 @@ impl Service {
             let run = self.runs.remove(&id).expect("present");
             let missing = run.have.iter().filter(|&&h| !h).count();
             say!(
-                "compare: run {id:#x}: run timeout; reporting without {missing} of {} peers",
+                "compare: run {id:016x}: run timeout; reporting without {missing} of {} peers",
                 run.peers
             );
             self.dispatch(id, run, None);

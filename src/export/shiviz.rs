@@ -109,7 +109,7 @@ pub fn write(logs: &[PeerLog], out: &mut dyn Write) -> anyhow::Result<(usize, us
         if let Some(first) = run.values().next() {
             if first.header.peers != h.peers {
                 anyhow::bail!(
-                    "run {:#018x}: logs disagree on the number of peers ({} and {})",
+                    "run {:016x}: logs disagree on the number of peers ({} and {})",
                     h.run_id,
                     first.header.peers,
                     h.peers
@@ -118,7 +118,7 @@ pub fn write(logs: &[PeerLog], out: &mut dyn Write) -> anyhow::Result<(usize, us
         }
         if run.insert(h.peer_id, log).is_some() {
             anyhow::bail!(
-                "run {:#018x}: two logs of peer {} given",
+                "run {:016x}: two logs of peer {} given",
                 h.run_id,
                 h.peer_id
             );
@@ -129,7 +129,7 @@ pub fn write(logs: &[PeerLog], out: &mut dyn Write) -> anyhow::Result<(usize, us
     writeln!(out)?;
     let mut total = 0;
     for (run_id, peers) in &runs {
-        writeln!(out, "=== run {run_id:#018x} ===")?;
+        writeln!(out, "=== run {run_id:016x} ===")?;
         let events = execution(peers);
         total += events.len();
         for e in &events {
@@ -462,8 +462,8 @@ mod tests {
         let (runs, events) = write(&logs, &mut out).unwrap();
         assert_eq!((runs, events), (2, 4));
         let text = String::from_utf8(out).unwrap();
-        let a = text.find("=== run 0x0000000000000001 ===").unwrap();
-        let b = text.find("=== run 0x0000000000000002 ===").unwrap();
+        let a = text.find("=== run 0000000000000001 ===").unwrap();
+        let b = text.find("=== run 0000000000000002 ===").unwrap();
         assert!(a < b);
         assert_eq!(text.matches("deliver p0#0 ").count(), 2);
     }

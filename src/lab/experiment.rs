@@ -38,7 +38,15 @@ pub struct Experiment {
     pub wan_delay: Duration,
 }
 
-pub type Outcome = anyhow::Result<Report>;
+pub type Outcome = anyhow::Result<Ran>;
+
+/// A run that completed.
+#[derive(Debug)]
+pub struct Ran {
+    pub report: Report,
+    /// From the first peer's spawn until the last one had exec'd (part of `setup_ms`).
+    pub spawned: Duration,
+}
 
 /// A run some peers failed: the report of the logs the others wrote, and why.
 #[derive(Debug)]
@@ -197,6 +205,8 @@ impl Experiment {
             wan_loss: Some(self.wan_loss),
             zones: Vec::new(),
             run_key_file: Some(key.to_path_buf()),
+            // Released together once all are up (see run_one).
+            start_gate: true,
         }
     }
 
@@ -223,19 +233,24 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
         RunKeyFile::create(&ctx.key_dir, run_id).context("cannot write the run's key file")?;
     let started = Instant::now();
     let mut group_of = Group::new(ctx.pids.clone());
-    for id in 0..exp.peers {
-        if ctx.interrupted.load(Ordering::SeqCst) {
-            bail!("interrupted");
-        }
-        let mut cmd = ctx.hosts.command(usize::from(id), &ctx.exe);
-        cmd.args(
-            exp.peer_command(id, run_id, &peers, group, ctx, key.path())
-                .args(),
-        );
-        group_of
-            .spawn(cmd, ctx.verbose)
-            .context("cannot start a peer process")?;
+    if ctx.interrupted.load(Ordering::SeqCst) {
+        bail!("interrupted");
     }
+    let cmds = (0..exp.peers)
+        .map(|id| {
+            let mut cmd = ctx.hosts.command(usize::from(id), &ctx.exe);
+            cmd.args(
+                exp.peer_command(id, run_id, &peers, group, ctx, key.path())
+                    .args(),
+            );
+            cmd
+        })
+        .collect();
+    // All at once: the first peers retransmit HELLO to the rest until the last one is up.
+    group_of
+        .spawn_all(cmds, ctx.verbose)
+        .context("cannot start a peer process")?;
+    let spawned = started.elapsed();
     let deadline = started + exp.deadline();
     let mut failed = Vec::new();
     for _ in 0..exp.peers {
@@ -284,10 +299,10 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
     let wait_until = Instant::now() + Duration::from_secs(30);
     loop {
         match reports.recv_timeout(wait_until.saturating_duration_since(Instant::now())) {
-            Ok(r) if r.run_id == run_id => return Ok(r),
+            Ok(report) if report.run_id == run_id => return Ok(Ran { report, spawned }),
             Ok(_) => continue, // a late report of an earlier, failed run
             Err(RecvTimeoutError::Timeout) => {
-                bail!("the comparator did not report run {run_id} in time")
+                bail!("the comparator did not report run {run_id:016x} in time")
             }
             Err(RecvTimeoutError::Disconnected) => bail!("the comparator stopped"),
         }

@@ -18,8 +18,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-pub use experiment::{Experiment, Outcome};
+pub use experiment::{Experiment, Outcome, Ran};
 pub use session::{Session, SessionOptions};
+
+/// The most peers one lab runs (C2 allows as many). What bounds it on one machine is in the
+/// README ("Limits of `lab`"): above all two cores shared by N event loops and N² HELLOs.
+pub const MAX_PEERS: u16 = 256;
+/// With `--netns`: the testbed's hosts are one /24 (see `netns::Testbed`).
+pub const NETNS_MAX_PEERS: u16 = 250;
 
 use crate::compare::{Report, Server, ServerConfig};
 use crate::util::duration;
@@ -186,13 +192,15 @@ impl TransportChoice {
     }
 }
 
-/// The most peers one lab run may have on one machine.
-pub const MAX_PEERS: u16 = 64;
-
 pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        args.peers >= 1 && args.peers <= MAX_PEERS,
+        (1..=MAX_PEERS).contains(&args.peers),
         "--peers must be 1..={MAX_PEERS} on one machine"
+    );
+    anyhow::ensure!(
+        !args.netns || args.peers <= NETNS_MAX_PEERS,
+        "--netns takes at most {NETNS_MAX_PEERS} peers: its hosts share one /24 on the bridge \
+         (10.X.Y.1-{NETNS_MAX_PEERS}, the bridge at .254); use loopback (no --netns) for up to {MAX_PEERS}"
     );
     anyhow::ensure!(args.runs != Some(0), "--runs must be at least 1");
     let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
@@ -248,6 +256,15 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         .max()
         .unwrap_or(0);
     cfg.max_pending_bytes = cfg.max_pending_bytes.max(largest_run);
+    // Every peer uploads from this host's loopback (or the bridge) at about the same moment: the
+    // lab's own comparator admits all of a run's uploads at once from one source.
+    let most_peers = experiments
+        .iter()
+        .map(|e| usize::from(e.peers))
+        .max()
+        .unwrap_or(1);
+    cfg.max_conns_per_source = cfg.max_conns_per_source.max(most_peers);
+    cfg.max_connections = cfg.max_connections.max(most_peers);
     cfg.hist_dir = args.hist_dir.clone();
     cfg.analyse.matrix = args.matrix;
     // The lab prints one progress line per run; per-upload lines only with --verbose.
@@ -292,6 +309,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             args.svg.as_ref().expect("set").display()
         );
     }
+    // Every output path now, not after a two-minute grid.
+    if let Some(svg) = &args.svg {
+        crate::util::out::check_writable(svg, "--svg")?;
+    }
+    if let Some(html) = &args.html {
+        crate::util::out::check_writable(&crate::viz::page_path(html, 0, total), "--html")?;
+    }
     let mut results = match &args.results {
         Some(p) => Some(crate::compare::open_results(p)?),
         None => None,
@@ -324,28 +348,32 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         let outcome = experiment::run_one(exp, &ctx, &reports);
         let mut out = stdout.lock();
         match outcome {
-            Ok(report) => {
+            Ok(Ran { report, spawned }) => {
                 progress.ran(
                     k,
                     &format!(
-                        "{}: {} of {} rounds out of order, {} lost, {} kernel drops, setup {:.1} ms",
+                        "{}: {} of {} rounds out of order, {} lost, {} kernel drops, setup {:.1} ms (peers started in {} ms)",
                         exp.label(),
                         report.out_of_order_rounds,
                         report.rounds,
                         report.lost,
                         report.kernel_drops,
-                        report.setup_ms
+                        report.setup_ms,
+                        spawned.as_millis()
                     ),
                 );
                 if let Some(f) = results.as_mut() {
                     crate::compare::append_result(f, &report)?;
                 }
-                if args.json {
-                    writeln!(out, "{}", report.to_json_line())?;
-                } else if total <= 4 {
-                    report.write_human(&mut out)?;
-                    writeln!(out)?;
-                }
+                progress.around(|| -> anyhow::Result<()> {
+                    if args.json {
+                        writeln!(out, "{}", report.to_json_line())?;
+                    } else if total <= 4 {
+                        report.write_human(&mut out)?;
+                        writeln!(out)?;
+                    }
+                    Ok(out.flush()?)
+                })?;
                 if let Some(file) = &args.html {
                     // A page that cannot be written fails the lab, not the runs still to come.
                     let page = crate::viz::page_path(file, k, total);
@@ -371,13 +399,16 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                 progress.ran(k, "failed");
                 // A partial report still says what the others delivered (and who is missing).
                 if let Some(p) = e.downcast_ref::<experiment::PartialRun>() {
-                    if args.json {
-                        writeln!(out, "{}", p.report.to_json_line())?;
-                    } else {
-                        writeln!(out, "partial report (the run failed):")?;
-                        p.report.write_human(&mut out)?;
-                        writeln!(out)?;
-                    }
+                    progress.around(|| -> anyhow::Result<()> {
+                        if args.json {
+                            writeln!(out, "{}", p.report.to_json_line())?;
+                        } else {
+                            writeln!(out, "partial report (the run failed):")?;
+                            p.report.write_human(&mut out)?;
+                            writeln!(out)?;
+                        }
+                        Ok(out.flush()?)
+                    })?;
                 }
             }
         }

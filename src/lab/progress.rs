@@ -13,7 +13,8 @@ pub struct Progress {
     all_cost: f64,
     started: Instant,
     tty: bool,
-    drawn: bool,
+    /// The bar as last drawn, while it is on screen (no newline after it yet).
+    shown: Option<String>,
 }
 
 /// Fixed cost of a run besides sending: processes, handshake, upload, analysis.
@@ -35,7 +36,7 @@ impl Progress {
             all_cost,
             started: Instant::now(),
             tty: std::io::stderr().is_terminal(),
-            drawn: false,
+            shown: None,
         }
     }
 
@@ -50,11 +51,14 @@ impl Progress {
             let width = 30;
             let filled = (width * done) / total;
             let bar = format!("{}{}", "#".repeat(filled), ".".repeat(width - filled));
-            let _ = write!(err, "\r\x1b[K[{bar}] {done}/{total} {what}{left}");
+            let line = format!("[{bar}] {done}/{total} {what}{left}");
+            let _ = write!(err, "\r\x1b[K{line}");
             if done == total {
                 let _ = writeln!(err);
+                self.shown = None;
+            } else {
+                self.shown = Some(line);
             }
-            self.drawn = done < total;
         } else {
             let _ = writeln!(err, "mpcomm lab: [{done}/{total}] {what}{left}");
         }
@@ -62,11 +66,34 @@ impl Progress {
 
     /// A message that must stay on screen (a failure), above the bar.
     pub fn note(&mut self, text: &str) {
-        let mut err = std::io::stderr().lock();
-        if self.drawn {
-            let _ = write!(err, "\r\x1b[K");
+        let shown = self.clear();
+        let _ = writeln!(std::io::stderr().lock(), "mpcomm lab: {text}");
+        self.redraw(shown);
+    }
+
+    /// Runs `print` (which writes a report to stdout) with the bar off the screen, so what it
+    /// prints starts at column 0 when stdout and stderr share a terminal; the bar comes back
+    /// below it.
+    pub fn around<T>(&mut self, print: impl FnOnce() -> T) -> T {
+        let shown = self.clear();
+        let r = print();
+        self.redraw(shown);
+        r
+    }
+
+    fn clear(&mut self) -> Option<String> {
+        let shown = self.shown.take();
+        if shown.is_some() {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K");
         }
-        let _ = writeln!(err, "mpcomm lab: {text}");
+        shown
+    }
+
+    fn redraw(&mut self, shown: Option<String>) {
+        if let Some(line) = shown {
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[K{line}");
+            self.shown = Some(line);
+        }
     }
 
     fn time_left(&self, finished: bool) -> String {

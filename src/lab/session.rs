@@ -60,6 +60,10 @@ impl Session {
         cfg.max_pending_bytes = cfg
             .max_pending_bytes
             .max(u64::from(opts.max_peers) * largest_log);
+        // Every peer of a run uploads at once, all from one source address on loopback.
+        let most_peers = usize::from(opts.max_peers);
+        cfg.max_conns_per_source = cfg.max_conns_per_source.max(most_peers);
+        cfg.max_connections = cfg.max_connections.max(most_peers);
         cfg.quiet = !opts.verbose;
         let server = Server::with_listener(cfg, listener).context("cannot start the comparator")?;
         let comparator = server.local_addr();

@@ -73,7 +73,7 @@ pub struct PeerArgs {
     /// Seed of the send schedule and of the emulated WAN (default: random, printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Run id (decimal or 0x-hex). Default: the peers agree on one during the handshake.
+    /// Run id: 16 hex digits as mpcomm prints them (or 0x-hex, or decimal). Default: the peers agree on one during the handshake.
     #[arg(long, value_parser = parse_run_id)]
     pub run_id: Option<u64>,
     /// Give up if not every peer has answered the handshake by then.
@@ -85,8 +85,9 @@ pub struct PeerArgs {
     /// Directory for the delivery log.
     #[arg(long, default_value = ".")]
     pub log_dir: PathBuf,
-    /// Comparator HOST:PORT to upload the log to (none: only write it).
-    #[arg(long)]
+    /// Comparator HOST:PORT to upload the log to (none: only write it). Tried once at start:
+    /// a warning then says at once when it cannot be reached (the run goes on).
+    #[arg(long, value_parser = parse_comparator)]
     pub comparator: Option<String>,
     /// Upload attempts before giving up (the log stays on disk). Waits between them: 250 ms
     /// doubling to 4 s; the default's add up to 15.75 s.
@@ -109,21 +110,38 @@ pub struct PeerArgs {
     /// forged and dropped. Every peer of the run needs the same key (lab and C2 make one).
     #[arg(long)]
     pub run_key_file: Option<PathBuf>,
+    /// Open the sockets, then wait until stdin is closed before starting the handshake (and
+    /// the setup clock): a launcher starting many peers releases them together, so the first
+    /// ones do not retransmit HELLOs to the rest while it is still starting them.
+    #[arg(long)]
+    pub start_gate: bool,
     /// Print a one-line JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
+/// `HOST:PORT` (an IPv6 address in brackets): the syntax only; resolving is the run's business.
+pub fn parse_comparator(s: &str) -> Result<String, String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+        format!(
+            "{s:?} has no port: give HOST:PORT, e.g. 10.0.0.9:4568 (the comparator's default port)"
+        )
+    })?;
+    if host.is_empty() || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']'))) {
+        return Err(format!(
+            "{s:?} is not HOST:PORT (an IPv6 address goes in brackets: [::1]:4568)"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(s.to_string()),
+        _ => Err(format!(
+            "{s:?}: the port {port:?} is not a number in 1..=65535"
+        )),
+    }
+}
+
 fn parse_run_id(s: &str) -> Result<u64, String> {
-    let v = match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    }
-    .map_err(|_| format!("{s:?} is not a run id: use a decimal or 0x-hex u64"))?;
-    if v == 0 {
-        return Err("run id 0 is reserved (it means: not agreed yet)".into());
-    }
-    Ok(v)
+    crate::util::run_id::parse(s)
 }
 
 /// Everything the peer needs, checked.
@@ -377,6 +395,8 @@ pub struct PeerCommand {
     pub zones: Vec<String>,
     /// The run's key file (the key itself never goes on a command line).
     pub run_key_file: Option<PathBuf>,
+    /// `--start-gate`: wait for stdin to close before the handshake.
+    pub start_gate: bool,
 }
 
 impl PeerCommand {
@@ -408,7 +428,7 @@ impl PeerCommand {
             push("--size", size.to_string().into());
         }
         push("--seed", self.seed.to_string().into());
-        push("--run-id", self.run_id.to_string().into());
+        push("--run-id", format!("{:016x}", self.run_id).into());
         if let Some(d) = self.handshake_timeout {
             push("--handshake-timeout", us(d).into());
         }
@@ -431,6 +451,9 @@ impl PeerCommand {
         }
         if let Some(k) = &self.run_key_file {
             push("--run-key-file", k.clone().into());
+        }
+        if self.start_gate {
+            a.push("--start-gate".into());
         }
         a
     }
@@ -558,7 +581,7 @@ pub struct UploadArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Comparator HOST:PORT.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_comparator)]
     pub comparator: String,
     /// Attempts per file (waits between them: 250 ms doubling to 4 s).
     #[arg(long, default_value_t = super::upload::DEFAULT_ATTEMPTS)]
@@ -696,6 +719,7 @@ mod tests {
             wan_loss: Some(0.01),
             zones: vec!["a".into(), "b".into()],
             run_key_file: Some("/run/k ey".into()),
+            start_gate: true,
         };
         use clap::Parser;
         let a = Peer::try_parse_from(cmd.args()).unwrap().args;
@@ -715,6 +739,7 @@ mod tests {
         );
         assert_eq!(a.log_dir, cmd.log_dir);
         assert_eq!(a.run_key_file, cmd.run_key_file);
+        assert!(a.start_gate);
         assert_eq!(a.comparator.as_deref(), Some("127.0.0.1:4568"));
         assert_eq!((a.time_scale, a.wan_loss), (0.05, 0.01));
         assert_eq!(
@@ -728,6 +753,20 @@ mod tests {
         assert_eq!(a.group, DEFAULT_GROUP.parse().unwrap());
         assert_eq!((a.size, a.time_scale), (packet::DATA_MIN_LEN, 1.0));
         assert!(a.wan.is_none() && a.zones.is_empty() && a.iface.is_none());
+    }
+
+    #[test]
+    fn comparator_addresses_need_a_port() {
+        assert!(parse_comparator("127.0.0.1:4568").is_ok());
+        assert!(parse_comparator("cmp.example:4568").is_ok());
+        assert!(parse_comparator("[::1]:4568").is_ok());
+        assert!(parse_comparator("127.0.0.1")
+            .unwrap_err()
+            .contains("no port"));
+        assert!(parse_comparator("::1").is_err());
+        assert!(parse_comparator(":4568").is_err());
+        assert!(parse_comparator("h:0").is_err());
+        assert!(parse_comparator("h:http").is_err());
     }
 
     #[test]

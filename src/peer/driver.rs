@@ -249,6 +249,16 @@ impl Driver {
                 ));
             }
             machine.handle_timeout(Now::read());
+            if let Some(missing) = machine.take_wait_note() {
+                crate::say!(
+                    "mpcomm peer: waiting for peer(s) {} (no HELLO or acknowledgement yet)",
+                    missing
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             // Send until the machine has nothing, the socket is full or this turn is used up.
             // A datagram is taken from the machine only to be sent at once, so `pending` is
             // left set only by a full socket (never by the turn's bound).

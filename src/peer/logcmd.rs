@@ -37,7 +37,7 @@ pub fn dump(path: &Path, csv: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "# run {:#018x}  peer {} of {}  {} msgs/peer  transport {}",
+        "# run {:016x}  peer {} of {}  {} msgs/peer  transport {}",
         h.run_id,
         h.peer_id,
         h.peers,

@@ -133,6 +133,41 @@ pub struct Arrival {
     pub kernel_stamp: bool,
 }
 
+/// How often a waiting handshake says whom it waits for.
+pub const WAIT_NOTE_EVERY: Duration = Duration::from_secs(5);
+
+/// A listed peer whose HELLO is for another run: other N, M or `--run-id`. Not refused (a
+/// stale peer of an earlier run may still be retransmitting), but named if the handshake fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtherRun {
+    pub peer: u16,
+    pub peers: u16,
+    pub msgs: u32,
+    pub run_id: u64,
+}
+
+impl OtherRun {
+    pub fn describe(&self, cfg: &Config) -> String {
+        let id = |r: u64| {
+            if r == 0 {
+                "agreed in the handshake".to_string()
+            } else {
+                crate::util::run_id::RunHex(r).to_string()
+            }
+        };
+        format!(
+            "peer {} sent a HELLO for another run: {} peers x {} msgs, run id {} (this peer: {} x {}, run id {})",
+            self.peer,
+            self.peers,
+            self.msgs,
+            id(self.run_id),
+            cfg.peers,
+            cfg.msgs,
+            id(cfg.run_id.unwrap_or(0))
+        )
+    }
+}
+
 /// A peer whose HELLO asks for another ordering mode or repair than ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
@@ -216,6 +251,9 @@ pub struct Machine {
     /// Run datagrams that arrived before we knew the run id: replayed once we do (bounded).
     early: Vec<(Vec<u8>, Arrival)>,
     refused: Option<Refusal>,
+    other_run: Option<OtherRun>,
+    /// The wait note is due (`take_wait_note`).
+    wait_note: bool,
 
     // Sending.
     next_seq: u32,
@@ -265,6 +303,7 @@ impl Machine {
         let expected = n * cfg.msgs as usize;
         let mut timers = TimerTable::default();
         timers.set(Timer::HandshakeTimeout, now.at + cfg.handshake_timeout);
+        timers.set(Timer::WaitNote, now.at + WAIT_NOTE_EVERY);
         let max_delay = delay.as_ref().map_or(Duration::ZERO, |d| d.max_delay());
         let margin = Duration::from_millis(250);
         let quiet = cfg
@@ -304,6 +343,8 @@ impl Machine {
             setup: None,
             early: Vec::new(),
             refused: None,
+            other_run: None,
+            wait_note: false,
             next_seq: 0,
             stops_left: 0,
             kept: Kept::new(cfg.msgs, cfg.peers, cfg.order == Order::Lamport, causal),
@@ -380,12 +421,28 @@ impl Machine {
         }
     }
     /// The peer refused in the handshake, if that is why it failed.
+    /// The last listed peer heard asking for another run (N, M or run id), if any.
+    pub fn other_run(&self) -> Option<OtherRun> {
+        self.other_run
+    }
+
+    /// Once per `WAIT_NOTE_EVERY` while the handshake waits: the peers not heard from yet.
+    pub fn take_wait_note(&mut self) -> Option<Vec<u16>> {
+        if !std::mem::take(&mut self.wait_note) || self.phase != Phase::Handshake {
+            return None;
+        }
+        Some(self.missing())
+    }
+
     pub fn refused(&self) -> Option<Refusal> {
         self.refused
     }
     /// Peers we have no HELLO from, or that have not acknowledged ours.
+    /// The other peers the handshake still waits for (never this peer itself: its own HELLO
+    /// comes back through its own socket).
     pub fn missing(&self) -> Vec<u16> {
         (0..self.cfg.peers)
+            .filter(|&p| p != self.cfg.id)
             .filter(|&p| {
                 let p = usize::from(p);
                 self.hello_nonce[p] == 0
@@ -497,11 +554,15 @@ impl Machine {
         if self.timers.expire(Timer::HandshakeTimeout, now.at) && self.phase == Phase::Handshake {
             return self.fail(now);
         }
+        if self.timers.expire(Timer::WaitNote, now.at) && self.phase == Phase::Handshake {
+            self.wait_note = true;
+            self.timers.set(Timer::WaitNote, now.at + WAIT_NOTE_EVERY);
+        }
         if self.timers.expire(Timer::HelloRetry, now.at)
             && !self.all_agreed()
             && !self.is_finished()
         {
-            self.outbox.push(Out::Hello(Dest::All));
+            self.retry_hello(now);
         }
         if self.is_finished() {
             return;
@@ -643,7 +704,7 @@ impl Machine {
                     return None;
                 }
                 if let Dest::Peer(p) = dest {
-                    if self.acked_by[usize::from(p)] {
+                    if self.agreed_with(usize::from(p)) {
                         return None;
                     }
                 } else {

@@ -55,6 +55,7 @@ pub mod exit {
 /// What a finished peer reports (stdout with `--json`).
 #[derive(Debug, serde::Serialize)]
 pub struct Summary {
+    #[serde(with = "crate::util::run_id::json_opt")]
     pub run_id: Option<u64>,
     pub id: u16,
     pub peers: u16,
@@ -92,14 +93,19 @@ pub struct Summary {
 
 pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let plan = args.plan()?;
-    let start = Now::read();
-    let buffer = socket::buffer_for(plan.config.peers, plan.config.size, plan.config.interval.0);
+    if let Some(c) = &plan.comparator {
+        upload::probe_in_background(c.clone());
+    }
+    let buffer = socket::buffer_from_env().unwrap_or_else(|| {
+        socket::buffer_for(plan.config.peers, plan.config.size, plan.config.interval.0)
+    });
     let own = plan.peers[usize::from(plan.id)];
     let opened = match plan.transport {
         Transport::Fanout => socket::open_fanout_sized(own, buffer),
         Transport::Multicast => plan.membership.open(plan.ttl, buffer),
     }?;
     warn_capped(&opened);
+    let rcvbuf = opened.rcvbuf;
     let route = match plan.transport {
         Transport::Fanout => Route::Fanout(plan.peers.clone()),
         Transport::Multicast => Route::Multicast(plan.membership.destination()),
@@ -115,6 +121,12 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
             Err(e) => say!("mpcomm peer: note: one-peer messages go to the group ({e})"),
         }
     }
+    if args.start_gate {
+        // Sockets are bound, so nothing sent to us from now on is lost. Blocked here, SIGTERM
+        // still ends the process (the handler below is not installed yet).
+        wait_for_gate();
+    }
+    let start = Now::read();
     let shutdown = driver.shutdown_handle();
     // The handler only wakes the loop; shutdown happens there.
     let _ = ctrlc::set_handler(move || shutdown.request());
@@ -122,13 +134,14 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let delay = plan.wan.as_ref().map(|w| w.delay_model(plan.id, plan.seed));
     let mut machine = Machine::new(plan.config.clone(), start, delay);
     say!(
-        "mpcomm peer: ready id={} peers={} transport={} addr={} bound={} seed={}",
+        "mpcomm peer: ready id={} peers={} transport={} addr={} bound={} seed={} rcvbuf={}KiB",
         plan.id,
         plan.peers.len(),
         plan.transport,
         plan.peers[usize::from(plan.id)],
         driver.local_addr()?,
-        plan.seed
+        plan.seed,
+        rcvbuf / 1024
     );
     let result = driver.run(&mut machine);
     let interrupted = matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::Interrupted);
@@ -191,13 +204,24 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
         );
         ExitCode::from(exit::MODE_MISMATCH)
     } else if machine.phase() == Phase::Failed {
-        say!(
-            "mpcomm peer: handshake timed out after {}: no HELLO or no acknowledgement from peer(s) {} ({}). \
-             Are they running, with the same --peers, --msgs and --run-id, and is UDP allowed between the hosts?",
-            crate::util::duration::human(plan.config.handshake_timeout),
-            join(&summary.missing_peers),
-            summary.missing_peers.iter().map(|&p| plan.peers[usize::from(p)].to_string()).collect::<Vec<_>>().join(", ")
-        );
+        let waited = crate::util::duration::human(plan.config.handshake_timeout);
+        if let Some(other) = machine.other_run() {
+            say!(
+                "mpcomm peer: handshake timed out after {waited}: {} ({}); every peer of a run needs the same --peers list, --msgs and --run-id",
+                other.describe(&plan.config),
+                plan.peers[usize::from(other.peer)]
+            );
+        }
+        if summary.missing_peers.is_empty() {
+            say!("mpcomm peer: handshake timed out after {waited}: every other peer answered, but the handshake did not complete (this peer's own HELLO did not come back to it, or the peers did not agree on peer 0's run id: was a peer restarted?)");
+        } else {
+            say!(
+                "mpcomm peer: handshake timed out after {waited}: no HELLO or no acknowledgement from peer(s) {} ({}). \
+                 Are they running, with the same --peers, --msgs and --run-id, and is UDP allowed between the hosts?",
+                join(&summary.missing_peers),
+                summary.missing_peers.iter().map(|&p| plan.peers[usize::from(p)].to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
         ExitCode::from(exit::HANDSHAKE)
     } else {
         finish_run(&plan, &machine, start, &mut summary)?
@@ -349,8 +373,8 @@ fn write_log(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> any
 fn warn_capped(opened: &socket::Opened) {
     if opened.capped() {
         say!(
-            "mpcomm peer: warning: receive buffer capped at {} KiB by net.core.rmem_max (asked {} KiB \
-             for this many peers); bursts may be dropped by the kernel (counted as kernel_drops). \
+            "mpcomm peer: warning: receive buffer capped at {} KiB by net.core.rmem_max (asked {} KiB); \
+             bursts may be dropped by the kernel (counted as kernel_drops). \
              Raise it with `sysctl -w net.core.rmem_max={}` (and net.core.wmem_max), or run as root",
             opened.rcvbuf / 1024,
             opened.asked / 1024,
@@ -381,6 +405,21 @@ fn join(ids: &[u16]) -> String {
         .map(u16::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// `--start-gate`: read stdin until end of file (the launcher closes it to release us), or
+/// until an error (nothing to wait for).
+fn wait_for_gate() {
+    let mut sink = [0u8; 64];
+    let mut stdin = std::io::stdin().lock();
+    loop {
+        match std::io::Read::read(&mut stdin, &mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
 }
 
 pub fn run_log(cmd: LogCommand) -> anyhow::Result<ExitCode> {

@@ -52,6 +52,16 @@ pub fn buffer_for(peers: u16, size: usize, interval: Duration) -> usize {
         .clamp(MIN_BUFFER, MAX_BUFFER)
 }
 
+/// `MPCOMM_SOCKET_BUFFER=BYTES` replaces [`buffer_for`]'s budget (clamped to 4 KiB..=1 GiB):
+/// to measure loss attribution with small buffers, or to try a size.
+pub const BUFFER_ENV: &str = "MPCOMM_SOCKET_BUFFER";
+
+/// The budget `MPCOMM_SOCKET_BUFFER` asks for, if it is set to a number.
+pub fn buffer_from_env() -> Option<usize> {
+    let v = std::env::var(BUFFER_ENV).ok()?;
+    Some(v.trim().parse::<usize>().ok()?.clamp(4 << 10, 1 << 30))
+}
+
 pub struct Opened {
     pub socket: std::net::UdpSocket,
     /// SO_TIMESTAMPNS is on: receive times come from the kernel.

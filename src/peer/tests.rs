@@ -418,3 +418,45 @@ fn a_duplicate_flood_is_bounded_and_counted() {
     assert!(p.records().len() < 100, "{} stored", p.records().len());
     assert!(p.cost().duplicates_dropped > 4_900);
 }
+
+#[test]
+fn fanout_hello_retries_go_only_to_the_peers_still_missing() {
+    // Peer 7 is down for 3 s: the other seven agree among themselves at once, and their
+    // retries go to peer 7 alone, not to all eight (N² datagrams per round at N = 256).
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let n = 8;
+    let mut sim = Sim::new(n, Link::default(), 5, |id| {
+        let mut c = cfg(n, 3)(id);
+        c.handshake_timeout = Duration::from_secs(10);
+        c
+    });
+    sim.down[7] = true;
+    let hellos = Rc::new(RefCell::new(vec![vec![0u32; 8]; 8]));
+    let count = hellos.clone();
+    sim.drop_if = Some(Box::new(move |from, to, b: &[u8]| {
+        if is_hello(b) {
+            count.borrow_mut()[from][to] += 1;
+        }
+        false
+    }));
+    let t0 = sim.now.at;
+    while sim.now.at - t0 < Duration::from_secs(3) {
+        assert!(sim.step());
+    }
+    for (from, row) in hellos.borrow().iter().enumerate().take(7) {
+        assert!(
+            row[7] >= 6,
+            "peer {from} retried to the missing peer: {row:?}"
+        );
+        for (to, &k) in row.iter().enumerate().take(7) {
+            assert!(
+                k <= 2,
+                "peer {from} sent {k} HELLOs to peer {to}, who had agreed"
+            );
+        }
+    }
+    sim.down[7] = false;
+    assert!(sim.run(100_000));
+    assert_complete(&sim, 8, 3);
+}

@@ -28,9 +28,11 @@ pub enum Timer {
     SequencerStall = 9,
     /// The drain's hard bound: the run ends then whatever is outstanding.
     HardBound = 10,
+    /// While the handshake waits: time to tell the user who has not answered yet.
+    WaitNote = 11,
 }
 
-const COUNT: usize = 11;
+const COUNT: usize = 12;
 
 #[derive(Debug, Default, Clone)]
 pub struct TimerTable {

@@ -58,6 +58,29 @@ pub enum UploadError {
     },
 }
 
+/// Tries once, on a thread of its own so the handshake does not wait, whether the comparator
+/// accepts a connection now; if not, says so at once rather than after the run. The probe
+/// connects and closes without a byte, which the comparator closes without a log line.
+pub fn probe_in_background(comparator: String) {
+    let _ = std::thread::Builder::new()
+        .name("comparator-probe".into())
+        .spawn(move || {
+            let addr = match comparator.to_socket_addrs().map(|mut a| a.next()) {
+                Ok(Some(a)) => a,
+                _ => {
+                    return crate::say!(
+                        "mpcomm peer: warning: cannot resolve the comparator {comparator:?}; the log will be kept on disk if that does not change by the end of the run"
+                    )
+                }
+            };
+            if let Err(e) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                crate::say!(
+                    "mpcomm peer: warning: the comparator at {addr} cannot be reached now ({e}); the run goes on, and the log is kept on disk if the upload fails"
+                );
+            }
+        });
+}
+
 /// Send `log` (a whole log file's bytes) to `comparator`, trying up to `attempts` times.
 /// Returns the comparator's acknowledgement message.
 pub fn upload(comparator: &str, log: &[u8], attempts: u32) -> Result<String, UploadError> {

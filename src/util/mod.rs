@@ -5,4 +5,5 @@ pub mod duration;
 pub mod loglimit;
 #[macro_use]
 pub mod out;
+pub mod run_id;
 pub mod supervise;

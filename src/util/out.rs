@@ -87,6 +87,22 @@ impl<W: Write> Write for Quiet<W> {
     }
 }
 
+/// Fails now, naming `flag`, when `path` could not be written at the end of a long run: the
+/// file is opened for writing (created and removed again if it did not exist), nothing in an
+/// existing file is changed.
+pub fn check_writable(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("{flag} {}: cannot write there: {e}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@
 //! send time it is delivered. The peer's hold-back queue applies that delay. This is emulation,
 //! labelled as such in logs and reports; it is not a measurement of a real network.
 
+pub mod cli;
 mod link;
 mod profile;
 

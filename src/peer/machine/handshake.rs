@@ -14,6 +14,14 @@ impl Machine {
             || peers != self.cfg.peers
             || msgs != self.cfg.msgs
         {
+            if repr.sender < self.cfg.peers && self.phase == Phase::Handshake {
+                self.other_run = Some(OtherRun {
+                    peer: repr.sender,
+                    peers,
+                    msgs,
+                    run_id: repr.run_id,
+                });
+            }
             self.counters.foreign += 1;
             return;
         }
@@ -106,12 +114,35 @@ impl Machine {
     /// Every peer acknowledged our HELLO, and (without `--run-id`) every acknowledgement names
     /// the peer-0 nonce we know: then all of us will use the same run id.
     pub(super) fn all_agreed(&self) -> bool {
+        (0..self.acked_by.len()).all(|p| self.agreed_with(p))
+    }
+
+    /// Peer `p` acknowledged our HELLO, in its present incarnation, naming the run we know.
+    pub(super) fn agreed_with(&self, p: usize) -> bool {
         let run = self.peer0_nonce();
-        (0..self.acked_by.len()).all(|p| {
-            self.acked_by[p]
-                && self.acked_from_nonce[p] == self.hello_nonce[p]
-                && (self.cfg.run_id.is_some() || (run != 0 && self.acked_run_nonce[p] == run))
-        })
+        self.acked_by[p]
+            && self.acked_from_nonce[p] == self.hello_nonce[p]
+            && (self.cfg.run_id.is_some() || (run != 0 && self.acked_run_nonce[p] == run))
+    }
+
+    /// The HELLO retry timer fired with agreement still missing. Multicast: one HELLO to the
+    /// group. Fan-out: a HELLO only to each peer we lack agreement with — a peer that
+    /// acknowledged us has our HELLO. Sending to all was N datagrams per peer per retry; with
+    /// 256 peers started one after the other that made a storm of a million datagrams (each
+    /// answered), which took the two cores the lab needed to start the last peers.
+    pub(super) fn retry_hello(&mut self, now: Now) {
+        if self.cfg.transport == Transport::Multicast {
+            self.outbox.push(Out::Hello(Dest::All));
+            return;
+        }
+        for p in 0..self.cfg.peers {
+            if !self.agreed_with(usize::from(p)) {
+                self.outbox.push(Out::Hello(Dest::Peer(p)));
+            }
+        }
+        self.timers
+            .set(Timer::HelloRetry, now.at + self.hello_backoff);
+        self.hello_backoff = (self.hello_backoff * 3 / 2).min(self.cfg.hello_retry_max);
     }
 
     fn try_pass_barrier(&mut self, now: Now) {

@@ -1,0 +1,77 @@
+//! Every command's `--help` says what its exit status means.
+
+mod support;
+
+#[test]
+fn every_command_documents_its_exit_codes() {
+    let commands: &[&[&str]] = &[
+        &["lab"],
+        &["peer"],
+        &["compare"],
+        &["report"],
+        &["upload"],
+        &["log", "dump"],
+        &["log", "export"],
+        &["wan", "list"],
+        &["wan", "show"],
+        &["c2", "keygen"],
+        &["c2", "agent"],
+        &["c2", "serve"],
+        &["c2", "run"],
+        &["c2", "status"],
+        &["c2", "exit"],
+    ];
+    for cmd in commands {
+        let out = support::mpcomm().args(*cmd).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{cmd:?} --help failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Exit codes: 0 "),
+            "{cmd:?} --help has no exit codes:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn wan_profiles_are_listed_and_a_shown_one_loads_back() {
+    let out = support::mpcomm()
+        .args(["wan", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["lan", "gcp8"]);
+    let dir = support::TempDir::new("wan-show");
+    let shown = support::mpcomm()
+        .args(["wan", "show", "gcp8"])
+        .output()
+        .unwrap();
+    assert!(shown.status.success());
+    let file = dir.path().join("mine.wan");
+    std::fs::write(&file, &shown.stdout).unwrap();
+    let again = support::mpcomm()
+        .args(["wan", "show"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("gcp8 (8 zones"));
+    let bad = support::mpcomm()
+        .args(["wan", "show", "no-such-profile"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown WAN profile"));
+}

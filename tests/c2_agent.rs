@@ -98,6 +98,8 @@ fn agent_running_a_peer(dir: &TempDir) -> (Proc, FakeController, impl Fn(u64) ->
         peers: vec![peer(port), peer(port.wrapping_add(1).max(1024))],
         wan: String::new(),
         zones: Vec::new(),
+        time_scale: 1.0,
+        wan_loss: 0.0,
         run_key: [3; 32],
     };
     c.send(&Msg::Run(Box::new(spec(11))));
@@ -117,7 +119,10 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
             detail,
             running,
         } => {
-            assert!(detail.contains("busy with run 11"), "{detail}");
+            assert!(
+                detail.contains("busy with run 000000000000000b"),
+                "{detail}"
+            );
             assert_eq!(
                 running,
                 Some(11),
@@ -171,4 +176,109 @@ fn an_agent_killed_with_sigkill_takes_its_peer_with_it() {
         "MEASURED: agent SIGKILLed: its peer gone within {:?}",
         killed.elapsed()
     );
+}
+
+/// Delivery logs with real processes: the agent's peer (the real one, through a wrapper that
+/// makes its upload fail at once: the comparator's port is closed, one attempt) exits with 3
+/// and keeps its log; with `--keep-failed 2` three such runs leave the newest two.
+#[test]
+fn failed_uploads_keep_at_most_keep_failed_logs_the_oldest_removed_first() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("c2-agent-keep");
+    let key_path = write_key(&dir, "key");
+    let key = mpcomm::c2::key::load(&key_path).unwrap();
+    let wrapper = dir.path("peer.sh");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec '{EXE}' \"$@\" --upload-attempts 1\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let logs = dir.path("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // A log left by an older agent that kept everything: the oldest, so pruned first.
+    std::fs::write(logs.join("mpcomm-00000000000000aa-p0.mplog"), b"old").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ctl = listener.local_addr().unwrap();
+    let mut cmd = Command::new(EXE);
+    cmd.args(["c2", "agent", "--controller", &ctl.to_string()])
+        .args(["--advertise", "127.0.0.1", "--keep-failed", "2"])
+        .arg("--key-file")
+        .arg(&key_path)
+        .arg("--log-dir")
+        .arg(&logs)
+        .arg("--peer-exe")
+        .arg(&wrapper);
+    let mut agent = Proc::spawn(cmd, "agent");
+    let mut c = FakeController::accept(&listener, key);
+    assert!(matches!(c.recv(), Msg::Register { .. }));
+    // A port nothing listens on: the upload is refused at once.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for run_id in [0x21u64, 0x22, 0x23] {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let spec = RunSpec {
+            run_id,
+            peer_id: 0,
+            transport: Transport::Fanout,
+            order: Order::None,
+            repair: Repair::Off,
+            msgs: 3,
+            interval_ms: (0, 1),
+            size: 0,
+            seed: run_id,
+            group: None,
+            comparator: closed,
+            peers: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+            wan: String::new(),
+            zones: Vec::new(),
+            time_scale: 1.0,
+            wan_loss: 0.0,
+            run_key: [4; 32],
+        };
+        c.send(&Msg::Run(Box::new(spec)));
+        let finished = loop {
+            match c.recv() {
+                Msg::RunReady { .. } => continue,
+                m @ Msg::RunFinished { .. } => break m,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        let Msg::RunFinished {
+            run_id: id,
+            ok,
+            detail,
+            ..
+        } = finished
+        else {
+            unreachable!()
+        };
+        assert_eq!(id, run_id);
+        assert!(!ok && detail.contains("exit status: 3"), "{detail}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".mplog"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "mpcomm-0000000000000022-p0.mplog",
+            "mpcomm-0000000000000023-p0.mplog"
+        ]
+    );
+    assert!(agent
+        .drain()
+        .iter()
+        .any(|l| l.contains("delivery log kept (not uploaded)")));
+    c.send(&Msg::Shutdown);
+    assert!(agent.wait_exit(Duration::from_secs(10)).success());
 }

@@ -154,7 +154,7 @@ fn service_survives_bad_clients_and_still_reports() {
     // Acknowledged means on disk: the results line is there now.
     let on_disk = std::fs::read_to_string(&results).unwrap();
     assert!(
-        on_disk.lines().any(|l| l.contains("\"run_id\":11,")),
+        on_disk.lines().any(|l| l.contains("\"run_id\":\"000000000000000b\",")),
         "{on_disk}"
     );
     let b = next_report(&rx, PROMPT);

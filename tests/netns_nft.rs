@@ -84,6 +84,10 @@ fn run(
         Ipv4Addr::new(239, 255, 91, (run_id % 200) as u8 + 1),
         GROUP_PORT,
     );
+    if transport == "multicast" {
+        // As the lab does: the machine's one ARP table may be full of other testbeds' entries.
+        bed.pin_multicast(*group.ip()).unwrap();
+    }
     let procs: Vec<Proc> = (0..HOSTS)
         .map(|i| {
             let mut c = bed.command(i, env!("CARGO_BIN_EXE_mpcomm"));

@@ -110,6 +110,9 @@ fn run_4_hosts(mode: Mode, transport: &str) {
         Ipv4Addr::new(239, 255, rand::random(), rand::random()),
         PORT + 7,
     );
+    // As the lab does: a static neighbour entry for the group (the machine's one ARP table
+    // may be full of other testbeds' dynamic entries).
+    bed.pin_multicast(*group.ip()).unwrap();
     let before: Vec<_> = (0..HOSTS).map(|i| ip_ext(&bed, i)).collect();
 
     // Hosts 0..N-1 first: their handshake cannot finish without the last peer, so they are

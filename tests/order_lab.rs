@@ -132,7 +132,7 @@ fn recompute_from_csv(logs: &TempDir, runs: &[serde_json::Value]) {
         }
     }
     for r in runs {
-        let id = format!("{:016x}", u(r, "run_id"));
+        let id = r["run_id"].as_str().expect("run_id is a hex string").to_string();
         let files = &by_run[&id];
         assert_eq!(files.len() as u64, N, "run {id}");
         let csvs = support::csv_dumps(files);

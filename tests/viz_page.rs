@@ -83,6 +83,18 @@ fn check_page(html: &str, bytes: u64) {
     assert!(count(html, "class=\"a") > 0, "no arrows");
     assert!(html.contains("<polyline"), "no latency curves");
     assert!(html.contains("Found "), "no report text");
+    // The time window: inputs inside the filter (hidden without scripts), the time scale on
+    // the diagram for the script, and no arrow hidden in the markup itself.
+    let filter = &html[html
+        .find("<p id=\"filter\" hidden>")
+        .expect("filter hidden")..];
+    let filter = &filter[..filter.find("</p>").unwrap()];
+    assert!(filter.contains("id=\"from\"") && filter.contains("id=\"to\""));
+    assert!(html.contains("data-ms=\""), "no time scale for the window");
+    assert!(
+        !html.contains("display: none"),
+        "arrows hidden without a script"
+    );
 }
 
 #[test]
@@ -181,6 +193,19 @@ fn render_in_chromium(page: &Path, dir: &TempDir) {
     assert!(
         dom.contains("<p id=\"filter\">"),
         "the filter script did not run"
+    );
+
+    // A time window from the address: the first millisecond only hides arrows, never all.
+    let windowed = format!("{url}#t=0-1");
+    let (ok, dom, log) = chromium(&["--enable-logging=stderr", "--v=0", "--dump-dom", &windowed]);
+    assert!(ok, "chromium --dump-dom failed: {log}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let arrows = count(&dom, "class=\"a");
+    let hidden = count(&dom, "display: none");
+    assert!(
+        hidden > 0 && hidden < arrows,
+        "{hidden} of {arrows} arrows hidden"
     );
 
     let shot = dir.path().join("shot.png");

@@ -29,7 +29,9 @@ const CHILD_STDERR: Token = Token(3);
 
 /// Outcomes kept for the controller while the link is down (one run at a time, so few).
 const MAX_PENDING: usize = 8;
-const MAX_LINE: usize = 4096;
+/// A relayed line is cut here (and continued on the next line), so that with its prefix it
+/// stays one atomic write on a pipe (`PIPE_BUF`, 4096 bytes).
+const MAX_LINE: usize = 4000;
 /// Reads of the peer's stderr per call; `stderr_more` brings the loop back when it stops here.
 const STDERR_READS: usize = 64;
 
@@ -48,10 +50,14 @@ pub struct AgentArgs {
     /// Zone label for WAN emulation (letters, digits, '-', '_', '.'; at most 32 bytes).
     #[arg(long, env = "MPCOMM_ZONE", default_value = "")]
     pub zone: String,
-    /// Directory for delivery logs (kept there when an upload fails). Under systemd this is
-    /// the unit's StateDirectory.
+    /// Directory for delivery logs (kept there only when an upload fails: see --keep-failed).
+    /// Under systemd this is the unit's StateDirectory.
     #[arg(long, env = "STATE_DIRECTORY", default_value = ".")]
     pub log_dir: PathBuf,
+    /// Failed-upload delivery logs kept in --log-dir, the oldest removed first (also at
+    /// start). A log whose upload succeeded is removed at once; 0 keeps none.
+    #[arg(long, env = "MPCOMM_KEEP_FAILED", default_value_t = 100)]
+    pub keep_failed: usize,
     /// Program started for a peer run (default: this binary).
     #[arg(long, hide = true)]
     pub peer_exe: Option<PathBuf>,
@@ -112,9 +118,9 @@ pub fn peer_args(
         drain: None,
         log_dir: log_dir.to_owned(),
         comparator: spec.comparator,
-        time_scale: None,
+        time_scale: (spec.time_scale != 1.0).then_some(spec.time_scale),
         wan: (!spec.wan.is_empty()).then(|| spec.wan.clone()),
-        wan_loss: None,
+        wan_loss: (spec.wan_loss != 0.0).then_some(spec.wan_loss),
         // Without zones the peer assigns the profile's zones round-robin.
         zones: spec.zones.clone(),
         run_key_file: Some(key_file.to_owned()),
@@ -156,6 +162,7 @@ enum Link {
 
 struct Running {
     run_id: u64,
+    peer_id: u16,
     child: Child,
     pidfd: Option<OwnedFd>,
     stderr: Option<ChildStderr>,
@@ -214,6 +221,18 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the SIGINT/SIGTERM handler")?;
     let instance = instance_id(&args.log_dir)?;
+    match prune_logs(&args.log_dir, args.keep_failed) {
+        Ok(gone) if !gone.is_empty() => log(format_args!(
+            "removed {} old delivery logs beyond --keep-failed {}",
+            gone.len(),
+            args.keep_failed
+        )),
+        Ok(_) => {}
+        Err(e) => log(format_args!(
+            "cannot list {} for old delivery logs: {e}",
+            args.log_dir.display()
+        )),
+    }
     let mut agent = Agent {
         args,
         key,
@@ -234,8 +253,41 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     agent.event_loop()
 }
 
+/// The agent's own lines, and its peers' relayed ones: one write per whole line.
 fn log(msg: impl std::fmt::Display) {
-    say!("mpcomm c2 agent: {msg}");
+    crate::util::out::err_whole_line(format!("mpcomm c2 agent: {msg}"));
+}
+
+/// The delivery logs a peer leaves in the log dir (`mpcomm-RUN-pID.mplog`).
+fn is_delivery_log(name: &str) -> bool {
+    name.starts_with("mpcomm-") && name.ends_with(".mplog")
+}
+
+/// Keep at most `keep` delivery logs in `dir`: remove the oldest (by modification time, then
+/// name) beyond that. Returns the files removed.
+pub fn prune_logs(dir: &std::path::Path, keep: usize) -> std::io::Result<Vec<PathBuf>> {
+    let mut logs: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_delivery_log) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_file() {
+            let at = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            logs.push((at, entry.path()));
+        }
+    }
+    logs.sort();
+    let excess = logs.len().saturating_sub(keep);
+    let mut removed = Vec::with_capacity(excess);
+    for (_, path) in logs.into_iter().take(excess) {
+        if std::fs::remove_file(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    Ok(removed)
 }
 
 impl Agent {
@@ -609,6 +661,7 @@ impl Agent {
         }
         Ok(Running {
             run_id: spec.run_id,
+            peer_id: spec.peer_id,
             child,
             pidfd,
             stderr,
@@ -660,8 +713,14 @@ impl Agent {
                 .or((r.partial.len() > MAX_LINE).then_some(MAX_LINE))
             {
                 let line: Vec<u8> = r.partial.drain(..=pos.min(r.partial.len() - 1)).collect();
-                let line = String::from_utf8_lossy(&line).trim_end().to_string();
-                say!("mpcomm c2 agent: [run {:016x}] {line}", r.run_id);
+                let mut line = String::from_utf8_lossy(&line).trim_end().to_string();
+                // Lossy decoding may grow invalid bytes: cut again, at a char boundary.
+                let mut cut = line.len().min(MAX_LINE);
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
+                log(format_args!("[run {:016x}] {line}", r.run_id));
                 if !r.ready && line.contains("mpcomm peer: ready") {
                     r.ready = true;
                     ready_now = Some(r.run_id);
@@ -727,12 +786,56 @@ impl Agent {
             if ok { "finished" } else { "failed" }
         ));
         self.stderr_more = false;
+        self.tidy_log(&r, status);
         self.send_or_keep(Msg::RunFinished {
             run_id: r.run_id,
             ok,
             detail,
             running: None,
         });
+    }
+
+    /// The peer's delivery log stays only when its upload failed (exit code 3, or any ending
+    /// that does not say "uploaded"), and then at most --keep-failed of them.
+    fn tidy_log(&self, r: &Running, status: std::process::ExitStatus) {
+        use crate::peer::exit;
+        let path = self
+            .args
+            .log_dir
+            .join(format!("mpcomm-{:016x}-p{}.mplog", r.run_id, r.peer_id));
+        let uploaded =
+            matches!(status.code(), Some(0)) || status.code() == Some(exit::ORDER_FAILED.into());
+        if uploaded {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log(format_args!("cannot remove {}: {e}", path.display())),
+            }
+            return;
+        }
+        if !path.exists() {
+            return;
+        }
+        log(format_args!(
+            "run {:016x}: delivery log kept (not uploaded): {}",
+            r.run_id,
+            path.display()
+        ));
+        match prune_logs(&self.args.log_dir, self.args.keep_failed) {
+            Ok(gone) => {
+                for g in gone {
+                    log(format_args!(
+                        "removed {} (more than --keep-failed {} logs)",
+                        g.display(),
+                        self.args.keep_failed
+                    ));
+                }
+            }
+            Err(e) => log(format_args!(
+                "cannot prune {}: {e}",
+                self.args.log_dir.display()
+            )),
+        }
     }
 
     /// Stop cleanly: end a running peer, tell systemd, exit 0 (so `Restart=on-failure` leaves
@@ -808,6 +911,41 @@ mod tests {
     }
 
     #[test]
+    fn pruning_keeps_the_newest_delivery_logs_and_nothing_else_is_touched() {
+        let dir = std::env::temp_dir().join(format!("mpcomm-agent-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let t0 = std::time::SystemTime::now() - Duration::from_secs(100);
+        for i in 0..5u64 {
+            let p = dir.join(format!("mpcomm-{i:016x}-p0.mplog"));
+            std::fs::write(&p, b"x").unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(t0 + Duration::from_secs(i)).unwrap();
+        }
+        std::fs::write(dir.join("agent-instance"), "1\n").unwrap();
+        std::fs::write(dir.join("notes.mplog.txt"), "").unwrap();
+        let gone = prune_logs(&dir, 3).unwrap();
+        let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            gone.iter().map(name).collect::<Vec<_>>(),
+            [
+                "mpcomm-0000000000000000-p0.mplog",
+                "mpcomm-0000000000000001-p0.mplog"
+            ],
+            "the oldest go first"
+        );
+        assert!(prune_logs(&dir, 3).unwrap().is_empty());
+        assert_eq!(prune_logs(&dir, 0).unwrap().len(), 3);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["agent-instance", "notes.mplog.txt"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn peer_arguments_are_separate_typed_values() {
         let spec = RunSpec {
             run_id: 42,
@@ -827,6 +965,8 @@ mod tests {
             ],
             wan: "gcp8".into(),
             zones: vec!["us; rm -rf".into(), "eu".into()],
+            time_scale: 0.1,
+            wan_loss: 0.02,
             run_key: [1; 32],
         };
         let a: Vec<String> = peer_args(
@@ -863,8 +1003,12 @@ mod tests {
             "/var/lib/x",
             "--comparator",
             "10.0.0.9:4568",
+            "--time-scale",
+            "0.1",
             "--wan",
             "gcp8",
+            "--wan-loss",
+            "0.02",
             "--zones",
             "us; rm -rf,eu",
             "--run-key-file",

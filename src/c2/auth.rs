@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn another_protocol_version_is_refused_in_the_hello() {
-        for (old, shown) in [(0, "version 1,"), (3, "version 3,")] {
+        for (old, shown) in [(0, "version 1,"), (2, "version 2,"), (4, "version 4,")] {
             let mut s = Handshake::server(fresh32(), fresh32());
             let hello = Hello {
                 role: Role::Agent,

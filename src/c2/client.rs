@@ -16,8 +16,19 @@ use crate::util::duration;
 use crate::wire::frame::{read_frame, write_frame, Kind};
 use crate::wire::{Repair, Transport};
 
+/// Whether connecting failed because nothing listens there (yet).
+fn refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
+}
+
 /// The controller sends a heartbeat every second; this much silence means it is gone.
 const SILENCE: Duration = Duration::from_secs(10);
+const _: () = assert!(
+    super::exit::EXIT_GRACE.as_millis() + super::exit::EXIT_WAIT.as_millis() < SILENCE.as_millis()
+);
 pub const MAX_REPEAT: u32 = 1000;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -62,9 +73,26 @@ pub struct RunArgs {
     /// DATA datagram size in bytes (0: the smallest; at most 8192).
     #[arg(long, default_value_t = 0)]
     pub size: u32,
-    /// Emulated WAN profile (every agent needs a --zone).
+    /// Emulated WAN profile: lan, gcp8 (a name the agents have too, not a path). Agents with a
+    /// --zone must all have one of the profile's zones; without zones the peers take the
+    /// profile's zones round-robin.
     #[arg(long)]
     pub wan: Option<String>,
+    /// Extra random loss of the emulated WAN, 0..1 (needs --wan).
+    #[arg(long, default_value_t = 0.0)]
+    pub wan_loss: f64,
+    /// Multiply every interval and emulated delay (0.1 = ten times faster; 0.001..=1000).
+    #[arg(long, default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Base seed: peer i of repetition k uses seed + k + i, the same for every transport and
+    /// mode of a repetition (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Wait up to this long for the controller to answer and for --peers live, idle agents
+    /// (before every run of a series); then the run is asked for all the same and refused
+    /// with the count if they are still missing. 0 = do not wait.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub wait: Duration,
     /// Runs per configuration (the original study used 10).
     #[arg(long, default_value_t = 1)]
     pub repeat: u32,
@@ -83,7 +111,21 @@ pub struct StatusArgs {
     pub ctl: ControlArgs,
     #[arg(long)]
     pub json: bool,
+    /// Wait up to this long for the controller to answer, then until the agents have settled:
+    /// --live N of them live, or (without --live) the number of live agents unchanged for 1 s.
+    /// The list is printed either way; a --live count not reached exits 1. 0 = ask once.
+    #[arg(long, default_value = "0s", value_parser = duration::parse)]
+    pub wait: Duration,
+    /// With --wait: the number of live agents to wait for (e.g. the agents just started).
+    #[arg(long)]
+    pub live: Option<usize>,
 }
+
+/// Between two looks at the agent list while waiting.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+/// `c2 status --wait` without `--live`: the live count is settled after this long unchanged
+/// (longer than the reconnect backoff's first steps, so a starting fleet is seen whole).
+const SETTLED_AFTER: Duration = Duration::from_secs(1);
 
 /// An authenticated connection to the controller.
 pub struct Client {
@@ -93,6 +135,30 @@ pub struct Client {
 }
 
 impl Client {
+    /// [`Client::connect`], retried every 100 ms while nothing listens at the controller's
+    /// address (a controller just started), until `within` has passed.
+    pub fn connect_within(ctl: &ControlArgs, within: Duration) -> anyhow::Result<Client> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match Client::connect(ctl) {
+                Err(e) if std::time::Instant::now() < deadline && refused(&e) => {
+                    std::thread::sleep(POLL_EVERY)
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// The agents as the controller lists them now.
+    pub fn agents(&mut self) -> anyhow::Result<Vec<super::proto::AgentInfo>> {
+        self.send(&Msg::StatusRequest)?;
+        match self.recv()? {
+            Msg::Status { agents } => Ok(agents),
+            Msg::Refused { text } => bail!("refused: {text}"),
+            other => bail!("unexpected reply from the controller: {other:?}"),
+        }
+    }
+
     pub fn connect(ctl: &ControlArgs) -> anyhow::Result<Client> {
         let key = super::key::load(&ctl.key_file)?;
         let addr = ctl
@@ -180,7 +246,9 @@ impl Client {
             let m = Msg::parse(body)
                 .map_err(|e| anyhow::anyhow!("undecodable message from the controller: {e}"))?;
             if m == Msg::Heartbeat {
-                self.send(&Msg::Heartbeat)?;
+                // A failed answer is not the end: what the controller sent before closing may
+                // still be there to read, and the next read reports a closed connection.
+                let _ = self.send(&Msg::Heartbeat);
                 continue;
             }
             return Ok(m);
@@ -193,6 +261,7 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         bail!("--repeat must be 1..={MAX_REPEAT}");
     }
     let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
     let base = RunRequest {
         peers: args.peers,
         msgs: args.msgs,
@@ -202,10 +271,12 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         interval_ms: (ms(args.interval.0), ms(args.interval.1)),
         size: args.size,
         wan: args.wan.clone().unwrap_or_default(),
+        time_scale: args.time_scale,
+        wan_loss: args.wan_loss,
+        seed: Some(seed),
     };
-    // Check locally first for a fast, clear error; the controller checks again.
-    super::proto::check_run_shape(base.peers as usize, base.msgs, base.interval_ms, base.size)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    // Check locally first for a fast, clear error; the controller and every agent check again.
+    check_request(&base)?;
     let transports: &[Transport] = match args.transport {
         TransportChoice::Fanout => &[Transport::Fanout],
         TransportChoice::Multicast => &[Transport::Multicast],
@@ -215,7 +286,17 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Some(crate::compare::open_results(p)?),
         None => None,
     };
-    let mut client = Client::connect(&args.ctl)?;
+    let mut client = Client::connect_within(&args.ctl, args.wait)?;
+    let announce = |total: usize| {
+        say!(
+            "mpcomm c2 run: {total} run(s), seed {seed}{}",
+            if args.time_scale == 1.0 {
+                String::new()
+            } else {
+                format!(", time scale {}", args.time_scale)
+            }
+        )
+    };
     // Per repetition: every mode, each on every transport (as `mpcomm lab` plans them).
     let combos: Vec<_> = args
         .order
@@ -225,6 +306,7 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let modes = args.order == OrderChoice::All;
     let total = args.repeat as usize * combos.len();
+    announce(total);
     let mut reports = Vec::with_capacity(total);
     let mut values = Vec::with_capacity(total);
     let stdout = crate::util::out::stdout();
@@ -233,9 +315,11 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         let req = RunRequest {
             transport,
             order,
+            seed: Some(seed.wrapping_add((i / combos.len()) as u64)),
             ..base.clone()
         };
         let repair = req.repair.unwrap_or(order.default_repair());
+        wait_for_idle(&mut client, usize::from(req.peers), args.wait)?;
         client.send(&Msg::RunRequest(req))?;
         let report = loop {
             match client.recv()? {
@@ -289,13 +373,27 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut client = Client::connect(&args.ctl)?;
-    client.send(&Msg::StatusRequest)?;
-    let agents = match client.recv()? {
-        Msg::Status { agents } => agents,
-        Msg::Refused { text } => bail!("refused: {text}"),
-        other => bail!("unexpected reply from the controller: {other:?}"),
-    };
+    let started = std::time::Instant::now();
+    let mut client = Client::connect_within(&args.ctl, args.wait)?;
+    let deadline = started + args.wait;
+    let live = |a: &[super::proto::AgentInfo]| a.iter().filter(|a| a.live).count();
+    let mut agents = client.agents()?;
+    let (mut count, mut since) = (live(&agents), std::time::Instant::now());
+    loop {
+        let now = std::time::Instant::now();
+        let settled = match args.live {
+            Some(n) => count >= n,
+            None => now >= since + SETTLED_AFTER,
+        };
+        if args.wait.is_zero() || settled || now >= deadline {
+            break;
+        }
+        std::thread::sleep(POLL_EVERY.min(deadline.saturating_duration_since(now)));
+        agents = client.agents()?;
+        if live(&agents) != count {
+            (count, since) = (live(&agents), std::time::Instant::now());
+        }
+    }
     if args.json {
         for a in &agents {
             let v = serde_json::json!({
@@ -306,11 +404,67 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         super::controller::print_status(&agents);
     }
+    if let Some(n) = args.live.filter(|&n| count < n) {
+        bail!(
+            "{count} of the {n} live agents asked for after {:?} (--wait {:?})",
+            started.elapsed(),
+            args.wait
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wait (at most `within`) until `peers` agents are live and idle. Running out of time is no
+/// error here: the run request then says how many are missing, in the controller's words.
+fn wait_for_idle(client: &mut Client, peers: usize, within: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let idle = client
+            .agents()?
+            .iter()
+            .filter(|a| a.live && !a.busy)
+            .count();
+        let now = std::time::Instant::now();
+        if idle >= peers || now >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(POLL_EVERY.min(deadline - now));
+    }
+}
+
+/// Everything an agent or its peer would refuse, refused before anything is sent, the flag
+/// named (the same checks as the controller's, the agent's and the peer's own).
+pub fn check_request(q: &RunRequest) -> anyhow::Result<()> {
+    super::proto::check_run_shape(q.peers as usize, q.msgs, q.interval_ms, q.size)
+        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    super::proto::check_emulation(q.time_scale, q.interval_ms.1, &q.wan, q.wan_loss)
+        .map_err(anyhow::Error::msg)?;
+    let ms = |v: u32| Duration::from_millis(u64::from(v));
+    crate::peer::args::RunValues {
+        peers: q.peers,
+        msgs: q.msgs,
+        size: if q.size == 0 {
+            crate::wire::packet::DATA_MIN_LEN
+        } else {
+            q.size as usize
+        },
+        interval: (ms(q.interval_ms.0), ms(q.interval_ms.1)),
+        // What the agent's peer runs with: its default.
+        handshake_timeout: Duration::from_secs(30),
+        time_scale: q.time_scale,
+        wan: (!q.wan.is_empty()).then_some(q.wan.as_str()),
+        wan_loss: q.wan_loss,
+    }
+    .check()?;
+    if !q.wan.is_empty() {
+        super::controller::load_profile(&q.wan).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 pub fn exit(ctl: ControlArgs) -> anyhow::Result<ExitCode> {
     let mut client = Client::connect(&ctl)?;
+    say!("mpcomm c2 exit: stopping the agents (and those still connecting: {:?}), then the controller", super::exit::EXIT_GRACE);
     client.send(&Msg::ExitRequest)?;
     loop {
         match client.recv()? {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::auth::{fresh32, Handshake, Key};
 use super::conn::{Conn, ConnError};
+use super::exit::{Exit, EXIT_GRACE};
 use super::proto::{Msg, Role, RunRequest};
 use super::registry::{OrderBy, Registry};
 use super::runs::{plan, ActiveRun, Candidate, RunDefaults, Update};
@@ -37,8 +38,6 @@ const MAX_PENDING_PER_SOURCE: usize = 16;
 const MAX_CONNECTIONS: usize = 2048;
 /// Accepts per readiness event; the loop comes back (zero poll timeout) when more may wait.
 const ACCEPTS_PER_EVENT: usize = 256;
-/// How long `exit` waits for agents to close their connections.
-const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// Slack on top of the sending time: the peer's 30 s handshake timeout, drain, upload retries
 /// and the comparator's own run timeout.
 const RUN_SLACK: Duration = Duration::from_secs(120);
@@ -99,8 +98,7 @@ struct Client {
 
 struct Exiting {
     requester: Requester,
-    deadline: Instant,
-    agents: u16,
+    state: Exit,
 }
 
 struct Controller {
@@ -314,6 +312,9 @@ pub fn parse_prompt(line: &str) -> Result<Option<Msg>, String> {
                 interval_ms: (10, 100),
                 size: 0,
                 wan: String::new(),
+                time_scale: 1.0,
+                wan_loss: 0.0,
+                seed: None,
             })))
         }
         _ => Err("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit".into()),
@@ -387,7 +388,7 @@ impl Controller {
             at(r.next_deadline());
         }
         if let Some(e) = &self.exiting {
-            at(e.deadline);
+            at(e.state.next_deadline(_now));
         }
         if let Some(t) = self.refusals.due() {
             at(t);
@@ -588,6 +589,12 @@ impl Controller {
                     },
                     running.map_or(String::new(), |r| format!(", busy with run {r:016x}"))
                 ));
+                // An agent that was still connecting when the exit was ordered stops too.
+                if let Some(e) = self.exiting.as_mut().filter(|e| e.state.in_grace(now)) {
+                    e.state.told();
+                    log(format_args!("exit in progress: stopping agent {addr} too"));
+                    self.send(token, &Msg::Shutdown);
+                }
             }
             (Some(Role::Agent), Msg::RunReady { run_id }) => {
                 self.registry.seen(token, now);
@@ -772,12 +779,17 @@ impl Controller {
     }
 
     fn begin_exit(&mut self, who: Requester, now: Instant) {
+        if self.exiting.is_some() {
+            return self.refuse(who, "an exit is already in progress".into());
+        }
         let tokens: Vec<usize> = self.registry.connected().filter_map(|a| a.conn).collect();
         log(format_args!(
-            "exit requested: stopping {} agents",
+            "exit requested: stopping {} agents, and those that register within {EXIT_GRACE:?}",
             tokens.len()
         ));
+        let mut state = Exit::new(now);
         for t in &tokens {
+            state.told();
             self.send(*t, &Msg::Shutdown);
         }
         if let Some((r, w)) = self.active.take() {
@@ -791,24 +803,21 @@ impl Controller {
         }
         self.exiting = Some(Exiting {
             requester: who,
-            deadline: now + EXIT_WAIT,
-            agents: tokens.len() as u16,
+            state,
         });
     }
 
     fn exit_if_done(&mut self, now: Instant) -> Option<ExitCode> {
         let e = self.exiting.as_ref()?;
-        let remaining = self.registry.connected().count();
-        if remaining > 0 && now < e.deadline {
-            return None;
-        }
-        let (who, agents) = (e.requester, e.agents);
-        if remaining > 0 {
+        let outcome = e.state.poll(now, self.registry.connected().count())?;
+        let who = e.requester;
+        if outcome.stragglers > 0 {
             log(format_args!(
-                "{remaining} agents did not close their connection within {EXIT_WAIT:?}"
+                "{} agents did not close their connection in time",
+                outcome.stragglers
             ));
         }
-        let stopped = agents.saturating_sub(remaining as u16);
+        let stopped = outcome.stopped();
         match who {
             Requester::Conn(t) => {
                 self.send(t, &Msg::ExitDone { agents: stopped });
@@ -897,7 +906,17 @@ impl Controller {
         for (t, why) in drop {
             self.drop_client(t, why);
         }
-        for t in beat {
+        // The exit's requester gets no heartbeats: it only waits for ExitDone (at most
+        // EXIT_GRACE + EXIT_WAIT, less than a client's silence limit), and an answer crossing
+        // our close would reset the connection before it read ExitDone.
+        let requester = match &self.exiting {
+            Some(Exiting {
+                requester: Requester::Conn(t),
+                ..
+            }) => Some(*t),
+            _ => None,
+        };
+        for t in beat.into_iter().filter(|t| Some(*t) != requester) {
             self.send(t, &Msg::Heartbeat);
         }
         let update = self.active.as_mut().and_then(|(r, _)| r.poll(now));
@@ -920,7 +939,7 @@ impl Controller {
 
 /// The WAN profile of a request: only names the agents can resolve too (shipped profiles, or a
 /// file name both sides have), never a path.
-fn load_profile(wan: &str) -> Result<Option<crate::wan::Profile>, String> {
+pub fn load_profile(wan: &str) -> Result<Option<crate::wan::Profile>, String> {
     if wan.is_empty() {
         return Ok(None);
     }

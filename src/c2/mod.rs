@@ -3,7 +3,7 @@
 //!
 //! * [`proto`]: the C2 messages, byte by byte; [`auth`]: the PSK handshake and per-frame MACs;
 //!   [`conn`]: one framed, authenticated connection on a non-blocking socket.
-//! * [`timing`], [`registry`], [`runs`]: the protocol logic as plain state over `Instant`.
+//! * [`timing`], [`registry`], [`runs`], [`exit`]: the protocol logic as plain state over `Instant`.
 //! * [`agent`], [`controller`], [`client`]: the mio drivers and the blocking control client.
 //! * [`key`], [`notify`]: key files and systemd readiness.
 
@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod conn;
 pub mod controller;
+pub mod exit;
 pub mod key;
 pub mod notify;
 pub mod proto;
@@ -33,7 +34,8 @@ pub enum C2Command {
     Run(client::RunArgs),
     /// List the agents the controller knows, live or lost.
     Status(client::StatusArgs),
-    /// Stop every agent, then the controller.
+    /// Stop every agent (also those that register within 3 s: still connecting, or in their
+    /// reconnect backoff), then the controller.
     Exit(client::ControlArgs),
 }
 

@@ -18,9 +18,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::wire::{Error, Order, Repair, Result, Transport};
 
 /// The C2 protocol version, in every Hello. Version 1 sent 0 there (a reserved byte); 2 added
-/// order and repair to `RunSpec` and `RunRequest`. Both sides refuse another version in the
-/// handshake, before any message could be misread.
-pub const VERSION: u8 = 2;
+/// order and repair to `RunSpec` and `RunRequest`; 3 added the time scale and the WAN's extra
+/// loss to both, and an optional seed to `RunRequest`. Both sides refuse another version in
+/// the handshake, before any message could be misread.
+pub const VERSION: u8 = 3;
 pub const NONCE_LEN: usize = 32;
 pub const TAG_LEN: usize = 32;
 pub const HELLO_LEN: usize = 4 + NONCE_LEN;
@@ -109,7 +110,7 @@ impl Hello {
 }
 
 /// What a run looks like to one agent: everything its peer child needs, typed and bounded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
     pub run_id: u64,
     pub peer_id: u16,
@@ -127,6 +128,10 @@ pub struct RunSpec {
     /// WAN profile name; empty = none. With a profile, `zones` has one label per peer.
     pub wan: String,
     pub zones: Vec<String>,
+    /// Multiplies every interval and emulated delay (`--time-scale`; 1 = real time).
+    pub time_scale: f64,
+    /// Extra random loss of the emulated WAN, 0..1 (needs `wan`).
+    pub wan_loss: f64,
     /// The run's datagram key (one per run, made by the controller; the agent hands it to
     /// its peer in a private file, never on a command line). Travels only inside the
     /// authenticated link.
@@ -134,7 +139,7 @@ pub struct RunSpec {
 }
 
 /// What a control client asks for (one run; `--repeat` and `both` are loops in the client).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunRequest {
     pub peers: u16,
     pub msgs: u32,
@@ -145,6 +150,10 @@ pub struct RunRequest {
     pub interval_ms: (u32, u32),
     pub size: u32,
     pub wan: String,
+    pub time_scale: f64,
+    pub wan_loss: f64,
+    /// Base seed (peer i gets seed + i); `None`: the controller draws one.
+    pub seed: Option<u64>,
 }
 
 /// One line of `c2 status`.
@@ -157,7 +166,7 @@ pub struct AgentInfo {
     pub seen_ms_ago: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
     // agent → controller
     /// `running`: the run the agent's peer is still running, if any (after a controller
@@ -246,6 +255,15 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Result<u64> {
         Ok(NetworkEndian::read_u64(self.take(8)?))
+    }
+    /// An IEEE 754 double as its 64 bits; only finite values parse (bounds are checked later).
+    fn f64(&mut self) -> Result<f64> {
+        let v = f64::from_bits(self.u64()?);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(Error::BadValue)
+        }
     }
     fn bool(&mut self) -> Result<bool> {
         match self.u8()? {
@@ -368,6 +386,9 @@ impl Writer<'_> {
             }
         }
     }
+    fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
     fn opt_u64(&mut self, v: Option<u64>) {
         match v {
             None => self.u8(0),
@@ -415,6 +436,33 @@ pub fn check_run_shape(
     Ok(())
 }
 
+/// Bounds of the emulation values, as the peer checks them (`--time-scale`, `--wan-loss`),
+/// with the flag named; the interval and the profile's delays scaled are the peer's own check
+/// (`peer::args::RunValues`), which the control command runs too.
+pub fn check_emulation(
+    time_scale: f64,
+    interval_max_ms: u32,
+    wan: &str,
+    wan_loss: f64,
+) -> std::result::Result<(), String> {
+    crate::wan::check_time_scale(time_scale).map_err(|e| format!("--time-scale: {e}"))?;
+    crate::wan::check_loss(wan_loss).map_err(|e| format!("--wan-loss: {e}"))?;
+    if wan_loss != 0.0 && wan.is_empty() {
+        return Err(
+            "--wan-loss needs an emulated WAN: add --wan lan (no added delay) or another profile"
+                .into(),
+        );
+    }
+    let cap = crate::peer::args::MAX_SCALED_INTERVAL;
+    let gap = std::time::Duration::from_millis(u64::from(interval_max_ms)).mul_f64(time_scale);
+    if gap > cap {
+        return Err(format!(
+            "--interval MAX {interval_max_ms} ms × --time-scale {time_scale} is a gap of {gap:.1?} between messages: at most {cap:?}"
+        ));
+    }
+    Ok(())
+}
+
 impl RunSpec {
     fn parse(r: &mut Reader) -> Result<RunSpec> {
         let run_id = r.u64()?;
@@ -444,6 +492,8 @@ impl RunSpec {
             zones.push(r.str(MAX_LABEL)?);
         }
         let run_key: [u8; 32] = r.take(32)?.try_into().expect("took 32");
+        let time_scale = r.f64()?;
+        let wan_loss = r.f64()?;
         let spec = RunSpec {
             run_id,
             peer_id,
@@ -459,6 +509,8 @@ impl RunSpec {
             peers,
             wan,
             zones,
+            time_scale,
+            wan_loss,
             run_key,
         };
         spec.check().map_err(|_| Error::BadValue)?;
@@ -475,6 +527,12 @@ impl RunSpec {
                 self.peers.len()
             ));
         }
+        check_emulation(
+            self.time_scale,
+            self.interval_ms.1,
+            &self.wan,
+            self.wan_loss,
+        )?;
         if !self.zones.is_empty() && (self.wan.is_empty() || self.zones.len() != self.peers.len()) {
             return Err("zone labels need a WAN profile and one label per peer".into());
         }
@@ -519,6 +577,8 @@ impl RunSpec {
             w.str(z, MAX_LABEL);
         }
         w.0.extend_from_slice(&self.run_key);
+        w.f64(self.time_scale);
+        w.f64(self.wan_loss);
     }
 }
 
@@ -553,6 +613,9 @@ impl Msg {
                     interval_ms: (r.u32()?, r.u32()?),
                     size: r.u32()?,
                     wan: r.str(MAX_LABEL)?,
+                    time_scale: r.f64()?,
+                    wan_loss: r.f64()?,
+                    seed: r.opt_u64()?,
                 };
                 Msg::RunRequest(req)
             }
@@ -641,6 +704,9 @@ impl Msg {
                 w.u32(q.interval_ms.1);
                 w.u32(q.size);
                 w.str(&q.wan, MAX_LABEL);
+                w.f64(q.time_scale);
+                w.f64(q.wan_loss);
+                w.opt_u64(q.seed);
             }
             Msg::StatusRequest => w.u8(ty::STATUS_REQUEST),
             Msg::ExitRequest => w.u8(ty::EXIT_REQUEST),
@@ -701,6 +767,8 @@ mod tests {
             ],
             wan: "eu".into(),
             zones: vec!["a".into(), "b".into()],
+            time_scale: 0.1,
+            wan_loss: 0.01,
             run_key: [0x5a; 32],
         }
     }
@@ -744,6 +812,9 @@ mod tests {
                 interval_ms: (0, 5),
                 size: 64,
                 wan: String::new(),
+                time_scale: 1.0,
+                wan_loss: 0.0,
+                seed: None,
             }),
             Msg::RunRequest(RunRequest {
                 peers: 2,
@@ -754,6 +825,9 @@ mod tests {
                 interval_ms: (1, 1),
                 size: 0,
                 wan: "gcp8".into(),
+                time_scale: 0.25,
+                wan_loss: 0.05,
+                seed: Some(42),
             }),
             Msg::StatusRequest,
             Msg::ExitRequest,
@@ -818,7 +892,7 @@ mod tests {
             nonce: [0xab; 32],
         };
         let b = h.emit();
-        assert_eq!(&b[..4], [1, 2, 0, 0]);
+        assert_eq!(&b[..4], [1, VERSION, 0, 0]);
         assert_eq!(Hello::parse(&b), Ok(h));
         // Version 1's hello (0 in the version byte) parses; the handshake refuses it.
         let mut old = b;
@@ -833,12 +907,18 @@ mod tests {
             interval_ms: (1, 2),
             size: 0,
             wan: "w".into(),
+            time_scale: 0.5,
+            wan_loss: 0.0,
+            seed: Some(0x0102),
         };
         #[rustfmt::skip]
         let want = [
             20, 0, 3, 0, 0, 1, 2,
             1, 1, 0xff, // transport, order, repair (none: the mode's default)
             0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, b'w',
+            0x3f, 0xe0, 0, 0, 0, 0, 0, 0, // time scale 0.5 (IEEE 754 bits)
+            0, 0, 0, 0, 0, 0, 0, 0, // WAN loss 0
+            1, 0, 0, 0, 0, 0, 0, 1, 2, // seed: some, 0x0102
         ];
         assert_eq!(enc(&Msg::RunRequest(req.clone())), want);
         let mut off = want;
@@ -869,6 +949,27 @@ mod tests {
             let mut b = req.clone();
             b[at] = bad;
             assert_eq!(Msg::parse(&b), Err(Error::BadValue), "byte {at} = {bad}");
+        }
+    }
+
+    /// Time scale and loss travel as IEEE 754 bits at the end of a RUN; NaN and infinities do
+    /// not parse, in a RUN or a request.
+    #[test]
+    fn emulation_values_are_finite_doubles_at_the_end() {
+        let b = enc(&Msg::Run(Box::new(spec())));
+        let n = b.len();
+        assert_eq!(b[n - 16..n - 8], 0.1f64.to_bits().to_be_bytes());
+        assert_eq!(b[n - 8..], 0.01f64.to_bits().to_be_bytes());
+        assert_eq!(b[n - 48..n - 16], [0x5a; 32], "the run key before them");
+        for bits in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY].map(f64::to_bits) {
+            let mut bad = b.clone();
+            bad[n - 16..n - 8].copy_from_slice(&bits.to_be_bytes());
+            assert_eq!(Msg::parse(&bad), Err(Error::BadValue));
+            let req = enc(&samples()[9]);
+            let at = req.len() - 9 - 16;
+            let mut bad = req.clone();
+            bad[at..at + 8].copy_from_slice(&bits.to_be_bytes());
+            assert_eq!(Msg::parse(&bad), Err(Error::BadValue));
         }
     }
 
@@ -927,6 +1028,32 @@ mod tests {
             Err(Error::BadValue)
         );
         assert_eq!(bad(&|s| s.zones[0] = "a b".into()), Err(Error::BadValue));
+        assert_eq!(bad(&|s| s.time_scale = 0.0), Err(Error::BadValue));
+        assert_eq!(bad(&|s| s.time_scale = 1e4), Err(Error::BadValue));
+        assert_eq!(bad(&|s| s.wan_loss = 1.5), Err(Error::BadValue));
+        assert_eq!(bad(&|s| s.wan_loss = -0.1), Err(Error::BadValue));
+        assert_eq!(
+            bad(&|s| {
+                s.wan.clear();
+                s.zones.clear();
+            }),
+            Err(Error::BadValue),
+            "loss without a WAN"
+        );
+        assert_eq!(
+            bad(&|s| {
+                s.interval_ms = (1, 60_000);
+                s.time_scale = 2.0;
+            }),
+            Err(Error::BadValue),
+            "a scaled gap over 60 s"
+        );
+        assert!(check_emulation(2.0, 60_000, "", 0.0)
+            .unwrap_err()
+            .contains("--time-scale"));
+        assert!(check_emulation(1.0, 10, "", 2.0)
+            .unwrap_err()
+            .starts_with("--wan-loss"));
         assert!(bad(&|_| ()).is_ok());
     }
 

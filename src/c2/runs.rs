@@ -41,6 +41,19 @@ pub fn plan(
     seed: u64,
 ) -> Result<Plan, String> {
     check_run_shape(req.peers as usize, req.msgs, req.interval_ms, req.size)?;
+    super::proto::check_emulation(req.time_scale, req.interval_ms.1, &req.wan, req.wan_loss)?;
+    if let Some(p) = profile {
+        // What the peer refuses: an emulated delay, scaled, beyond its cap.
+        let cap = crate::peer::args::MAX_SCALED_DELAY;
+        let delay = p.max_one_way().mul_f64(req.time_scale);
+        if delay > cap {
+            return Err(format!(
+                "--wan {} × --time-scale {} delays a datagram up to {delay:.1?}: at most {cap:?} (use a smaller --time-scale)",
+                req.wan, req.time_scale
+            ));
+        }
+    }
+    let seed = req.seed.unwrap_or(seed);
     let n = req.peers as usize;
     if n > idle.len() {
         return Err(if idle.len() < live_total {
@@ -115,12 +128,15 @@ pub fn plan(
             peers: peers.clone(),
             wan: req.wan.clone(),
             zones: zones.clone(),
+            time_scale: req.time_scale,
+            wan_loss: req.wan_loss,
             run_key,
         };
         spec.check()?;
         specs.push((c.instance, spec));
     }
-    let sending = Duration::from_millis(u64::from(req.msgs) * u64::from(req.interval_ms.1));
+    let sending = Duration::from_millis(u64::from(req.msgs) * u64::from(req.interval_ms.1))
+        .mul_f64(req.time_scale);
     Ok(Plan {
         run_id,
         specs,
@@ -280,6 +296,9 @@ mod tests {
             interval_ms: (10, 100),
             size: 0,
             wan: String::new(),
+            time_scale: 1.0,
+            wan_loss: 0.0,
+            seed: None,
         }
     }
 
@@ -309,6 +328,68 @@ mod tests {
                 .iter()
                 .all(|(_, s)| (s.order, s.repair) == (order, want)));
         }
+    }
+
+    #[test]
+    fn the_requested_seed_time_scale_and_loss_reach_every_spec() {
+        let c = cands(3, "");
+        let lan = crate::wan::Profile::load("lan").unwrap();
+        let r = RunRequest {
+            wan: "lan".into(),
+            time_scale: 0.1,
+            wan_loss: 0.01,
+            seed: Some(1000),
+            ..req(3, 5)
+        };
+        let p = plan(Some(&lan), &r, &c, 3, &D, 9, 77).unwrap();
+        for (i, (_, s)) in p.specs.iter().enumerate() {
+            assert_eq!(
+                (s.seed, s.time_scale, s.wan_loss),
+                (1000 + i as u64, 0.1, 0.01)
+            );
+        }
+        assert_eq!(
+            p.deadline,
+            Duration::from_millis(50) + D.slack,
+            "sending time scaled"
+        );
+        let drawn = plan(None, &req(3, 5), &c, 3, &D, 9, 77).unwrap();
+        assert_eq!(drawn.specs[2].1.seed, 79, "no seed asked: the controller's");
+        for (bad, flag) in [
+            (
+                RunRequest {
+                    time_scale: 0.0,
+                    ..r.clone()
+                },
+                "--time-scale",
+            ),
+            (
+                RunRequest {
+                    wan_loss: 2.0,
+                    ..r.clone()
+                },
+                "--wan-loss",
+            ),
+            (
+                RunRequest {
+                    wan: String::new(),
+                    ..r.clone()
+                },
+                "--wan-loss",
+            ),
+        ] {
+            let e = plan(Some(&lan), &bad, &c, 3, &D, 9, 1).unwrap_err();
+            assert!(e.contains(flag), "{e}");
+        }
+        let gcp8 = crate::wan::Profile::load("gcp8").unwrap();
+        let slow = RunRequest {
+            wan: "gcp8".into(),
+            time_scale: 1000.0,
+            interval_ms: (0, 1),
+            ..r
+        };
+        let e = plan(Some(&gcp8), &slow, &c, 3, &D, 9, 1).unwrap_err();
+        assert!(e.contains("--time-scale"), "{e}");
     }
 
     #[test]
@@ -380,7 +461,9 @@ mod tests {
         let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
         assert_eq!(
             r.on_ready(100),
-            Some(Update::Progress("run 7: 1/2 peers ready".into()))
+            Some(Update::Progress(
+                "run 0000000000000007: 1/2 peers ready".into()
+            ))
         );
         assert_eq!(r.on_ready(100), None);
         assert_eq!(r.on_ready(555), None);

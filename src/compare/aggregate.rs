@@ -354,109 +354,11 @@ fn csv(groups: &[Group], w: &mut dyn Write) -> io::Result<()> {
 }
 
 /// Two panels over the number of peers, one line per (transport, order, repair, msgs, wan):
-/// out-of-order
-/// rounds (% of N × M) and mean pairwise disagreement (%), with ± 1 sd bars.
+/// out-of-order rounds (% of N × M) and mean pairwise disagreement (%); drawn by
+/// [`crate::viz::chart`], as the charts of `report --html`.
 pub fn svg(groups: &[Group], path: &Path) -> anyhow::Result<()> {
-    use plotters::prelude::*;
-    let err = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
-    let mut series: BTreeMap<String, Vec<&Group>> = BTreeMap::new();
-    for g in groups {
-        let wan = if g.wan.is_empty() {
-            String::new()
-        } else {
-            format!(", wan {} x{}", g.wan, g.time_scale)
-        };
-        series
-            .entry(format!(
-                "{}, {}/{}, {} msgs{wan}",
-                g.transport, g.order, g.repair, g.msgs_per_peer
-            ))
-            .or_default()
-            .push(g);
-    }
-    let x_max = groups
-        .iter()
-        .map(|g| f64::from(g.peers))
-        .fold(2.0, f64::max)
-        + 1.0;
-    let root = SVGBackend::new(path, (1200, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let panels = root.split_evenly((1, 2));
-    type Metric = fn(&Group) -> (f64, f64);
-    let metrics: [(&str, &str, Metric); 2] = [
-        ("Out-of-order rounds", "% of N x M positions", |g| {
-            (g.out_of_order_pct, g.out_of_order_pct_sd)
-        }),
-        (
-            "Pairwise disagreement (Kendall)",
-            "% of message pairs",
-            |g| (100.0 * g.disagreement_mean, 100.0 * g.disagreement_sd),
-        ),
-    ];
-    for (panel, (title, y_desc, metric)) in panels.iter().zip(metrics) {
-        let y_max = groups
-            .iter()
-            .map(|g| {
-                let (m, sd) = metric(g);
-                m + sd
-            })
-            .fold(1.0, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc("peers (N)")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_desc(y_desc)
-            .draw()
-            .map_err(|e| err(&e))?;
-        for (i, (name, gs)) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<(f64, f64, f64)> = gs
-                .iter()
-                .map(|g| {
-                    let (m, sd) = metric(g);
-                    (f64::from(g.peers), m, sd)
-                })
-                .collect();
-            chart
-                .draw_series(LineSeries::new(
-                    pts.iter().map(|&(x, y, _)| (x, y)),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| err(&e))?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(
-                    pts.iter()
-                        .map(|&(x, y, _)| Circle::new((x, y), 4, color.filled())),
-                )
-                .map_err(|e| err(&e))?;
-            chart
-                .draw_series(pts.iter().map(|&(x, y, sd)| {
-                    PathElement::new(vec![(x, (y - sd).max(0.0)), (x, y + sd)], color)
-                }))
-                .map_err(|e| err(&e))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(&e))?;
-    }
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    crate::viz::report_page::write_svg(groups, path)
+        .map_err(|e| anyhow!("cannot draw {}: {e}", path.display()))
 }
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
@@ -484,6 +386,13 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if let Some(svg) = &args.svg {
         self::svg(&groups, svg)?;
         say!("report: chart written to {}", svg.display());
+    }
+    if let Some(page) = &args.html {
+        let source = args.results.display().to_string();
+        crate::viz::create_page(page, |w| {
+            crate::viz::report_page::write_report_page(w, &groups, &source)
+        })?;
+        say!("report: page written to {}", page.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -75,13 +75,9 @@ fn peer_stats(order: &[u32], n: u16, m: u32) -> PeerStats {
             true
         }
     });
-    v.shrink_to_fit();
     let lost_from = distinct_from.iter().map(|&d| u64::from(m) - d).collect();
     PeerStats {
-        index: RankIndex {
-            by_msg: v,
-            span: order.len(),
-        },
+        index: RankIndex::from_sorted(v, order.len(), key_bound),
         lost_from,
         dups_from,
         unexpected,
@@ -229,10 +225,11 @@ fn setting<'a>(
 /// (ties by message index): a Borda-style consensus.
 fn mean_position_order(indexes: &[&RankIndex]) -> Vec<u32> {
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::with_capacity(indexes.len());
-    let mut cursor = vec![0usize; indexes.len()];
-    for (p, ix) in indexes.iter().enumerate() {
-        if let Some(&x) = ix.by_msg.first() {
-            heap.push(Reverse((x, p)));
+    let mut cursor: Vec<_> = indexes.iter().map(|ix| ix.iter()).collect();
+    let key = |(m, p): (u32, u32)| (u64::from(m) << 32) | u64::from(p);
+    for (p, it) in cursor.iter_mut().enumerate() {
+        if let Some(x) = it.next() {
+            heap.push(Reverse((key(x), p)));
         }
     }
     // (mean position × 2^16 as integer, message)
@@ -251,9 +248,8 @@ fn mean_position_order(indexes: &[&RankIndex]) -> Vec<u32> {
         }
         sum += x & 0xffff_ffff;
         count += 1;
-        cursor[p] += 1;
-        if let Some(&y) = indexes[p].by_msg.get(cursor[p]) {
-            heap.push(Reverse((y, p)));
+        if let Some(y) = cursor[p].next() {
+            heap.push(Reverse((key(y), p)));
         }
     }
     flush(cur, sum, count, &mut keyed);
@@ -408,6 +404,55 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .map(|l| fifo_violations(l.arrival_order(), n, m))
         .sum();
 
+    // Which pairs get distances (decided from the logs' lengths alone).
+    let ids: Vec<usize> = (0..nu).filter(|&p| by_peer[p].is_some()).collect();
+    let longest = present
+        .iter()
+        .map(|l| l.order.len() as u64)
+        .max()
+        .unwrap_or(0);
+    let pair_count = (ids.len() as u64) * (ids.len() as u64).saturating_sub(1) / 2;
+    let work = (pair_count + 1).saturating_mul(longest + 1);
+    let mut pairwise = !opts.skip_pairwise;
+    let mut pairwise_warning = None;
+    if ids.len() > MAX_PAIRWISE_PEERS {
+        pairwise = false;
+        pairwise_warning = Some(format!(
+            "no pairwise distances for more than {MAX_PAIRWISE_PEERS} logs"
+        ));
+    } else if work > MAX_PAIRWISE_WORK {
+        pairwise = false;
+        pairwise_warning = Some(format!(
+            "no pairwise distances or consensus: {pair_count} pairs x {longest} deliveries is over the cap of {MAX_PAIRWISE_WORK} (pairs + 1) x (longest log + 1)"
+        ));
+    }
+    let pairs: Vec<(usize, usize)> = if !pairwise {
+        Vec::new()
+    } else {
+        (0..ids.len())
+            .flat_map(|a| (a + 1..ids.len()).map(move |b| (a, b)))
+            .collect()
+    };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |t| t.get())
+    } else {
+        opts.threads
+    };
+    // The distances on the arrival order first, so that only one order's indexes (8 bytes a
+    // delivery) live at a time.
+    let arrival_disagreement = {
+        let arrival: Vec<RankIndex> = ids
+            .iter()
+            .map(|&p| peer_stats(by_peer[p].expect("present").arrival_order(), n, m).index)
+            .collect();
+        let arrival_refs: Vec<&RankIndex> = arrival.iter().collect();
+        let arrival_dist: Vec<f64> = distances(&arrival_refs, &pairs, threads)
+            .into_iter()
+            .map(|(d, c)| kendall::normalise(d, c))
+            .collect();
+        disagreement(&ids, &pairs, &arrival_dist)
+    };
+
     // Loss, duplicates and the per-peer order indexes.
     let stats: Vec<Option<PeerStats>> = by_peer
         .iter()
@@ -430,42 +475,11 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
     }
 
     // Pairwise Kendall distances between present peers.
-    let ids: Vec<usize> = (0..nu).filter(|&p| stats[p].is_some()).collect();
     let indexes: Vec<&RankIndex> = ids
         .iter()
         .map(|&p| &stats[p].as_ref().expect("present").index)
         .collect();
-    let longest = present
-        .iter()
-        .map(|l| l.order.len() as u64)
-        .max()
-        .unwrap_or(0);
-    let pair_count = (ids.len() as u64) * (ids.len() as u64).saturating_sub(1) / 2;
-    let work = (pair_count + 1).saturating_mul(longest + 1);
-    let mut pairwise = !opts.skip_pairwise;
-    if ids.len() > MAX_PAIRWISE_PEERS {
-        pairwise = false;
-        r.warnings.push(format!(
-            "no pairwise distances for more than {MAX_PAIRWISE_PEERS} logs"
-        ));
-    } else if work > MAX_PAIRWISE_WORK {
-        pairwise = false;
-        r.warnings.push(format!(
-            "no pairwise distances or consensus: {pair_count} pairs x {longest} deliveries is over the cap of {MAX_PAIRWISE_WORK} (pairs + 1) x (longest log + 1)"
-        ));
-    }
-    let pairs: Vec<(usize, usize)> = if !pairwise {
-        Vec::new()
-    } else {
-        (0..ids.len())
-            .flat_map(|a| (a + 1..ids.len()).map(move |b| (a, b)))
-            .collect()
-    };
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |t| t.get())
-    } else {
-        opts.threads
-    };
+    r.warnings.extend(pairwise_warning);
     let raw = distances(&indexes, &pairs, threads);
     r.total_order = pairwise && raw.iter().all(|&(d, _)| d == 0);
     if !pairwise {
@@ -477,19 +491,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .map(|(d, c)| kendall::normalise(d, c))
         .collect();
     r.pairwise_disagreement = disagreement(&ids, &pairs, &dist);
-    {
-        // The same distances on the arrival order (only one order's indexes live at a time).
-        let arrival: Vec<RankIndex> = ids
-            .iter()
-            .map(|&p| peer_stats(by_peer[p].expect("present").arrival_order(), n, m).index)
-            .collect();
-        let arrival_refs: Vec<&RankIndex> = arrival.iter().collect();
-        let arrival_dist: Vec<f64> = distances(&arrival_refs, &pairs, threads)
-            .into_iter()
-            .map(|(d, c)| kendall::normalise(d, c))
-            .collect();
-        r.arrival.pairwise_disagreement = disagreement(&ids, &pairs, &arrival_dist);
-    }
+    r.arrival.pairwise_disagreement = arrival_disagreement;
     let first: Vec<Option<&RankIndex>> =
         stats.iter().map(|s| s.as_ref().map(|s| &s.index)).collect();
     match causal::violations(&by_peer, &first, m) {
@@ -566,6 +568,11 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         .into_iter()
         .map(|(d, c)| kendall::normalise(d, c))
         .collect();
+    // The order indexes are done with: free them before the latency.
+    drop(consensus_index);
+    for st in stats.iter_mut().flatten() {
+        st.index = RankIndex::default();
+    }
     let mut peer_distance = vec![None; nu];
     for (&p, &d) in ids.iter().zip(&to_consensus) {
         peer_distance[p] = Some(d);

@@ -72,11 +72,12 @@ struct Messages {
 impl Messages {
     fn collect(first: &[Option<&RankIndex>], m: u32) -> Messages {
         let mut msg: Vec<u32> = Vec::new();
+        // Merged one log at a time: memory follows the distinct messages, not the deliveries.
         for ix in first.iter().flatten() {
-            msg.extend(ix.by_msg.iter().map(|&x| (x >> 32) as u32));
+            msg.extend(ix.iter().map(|(m, _)| m));
+            msg.sort_unstable();
+            msg.dedup();
         }
-        msg.sort_unstable();
-        msg.dedup();
         let mut senders: Vec<u16> = Vec::new();
         let mut start = Vec::new();
         for (i, &x) in msg.iter().enumerate() {
@@ -107,10 +108,7 @@ impl Messages {
 
 /// Where a receiver first delivered `msg`, if it did.
 fn first_pos(ix: &RankIndex, msg: u32) -> Option<usize> {
-    ix.by_msg
-        .binary_search_by_key(&msg, |&x| (x >> 32) as u32)
-        .ok()
-        .map(|i| (ix.by_msg[i] & 0xffff_ffff) as usize)
+    ix.position(msg).map(|p| p as usize)
 }
 
 /// [`violations`] with the caps as arguments (tests use small ones).
@@ -137,7 +135,41 @@ pub fn violations_capped(
             senders,
         });
     }
-    let vc = clocks(by_peer, &ms, m)?;
+    // A cell counts messages of one sender (at most M): 2 bytes each when M allows.
+    if m <= u32::from(u16::MAX) {
+        count_with::<u16>(by_peer, first, m, &ms)
+    } else {
+        count_with::<u32>(by_peer, first, m, &ms)
+    }
+}
+
+/// A vector-clock cell: a count of one sender's messages, up to M.
+trait Cell: Copy + Ord + Default + Into<u32> {
+    /// `v` as a cell (`v` ≤ M, which the cell type holds).
+    fn of(v: u32) -> Self;
+}
+
+impl Cell for u16 {
+    fn of(v: u32) -> u16 {
+        u16::try_from(v).unwrap_or(u16::MAX)
+    }
+}
+
+impl Cell for u32 {
+    fn of(v: u32) -> u32 {
+        v
+    }
+}
+
+/// The count of [`violations_capped`] once the caps passed, with cells of type `C`.
+fn count_with<C: Cell>(
+    by_peer: &[Option<&PeerLog>],
+    first: &[Option<&RankIndex>],
+    m: u32,
+    ms: &Messages,
+) -> Result<u64, Skipped> {
+    let dims = ms.senders.len();
+    let vc = clocks::<C>(by_peer, ms, m)?;
     let mut count = 0;
     let mut prefix = vec![0u32; dims];
     for (log, ix) in by_peer.iter().zip(first) {
@@ -151,7 +183,11 @@ pub fn violations_capped(
             }
             let i = ms.index(msg);
             let row = &vc[i * dims..(i + 1) * dims];
-            if prefix.iter().zip(row).any(|(&have, &need)| have < need) {
+            if prefix
+                .iter()
+                .zip(row)
+                .any(|(&have, &need)| have < need.into())
+            {
                 count += 1;
             }
             // Extend the sender's contiguous prefix over what had already arrived after a gap.
@@ -174,7 +210,7 @@ pub fn violations_capped(
 /// q's deliveries before send_ns(q, j), which must be computed first. Instead of recursing, a
 /// sender blocked on another's message waits for a later round; a round without progress
 /// means a cycle, so at most (messages + deliveries + 1) rounds run.
-fn clocks(by_peer: &[Option<&PeerLog>], ms: &Messages, m: u32) -> Result<Vec<u32>, Skipped> {
+fn clocks<C: Cell>(by_peer: &[Option<&PeerLog>], ms: &Messages, m: u32) -> Result<Vec<C>, Skipped> {
     let dims = ms.senders.len();
     // Per sender, as a receiver: its log's deliveries in deliver_ns order (empty without a log).
     let logs: Vec<Option<&PeerLog>> = ms
@@ -186,7 +222,7 @@ fn clocks(by_peer: &[Option<&PeerLog>], ms: &Messages, m: u32) -> Result<Vec<u32
         .iter()
         .map(|l| l.map_or(&[][..], |l| l.sends.by_time(&l.order)))
         .collect();
-    let mut vc = vec![0u32; ms.msg.len() * dims];
+    let mut vc = vec![C::default(); ms.msg.len() * dims];
     let mut computed = vec![0usize; dims];
     let mut cursor = vec![0usize; dims];
     let mut ready = vec![false; dims];
@@ -206,7 +242,7 @@ fn clocks(by_peer: &[Option<&PeerLog>], ms: &Messages, m: u32) -> Result<Vec<u32
                     }
                     // (q, 0..j) precede (q, j).
                     let cell = &mut vc[i * dims + d];
-                    *cell = (*cell).max(seq);
+                    *cell = (*cell).max(C::of(seq));
                     ready[d] = true;
                 }
                 // Earlier messages' folds are inherited, so the cursor never goes back.
@@ -227,7 +263,7 @@ fn clocks(by_peer: &[Option<&PeerLog>], ms: &Messages, m: u32) -> Result<Vec<u32
                             *cell = (*cell).max(v);
                         }
                         let cell = &mut vc[i * dims + dy];
-                        *cell = (*cell).max(x % m + 1);
+                        *cell = (*cell).max(C::of(x % m + 1));
                     }
                     cursor[d] += 1;
                     progress = true;
@@ -288,10 +324,7 @@ mod tests {
             }
         }
         by_msg.sort_unstable();
-        RankIndex {
-            by_msg,
-            span: l.order.len(),
-        }
+        RankIndex::from_sorted(by_msg, l.order.len(), u64::MAX)
     }
 
     fn count(logs: &[PeerLog], m: u32) -> Result<u64, Skipped> {

@@ -135,11 +135,20 @@ pub fn radix_sort_by_key(v: &mut Vec<u64>, key_bound: u64) {
 /// they need not be dense; `span` bounds them (the log's length).
 #[derive(Clone, Debug, Default)]
 pub struct RankIndex {
-    /// `message << 32 | position`, sorted by message, one entry per distinct message.
-    pub by_msg: Vec<u64>,
+    /// Sparse form: `message << 32 | position`, sorted by message, one entry per distinct
+    /// message (empty in the dense form).
+    sparse: Vec<u64>,
+    /// Dense form, when it is no larger: the position of every message index below the key
+    /// bound ([`ABSENT`] for one not delivered); 4 bytes a message instead of 8 a delivery.
+    dense: Vec<u32>,
+    /// Distinct messages held.
+    len: usize,
     /// Every position is below `span`.
     pub span: usize,
 }
+
+/// A dense [`RankIndex`] slot of a message not delivered.
+const ABSENT: u32 = u32::MAX;
 
 impl RankIndex {
     /// From an order given as distinct message indices below `key_bound` (e.g. a consensus order).
@@ -150,18 +159,95 @@ impl RankIndex {
             .map(|(i, &m)| (u64::from(m) << 32) | i as u64)
             .collect();
         radix_sort_by_key(&mut v, key_bound);
+        RankIndex::from_sorted(v, order.len(), key_bound)
+    }
+
+    /// From `message << 32 | position` entries sorted by message, one per distinct message,
+    /// every message below `key_bound`: kept dense when that takes no more memory.
+    pub fn from_sorted(mut v: Vec<u64>, span: usize, key_bound: u64) -> RankIndex {
+        let len = v.len();
+        let dense_ok = key_bound <= 2 * len as u64 && span < ABSENT as usize;
+        if !dense_ok || len == 0 {
+            v.shrink_to_fit();
+            return RankIndex {
+                sparse: v,
+                dense: Vec::new(),
+                len,
+                span,
+            };
+        }
+        // `key_bound` ≤ 2 × len: no larger than the sparse form.
+        let mut dense = vec![ABSENT; key_bound as usize];
+        for &x in &v {
+            if let Some(slot) = dense.get_mut((x >> 32) as usize) {
+                *slot = x as u32;
+            }
+        }
         RankIndex {
-            by_msg: v,
-            span: order.len(),
+            sparse: Vec::new(),
+            dense,
+            len,
+            span,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.by_msg.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_msg.is_empty()
+        self.len == 0
+    }
+
+    /// `(message, first position)` by message.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter { ix: self, i: 0 }
+    }
+
+    /// Where `msg` was first delivered, if it was.
+    pub fn position(&self, msg: u32) -> Option<u32> {
+        if self.dense.is_empty() {
+            self.sparse
+                .binary_search_by_key(&msg, |&x| (x >> 32) as u32)
+                .ok()
+                .map(|i| self.sparse[i] as u32)
+        } else {
+            self.dense
+                .get(msg as usize)
+                .copied()
+                .filter(|&p| p != ABSENT)
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.sparse.capacity() * 8 + self.dense.capacity() * 4
+    }
+}
+
+/// The entries of a [`RankIndex`], by message.
+pub struct Iter<'a> {
+    ix: &'a RankIndex,
+    i: usize,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = (u32, u32);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u32, u32)> {
+        if self.ix.dense.is_empty() {
+            let x = *self.ix.sparse.get(self.i)?;
+            self.i += 1;
+            return Some(((x >> 32) as u32, x as u32));
+        }
+        while let Some(&p) = self.ix.dense.get(self.i) {
+            self.i += 1;
+            if p != ABSENT {
+                return Some(((self.i - 1) as u32, p));
+            }
+        }
+        None
     }
 }
 
@@ -180,20 +266,21 @@ pub fn distance(a: &RankIndex, b: &RankIndex, s: &mut Scratch) -> (u64, u64) {
     const EMPTY: u32 = u32::MAX;
     s.slots.clear();
     s.slots.resize(b.span, EMPTY);
-    let (x, y) = (&a.by_msg, &b.by_msg);
-    let (mut i, mut j) = (0, 0);
+    let (mut x, mut y) = (a.iter(), b.iter());
+    let (mut xa, mut yb) = (x.next(), y.next());
     let mut common = 0u64;
-    while i < x.len() && j < y.len() {
-        let (ka, kb) = (x[i] >> 32, y[j] >> 32);
+    while let (Some((ka, pa)), Some((kb, pb))) = (xa, yb) {
         if ka < kb {
-            i += 1;
+            xa = x.next();
         } else if kb < ka {
-            j += 1;
+            yb = y.next();
         } else {
-            s.slots[y[j] as u32 as usize] = x[i] as u32;
+            if let Some(slot) = s.slots.get_mut(pb as usize) {
+                *slot = pa;
+            }
             common += 1;
-            i += 1;
-            j += 1;
+            xa = x.next();
+            yb = y.next();
         }
     }
     s.seq.clear();

@@ -117,6 +117,9 @@ pub struct ReportArgs {
     /// Also draw the chart into this SVG file.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    /// Also write a self-contained page (table and charts over N, one line per setting).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `N`, `NK`, `NM`, `NG`, `NT` (binary multiples), any u64.
@@ -265,7 +268,29 @@ fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<Ex
     }
     let mut results = args.results.as_deref().map(open_results).transpose()?;
     for (k, (_, logs, files)) in runs.iter().enumerate() {
-        let report = analyse(logs, opts);
+        // The page shows matrices: compute them in this one analysis (a second one would need
+        // the order indexes again), but print and store the report as asked.
+        let page_matrix = args.html.is_some()
+            && !opts.matrix
+            && logs
+                .first()
+                .is_some_and(|l| usize::from(l.header.peers) <= analyse::MAX_MATRIX_PEERS);
+        let mut report = if page_matrix {
+            analyse(
+                logs,
+                &AnalyseOptions {
+                    matrix: true,
+                    ..opts.clone()
+                },
+            )
+        } else {
+            analyse(logs, opts)
+        };
+        let matrix = if page_matrix {
+            report.matrix.take()
+        } else {
+            None
+        };
         print_report(&report, args.json).context("cannot write the report to stdout")?;
         if let (Some(f), Some(p)) = (results.as_mut(), args.results.as_deref()) {
             append_result(f, &report)
@@ -277,7 +302,7 @@ fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<Ex
         }
         if let Some(file) = &args.html {
             let out = crate::viz::page_path(file, k, runs.len());
-            crate::viz::write_run_page(&out, logs, files, &report)?;
+            crate::viz::write_run_page_with(&out, logs, files, &report, matrix.as_ref())?;
             say!("compare: page written to {}", out.display());
         }
     }

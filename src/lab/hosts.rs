@@ -27,6 +27,9 @@ pub fn prepare(netns: bool, hosts: usize) -> anyhow::Result<(TcpListener, Hosts)
         let mode = crate::netns::support()
             .map_err(|why| anyhow::anyhow!("--netns is not possible here: {why}"))?;
         let bed = Testbed::create(hosts).context("cannot build the network-namespace hosts")?;
+        // Before the line below (tests read the neighbour table once they see it).
+        bed.pin_multicast(*netns_group(a, b).ip())
+            .context("cannot set up the multicast group in the hosts")?;
         say!(
             "mpcomm lab: {hosts} hosts in network namespaces {}-* ({})",
             bed.prefix(),
@@ -41,6 +44,11 @@ pub fn prepare(netns: bool, hosts: usize) -> anyhow::Result<(TcpListener, Hosts)
     let port = probe.local_addr()?.port();
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on loopback")?;
     Ok((listener, Hosts::Loopback { a, b, port }))
+}
+
+/// The multicast group of a lab in network namespaces.
+fn netns_group(a: u8, b: u8) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(239, 255, a, b), NETNS_PEER_PORT + 7)
 }
 
 /// Peer i's loopback address: 127.a.b.0 + i + 1 (so 127.a.(b+1).0 for i = 255).
@@ -69,10 +77,7 @@ impl Hosts {
             Hosts::Loopback { a, b, port } => {
                 SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(239, 255, *a, *b), *port))
             }
-            Hosts::Netns { a, b, .. } => SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::new(239, 255, *a, *b),
-                NETNS_PEER_PORT + 7,
-            )),
+            Hosts::Netns { a, b, .. } => SocketAddr::V4(netns_group(*a, *b)),
         }
     }
 

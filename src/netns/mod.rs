@@ -10,6 +10,12 @@
 //! bridge has one address, `10.X.Y.254`, where the caller can listen from inside the testbed
 //! ([`Testbed::tcp_listener`], e.g. for the comparator the peers upload to).
 //!
+//! No ARP: every MAC is derived from its address (`10.X.Y.Z` → `02:00:0a:XX:YY:ZZ`) and every
+//! neighbour entry a host or the bridge needs is made permanent at build time (multicast groups
+//! with [`Testbed::pin_multicast`]); hosts have no IPv6 address. The kernel's ARP table is one
+//! for all namespaces and allows only `gc_thresh3` (1024) dynamic entries; fan-out among 32
+//! hosts alone needs 992 (see `static_neighbours` in testbed.rs).
+//!
 //! Two ways to get there, chosen by [`support`]:
 //!
 //! * [`Mode::Root`]: iproute2 directly (`ip netns add`, `ip -n NS link add … type veth`).

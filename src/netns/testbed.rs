@@ -98,10 +98,12 @@ impl Testbed {
         // The bridge floods multicast (snooping off): every host hears every group it joined,
         // with no querier and no race between an IGMP report and the first datagram.
         // br0's one address is for sockets of the caller (see service.rs); no route beyond /24.
+        // Every neighbour (ARP) entry is static, see `static_neighbours`.
+        let service = self.service_addr();
         let mut switch = format!(
-            "link add br0 type bridge mcast_snooping 0 stp_state 0\n\
-             addr add {}/24 dev br0\nlink set br0 up\n",
-            self.service_addr()
+            "link add br0 address {} type bridge mcast_snooping 0 stp_state 0\n\
+             addr add {service}/24 dev br0\nlink set br0 up\n",
+            mac_of(service)
         );
         for i in 0..self.hosts {
             switch += &format!(
@@ -110,15 +112,63 @@ impl Testbed {
                 self.ns_name(i)
             );
         }
+        switch += &self.static_neighbours("br0", (0..self.hosts).map(|j| self.host_addr(j)));
         self.ip_batch(Some(&sw), &switch)?;
 
         for i in 0..self.hosts {
-            let host = format!(
-                "link set lo up\naddr add {}/24 dev {HOST_IFACE}\nlink set {HOST_IFACE} up\n\
+            let addr = self.host_addr(i);
+            // No IPv6 address (no link-local, DAD, router solicitation or MLD report): the
+            // testbed is IPv4 only, and IPv6 neighbour entries share a global table too.
+            let mut host = format!(
+                "link set lo up\nlink set {HOST_IFACE} address {} addrgenmode none\n\
+                 addr add {addr}/24 dev {HOST_IFACE}\nlink set {HOST_IFACE} up\n\
                  route add 224.0.0.0/4 dev {HOST_IFACE}\n",
-                self.host_addr(i)
+                mac_of(addr)
             );
+            let others = (0..self.hosts)
+                .filter(|&j| j != i)
+                .map(|j| self.host_addr(j))
+                .chain([service, IGMPV3_REPORTS]);
+            host += &self.static_neighbours(HOST_IFACE, others);
             self.ip_batch(Some(&self.ns_name(i)), &host)?;
+        }
+        Ok(())
+    }
+
+    /// `ip` lines making a permanent neighbour entry on `dev` for each address: a host's MAC
+    /// is derived from its address ([`mac_of`]), a multicast group's from the group.
+    ///
+    /// Why static: the kernel's ARP table is one table for all network namespaces of the
+    /// machine, and `net.ipv4.neigh.default.gc_thresh3` (1024 by default, settable only for the
+    /// whole machine) bounds its dynamic entries. Fan-out among N hosts needs N·(N−1) of them
+    /// (N = 32: 992, plus the bridge's and the rest of the machine's): past the bound the
+    /// kernel logs "neighbour: arp_cache: neighbor table overflow!" and drops datagrams to
+    /// destinations without an entry, multicast ones included (a group's entry counts too).
+    /// Permanent entries are exempt from that bound (and from garbage collection), so the
+    /// testbed needs no ARP at all and does not depend on what else the machine is doing.
+    fn static_neighbours(&self, dev: &str, addrs: impl Iterator<Item = Ipv4Addr>) -> String {
+        addrs
+            .map(|a| {
+                format!(
+                    "neigh replace {a} lladdr {} dev {dev} nud permanent\n",
+                    mac_of(a)
+                )
+            })
+            .collect()
+    }
+
+    /// Give every host a permanent neighbour entry for multicast `group` (see
+    /// [`Self::static_neighbours`]), so its datagrams to the group never need a dynamic one.
+    pub fn pin_multicast(&self, group: Ipv4Addr) -> Result<(), NetnsError> {
+        if !group.is_multicast() {
+            return Err(NetnsError::Command {
+                what: format!("pin_multicast({group})"),
+                detail: "not an IPv4 multicast address".into(),
+            });
+        }
+        for i in 0..self.hosts {
+            let line = self.static_neighbours(HOST_IFACE, [group].into_iter());
+            self.ip_batch(Some(&self.ns_name(i)), &line)?;
         }
         Ok(())
     }
@@ -381,6 +431,21 @@ pub fn cleanup_stale() -> Result<Vec<String>, NetnsError> {
     Ok(removed)
 }
 
+/// IGMPv3 membership reports go to this group; its neighbour entry is pinned like the rest.
+const IGMPV3_REPORTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
+
+/// The MAC for an address of the testbed: a host (or the bridge) at `a.b.c.d` has the
+/// locally administered unicast `02:00:a:b:c:d`; a multicast group its IEEE mapping
+/// `01:00:5e` + the low 23 bits.
+fn mac_of(addr: Ipv4Addr) -> String {
+    let [a, b, c, d] = addr.octets();
+    if addr.is_multicast() {
+        format!("01:00:5e:{:02x}:{c:02x}:{d:02x}", b & 0x7f)
+    } else {
+        format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
+    }
+}
+
 /// `mpc-<pid>-<8 hex>-<suffix>` → pid.
 fn creator_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(PREFIX)?;
@@ -394,6 +459,17 @@ fn creator_pid(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_follow_the_address() {
+        assert_eq!(mac_of(Ipv4Addr::new(10, 200, 7, 1)), "02:00:0a:c8:07:01");
+        assert_eq!(mac_of(Ipv4Addr::new(10, 200, 7, 254)), "02:00:0a:c8:07:fe");
+        assert_eq!(
+            mac_of(Ipv4Addr::new(239, 255, 136, 140)),
+            "01:00:5e:7f:88:8c"
+        );
+        assert_eq!(mac_of(IGMPV3_REPORTS), "01:00:5e:00:00:16");
+    }
 
     #[test]
     fn creator_pid_only_from_our_names() {

@@ -32,6 +32,14 @@ pub fn err_line(args: fmt::Arguments) {
     let _ = writeln!(Quiet(io::stderr().lock(), &STDERR_GONE), "{args}");
 }
 
+/// One whole line to stderr in a single `write` (the newline added here): processes sharing a
+/// stderr (agents on one terminal, a journal) never split each other's lines, as long as the
+/// line fits in `PIPE_BUF` (4096 bytes) on a pipe.
+pub fn err_whole_line(mut line: String) {
+    line.push('\n');
+    let _ = Quiet(io::stderr().lock(), &STDERR_GONE).write_all(line.as_bytes());
+}
+
 /// One line to stdout; after EPIPE, nothing.
 pub fn out_line(args: fmt::Arguments) {
     let _ = writeln!(stdout().lock(), "{args}");

@@ -17,6 +17,14 @@ impl fmt::Display for RunHex {
 /// Reads a run id: 16 hex digits (the form mpcomm prints), `0x` and hex, or a shorter decimal
 /// number. 0 is refused: it means "not agreed yet" on the wire.
 pub fn parse(s: &str) -> Result<u64, String> {
+    match parse_text(s)? {
+        0 => Err("run id 0 is reserved (it means: not agreed yet)".into()),
+        v => Ok(v),
+    }
+}
+
+/// The same forms, 0 included (a report of a run whose id was never agreed carries 0).
+fn parse_text(s: &str) -> Result<u64, String> {
     let v = if let Some(hex) = s.strip_prefix("0x") {
         u64::from_str_radix(hex, 16).ok()
     } else if s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -24,13 +32,9 @@ pub fn parse(s: &str) -> Result<u64, String> {
     } else {
         s.parse().ok()
     };
-    let v = v.ok_or_else(|| {
+    v.ok_or_else(|| {
         format!("{s:?} is not a run id: give its 16 hex digits as mpcomm prints them (or 0x-hex, or decimal)")
-    })?;
-    if v == 0 {
-        return Err("run id 0 is reserved (it means: not agreed yet)".into());
-    }
-    Ok(v)
+    })
 }
 
 /// `#[serde(with = "crate::util::run_id::json")]` on a `u64` field: written as the hex string;
@@ -51,7 +55,7 @@ pub mod json {
         }
         match Either::deserialize(d)? {
             Either::Number(n) => Ok(n),
-            Either::Text(t) => super::parse(&t).map_err(de::Error::custom),
+            Either::Text(t) => super::parse_text(&t).map_err(de::Error::custom),
         }
     }
 }

@@ -4,9 +4,12 @@
 //! * [`geometry`]: scales, lanes, arrows, the palette (pure, tested).
 //! * [`trace`]: the send/arrive/deliver times the diagram draws, read from log bytes.
 //! * [`page`]: the page itself (maud templates).
+//! * [`report_page`]: the page of `mpcomm report --html` (table and charts over N).
 
+pub mod chart;
 pub mod geometry;
 pub mod page;
+pub mod report_page;
 pub mod trace;
 
 use std::io::{BufWriter, Write};
@@ -14,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::compare::report::Matrices;
 use crate::compare::{PeerLog, Report};
 
 /// Write the page of one run to `out`: `logs` as the analysis read them, `files` the same
@@ -24,6 +28,18 @@ pub fn write_run_page(
     files: &[PathBuf],
     report: &Report,
 ) -> anyhow::Result<()> {
+    write_run_page_with(out, logs, files, report, None)
+}
+
+/// [`write_run_page`] with the run's matrices when `report` has none (the page then need not
+/// analyse the logs again to draw them).
+pub fn write_run_page_with(
+    out: &Path,
+    logs: &[PeerLog],
+    files: &[PathBuf],
+    report: &Report,
+    matrix: Option<&Matrices>,
+) -> anyhow::Result<()> {
     let stride = geometry::arrow_stride(report.deliveries, page::MAX_ARROWS);
     let mut times = Vec::with_capacity(files.len());
     for f in files {
@@ -32,7 +48,9 @@ pub fn write_run_page(
             .with_context(|| format!("{} is not a valid mpcomm delivery log", f.display()))?;
         times.push(t);
     }
-    write_page_file(out, logs, &times, report, stride)
+    create_page(out, |w| {
+        page::write_page_with(w, logs, &times, report, stride, matrix)
+    })
 }
 
 /// Write the page of one run whose drawn times are already read (with `stride`).
@@ -43,10 +61,18 @@ pub fn write_page_file(
     report: &Report,
     stride: u32,
 ) -> anyhow::Result<()> {
+    create_page(out, |w| page::write_page(w, logs, times, report, stride))
+}
+
+/// Create `out` and write a page into it through a buffer (the page is never one string).
+pub fn create_page(
+    out: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let file = std::fs::File::create(out)
         .with_context(|| format!("cannot create the page {}", out.display()))?;
     let mut w = BufWriter::new(file);
-    page::write_page(&mut w, logs, times, report, stride)
+    write(&mut w)
         .and_then(|()| w.flush())
         .with_context(|| format!("cannot write the page {}", out.display()))
 }

@@ -2,7 +2,6 @@
 //! URL of any kind (a Content-Security-Policy forbids every fetch), readable without scripts.
 //! Sections are rendered and written one at a time, so memory holds one section's markup.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 
@@ -11,6 +10,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use super::geometry::{self as geo, Lanes, TimeScale};
 use super::trace::Times;
 use crate::compare::peerlog::{code_value, NEGATIVE, NOT_EXPECTED, OUT_OF_RANGE};
+use crate::compare::report::Matrices;
 use crate::compare::{PeerLog, Report};
 use crate::wire::Order;
 
@@ -49,14 +49,26 @@ line.hb{stroke:#0072B2;stroke-width:4;stroke-opacity:.55}
 .pair{display:flex;gap:1em;flex-wrap:wrap}
 .pair>div{flex:1 1 560px;min-width:0}
 pre{background:#f6f6f6;padding:.8em;overflow-x:auto}
+#filter input{width:6em}
 ";
 
-/// Without a script every arrow shows; with one, the select lets one sender's show alone.
+/// Without a script every arrow shows; with one, the select lets one sender's show alone and
+/// the time window (from/to ms, or `#t=FROM-TO` in the address) hides the arrows and bars that
+/// lie wholly outside it. Times map to x through the svg's `data-x0`, `data-x1`, `data-ms`.
 const SCRIPT: &str = "
-(function(){var f=document.getElementById('filter'),s=document.getElementById('only');
-f.hidden=false;s.onchange=function(){var v=s.value;
+(function(){var f=document.getElementById('filter'),s=document.getElementById('only'),
+a=document.getElementById('from'),b=document.getElementById('to'),g=document.getElementById('st');
+f.hidden=false;var x0=+g.getAttribute('data-x0'),x1=+g.getAttribute('data-x1'),
+ms=+g.getAttribute('data-ms');
+function x(t){return ms>0?x0+Math.min(Math.max(t/ms,0),1)*(x1-x0):x0;}
+function num(e,d){var t=parseFloat(e.value);return isNaN(t)?d:t;}
+function apply(){var v=s.value,lo=x(num(a,0))-0.1,hi=x(num(b,ms))+0.1;
 document.querySelectorAll('#st .a,#st .hb').forEach(function(e){
-e.style.display=(v===''||e.getAttribute('data-s')===v)?'':'none';});};})();
+var p=+e.getAttribute('x1'),q=+e.getAttribute('x2');
+var ok=(v===''||e.getAttribute('data-s')===v)&&Math.max(p,q)>=lo&&Math.min(p,q)<=hi;
+e.style.display=ok?'':'none';});}
+var m=/^#t=([0-9.]+)-([0-9.]+)$/.exec(location.hash);if(m){a.value=m[1];b.value=m[2];}
+s.onchange=apply;a.oninput=apply;b.oninput=apply;apply();})();
 ";
 
 /// A coordinate with one decimal (enough at this size, and short).
@@ -82,8 +94,10 @@ struct Run<'a> {
     msgs: u32,
     ordered: bool,
     stride: u32,
+    /// The run's matrices, if the caller has them.
+    matrix: Option<&'a Matrices>,
     /// Per message index: its position is not the same at every present receiver.
-    differs: HashMap<u32, bool>,
+    differs: Differs,
 }
 
 /// Write the page of one run. `times` are the drawn deliveries read with `stride` (see
@@ -95,6 +109,19 @@ pub fn write_page(
     report: &Report,
     stride: u32,
 ) -> io::Result<()> {
+    write_page_with(w, logs, times, report, stride, None)
+}
+
+/// [`write_page`] with the run's matrices, used when `report` has none (else the page
+/// analyses the logs once more for them).
+pub fn write_page_with(
+    w: &mut dyn Write,
+    logs: &[PeerLog],
+    times: &[Times],
+    report: &Report,
+    stride: u32,
+    matrix: Option<&Matrices>,
+) -> io::Result<()> {
     let header = logs.first().map(|l| &l.header);
     let run = Run {
         logs,
@@ -104,6 +131,7 @@ pub fn write_page(
         msgs: header.map_or(report.msgs_per_peer, |h| h.msgs),
         ordered: header.is_some_and(|h| h.order != Order::None),
         stride,
+        matrix: report.matrix.as_ref().or(matrix),
         differs: differing_messages(logs),
     };
     emit(w, head(&run))?;
@@ -142,24 +170,47 @@ fn emit_framed(w: &mut dyn Write, frame: Markup, fills: &mut [Fill]) -> io::Resu
 }
 
 /// Messages whose delivery position is not the same at every receiver (or that some receiver
-/// lacks): the ones the diagram highlights. Keyed by message index, so memory follows the
-/// deliveries, not the N × M a header claims.
-fn differing_messages(logs: &[PeerLog]) -> HashMap<u32, bool> {
+/// lacks): the ones the diagram highlights. Sorted arrays of the distinct messages delivered,
+/// so memory follows the deliveries, not the N × M a header claims (9 bytes a message).
+struct Differs {
+    msgs: Vec<u32>,
+    differs: Vec<bool>,
+}
+
+impl Differs {
+    fn get(&self, msg: u32) -> Option<bool> {
+        self.msgs.binary_search(&msg).ok().map(|i| self.differs[i])
+    }
+}
+
+fn differing_messages(logs: &[PeerLog]) -> Differs {
+    let mut msgs: Vec<u32> = Vec::new();
+    for log in logs {
+        msgs.extend(log.order.iter().copied().filter(|&m| m != NOT_EXPECTED));
+        msgs.sort_unstable();
+        msgs.dedup();
+    }
+    msgs.shrink_to_fit();
     // Per message: first position seen, receivers that delivered it, positions differ.
-    let mut seen: HashMap<u32, (u32, usize, bool)> = HashMap::new();
+    let mut first = vec![u32::MAX; msgs.len()];
+    let mut count = vec![0u32; msgs.len()];
+    let mut differs = vec![false; msgs.len()];
     for log in logs {
         for (pos, &msg) in log.order.iter().enumerate() {
-            if msg == NOT_EXPECTED {
+            let Ok(i) = msgs.binary_search(&msg) else {
                 continue;
+            };
+            if first[i] == u32::MAX {
+                first[i] = pos as u32;
             }
-            let e = seen.entry(msg).or_insert((pos as u32, 0, false));
-            e.1 += 1;
-            e.2 |= e.0 != pos as u32;
+            count[i] += 1;
+            differs[i] |= first[i] != pos as u32;
         }
     }
-    seen.into_iter()
-        .map(|(msg, (_, n, differs))| (msg, differs || n != logs.len()))
-        .collect()
+    for (d, &n) in differs.iter_mut().zip(&count) {
+        *d |= n as usize != logs.len();
+    }
+    Differs { msgs, differs }
 }
 
 fn head(run: &Run) -> Markup {
@@ -235,9 +286,14 @@ fn diagram(run: &Run, w: &mut dyn Write) -> io::Result<()> {
                         @for s in 0..run.peers { option value=(s) { "peer " (s) } }
                     }
                 }
+                " "
+                label { "Time window from " input #from type="number" min="0" step="any" value="0"; }
+                label { " to " input #to type="number" min="0" step="any" value=(P(span_ms)); " ms" }
+                span.cap { " (arrows wholly outside the window are hidden)" }
             }
             div.scroll {
                 svg #st viewBox=(format!("0 0 {WIDTH} {}", P(height))) width=(WIDTH) height=(P(height))
+                    data-x0=(LABEL_W) data-x1=(WIDTH - 20.0) data-ms=(span_ms)
                     role="img" aria-label="space-time diagram" {
                     defs { marker #head viewBox="0 0 6 6" refX="6" refY="3" markerWidth="5"
                         markerHeight="5" orient="auto" { path d="M0 0L6 3L0 6z" fill="#999" {} } }
@@ -273,7 +329,7 @@ fn receiver_arrows(run: &Run, t: &Times, scale: &TimeScale, lanes: &Lanes) -> Ma
         @for d in &t.drawn {
             @let a = geo::delivery_arrow(scale, lanes, d.sender, d.send_ns, t.receiver, d.deliver_ns);
             @let msg = u64::from(d.sender) * u64::from(run.msgs) + u64::from(d.seq);
-            @let hi = u32::try_from(msg).is_ok_and(|m| run.differs.get(&m) == Some(&true));
+            @let hi = u32::try_from(msg).is_ok_and(|m| run.differs.get(m) == Some(true));
             @if run.ordered && d.deliver_ns > d.arrive_ns {
                 @let b = geo::hold_back_bar(scale, lanes, t.receiver, d.arrive_ns, d.deliver_ns);
                 line.hb x1=(P(b.x1)) y1=(P(b.y1)) x2=(P(b.x2)) y2=(P(b.y2)) data-s=(d.sender) {}
@@ -506,7 +562,7 @@ fn latency(run: &Run) -> Markup {
 /// cells are shaded by value (darker = larger), the value in the cell and on hover.
 fn matrices(run: &Run) -> Markup {
     let computed;
-    let m = match &run.report.matrix {
+    let m = match run.matrix {
         Some(m) => m,
         None => {
             let opts = crate::compare::AnalyseOptions {
@@ -609,10 +665,11 @@ mod tests {
         ];
         let d = differing_messages(&logs);
         // Indices: (0,0)=0, (0,1)=1, (1,0)=2, (1,1)=3.
-        assert!(!d[&0]);
-        assert!(d[&1]);
-        assert!(d[&2]);
-        assert!(d[&3], "receiver 1 lacks it");
+        assert_eq!(d.get(0), Some(false));
+        assert_eq!(d.get(1), Some(true));
+        assert_eq!(d.get(2), Some(true));
+        assert_eq!(d.get(3), Some(true), "receiver 1 lacks it");
+        assert_eq!(d.get(4), None);
     }
 
     #[test]

@@ -55,6 +55,7 @@ impl Times {
                 });
             }
         }
+        t.drawn.shrink_to_fit();
         if t.first_ns == u64::MAX {
             t.first_ns = 0;
         }

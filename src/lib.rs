@@ -6,6 +6,7 @@
 //! * [`compare`]: the comparator — ordering, loss and latency metrics over delivery logs, as a
 //!   service or offline, and the aggregated report.
 //! * [`export`]: delivery logs in other tools' formats (ShiViz).
+//! * [`bench`]: both transports side by side over a list of N (`mpcomm bench`).
 //! * [`lab`]: a whole experiment on this machine (loopback or network namespaces).
 //! * [`wan`]: the emulated wide-area network (zones, one-way delays, jitter, loss).
 //! * [`netns`]: throw-away hosts in network namespaces joined by a bridge.
@@ -17,6 +18,7 @@
 // First: its `say!`/`out!` macros are used by every module below.
 #[macro_use]
 pub mod util;
+pub mod bench;
 pub mod c2;
 pub mod compare;
 pub mod export;

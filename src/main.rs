@@ -25,6 +25,7 @@ enum Command {
     // `lab` and `peer` take their help (with examples) from their argument structs.
     Lab(mpcomm::lab::LabArgs),
     Peer(mpcomm::peer::PeerArgs),
+    Bench(mpcomm::bench::BenchArgs),
     /// Run the comparator service, or analyse log files offline (--logs).
     Compare(mpcomm::compare::CompareArgs),
     /// Aggregate a results file (JSON lines) into the table of the original study.
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lab(args) => mpcomm::lab::run(args),
         Command::Peer(args) => mpcomm::peer::run(args),
+        Command::Bench(args) => mpcomm::bench::run(args),
         Command::Compare(args) => mpcomm::compare::run_compare(args),
         Command::Report(args) => mpcomm::compare::run_report(args),
         Command::Log(cmd) => mpcomm::peer::run_log(cmd),

@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# The tool itself, both transports over N, is measured by `mpcomm bench` (README, Performance).
+# This script is the lower-level comparison of the fan-out datagram path with C (docs/perf.md).
+#
 # Side-by-side loopback benchmark of the datagram path, every tool in every repetition:
 #   mpcomm-mmsg / mpcomm-single  examples/bench_peer.rs, real Driver+Machine, PEERS peers (threads),
 #                                recvmmsg/sendmmsg on / off (the MPCOMM_NO_MMSG switch, as --no-mmsg)

@@ -5,7 +5,6 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use super::LabArgs;
 use crate::netns::Testbed;
 
 /// The port every peer uses inside a network-namespace host.
@@ -20,18 +19,13 @@ pub enum Hosts {
     Netns { bed: Testbed, a: u8, b: u8 },
 }
 
-/// The comparator's listener and the hosts for the peers.
-pub fn prepare(args: &LabArgs) -> anyhow::Result<(TcpListener, Hosts)> {
+/// The comparator's listener and the hosts for up to `hosts` peers.
+pub fn prepare(netns: bool, hosts: usize) -> anyhow::Result<(TcpListener, Hosts)> {
     // b even: loopback peers use 127.a.b.1 ..= 127.a.(b+1).0 (see Hosts::Loopback).
     let (a, b) = (rand::random::<u8>().max(1), rand::random::<u8>() & !1);
-    if args.netns {
+    if netns {
         let mode = crate::netns::support()
             .map_err(|why| anyhow::anyhow!("--netns is not possible here: {why}"))?;
-        let hosts = if args.grid {
-            8
-        } else {
-            usize::from(args.peers)
-        };
         let bed = Testbed::create(hosts).context("cannot build the network-namespace hosts")?;
         // Before the line below (tests read the neighbour table once they see it).
         bed.pin_multicast(*netns_group(a, b).ip())

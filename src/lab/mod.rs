@@ -7,6 +7,7 @@ mod experiment;
 mod hosts;
 mod progress;
 mod runkey;
+mod session;
 pub mod table;
 
 use std::io::Write;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 pub use experiment::{Experiment, Outcome, Ran};
+pub use session::{Session, SessionOptions};
 
 /// The most peers one lab runs (C2 allows as many). What bounds it on one machine is in the
 /// README ("Limits of `lab`"): above all two cores shared by N event loops and N² HELLOs.
@@ -241,7 +243,12 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     );
 
     // The comparator, in this process, on one mio loop of its own thread.
-    let (listener, hosts) = hosts::prepare(&args)?;
+    let host_count = if args.grid {
+        8
+    } else {
+        usize::from(args.peers)
+    };
+    let (listener, hosts) = hosts::prepare(args.netns, host_count)?;
     let mut cfg = ServerConfig::local(listener.local_addr()?);
     // A run is reported once every peer uploaded; the timeout only covers a peer that died.
     // The last peer finishes up to a quiet period (≥ the longest send gap) and the longest

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use support::{mpcomm, Proc, TempDir};
+use support::{links, mpcomm, Proc, TempDir};
 
 const PEERS: usize = 4;
 
@@ -47,21 +47,6 @@ fn lab_page(dir: &TempDir, extra: &[&str]) -> std::path::PathBuf {
 
 fn count(text: &str, needle: &str) -> usize {
     text.matches(needle).count()
-}
-
-/// Every src= and href= value in the page (quoted or not).
-fn links(html: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for attr in ["src=", "href="] {
-        for (i, _) in html.match_indices(attr) {
-            let rest = &html[i + attr.len()..];
-            let end = rest
-                .find(|c: char| c.is_whitespace() || c == '>')
-                .unwrap_or(rest.len());
-            out.push(rest[..end].trim_matches(['"', '\'']).to_owned());
-        }
-    }
-    out
 }
 
 fn check_page(html: &str, bytes: u64) {

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use mpcomm::compare::Report;
-use support::{mpcomm, Proc, TempDir};
+use support::{links, mpcomm, Proc, TempDir};
 
 fn report(transport: &str, order: &str, peers: u16, ooo: u64, p50: f64) -> Report {
     let mut r = Report {
@@ -24,21 +24,6 @@ fn report(transport: &str, order: &str, peers: u16, ooo: u64, p50: f64) -> Repor
     r.latency_us.p50 = Some(p50);
     r.pairwise_disagreement.mean = ooo as f64 / 1000.0;
     r
-}
-
-/// Every src= and href= value in the page.
-fn links(html: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for attr in ["src=", "href="] {
-        for (i, _) in html.match_indices(attr) {
-            let rest = &html[i + attr.len()..];
-            let end = rest
-                .find(|c: char| c.is_whitespace() || c == '>')
-                .unwrap_or(rest.len());
-            out.push(rest[..end].trim_matches(['"', '\'']).to_owned());
-        }
-    }
-    out
 }
 
 #[test]

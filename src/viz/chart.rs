@@ -104,6 +104,19 @@ fn log_y(values: &[f64]) -> Option<(f64, f64)> {
     })
 }
 
+/// The smallest of 1, 2, 2.5, 5, 10 × 10^k that is at least `v`: round tick steps.
+fn tick_step(v: f64) -> f64 {
+    if v <= 0.0 || !v.is_finite() {
+        return 1.0;
+    }
+    let e = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * e)
+        .find(|&step| step >= v * (1.0 - 1e-9))
+        .unwrap_or(10.0 * e)
+}
+
 fn fmt_tick(v: f64, step: f64) -> String {
     if v.abs() >= 1e6 {
         return format!("{}M", v / 1e6);
@@ -171,12 +184,15 @@ pub fn svg(chart: &Chart, standalone: bool) -> String {
                 })
                 .collect()
         }
-        None => (0..=4)
-            .map(|k| {
-                let v = lo + (hi - lo) * f64::from(k) / 4.0;
-                (v, fmt_tick(v, (hi - lo) / 4.0))
-            })
-            .collect(),
+        None => {
+            // Ticks on round steps: 0, 500k, 1M, 1.5M rather than quarters of the range.
+            let step = tick_step((hi - lo) / 4.0);
+            (0..=8)
+                .map(|k| lo + step * f64::from(k))
+                .take_while(|v| *v <= hi + step * 1e-9)
+                .map(|v| (v, fmt_tick(v, step)))
+                .collect()
+        }
     };
     let legend_rows = if legend_inside { chart.series.len() } else { 0 };
     let height = H + 18.0 * legend_rows as f64 + if legend_inside { 8.0 } else { 0.0 };
@@ -270,6 +286,42 @@ pub fn svg(chart: &Chart, standalone: bool) -> String {
     s
 }
 
+/// Standalone panels in one SVG file, `columns` to a row, each with its title above it and
+/// its legend under it (the `--svg` of `lab`, `report` and `bench`).
+pub fn figure(charts: &[Chart], columns: usize) -> String {
+    let columns = columns.max(1);
+    let panels: Vec<String> = charts.iter().map(|c| svg(c, true)).collect();
+    let legend = charts.iter().map(|c| c.series.len()).max().unwrap_or(0);
+    let cell_h = 26.0 + H + 8.0 + 18.0 * legend as f64;
+    let rows = charts.len().div_ceil(columns);
+    let w = columns.min(charts.len().max(1)) as f64 * (W + 20.0);
+    let h = rows as f64 * cell_h;
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif"><rect width="{w}" height="{h}" fill="#fff"/>"##
+    );
+    for (k, (chart, panel)) in charts.iter().zip(&panels).enumerate() {
+        let (x, y) = (
+            (k % columns) as f64 * (W + 20.0),
+            (k / columns) as f64 * cell_h,
+        );
+        // A nested <svg> at (x, y + 26): the panel keeps its own coordinates.
+        let _ = write!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="15" text-anchor="middle">{}</text>{}"#,
+            x + W / 2.0,
+            y + 18.0,
+            esc(chart.title),
+            panel.replacen(
+                "<svg ",
+                &format!(r#"<svg x="{x:.1}" y="{:.1}" "#, y + 26.0),
+                1
+            )
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 /// A small legend swatch (line, dash and marker of series `i`) for an HTML legend.
 pub fn swatch(i: usize) -> String {
     let (colour, dash, marker) = style_of(i);
@@ -355,6 +407,14 @@ mod tests {
         assert_eq!(y_range(&[f64::NAN, 2.0], None).0, 0.0);
         // 93..100 %: the axis ends at 100, not 110.
         assert_eq!(y_range(&[93.0, 100.0], Some(100.0)).1, 100.0);
+    }
+
+    #[test]
+    fn ticks_fall_on_round_steps() {
+        assert_eq!(tick_step(375_000.0), 500_000.0);
+        assert_eq!(tick_step(25.0), 25.0);
+        assert_eq!(tick_step(1.75), 2.0);
+        assert_eq!(tick_step(0.3), 0.5);
     }
 
     #[test]

@@ -174,38 +174,19 @@ pub fn write_svg(groups: &[Group], path: &std::path::Path) -> io::Result<()> {
     for g in groups {
         series.entry(series_name(g)).or_default().push(g);
     }
-    let panels: Vec<String> = METRICS[..2]
+    let lines: Vec<Vec<super::chart::Series>> =
+        METRICS[..2].iter().map(|m| series_of(m, &series)).collect();
+    let charts: Vec<super::chart::Chart> = METRICS[..2]
         .iter()
-        .map(|m| {
-            let lines = series_of(m, &series);
-            super::chart::svg(
-                &super::chart::Chart {
-                    title: m.title,
-                    unit: m.unit,
-                    cap: m.cap,
-                    series: &lines,
-                },
-                true,
-            )
+        .zip(&lines)
+        .map(|(m, l)| super::chart::Chart {
+            title: m.title,
+            unit: m.unit,
+            cap: m.cap,
+            series: l,
         })
         .collect();
-    let h = super::chart::H + 26.0 + 8.0 + 18.0 * series.len() as f64;
-    let w = 2.0 * super::chart::W + 20.0;
-    let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif"><rect width="{w}" height="{h}" fill="#fff"/>"##
-    );
-    for (k, (m, panel)) in METRICS.iter().zip(&panels).enumerate() {
-        let x = k as f64 * (super::chart::W + 20.0);
-        // A nested <svg> placed at (x, 26): the panel keeps its own coordinates.
-        out.push_str(&format!(
-            r#"<text x="{:.1}" y="18" font-size="15" text-anchor="middle">{}</text>{}"#,
-            x + super::chart::W / 2.0,
-            m.title,
-            panel.replacen("<svg ", &format!(r#"<svg x="{x:.1}" y="26" "#), 1)
-        ));
-    }
-    out.push_str("</svg>\n");
-    std::fs::write(path, out)
+    std::fs::write(path, super::chart::figure(&charts, 2))
 }
 
 fn table(groups: &[Group]) -> Markup {

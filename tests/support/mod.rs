@@ -256,3 +256,18 @@ pub fn run_script(name: &str, n: u64, m: u64, csvs: &[std::path::PathBuf]) -> St
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Every src= and href= value in the page (quoted or not).
+pub fn links(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["src=", "href="] {
+        for (i, _) in html.match_indices(attr) {
+            let rest = &html[i + attr.len()..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '>')
+                .unwrap_or(rest.len());
+            out.push(rest[..end].trim_matches(['"', '\'']).to_owned());
+        }
+    }
+    out
+}

@@ -6,6 +6,15 @@
  * allocated up front. Turns alternate as in the driver: up to 32 sends, then up to 256 reads.
  * --no-mmsg: one sendto per destination and one recvmsg per datagram instead.
  * --oneway: peer 0 only sends, to peer 1 only, which only reads (like iperf/sockperf).
+ * --multicast: every peer joins one group on 127.0.0.1 (as mpcomm's multicast transport) and
+ *   sends each datagram once, with sendto, to the group; the loopback copies it to every member.
+ * --interval-us US: paced (the latency mode): each peer sends one datagram every US µs at
+ *   absolute CLOCK_MONOTONIC deadlines (a TFD_TIMER_ABSTIME timerfd, polled with the socket, as
+ *   mpcomm's driver does), and prints lat_p50_us / lat_p99_us over the cross-peer deliveries
+ *   (sender != receiver) after the first 10 % of messages: receiver's CLOCK_REALTIME right after
+ *   recvmmsg returns - sender's CLOCK_REALTIME written into the payload just before the send
+ *   (klat_*: the SO_TIMESTAMPNS stamp instead of the delivery time). Same definition as
+ *   examples/bench_peer.rs.
  *
  * Prints one line: probe peers=.. mode=.. size=.. msgs=.. delivered=.. expected=.. sent=..
  * secs=.. dgrams_per_s=.. cpu_ns_per_dgram=..  where secs = last delivery - first send over all
@@ -27,6 +36,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,16 +50,33 @@
 
 struct result {
     uint64_t delivered, sent, first_send_ns, last_recv_ns, stamped;
+    uint64_t nlat, *lat, *klat; /* cross-peer latencies (ns), in shared memory */
 };
 struct record {
     uint32_t sender, seq;
-    uint64_t recv_ns, deliver_ns;
+    uint64_t send_ns, recv_ns, deliver_ns;
 };
 
 static uint64_t now_ns(clockid_t c) {
     struct timespec ts;
     clock_gettime(c, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Messages per sender left out of the latency figures: the first 10 %. In a mesh every peer
+ * sends `msgs`; one-way, the receiver (msgs = 0) gets expected = the sender's count. */
+static uint32_t out_warm(uint32_t msgs, uint64_t expected, int npeers) {
+    (void)npeers;
+    return (uint32_t)((msgs ? msgs : expected) / 10);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double q_us(uint64_t *v, uint64_t n, double q) {
+    return n ? (double)v[(uint64_t)((double)(n - 1) * q + 0.5)] / 1e3 : 0;
 }
 
 static void die(const char *what) {
@@ -69,7 +96,7 @@ static uint64_t stamp_of(struct msghdr *m) {
 
 static void peer(int id, int fd, struct sockaddr_in *addrs, int npeers, int first_target,
                  int ntargets, uint32_t msgs, int size, int mmsg, uint64_t expected,
-                 int quiet_ms, struct result *out) {
+                 int quiet_ms, uint64_t interval_ns, struct result *out) {
     char *rbuf = malloc((size_t)SLOTS * SLOT_LEN);
     struct record *recs = malloc((expected + 1) * sizeof *recs);
     char *sbuf = calloc(1, (size_t)size);
@@ -96,10 +123,17 @@ static void peer(int id, int fd, struct sockaddr_in *addrs, int npeers, int firs
     int next_target = 0; /* of the datagram in flight; 0 = none in flight */
     uint64_t delivered = 0, sent = 0, stamped = 0, first_send = 0, last_recv = 0;
     uint64_t start = now_ns(CLOCK_MONOTONIC), last_activity = start;
+    uint64_t next_send = start; /* paced: CLOCK_MONOTONIC deadline of the next datagram */
+    int tfd = -1;
+    if (interval_ns) {
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (tfd < 0) die("timerfd_create");
+    }
     for (;;) {
         int did = 0, blocked = 0;
+        int turn = interval_ns ? (next_target || now_ns(CLOCK_MONOTONIC) >= next_send) : SEND_TURN;
         /* Send turn. */
-        for (int k = 0; k < SEND_TURN && seq < msgs && !blocked; k++) {
+        for (int k = 0; k < turn && seq < msgs && !blocked; k++) {
             if (next_target == 0) {
                 uint64_t t = now_ns(CLOCK_REALTIME);
                 uint32_t s32 = (uint32_t)id;
@@ -110,7 +144,7 @@ static void peer(int id, int fd, struct sockaddr_in *addrs, int npeers, int firs
             }
             while (next_target < ntargets) {
                 int n;
-                if (mmsg)
+                if (mmsg && ntargets > 1)
                     n = sendmmsg(fd, sh + next_target, (unsigned)(ntargets - next_target), MSG_DONTWAIT);
                 else
                     n = sendto(fd, sbuf, (size_t)size, MSG_DONTWAIT,
@@ -130,6 +164,7 @@ static void peer(int id, int fd, struct sockaddr_in *addrs, int npeers, int firs
                 next_target = 0;
                 seq++;
                 did = 1;
+                next_send += interval_ns;
             }
         }
         /* Receive turn. */
@@ -155,6 +190,7 @@ static void peer(int id, int fd, struct sockaddr_in *addrs, int npeers, int firs
                     struct record *r = &recs[delivered];
                     memcpy(&r->sender, b, 4);
                     memcpy(&r->seq, b + 4, 4);
+                    memcpy(&r->send_ns, b + 8, 8);
                     r->recv_ns = ns;
                     r->deliver_ns = deliver;
                     delivered++;
@@ -171,11 +207,33 @@ static void peer(int id, int fd, struct sockaddr_in *addrs, int npeers, int firs
         if (sending_done && delivered >= expected) break;
         if (now - start > HARD_LIMIT_NS) break;
         if (sending_done && now - last_activity > (uint64_t)quiet_ms * 1000000ull) break;
-        if (!did || blocked) {
+        if (interval_ns && !blocked && !sending_done && !next_target) {
+            /* Paced: sleep until the next deadline or a datagram. */
+            if (now < next_send) {
+                struct itimerspec it = {{0, 0}, {(time_t)(next_send / 1000000000ull),
+                                                 (long)(next_send % 1000000000ull)}};
+                uint64_t x;
+                if (read(tfd, &x, sizeof x) < 0 && errno != EAGAIN) die("read timerfd");
+                timerfd_settime(tfd, TFD_TIMER_ABSTIME, &it, NULL);
+                struct pollfd p[2] = {{fd, POLLIN, 0}, {tfd, POLLIN, 0}};
+                poll(p, 2, 1000);
+            }
+        } else if (!did || blocked) {
             struct pollfd p = {fd, (short)(POLLIN | (blocked ? POLLOUT : 0)), 0};
             poll(&p, 1, sending_done || blocked ? 10 : 0);
         }
     }
+    if (tfd >= 0) close(tfd);
+    /* Cross-peer latencies after the warm-up (the first 10 % of every sender's messages). */
+    uint64_t nlat = 0;
+    for (uint64_t i = 0; i < delivered && out->lat; i++) {
+        struct record *r = &recs[i];
+        if (r->sender == (uint32_t)id || r->seq < out_warm(msgs, expected, npeers)) continue;
+        out->lat[nlat] = r->deliver_ns - r->send_ns;
+        out->klat[nlat] = r->recv_ns - r->send_ns;
+        nlat++;
+    }
+    out->nlat = nlat;
     out->delivered = delivered;
     out->sent = sent;
     out->first_send_ns = first_send;
@@ -186,6 +244,7 @@ static void peer(int id, int fd, struct sockaddr_in *addrs, int npeers, int firs
 struct job {
     int id, fd, npeers, first, ntargets, size, mmsg, quiet_ms;
     uint32_t msgs;
+    uint64_t interval_ns;
     uint64_t expected;
     struct sockaddr_in *addrs;
     struct result *out;
@@ -194,12 +253,13 @@ struct job {
 static void *run_job(void *p) {
     struct job *j = p;
     peer(j->id, j->fd, j->addrs, j->npeers, j->first, j->ntargets, j->msgs, j->size, j->mmsg,
-         j->expected, j->quiet_ms, j->out);
+         j->expected, j->quiet_ms, j->interval_ns, j->out);
     return NULL;
 }
 
 int main(int argc, char **argv) {
-    int npeers = 2, size = 64, mmsg = 1, oneway = 0, quiet_ms = 300, procs = 0;
+    int npeers = 2, size = 64, mmsg = 1, oneway = 0, quiet_ms = 300, procs = 0, multicast = 0;
+    uint64_t interval_ns = 0;
     uint32_t msgs = 200000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--peers") && i + 1 < argc) npeers = atoi(argv[++i]);
@@ -209,8 +269,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-mmsg")) mmsg = 0;
         else if (!strcmp(argv[i], "--oneway")) oneway = 1;
         else if (!strcmp(argv[i], "--procs")) procs = 1;
+        else if (!strcmp(argv[i], "--multicast")) multicast = 1;
+        else if (!strcmp(argv[i], "--interval-us") && i + 1 < argc)
+            interval_ns = strtoull(argv[++i], 0, 10) * 1000ull;
         else {
-            fprintf(stderr, "usage: %s [--peers N] [--msgs M] [--size BYTES] [--no-mmsg] [--oneway] [--procs] [--quiet-ms MS]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--peers N] [--msgs M] [--size BYTES] [--no-mmsg] [--oneway] [--procs] [--multicast] [--interval-us US] [--quiet-ms MS]\n", argv[0]);
             return 2;
         }
     }
@@ -223,29 +286,65 @@ int main(int argc, char **argv) {
     }
     /* Bind every socket before any process sends: the barrier mpcomm's handshake provides. */
     int fds[MAX_PEERS];
-    struct sockaddr_in addrs[MAX_PEERS];
+    struct sockaddr_in addrs[MAX_PEERS], group = {.sin_family = AF_INET};
+    if (multicast) {
+        /* 239.255.x.y on a port nobody uses. */
+        int t = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof a;
+        if (t < 0 || bind(t, (struct sockaddr *)&a, sizeof a) || getsockname(t, (struct sockaddr *)&a, &len))
+            die("a free port");
+        close(t);
+        group.sin_port = a.sin_port;
+        group.sin_addr.s_addr = htonl(0xefff0000u | ((uint32_t)getpid() & 0xffffu));
+    }
     for (int i = 0; i < npeers; i++) {
-        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0), on = 1, buf = 4 << 20;
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0), on = 1, off = 0, buf = 4 << 20;
         if (fd < 0) die("socket");
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
         setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        if (bind(fd, (struct sockaddr *)&a, sizeof a)) die("bind 127.0.0.1:0");
-        socklen_t len = sizeof addrs[i];
-        getsockname(fd, (struct sockaddr *)&addrs[i], &len);
+        if (multicast) {
+            struct ip_mreq m = {.imr_multiaddr = group.sin_addr,
+                                .imr_interface.s_addr = htonl(INADDR_LOOPBACK)};
+            struct in_addr lo = {htonl(INADDR_LOOPBACK)};
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+            a = group;
+            if (bind(fd, (struct sockaddr *)&a, sizeof a)) die("bind group");
+            if (setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m)) die("IP_ADD_MEMBERSHIP");
+            setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof lo);
+            setsockopt(fd, IPPROTO_IP, IP_MULTICAST_LOOP, &on, sizeof on);
+            setsockopt(fd, IPPROTO_IP, IP_MULTICAST_ALL, &off, sizeof off);
+            addrs[i] = group;
+        } else {
+            if (bind(fd, (struct sockaddr *)&a, sizeof a)) die("bind 127.0.0.1:0");
+            socklen_t len = sizeof addrs[i];
+            getsockname(fd, (struct sockaddr *)&addrs[i], &len);
+        }
         fds[i] = fd;
     }
     struct result *res = mmap(NULL, sizeof(struct result) * (size_t)npeers, PROT_READ | PROT_WRITE,
                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (res == MAP_FAILED) die("mmap");
     memset(res, 0, sizeof(struct result) * (size_t)npeers);
+    if (interval_ns) {
+        /* Room for every delivery's two latencies, shared so --procs children can fill it. */
+        size_t per = (size_t)npeers * msgs + 1;
+        uint64_t *lat = mmap(NULL, 2 * per * sizeof(uint64_t) * (size_t)npeers,
+                             PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (lat == MAP_FAILED) die("mmap");
+        for (int i = 0; i < npeers; i++) {
+            res[i].lat = lat + 2 * per * (size_t)i;
+            res[i].klat = res[i].lat + per;
+        }
+    }
     struct job jobs[MAX_PEERS];
     pthread_t threads[MAX_PEERS];
     for (int i = 0; i < npeers; i++) {
         jobs[i] = (struct job){.id = i, .fd = fds[i], .npeers = npeers, .first = 0,
-                               .ntargets = npeers, .size = size, .mmsg = mmsg,
-                               .quiet_ms = quiet_ms, .msgs = msgs,
+                               .ntargets = multicast ? 1 : npeers, .size = size, .mmsg = mmsg,
+                               .quiet_ms = quiet_ms, .msgs = msgs, .interval_ns = interval_ns,
                                .expected = (uint64_t)npeers * msgs, .addrs = addrs,
                                .out = &res[i]};
         if (oneway) {
@@ -286,12 +385,30 @@ int main(int argc, char **argv) {
         if (res[i].last_recv_ns > last) last = res[i].last_recv_ns;
     }
     uint64_t expected = oneway ? msgs : (uint64_t)npeers * npeers * msgs;
+    if (multicast) sent *= (uint64_t)npeers; /* copies: the group reaches every member */
     double secs = last > first ? (double)(last - first) / 1e9 : 0;
+    uint64_t nlat = 0;
+    uint64_t *lat = NULL, *klat = NULL;
+    if (interval_ns) {
+        lat = malloc((expected + 1) * sizeof *lat);
+        klat = malloc((expected + 1) * sizeof *klat);
+        if (!lat || !klat) die("malloc");
+        for (int i = 0; i < npeers; i++) {
+            memcpy(lat + nlat, res[i].lat, res[i].nlat * sizeof *lat);
+            memcpy(klat + nlat, res[i].klat, res[i].nlat * sizeof *klat);
+            nlat += res[i].nlat;
+        }
+        qsort(lat, nlat, sizeof *lat, cmp_u64);
+        qsort(klat, nlat, sizeof *klat, cmp_u64);
+    }
     printf("probe%s peers=%d mode=%s%s size=%d msgs=%u delivered=%llu expected=%llu sent=%llu "
-           "stamped=%llu secs=%.4f dgrams_per_s=%.0f cpu_ns_per_dgram=%.0f\n",
-           procs ? "-procs" : "", npeers, mmsg ? "mmsg" : "single", oneway ? "-oneway" : "", size, msgs,
+           "stamped=%llu secs=%.4f dgrams_per_s=%.0f cpu_ns_per_dgram=%.0f lat_n=%llu lat_p50_us=%.1f "
+           "lat_p99_us=%.1f klat_p50_us=%.1f klat_p99_us=%.1f\n",
+           procs ? "-procs" : "", npeers, mmsg ? "mmsg" : "single",
+           oneway ? "-oneway" : multicast ? "-mcast" : "", size, msgs,
            (unsigned long long)delivered, (unsigned long long)expected, (unsigned long long)sent,
            (unsigned long long)stamped, secs, secs > 0 ? (double)delivered / secs : 0,
-           delivered ? (double)cpu / (double)delivered : 0);
+           delivered ? (double)cpu / (double)delivered : 0, (unsigned long long)nlat,
+           q_us(lat, nlat, 0.5), q_us(lat, nlat, 0.99), q_us(klat, nlat, 0.5), q_us(klat, nlat, 0.99));
     return failed;
 }

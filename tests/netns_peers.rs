@@ -180,7 +180,7 @@ fn run_4_hosts(mode: Mode, transport: &str) {
     let mut logs = 0;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().map_or(true, |e| e != "mplog") {
+        if path.extension().is_none_or(|e| e != "mplog") {
             continue;
         }
         logs += 1;

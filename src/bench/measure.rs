@@ -123,7 +123,7 @@ fn drop_logs(dir: &Path, run_id: Option<u64>) {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if name.ends_with(".mplog") && tag.as_ref().map_or(true, |t| name.starts_with(t)) {
+        if name.ends_with(".mplog") && tag.as_ref().is_none_or(|t| name.starts_with(t)) {
             let _ = std::fs::remove_file(e.path());
         }
     }

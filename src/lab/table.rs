@@ -49,7 +49,7 @@ pub fn with_asked(mut v: Value, order: Order, repair: Repair, transport: Transpo
         ("transport", transport.as_str()),
     ];
     for (key, value) in asked {
-        if v.get(key).map_or(true, Value::is_null) {
+        if v.get(key).is_none_or(Value::is_null) {
             v[key] = value.into();
         }
     }

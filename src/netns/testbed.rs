@@ -13,11 +13,8 @@ use super::{support, Mode, NetnsError};
 /// Every namespace a testbed makes starts with this, then `<creator pid>-<8 hex digits>-`.
 pub const PREFIX: &str = "mpc-";
 
-/// `.` for open(2) (C string literals need Rust 1.77; we support 1.75).
-const DOT: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(b".\0") {
-    Ok(c) => c,
-    Err(_) => panic!(),
-};
+/// `.` for open(2).
+const DOT: &std::ffi::CStr = c".";
 
 /// The interface of every host, inside its own namespace.
 const HOST_IFACE: &str = "eth0";

@@ -28,7 +28,7 @@ const SLOT_LEN: usize = 1 << 16;
 
 /// True unless `MPCOMM_NO_MMSG` asks for one syscall per datagram.
 pub fn mmsg_from_env() -> bool {
-    std::env::var_os(NO_MMSG_ENV).map_or(true, |v| v.is_empty() || v == "0")
+    std::env::var_os(NO_MMSG_ENV).is_none_or(|v| v.is_empty() || v == "0")
 }
 
 /// Room for both control messages a datagram may carry: its SO_TIMESTAMPNS stamp and its

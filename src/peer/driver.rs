@@ -351,7 +351,7 @@ impl Driver {
         // An earlier armed deadline is kept: it wakes us a little early (harmless), which is
         // cheaper than a timerfd_settime per loop while the drain deadline moves with every
         // datagram.
-        if self.armed_for.map_or(true, |armed| armed > deadline) {
+        if self.armed_for.is_none_or(|armed| armed > deadline) {
             // A one-shot relative timer; nanosecond resolution.
             self.timer
                 .set(

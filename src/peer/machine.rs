@@ -605,9 +605,7 @@ impl Machine {
             // Quiet for long enough: what has not arrived is lost. First send our STOPs, and
             // with repair, wait while a gap is still being repaired (give-up bounds that).
             let repairing = self.repair.config().nack && self.repair.outstanding();
-            if self.stops_left == 0
-                && !repairing
-                && self.net.as_ref().map_or(true, |n| n.is_empty())
+            if self.stops_left == 0 && !repairing && self.net.as_ref().is_none_or(|n| n.is_empty())
             {
                 self.counters.cost.given_up += self.orderer.held() as u64;
                 return self.finish(now);

@@ -208,7 +208,7 @@ impl Repair {
 
     /// The next thing due at `now`, if any; call until `None`.
     pub fn poll(&mut self, now: Instant) -> Option<Event> {
-        if self.next.map_or(true, |n| n > now) {
+        if self.next.is_none_or(|n| n > now) {
             return None;
         }
         let cfg = self.cfg;

@@ -26,7 +26,7 @@ impl LogLimiter {
 
     /// `Some(suppressed_before)` if a line may be logged now.
     pub fn allow(&mut self, now: Instant) -> Option<u32> {
-        if self.start.map_or(true, |s| now >= s + self.window) {
+        if self.start.is_none_or(|s| now >= s + self.window) {
             self.start = Some(now);
             self.used = 0;
         }

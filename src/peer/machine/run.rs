@@ -128,7 +128,7 @@ impl Machine {
         // everything". Heartbeats that repeat themselves (a draining peer waiting for a crashed
         // one) are not, so a dead peer cannot hold the others until the hard bound.
         let seen = &mut self.peer_announced[usize::from(sender)];
-        let longer = seen.map_or(true, |old| a.sent > old);
+        let longer = seen.is_none_or(|old| a.sent > old);
         *seen = Some(seen.map_or(a.sent, |old| old.max(a.sent)));
         let news = is_stop || longer || (a.complete && !self.peer_complete[usize::from(sender)]);
         if a.complete {

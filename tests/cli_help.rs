@@ -75,3 +75,39 @@ fn wan_profiles_are_listed_and_a_shown_one_loads_back() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown WAN profile"));
 }
+
+/// `c2 status` pointed at the comparator's port says so, instead of "bad frame: bad length".
+#[test]
+fn c2_status_at_the_comparators_port_says_which_port_it_is() {
+    let dir = support::TempDir::new("c2-wrong-port");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmp = support::mpcomm();
+    cmp.args(["compare", "--listen", &addr]);
+    let _cmp = support::Proc::spawn(cmp);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the comparator did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let key = dir.path().join("key");
+    let made = support::mpcomm().args(["c2", "keygen"]).output().unwrap();
+    std::fs::write(&key, &made.stdout).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = support::mpcomm()
+        .args(["c2", "status", "--controller", &addr, "--key-file"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is it the comparator's port"), "{err}");
+}

@@ -194,6 +194,10 @@ impl Client {
                 anyhow::anyhow!("the controller at {addr} closed the connection before answering our hello: too many connections are authenticating there (from this address or in all), or it is not an mpcomm controller; retry in a moment")
             } else if closed {
                 anyhow::anyhow!("the controller refused us during authentication: wrong key? (use the same key file as the controller)")
+            } else if e.kind() == std::io::ErrorKind::InvalidData && !heard_hello {
+                // Something answered, but not with a C2 hello: most often the comparator's
+                // port (it replies with a refusal frame of its own).
+                anyhow::anyhow!("{addr} did not answer as an mpcomm controller ({e}): is it the comparator's port (4568 by default)? The controller listens where `mpcomm c2 serve --listen` says (4569 by default)")
             } else {
                 anyhow::anyhow!("authentication with {addr}: {e}")
             }

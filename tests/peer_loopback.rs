@@ -553,3 +553,37 @@ fn with_a_run_key_forged_datagrams_are_counted_and_change_nothing() {
         assert_eq!((distinct.len(), log.len()), (180, 180), "the run is exact");
     }
 }
+
+/// Without `--log-dir` the log goes to `$XDG_STATE_HOME/mpcomm/<run id>/`, never the current
+/// directory.
+#[test]
+fn without_log_dir_the_log_goes_to_the_state_directory_named_after_the_run() {
+    let state = TempDir::new("state-home");
+    let cwd = TempDir::new("cwd");
+    let (peers, _) = loopback_peers(1);
+    let out = mpcomm()
+        .args(["peer", "--peers", &join(&peers), "--id", "0", "--msgs", "3"])
+        .args(["--interval", "1..2", "--drain", "200ms", "--json"])
+        .env("XDG_STATE_HOME", state.path())
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = summary["run_id"].as_str().unwrap();
+    let want = state
+        .path()
+        .join("mpcomm")
+        .join(run)
+        .join(format!("mpcomm-{run}-p0.mplog"));
+    assert!(want.exists(), "no {}", want.display());
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        0,
+        "wrote into the cwd"
+    );
+}

@@ -82,9 +82,11 @@ pub struct PeerArgs {
     /// After sending, stop once nothing arrived for this long (lost STOPs cannot hang a run).
     #[arg(long, default_value = "2s", value_parser = duration::parse)]
     pub drain: Duration,
-    /// Directory for the delivery log.
-    #[arg(long, default_value = ".")]
-    pub log_dir: PathBuf,
+    /// Directory for the delivery log. Default: `mpcomm/<run id>` under $XDG_STATE_HOME (or
+    /// ~/.local/state), or under the temporary directory without a home: never the current
+    /// directory, so runs in a checkout leave no logs in it.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
     /// Comparator HOST:PORT to upload the log to (none: only write it). Tried once at start:
     /// a warning then says at once when it cannot be reached (the run goes on).
     #[arg(long, value_parser = parse_comparator)]
@@ -140,6 +142,22 @@ pub fn parse_comparator(s: &str) -> Result<String, String> {
     }
 }
 
+/// Where a peer without `--log-dir` writes the log of run `run_id`.
+pub fn default_log_dir(run_id: u64) -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty() && h != "/")
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    state
+        .join("mpcomm")
+        .join(crate::util::run_id::RunHex(run_id).to_string())
+}
+
 fn parse_run_id(s: &str) -> Result<u64, String> {
     crate::util::run_id::parse(s)
 }
@@ -155,7 +173,8 @@ pub struct Plan {
     pub ttl: u32,
     pub seed: u64,
     pub config: Config,
-    pub log_dir: PathBuf,
+    /// `None`: [`default_log_dir`] of the agreed run id.
+    pub log_dir: Option<PathBuf>,
     pub comparator: Option<String>,
     pub upload_attempts: u32,
     pub wan: Option<WanPlan>,
@@ -737,7 +756,7 @@ mod tests {
             (a.handshake_timeout, a.drain),
             (Duration::from_secs(4), Duration::from_millis(300))
         );
-        assert_eq!(a.log_dir, cmd.log_dir);
+        assert_eq!(a.log_dir, Some(cmd.log_dir.clone()));
         assert_eq!(a.run_key_file, cmd.run_key_file);
         assert!(a.start_gate);
         assert_eq!(a.comparator.as_deref(), Some("127.0.0.1:4568"));

@@ -284,12 +284,14 @@ fn finish_run(
         cpu_ns: summary.cpu_ns,
         send_drops: summary.send_errors,
     };
-    let path = plan
+    let dir = plan
         .log_dir
-        .join(format!("mpcomm-{run_id:016x}-p{}.mplog", plan.id));
+        .clone()
+        .unwrap_or_else(|| args::default_log_dir(run_id));
+    let path = dir.join(format!("mpcomm-{run_id:016x}-p{}.mplog", plan.id));
     // Kept in memory: a full disk or an unwritable --log-dir must not cost the upload.
     let bytes = log::encode(&header, machine.records());
-    let written = write_log(&plan.log_dir, &path, &bytes);
+    let written = write_log(&dir, &path, &bytes);
     match &written {
         Ok(()) => summary.log = Some(path.clone()),
         Err(e) => say!("mpcomm peer: {e:#}"),

@@ -225,7 +225,8 @@ fn a_waiting_peer_says_whom_it_waits_for_and_names_another_runs_hello() {
     let dir = TempDir::new("waiting");
     let (peers, group) = loopback_peers(3);
     // Peer 1 runs with another --msgs: peer 0 must say so, not just "timed out".
-    let mut other = Proc::spawn(peer_cmd_with(
+    // Killed when dropped, at the end of the test.
+    let _other = Proc::spawn(peer_cmd_with(
         &peers,
         group,
         1,
@@ -253,7 +254,6 @@ fn a_waiting_peer_says_whom_it_waits_for_and_names_another_runs_hello() {
     );
     let (status, _) = p.finish(Duration::from_secs(10));
     assert_eq!(status.code(), Some(2));
-    drop(other.child.kill());
 }
 
 #[test]

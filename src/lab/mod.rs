@@ -211,15 +211,15 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     }
     let total = experiments.len();
     // Every output path now, not after a two-minute grid.
-    let out = crate::util::out::check_writable;
+    let writable = crate::util::out::check_writable;
     if let Some(svg) = &args.svg {
-        out(svg, "--svg")?;
+        writable(svg, "--svg")?;
     }
     if let Some(html) = &args.html {
-        out(&crate::viz::page_path(html, 0, total), "--html")?;
+        writable(&crate::viz::page_path(html, 0, total), "--html")?;
     }
     if let Some(results) = &args.results {
-        out(results, "--results")?;
+        writable(results, "--results")?;
     }
     if let Some(dir) = &args.hist_dir {
         std::fs::create_dir_all(dir).with_context(|| {

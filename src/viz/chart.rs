@@ -135,7 +135,6 @@ fn fmt_tick(v: f64, step: f64) -> String {
 /// the SVG namespace and the legend's rows under the plot; otherwise for inline use in a page
 /// (which needs no namespace, so the page names no URL at all, and puts its legend in HTML).
 pub fn svg(chart: &Chart, standalone: bool) -> String {
-    let legend_inside = standalone;
     let mut ns: Vec<u16> = chart
         .series
         .iter()
@@ -194,8 +193,8 @@ pub fn svg(chart: &Chart, standalone: bool) -> String {
                 .collect()
         }
     };
-    let legend_rows = if legend_inside { chart.series.len() } else { 0 };
-    let height = H + 18.0 * legend_rows as f64 + if legend_inside { 8.0 } else { 0.0 };
+    let legend_rows = if standalone { chart.series.len() } else { 0 };
+    let height = H + 18.0 * legend_rows as f64 + if standalone { 8.0 } else { 0.0 };
     let mut s = String::new();
     let _ = write!(
         s,
@@ -263,7 +262,7 @@ pub fn svg(chart: &Chart, standalone: bool) -> String {
         }
         s.push_str("</g>");
     }
-    if legend_inside {
+    if standalone {
         for (i, series) in chart.series.iter().enumerate() {
             let (colour, dash, marker) = style_of(i);
             let yy = H + 8.0 + 18.0 * i as f64;

@@ -30,6 +30,42 @@ pub struct RunDefaults {
     pub slack: Duration,
 }
 
+/// Why a request cannot run; the text is what the requester is told.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// Out of the bounds `proto` checks (its words name the flag).
+    #[error("{0}")]
+    Shape(String),
+    #[error("--wan {wan} × --time-scale {time_scale} delays a datagram up to {delay:.1?}: at most {cap:?} (use a smaller --time-scale)")]
+    DelayTooLong {
+        wan: String,
+        time_scale: f64,
+        delay: Duration,
+        cap: Duration,
+    },
+    #[error("{n} peers requested but only {idle} of {live} live agents are idle (the others still run a peer: `mpcomm c2 status`)")]
+    TooFewIdle { n: usize, idle: usize, live: usize },
+    #[error("{n} peers requested but only {live} agents are live: start more agents or ask for fewer peers (`mpcomm c2 status`)")]
+    TooFewLive { n: usize, live: usize },
+    #[error("WAN profile name longer than {} bytes", MAX_LABEL)]
+    LongProfileName,
+    #[error("unknown WAN profile {0:?}")]
+    UnknownProfile(String),
+    #[error(
+        "--wan {wan}: agent {agent} has no zone while others do; give every agent a --zone or none"
+    )]
+    MixedZones { wan: String, agent: IpAddr },
+    #[error("--wan {wan}: zone {zone:?} of agent {agent} is not in the profile (zones: {zones})")]
+    ZoneNotInProfile {
+        wan: String,
+        zone: String,
+        agent: IpAddr,
+        zones: String,
+    },
+    #[error("two agents advertise the same address {0}: give each a distinct --advertise")]
+    SameAddress(SocketAddr),
+}
+
 /// Check `req` against the live, idle agents and build the specs. Nothing is sent on error.
 pub fn plan(
     profile: Option<&crate::wan::Profile>,
@@ -39,39 +75,47 @@ pub fn plan(
     d: &RunDefaults,
     run_id: u64,
     seed: u64,
-) -> Result<Plan, String> {
-    check_run_shape(req.peers as usize, req.msgs, req.interval_ms, req.size)?;
-    super::proto::check_emulation(req.time_scale, req.interval_ms.1, &req.wan, req.wan_loss)?;
+) -> Result<Plan, PlanError> {
+    check_run_shape(req.peers as usize, req.msgs, req.interval_ms, req.size)
+        .map_err(PlanError::Shape)?;
+    super::proto::check_emulation(req.time_scale, req.interval_ms.1, &req.wan, req.wan_loss)
+        .map_err(PlanError::Shape)?;
     if let Some(p) = profile {
         // What the peer refuses: an emulated delay, scaled, beyond its cap.
         let cap = crate::peer::args::MAX_SCALED_DELAY;
         let delay = p.max_one_way().mul_f64(req.time_scale);
         if delay > cap {
-            return Err(format!(
-                "--wan {} × --time-scale {} delays a datagram up to {delay:.1?}: at most {cap:?} (use a smaller --time-scale)",
-                req.wan, req.time_scale
-            ));
+            return Err(PlanError::DelayTooLong {
+                wan: req.wan.clone(),
+                time_scale: req.time_scale,
+                delay,
+                cap,
+            });
         }
     }
     let seed = req.seed.unwrap_or(seed);
     let n = req.peers as usize;
     if n > idle.len() {
         return Err(if idle.len() < live_total {
-            format!(
-                "{n} peers requested but only {} of {live_total} live agents are idle (the others still run a peer: `mpcomm c2 status`)",
-                idle.len()
-            )
+            PlanError::TooFewIdle {
+                n,
+                idle: idle.len(),
+                live: live_total,
+            }
         } else {
-            format!("{n} peers requested but only {live_total} agents are live: start more agents or ask for fewer peers (`mpcomm c2 status`)")
+            PlanError::TooFewLive {
+                n,
+                live: live_total,
+            }
         });
     }
     let chosen = &idle[..n];
     if req.wan.len() > MAX_LABEL {
-        return Err(format!("WAN profile name longer than {MAX_LABEL} bytes"));
+        return Err(PlanError::LongProfileName);
     }
     let zones: Vec<String> = match (req.wan.is_empty(), profile) {
         (true, _) => Vec::new(),
-        (false, None) => return Err(format!("unknown WAN profile {:?}", req.wan)),
+        (false, None) => return Err(PlanError::UnknownProfile(req.wan.clone())),
         (false, Some(p)) => {
             let labelled = chosen.iter().filter(|c| !c.zone.is_empty()).count();
             if labelled == 0 {
@@ -82,18 +126,17 @@ pub fn plan(
                     .iter()
                     .find(|c| c.zone.is_empty())
                     .expect("some unlabelled");
-                return Err(format!(
-                    "--wan {}: agent {} has no zone while others do; give every agent a --zone or none",
-                    req.wan, c.advertise
-                ));
+                return Err(PlanError::MixedZones {
+                    wan: req.wan.clone(),
+                    agent: c.advertise,
+                });
             } else if let Some(c) = chosen.iter().find(|c| p.zone_index(c.zone).is_none()) {
-                return Err(format!(
-                    "--wan {}: zone {:?} of agent {} is not in the profile (zones: {})",
-                    req.wan,
-                    c.zone,
-                    c.advertise,
-                    p.zones.join(" ")
-                ));
+                return Err(PlanError::ZoneNotInProfile {
+                    wan: req.wan.clone(),
+                    zone: c.zone.to_owned(),
+                    agent: c.advertise,
+                    zones: p.zones.join(" "),
+                });
             } else {
                 chosen.iter().map(|c| c.zone.to_owned()).collect()
             }
@@ -105,9 +148,7 @@ pub fn plan(
         .collect();
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = peers.iter().find(|p| !seen.insert(**p)) {
-        return Err(format!(
-            "two agents advertise the same address {dup}: give each a distinct --advertise"
-        ));
+        return Err(PlanError::SameAddress(*dup));
     }
     let mut specs = Vec::with_capacity(n);
     // One datagram key per run, the same for all its peers.
@@ -132,7 +173,7 @@ pub fn plan(
             wan_loss: req.wan_loss,
             run_key,
         };
-        spec.check()?;
+        spec.check().map_err(PlanError::Shape)?;
         specs.push((c.instance, spec));
     }
     let sending = Duration::from_millis(u64::from(req.msgs) * u64::from(req.interval_ms.1))
@@ -378,7 +419,9 @@ mod tests {
                 "--wan-loss",
             ),
         ] {
-            let e = plan(Some(&lan), &bad, &c, 3, &D, 9, 1).unwrap_err();
+            let e = plan(Some(&lan), &bad, &c, 3, &D, 9, 1)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(flag), "{e}");
         }
         let gcp8 = crate::wan::Profile::load("gcp8").unwrap();
@@ -389,7 +432,8 @@ mod tests {
             ..r
         };
         let e = plan(Some(&gcp8), &slow, &c, 3, &D, 9, 1).unwrap_err();
-        assert!(e.contains("--time-scale"), "{e}");
+        assert!(matches!(e, PlanError::DelayTooLong { .. }), "{e}");
+        assert!(e.to_string().contains("--time-scale"), "{e}");
     }
 
     #[test]
@@ -401,11 +445,12 @@ mod tests {
         assert_eq!(p.specs[2].1.peer_id, 2);
         assert_eq!(p.specs[0].1.peers[1], "10.0.0.2:4567".parse().unwrap());
         assert_eq!(p.deadline, Duration::from_millis(5000) + D.slack);
-        assert!(plan(None, &req(5, 50), &c, 4, &D, 9, 1)
-            .unwrap_err()
-            .contains("only 4 agents are live"));
+        let few = plan(None, &req(5, 50), &c, 4, &D, 9, 1).unwrap_err();
+        assert_eq!(few, PlanError::TooFewLive { n: 5, live: 4 });
+        assert!(few.to_string().contains("only 4 agents are live"));
         assert!(plan(None, &req(4, 50), &c[..2], 4, &D, 9, 1)
             .unwrap_err()
+            .to_string()
             .contains("idle"));
         assert!(plan(None, &req(0, 50), &c, 4, &D, 9, 1).is_err());
         assert!(plan(None, &req(2, 0), &c, 4, &D, 9, 1).is_err());
@@ -419,12 +464,14 @@ mod tests {
             1
         )
         .unwrap_err()
+        .to_string()
         .contains("msgs"));
         let lan = crate::wan::Profile::load("lan").unwrap();
         let mut w = req(2, 5);
         w.wan = "lan".into();
         assert!(plan(None, &w, &c, 4, &D, 9, 1)
             .unwrap_err()
+            .to_string()
             .contains("unknown WAN profile"));
         assert!(plan(Some(&lan), &w, &c, 4, &D, 9, 1).unwrap().specs[0]
             .1
@@ -440,17 +487,19 @@ mod tests {
         let bad = cands(2, "eu");
         assert!(plan(Some(&lan), &w, &bad, 2, &D, 9, 1)
             .unwrap_err()
+            .to_string()
             .contains("not in the profile"));
         let mut mixed = cands(2, "LAN");
         mixed[1].zone = "";
         assert!(plan(Some(&lan), &w, &mixed, 2, &D, 9, 1)
             .unwrap_err()
+            .to_string()
             .contains("has no zone"));
         let mut dup = cands(2, "");
         dup[1].advertise = dup[0].advertise;
-        assert!(plan(None, &req(2, 5), &dup, 2, &D, 9, 1)
-            .unwrap_err()
-            .contains("same address"));
+        let e = plan(None, &req(2, 5), &dup, 2, &D, 9, 1).unwrap_err();
+        assert_eq!(e, PlanError::SameAddress("10.0.0.1:4567".parse().unwrap()));
+        assert!(e.to_string().contains("same address"));
     }
 
     #[test]

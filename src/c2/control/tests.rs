@@ -131,7 +131,9 @@ fn a_run_goes_to_idle_agents_and_its_report_to_the_requester() {
     let cmp: SocketAddr = COMPARATOR.parse().unwrap();
     assert_eq!(runs, [(10, 0, cmp), (11, 1, cmp)], "registration order");
     let run_id = c.active_run().expect("a run in flight");
-    assert!(matches!(&sends(&outs)[2], (CONTROL, Msg::Progress { text }) if text.contains("started")));
+    assert!(
+        matches!(&sends(&outs)[2], (CONTROL, Msg::Progress { text }) if text.contains("started"))
+    );
 
     // A second request while it runs is refused, by name.
     connect(&mut c, t0, 21, Role::Control);
@@ -195,7 +197,7 @@ fn refusals_name_the_reason_and_busy_agents_are_not_chosen() {
     agent(&mut c, t0, 11, Some(7));
     connect(&mut c, t0, CONTROL, Role::Control);
     drain(&mut c);
-    let mut ask = |c: &mut Core, r: RunRequest| {
+    let ask = |c: &mut Core, r: RunRequest| {
         c.handle(t0, CONTROL, &Msg::RunRequest(r));
         refused_text(&drain(c), CONTROL)
     };
@@ -296,7 +298,11 @@ fn silent_and_unauthenticated_connections_are_closed_on_time() {
     assert!(logs(&outs)
         .iter()
         .any(|l| l.contains("disconnected: silent: heartbeats missed; 0 live")));
-    assert_eq!(now, t0 + Duration::from_secs(5), "the last close, and no wake-up after it");
+    assert_eq!(
+        now,
+        t0 + Duration::from_secs(5),
+        "the last close, and no wake-up after it"
+    );
     assert_eq!(c.poll_timeout(), None, "nothing left to time");
     assert!(!c.registry().status(now)[0].live);
 }
@@ -351,7 +357,11 @@ fn exit_stops_agents_also_late_ones_and_answers_the_requester_once_they_closed()
     assert!(!c.is_done(), "the grace period runs to its end");
 
     let outs = run_until(&mut c, &mut now, t0 + EXIT_GRACE + EXIT_WAIT, &[CONTROL]);
-    assert_eq!(now, t0 + EXIT_GRACE, "done at the end of the grace, no later");
+    assert_eq!(
+        now,
+        t0 + EXIT_GRACE,
+        "done at the end of the grace, no later"
+    );
     assert!(c.is_done());
     assert_eq!(
         outs[outs.len() - 3..],
@@ -422,7 +432,10 @@ fn the_prompt_is_answered_at_the_prompt() {
     let Some((_, Msg::Run(spec))) = sends(&outs).into_iter().next() else {
         panic!("{outs:?}")
     };
-    assert_eq!((spec.transport, spec.order), (Transport::Multicast, Order::Causal));
+    assert_eq!(
+        (spec.transport, spec.order),
+        (Transport::Multicast, Order::Causal)
+    );
     let run_id = spec.run_id;
     c.on_report(t0, run_id, "{}".into());
     let finished = Msg::RunFinished {

@@ -3,6 +3,9 @@
 //! through a channel and the loop's waker); when stdin is a terminal, the `>>>` prompt read by
 //! a helper thread ([`super::control::prompt`]). This file reads the clock, moves bytes and
 //! admits connections; what to answer, when to time out and when to exit is the core's.
+//!
+//! Over 500 lines only because it still holds the clap `ServeArgs` and the admission code
+//! (`listen` … `refused`), both about to move (to `cli` and to a shared acceptor in `net`).
 
 use anyhow::Context;
 use mio::net::{TcpListener, TcpStream};
@@ -26,7 +29,8 @@ use super::timing::LogLimiter;
 use crate::compare::{Report, Server, ServerConfig, Stopper};
 use crate::util::duration;
 
-pub use super::control::prompt::{parse_prompt, print_status};
+// `c2 run` and `c2 status` print and check with these too.
+pub use super::control::prompt::print_status;
 pub use super::control::refusal::load_profile;
 
 const LISTENER: Token = Token(0);

@@ -613,6 +613,7 @@ impl Controller {
                     ok,
                     detail,
                     running,
+                    ..
                 },
             ) => {
                 self.registry.seen(token, now);

@@ -412,7 +412,11 @@ mod tests {
     #[test]
     fn another_protocol_version_is_refused_in_the_hello() {
         let k = fresh32();
-        for (old, shown) in [(0, "version 1,"), (3, "version 3,"), (VERSION + 1, "version 5,")] {
+        for (old, shown) in [
+            (0, "version 1,"),
+            (3, "version 3,"),
+            (VERSION + 1, "version 5,"),
+        ] {
             let mut s = Handshake::server(k, fresh32());
             let hello = Hello {
                 role: Role::Agent,
@@ -422,7 +426,11 @@ mod tests {
             let e = s.handle_frame(Kind::C2Hello, &hello.emit()).unwrap_err();
             assert_eq!(e, AuthError::Version(old));
             assert!(e.to_string().contains(shown), "{e}");
-            assert!(e.to_string().contains(&format!("this mpcomm version {VERSION}")), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("this mpcomm version {VERSION}")),
+                "{e}"
+            );
             let mut buf = Vec::new();
             assert_eq!(s.poll_transmit(&mut buf), Some(Kind::C2Hello));
             assert_eq!(Hello::parse(&buf).map(|h| h.role), Ok(Role::Controller));

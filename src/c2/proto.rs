@@ -9,9 +9,8 @@
 use std::time::Duration;
 
 pub use crate::wire::c2::{
-    AgentInfo, Hello, Msg, MsgKind, RefusalCode, Role, RunRequest, RunSpec, COUNTER_LEN,
-    HELLO_LEN, MAX_AGENTS_LISTED, MAX_FRAME, MAX_LABEL, MAX_REPORT, MAX_TEXT, NONCE_LEN, TAG_LEN,
-    VERSION,
+    AgentInfo, Hello, Msg, MsgKind, RefusalCode, Role, RunRequest, RunSpec, COUNTER_LEN, HELLO_LEN,
+    MAX_AGENTS_LISTED, MAX_FRAME, MAX_LABEL, MAX_REPORT, MAX_TEXT, NONCE_LEN, TAG_LEN, VERSION,
 };
 
 /// Documented limits of a run (README "C2").

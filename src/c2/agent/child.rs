@@ -23,7 +23,6 @@ const MAX_LINE: usize = 4000;
 /// Reads of the peer's stderr per call; `stderr_more` brings the loop back when it stops here.
 const STDERR_READS: usize = 64;
 
-
 /// The peer's command line for one run: typed values become separate arguments.
 pub fn peer_args(
     spec: &RunSpec,

@@ -67,7 +67,6 @@ pub struct AgentArgs {
     pub peer_exe: Option<PathBuf>,
 }
 
-
 /// What the agent runs from: plain values, no parser attached (tests and other front ends
 /// build one directly).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,10 +185,7 @@ fn log(msg: impl std::fmt::Display) {
 impl Agent {
     fn event_loop(&mut self) -> anyhow::Result<ExitCode> {
         let mut events = Events::with_capacity(64);
-        log(format_args!(
-            "starting; controller {}",
-            self.cfg.controller
-        ));
+        log(format_args!("starting; controller {}", self.cfg.controller));
         loop {
             let now = Instant::now();
             // A source that stopped at its per-call cap gets no new edge-triggered event for

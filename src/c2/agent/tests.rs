@@ -63,25 +63,25 @@ fn pruning_keeps_the_newest_delivery_logs_and_nothing_else_is_touched() {
 fn spec() -> RunSpec {
     RunSpec {
         run_id: 42,
-    peer_id: 1,
-    transport: Transport::Multicast,
-    order: Order::Sequencer,
-    repair: Repair::Off,
-    msgs: 50,
-    interval_ms: (10, 100),
-    size: 0,
-    seed: 3,
-    group: None,
-    comparator: "10.0.0.9:4568".parse().unwrap(),
-    peers: vec![
-        "10.0.0.1:4567".parse().unwrap(),
-        "10.0.0.2:4567".parse().unwrap(),
-    ],
-    wan: "gcp8".into(),
-    zones: vec!["us-east".into(), "eu".into()],
-    time_scale: 0.1,
-    wan_loss: 0.02,
-    run_key: [1; 32],
+        peer_id: 1,
+        transport: Transport::Multicast,
+        order: Order::Sequencer,
+        repair: Repair::Off,
+        msgs: 50,
+        interval_ms: (10, 100),
+        size: 0,
+        seed: 3,
+        group: None,
+        comparator: "10.0.0.9:4568".parse().unwrap(),
+        peers: vec![
+            "10.0.0.1:4567".parse().unwrap(),
+            "10.0.0.2:4567".parse().unwrap(),
+        ],
+        wan: "gcp8".into(),
+        zones: vec!["us-east".into(), "eu".into()],
+        time_scale: 0.1,
+        wan_loss: 0.02,
+        run_key: [1; 32],
     }
 }
 
@@ -164,7 +164,10 @@ fn runs_out_of_bounds_or_while_busy_are_refused_with_a_code() {
         }
     );
     // Busy wins: the controller learns which run holds the agent.
-    assert_eq!(admit(&s, Some(7)).map_err(|e| e.code()), Err(RefusalCode::Busy));
+    assert_eq!(
+        admit(&s, Some(7)).map_err(|e| e.code()),
+        Err(RefusalCode::Busy)
+    );
     let mut s = spec();
     s.zones[0] = "us; rm -rf".into();
     assert_eq!(

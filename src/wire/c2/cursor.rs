@@ -116,12 +116,17 @@ impl<'a> Reader<'a> {
         }
         Ok(n)
     }
+    /// A list of at most `max` items (the field's width, like a string's).
     pub(super) fn list<T>(
         &mut self,
         min_item_len: usize,
+        max: usize,
         mut item: impl FnMut(&mut Self) -> Result<T>,
     ) -> Result<Vec<T>> {
         let n = self.count(min_item_len)?;
+        if n > max {
+            return Err(Error::BadLength);
+        }
         let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             v.push(item(self)?);
@@ -225,9 +230,9 @@ impl Writer<'_> {
             }
         }
     }
-    /// A list of at most `u16::MAX` items (more are not sent: no run has that many).
-    pub(super) fn list<T>(&mut self, items: &[T], mut item: impl FnMut(&mut Self, &T)) {
-        let n = items.len().min(usize::from(u16::MAX));
+    /// A list of at most `max` items (and `u16::MAX`): more are not sent.
+    pub(super) fn list<T>(&mut self, items: &[T], max: usize, mut item: impl FnMut(&mut Self, &T)) {
+        let n = items.len().min(max).min(usize::from(u16::MAX));
         self.u16(n as u16);
         for i in &items[..n] {
             item(self, i);

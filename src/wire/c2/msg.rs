@@ -19,7 +19,8 @@
 //!   PROGRESS       text str4096
 //!   RUN_REPORT     run u64  json str(MAX_REPORT)
 //!   REFUSED        text str4096
-//!   STATUS         agents list(advertise ip  zone str32  live bool  busy bool  seen-ms u32)
+//!   STATUS         agents list ≤ 1024 (advertise ip  zone str32  live bool  busy bool
+//!                  seen-ms u32)
 //!   EXIT_DONE      agents u16
 //! ```
 //!
@@ -30,6 +31,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::cursor::{Reader, Writer, MIN_AGENT_LEN, MIN_SOCK_LEN, MIN_STR_LEN, NO_REPAIR};
 use super::{MsgKind, RefusalCode, MAX_AGENTS_LISTED, MAX_LABEL, MAX_REPORT, MAX_TEXT};
+
+/// Width of the peer and zone lists of a RUN: what a u16 count can say. (The run limit,
+/// `c2::proto::MAX_PEERS`, is far lower and the agent's to check.)
+const MAX_LIST: usize = u16::MAX as usize;
 use crate::wire::{Error, Order, Repair, Result, Transport};
 
 /// What a run looks like to one agent: everything its peer child needs, typed.
@@ -154,9 +159,9 @@ impl RunSpec {
             seed: r.u64()?,
             group: r.opt_sock()?,
             comparator: r.sock()?,
-            peers: r.list(MIN_SOCK_LEN, Reader::sock)?,
+            peers: r.list(MIN_SOCK_LEN, MAX_LIST, Reader::sock)?,
             wan: r.str(MAX_LABEL)?,
-            zones: r.list(MIN_STR_LEN, |r| r.str(MAX_LABEL))?,
+            zones: r.list(MIN_STR_LEN, MAX_LIST, |r| r.str(MAX_LABEL))?,
             run_key: r.array()?,
             time_scale: r.f64()?,
             wan_loss: r.f64()?,
@@ -176,9 +181,9 @@ impl RunSpec {
         w.u64(self.seed);
         w.opt_sock(self.group);
         w.sock(self.comparator);
-        w.list(&self.peers, |w, p| w.sock(*p));
+        w.list(&self.peers, MAX_LIST, |w, p| w.sock(*p));
         w.str(&self.wan, MAX_LABEL);
-        w.list(&self.zones, |w, z| w.str(z, MAX_LABEL));
+        w.list(&self.zones, MAX_LIST, |w, z| w.str(z, MAX_LABEL));
         w.bytes(&self.run_key);
         w.f64(self.time_scale);
         w.f64(self.wan_loss);
@@ -307,7 +312,7 @@ impl Msg {
                 text: r.str(MAX_TEXT)?,
             },
             MsgKind::Status => Msg::Status {
-                agents: r.list(MIN_AGENT_LEN, AgentInfo::parse)?,
+                agents: r.list(MIN_AGENT_LEN, MAX_AGENTS_LISTED, AgentInfo::parse)?,
             },
             MsgKind::ExitDone => Msg::ExitDone { agents: r.u16()? },
             MsgKind::Unknown(_) => return Err(Error::UnknownKind),
@@ -356,8 +361,7 @@ impl Msg {
                 w.str(json, MAX_REPORT);
             }
             Msg::Status { agents } => {
-                let n = agents.len().min(MAX_AGENTS_LISTED);
-                w.list(&agents[..n], |w, a| a.emit(w));
+                w.list(agents, MAX_AGENTS_LISTED, |w, a| a.emit(w));
             }
             Msg::ExitDone { agents } => w.u16(*agents),
             Msg::Heartbeat | Msg::Shutdown | Msg::StatusRequest | Msg::ExitRequest => {}

@@ -6,7 +6,7 @@ use super::*;
 use crate::wire::{Order, Repair, Transport};
 use rand::{Rng, SeedableRng};
 
-pub(crate) fn spec() -> RunSpec {
+fn spec() -> RunSpec {
     RunSpec {
         run_id: 0x0102030405060708,
         peer_id: 1,
@@ -185,11 +185,7 @@ fn fixtures() -> Vec<(Msg, Vec<u8>)> {
     v
 }
 
-pub(crate) fn samples() -> Vec<Msg> {
-    fixtures().into_iter().map(|(m, _)| m).collect()
-}
-
-pub(crate) fn enc(m: &Msg) -> Vec<u8> {
+fn enc(m: &Msg) -> Vec<u8> {
     let mut v = Vec::new();
     m.emit(&mut v);
     v
@@ -218,7 +214,10 @@ fn hello_both_ways() {
     assert_eq!(&b[4..], [0xab; 32]);
     assert_eq!(Hello::parse(&b), Ok(h));
     let p = HelloPacket::new_checked(&b[..]).unwrap();
-    assert_eq!((p.role(), p.version(), p.nonce()), (Role::Agent, VERSION, [0xab; 32]));
+    assert_eq!(
+        (p.role(), p.version(), p.nonce()),
+        (Role::Agent, VERSION, [0xab; 32])
+    );
 }
 
 /// Another version is refused before its length is looked at, and its number stays readable.

@@ -103,7 +103,7 @@ impl Agent {
                 "controller closed the connection during authentication: is the key file the same on both sides?",
             ),
             Err(e) if e.is_closed() && matches!(self.link, Link::Connecting { .. }) => self.fail_link(
-                "controller closed the connection before its hello: too many connections are authenticating there (or it is not an mpcomm controller)",
+                "controller closed the connection before its hello: too many connections are authenticating there, or it runs another mpcomm release (its log names both C2 versions), or it is not an mpcomm controller",
             ),
             Err(e) => self.fail_link(e),
             Ok(established) => {

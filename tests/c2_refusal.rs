@@ -79,7 +79,8 @@ fn an_out_of_bounds_run_is_refused_with_a_code_and_the_link_stays_up() {
     let mut c = accept(&listener, key);
     assert!(matches!(c.recv(), Msg::Register { .. }));
 
-    let out_of_bounds: [(fn(&mut RunSpec), &str); 3] = [
+    type Spoil = fn(&mut RunSpec);
+    let out_of_bounds: [(Spoil, &str); 3] = [
         (|s| s.msgs = 0, "msgs must be 1..=100000, got 0"),
         (|s| s.peer_id = 5, "peer id 5 out of range for 2 peers"),
         (|s| s.interval_ms = (9, 2), "interval must be MIN..MAX ms"),

@@ -31,6 +31,9 @@ fn start_agent(dir: &TempDir) -> (Proc, TcpListener, [u8; 32]) {
 
 fn accept(listener: &TcpListener, key: [u8; 32]) -> Sealed {
     let (mut stream, _) = listener.accept().unwrap();
+    // `write_frame` writes header and payload separately: without this, Nagle holds the
+    // payload for the agent's delayed ACK (~40 ms) and the measurement shows that, not us.
+    stream.set_nodelay(true).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -88,8 +91,11 @@ fn an_out_of_bounds_run_is_refused_with_a_code_and_the_link_stays_up() {
     for (i, (spoil, words)) in out_of_bounds.into_iter().enumerate() {
         let mut s = spec(20 + i as u64);
         spoil(&mut s);
+        let sent = std::time::Instant::now();
         c.send(&Msg::Run(Box::new(s)));
-        match c.recv() {
+        let answer = c.recv();
+        eprintln!("MEASURED: RUN → refusal in {:?}", sent.elapsed());
+        match answer {
             Msg::RunFinished {
                 run_id,
                 ok: false,

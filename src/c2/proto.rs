@@ -270,4 +270,24 @@ mod tests {
         let s: String = check_run_shape(1, 0, (0, 0), 0).unwrap_err().into();
         assert_eq!(s, "msgs must be 1..=100000, got 0");
     }
+
+    /// The largest RUN within every bound still fits a frame many times over, so a frame cap
+    /// can never refuse a RUN the bounds allow.
+    #[test]
+    fn the_largest_run_in_bounds_fits_a_frame() {
+        let mut s = spec();
+        s.peers = vec!["[ffff::1]:65535".parse().unwrap(); MAX_PEERS];
+        s.wan = "w".repeat(MAX_LABEL);
+        s.zones = vec!["z".repeat(MAX_LABEL); MAX_PEERS];
+        s.peer_id = (MAX_PEERS - 1) as u16;
+        assert_eq!(s.check(), Ok(()));
+        let mut b = Vec::new();
+        Msg::Run(Box::new(s.clone())).emit(&mut b);
+        eprintln!(
+            "MEASURED: largest in-bounds RUN = {} bytes (frame cap {MAX_FRAME})",
+            b.len()
+        );
+        assert!(b.len() < MAX_FRAME as usize / 16, "{}", b.len());
+        assert_eq!(Msg::parse(&b), Ok(Msg::Run(Box::new(s))));
+    }
 }

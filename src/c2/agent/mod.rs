@@ -1,8 +1,8 @@
 //! `mpcomm c2 agent`: the resident agent. One mio loop: the outbound link to the controller
 //! ([`link`]: connect, handshake, register, heartbeat, reconnect with backoff), and at most one
 //! peer run as a child process ([`child`]: argument vector, never a shell, watched through a
-//! pidfd and its stderr). A RUN is admitted or refused by [`admit`], a plain function; the
-//! files on disk are [`logs`]'. The agent runs from an [`AgentConfig`], built from the clap
+//! pidfd and its stderr). A RUN is admitted or refused by [`admit`], a plain function;
+//! [`logs`] keeps the files on disk. The agent runs from an [`AgentConfig`], built from the clap
 //! [`AgentArgs`] at the edge.
 
 mod admit;

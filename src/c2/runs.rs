@@ -35,7 +35,7 @@ pub struct RunDefaults {
 pub enum PlanError {
     /// Out of the bounds `proto` checks (its words name the flag).
     #[error("{0}")]
-    Shape(String),
+    Shape(#[from] super::proto::BoundsError),
     #[error("--wan {wan} × --time-scale {time_scale} delays a datagram up to {delay:.1?}: at most {cap:?} (use a smaller --time-scale)")]
     DelayTooLong {
         wan: String,

@@ -22,6 +22,7 @@
 #[macro_use]
 mod macros;
 pub mod auth;
+pub mod c2;
 pub mod frame;
 pub mod log;
 pub mod packet;

@@ -217,6 +217,7 @@ impl Core {
                     ok,
                     detail,
                     running,
+                    ..
                 },
             ) => {
                 self.registry.seen(conn, now);

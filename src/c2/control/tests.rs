@@ -168,6 +168,7 @@ fn a_run_goes_to_idle_agents_and_its_report_to_the_requester() {
             ok: true,
             detail: String::new(),
             running: None,
+            refused: None,
         };
         c.handle(t1, conn, &finished);
     }
@@ -208,6 +209,7 @@ fn refusals_name_the_reason_and_busy_agents_are_not_chosen() {
         ok: true,
         detail: String::new(),
         running: None,
+        refused: None,
     };
     c.handle(t0, 11, &finished);
     drain(&mut c);
@@ -443,6 +445,7 @@ fn the_prompt_is_answered_at_the_prompt() {
         ok: true,
         detail: String::new(),
         running: None,
+        refused: None,
     };
     c.handle(t0, 10, &finished);
     assert!(drain(&mut c).contains(&Out::Prompt(PromptOut::Report("{}".into()))));

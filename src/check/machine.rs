@@ -36,7 +36,7 @@ pub struct Config {
     pub interval: Duration,
     /// How long every pair is counted.
     pub duration: Duration,
-    /// Multicast is counted this long after a peer is first heard.
+    /// With multicast, pairs are counted this long after a peer is first heard.
     pub warmup: Duration,
     /// Give up on peers not heard by then (from the start).
     pub wait: Duration,
@@ -136,13 +136,6 @@ impl Machine {
     fn others(&self) -> impl Iterator<Item = usize> + '_ {
         let me = usize::from(self.cfg.id);
         (0..self.remotes.len()).filter(move |&i| i != me)
-    }
-
-    fn warmup_for(&self, t: Transport) -> Duration {
-        match t {
-            Transport::Fanout => Duration::ZERO,
-            Transport::Multicast => self.cfg.warmup,
-        }
     }
 
     fn longest_warmup(&self) -> Duration {
@@ -335,7 +328,7 @@ impl Machine {
             addr: self.cfg.peers[usize::from(self.cfg.id)].to_string(),
             transports,
             duration_ms: self.cfg.duration.as_secs_f64() * 1e3,
-            warmup_ms: self.cfg.warmup.as_secs_f64() * 1e3,
+            warmup_ms: self.longest_warmup().as_secs_f64() * 1e3,
             probes: self.ticks.len() as u32,
             pairs,
             failures,
@@ -374,7 +367,8 @@ impl Machine {
             ));
             return p;
         };
-        let start = first + self.warmup_for(t);
+        // Fan-out too waits out the warm-up: every pair is counted the same `duration`.
+        let start = first + self.longest_warmup();
         // Outbound: our probes in the window, and which of them the peer answered.
         let mut rtts = Vec::new();
         for (seq, &at) in self.ticks.iter().enumerate() {

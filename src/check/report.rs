@@ -85,7 +85,7 @@ impl CheckReport {
         let names: Vec<&str> = self.transports.iter().map(|t| t.as_str()).collect();
         writeln!(
             out,
-            "mpcomm check: peer {} ({}), {}, each pair counted {:.1} s (multicast after {:.1} s of warm-up)",
+            "mpcomm check: peer {} ({}), {}, each pair counted {:.1} s after {:.1} s of warm-up",
             self.id,
             self.addr,
             names.join(" + "),

@@ -12,6 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::Command;
 use std::time::Duration;
 
+use mpcomm::check::{preflight, CheckCommand};
 use mpcomm::netns::{find_tool, Testbed};
 use serde_json::Value;
 use support::{join, loopback_peers, mpcomm, Proc};
@@ -74,7 +75,9 @@ fn an_absent_peer_fails_and_is_named() {
     let g = group.to_string();
     let extra = ["--group", &g, "--iface", "127.0.0.1", "--wait", "2s"];
     // Peer 2 is listed but never started.
-    let cmds = (0..2).map(|i| check_cmd(mpcomm(), &list, i, &extra)).collect();
+    let cmds = (0..2)
+        .map(|i| check_cmd(mpcomm(), &list, i, &extra))
+        .collect();
     for (i, (code, r)) in run_all(cmds).into_iter().enumerate() {
         assert_eq!(code, 1, "host {i}: {r}");
         assert_eq!(r["pass"], false);
@@ -91,7 +94,10 @@ fn an_absent_peer_fails_and_is_named() {
         }
         // The two that run pass with each other.
         let other = 1 - i;
-        assert!(pairs(&r).iter().filter(|p| p["peer"] == other).all(|p| p["pass"] == true));
+        assert!(pairs(&r)
+            .iter()
+            .filter(|p| p["peer"] == other)
+            .all(|p| p["pass"] == true));
     }
 }
 
@@ -100,8 +106,16 @@ fn the_human_table_names_the_failed_pair() {
     let (peers, _) = loopback_peers(2);
     let list = join(&peers);
     let mut c = mpcomm();
-    c.args(["check", "--peers", &list, "--id", "0", "--transport", "fanout"])
-        .args(["--wait", "1s", "--duration", "500ms"]);
+    c.args([
+        "check",
+        "--peers",
+        &list,
+        "--id",
+        "0",
+        "--transport",
+        "fanout",
+    ])
+    .args(["--wait", "1s", "--duration", "500ms"]);
     let (status, stdout) = Proc::spawn(c).finish(WITHIN);
     assert_eq!(status.code(), Some(1), "{stdout}");
     let line = format!("FAIL peer 1 ({}) fanout: never heard from", peers[1]);
@@ -125,7 +139,11 @@ fn ipv6_fanout_on_the_loopback() {
     for (code, r) in run_all(cmds) {
         assert_eq!(code, 0, "{r}");
         assert_eq!(pairs(&r).len(), 1);
-        assert_eq!(pairs(&r)[0]["hops_in"], 0, "the hop limit is read on IPv6 too");
+        assert_eq!(
+            pairs(&r)[0]["hops_in"],
+            0,
+            "the hop limit is read on IPv6 too"
+        );
     }
 }
 
@@ -157,7 +175,16 @@ fn netns_round(bed: &Testbed, group: SocketAddrV4) -> Vec<(i32, Value)> {
         .map(|i| {
             let iface = bed.host_addr(i).to_string();
             let c = bed.command(i, env!("CARGO_BIN_EXE_mpcomm"));
-            let extra = ["--transport", "both", "--group", &g, "--iface", &iface, "--wait", "10s"];
+            let extra = [
+                "--transport",
+                "both",
+                "--group",
+                &g,
+                "--iface",
+                &iface,
+                "--wait",
+                "10s",
+            ];
             let mut c = check_cmd(c, &list, i, &extra);
             c.env_remove("NOTIFY_SOCKET");
             c
@@ -182,11 +209,29 @@ fn a_host_dropping_multicast_fails_its_multicast_pairs_and_passes_without_the_ru
         nft(&bed, &["add", "table", "inet", "mpcchk"]);
         nft(
             &bed,
-            &["add", "chain", "inet", "mpcchk", "in", "{ type filter hook input priority 0 ; }"],
+            &[
+                "add",
+                "chain",
+                "inet",
+                "mpcchk",
+                "in",
+                "{ type filter hook input priority 0 ; }",
+            ],
         );
         nft(
             &bed,
-            &["add", "rule", "inet", "mpcchk", "in", "meta", "pkttype", "multicast", "counter", "drop"],
+            &[
+                "add",
+                "rule",
+                "inet",
+                "mpcchk",
+                "in",
+                "meta",
+                "pkttype",
+                "multicast",
+                "counter",
+                "drop",
+            ],
         );
         let results = netns_round(&bed, group);
         let (code, victim) = &results[VICTIM];
@@ -199,12 +244,25 @@ fn a_host_dropping_multicast_fails_its_multicast_pairs_and_passes_without_the_ru
             .collect();
         let expect: Vec<String> = (0..HOSTS)
             .filter(|&h| h != VICTIM)
-            .map(|h| format!("FAIL peer {h} ({}:{PORT}) multicast: its probes never arrived here", bed.host_addr(h)))
+            .map(|h| {
+                format!(
+                    "FAIL peer {h} ({}:{PORT}) multicast: its probes never arrived here",
+                    bed.host_addr(h)
+                )
+            })
             .collect();
         assert_eq!(failures.len(), expect.len(), "{failures:?}");
         for (got, want) in failures.iter().zip(&expect) {
             assert!(got.starts_with(want), "{got} (wanted {want})");
         }
+        let hints = victim["hints"].as_array().unwrap();
+        assert!(
+            hints.iter().any(|h| h
+                .as_str()
+                .unwrap()
+                .contains("incoming multicast is dropped here")),
+            "{hints:?}"
+        );
         for (h, (code, r)) in results.iter().enumerate() {
             for p in pairs(r) {
                 if p["transport"] == "fanout" {
@@ -222,20 +280,68 @@ fn a_host_dropping_multicast_fails_its_multicast_pairs_and_passes_without_the_ru
         nft(&bed, &["delete", "table", "inet", "mpcchk"]);
         for (h, (code, r)) in netns_round(&bed, group).into_iter().enumerate() {
             assert_eq!(code, 0, "host {h} without the rule: {r}");
-            assert!(pairs(&r).iter().all(|p| p["pass"] == true && p["hops_in"] == 0));
+            assert!(pairs(&r)
+                .iter()
+                .all(|p| p["pass"] == true && p["hops_in"] == 0));
         }
         drop(bed);
     }
 }
 
+/// `lab --check` (in namespaces where they work, else on loopback): every host's preflight
+/// passes, then the runs go ahead.
 #[test]
 fn lab_check_passes_and_then_runs() {
     let mut c = mpcomm();
     c.args(["lab", "--check", "--peers", "3", "--msgs", "5", "--json"])
         .args(["--interval", "1..3", "--drain", "300ms"]);
+    if mpcomm::netns::support().is_ok() {
+        c.arg("--netns");
+    }
     let mut p = Proc::spawn(c);
-    p.wait_for_line("preflight host 2: pass", WITHIN);
+    for h in 0..3 {
+        p.wait_for_line(&format!("preflight host {h}: pass"), WITHIN);
+    }
     let (status, stdout) = p.finish(Duration::from_secs(120));
     assert!(status.success(), "lab failed: {status}");
     assert_eq!(stdout.lines().count(), 2, "both transports ran: {stdout}");
+}
+
+/// What `lab --check` runs, with one host missing: the verdict is a failure.
+#[test]
+fn the_preflight_fails_when_a_host_does_not_answer() {
+    let (peers, group) = loopback_peers(3);
+    let transports = [mpcomm::wire::Transport::Fanout];
+    let checks: Vec<CheckCommand> = (0..2)
+        .map(|i| CheckCommand {
+            wait: Duration::from_secs(1),
+            duration: Duration::from_millis(500),
+            ..CheckCommand::new(&peers, i, group, Some(Ipv4Addr::LOCALHOST), &transports)
+        })
+        .collect();
+    let cmds = checks
+        .iter()
+        .map(|c| {
+            let mut cmd = mpcomm();
+            cmd.args(c.args());
+            cmd
+        })
+        .collect();
+    assert!(!preflight(cmds, &checks).unwrap());
+    // And with all three it passes.
+    let checks: Vec<CheckCommand> = (0..3)
+        .map(|i| CheckCommand {
+            duration: Duration::from_millis(500),
+            ..CheckCommand::new(&peers, i, group, Some(Ipv4Addr::LOCALHOST), &transports)
+        })
+        .collect();
+    let cmds = checks
+        .iter()
+        .map(|c| {
+            let mut cmd = mpcomm();
+            cmd.args(c.args());
+            cmd
+        })
+        .collect();
+    assert!(preflight(cmds, &checks).unwrap());
 }

@@ -9,11 +9,18 @@ use rand_chacha::ChaCha8Rng;
 use mpcomm::wire::frame::{FrameHeader, Kind as FrameKind};
 use mpcomm::wire::log::{self, LogHeader, LogView, Record};
 use mpcomm::wire::packet::{Announce, Body, Repr, Stream};
+use mpcomm::wire::probe;
 use mpcomm::wire::Transport;
 
 /// Decode with every decoder; the point is that none of these calls panics.
 fn decode_all(bytes: &[u8]) {
     let _ = Repr::decode(bytes);
+    if let Ok(r) = probe::Repr::decode(bytes) {
+        // What parsed emits back to the very same bytes (the format has no slack).
+        let mut again = vec![0u8; r.buffer_len()];
+        r.emit(&mut again);
+        assert_eq!(again, bytes);
+    }
     if let Ok(view) = LogView::parse(bytes) {
         // A view that parsed must be fully readable.
         assert_eq!(view.records().count() as u64, view.header.record_count);
@@ -99,6 +106,29 @@ fn valid_inputs() -> Vec<Vec<u8>> {
         let n = r.emit(&mut buf);
         out.push(buf[..n].to_vec());
     }
+    for body in [
+        probe::Body::Probe {
+            seq: 3,
+            sent_ns: 1 << 40,
+        },
+        probe::Body::Reply {
+            to: 1,
+            seq: 3,
+            sent_ns: 1 << 40,
+            transport: Transport::Multicast,
+            ttl: 63,
+        },
+    ] {
+        let r = probe::Repr {
+            list_hash: 0xfeed_beef,
+            sender: 2,
+            transport: Transport::Fanout,
+            ttl: 64,
+            body,
+        };
+        let n = r.emit(&mut buf);
+        out.push(buf[..n].to_vec());
+    }
     let header = LogHeader {
         run_id: 9,
         peer_id: 1,
@@ -149,8 +179,8 @@ fn seeded_random_bytes_never_panic() {
         let mut v: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         // Half of them start like ours, so the deeper checks are reached too.
         if rng.gen_bool(0.5) && !v.is_empty() {
-            let prefixes: [&[u8]; 3] = [b"MP\x01", b"MPCOMLOG\x00\x01", b"MPCF\x01"];
-            let p = prefixes[rng.gen_range(0..3)];
+            let prefixes: [&[u8]; 4] = [b"MP\x01", b"MPCOMLOG\x00\x01", b"MPCF\x01", b"MK\x01"];
+            let p = prefixes[rng.gen_range(0..4)];
             let n = p.len().min(v.len());
             v[..n].copy_from_slice(&p[..n]);
         }
@@ -268,6 +298,30 @@ proptest! {
         let view = LogView::parse(&bytes).unwrap();
         prop_assert_eq!(&view.header, &header);
         prop_assert_eq!(view.records().collect::<Vec<_>>(), records);
+    }
+
+    #[test]
+    fn probe_round_trip(
+        list_hash in any::<u32>(),
+        sender in any::<u16>(),
+        ttl in any::<u8>(),
+        reply in any::<bool>(),
+        multicast in any::<bool>(),
+        to in any::<u16>(),
+        seq in any::<u32>(),
+        sent_ns in any::<u64>(),
+        seen_ttl in any::<u8>(),
+    ) {
+        let via = if multicast { Transport::Multicast } else { Transport::Fanout };
+        let (transport, body) = if reply {
+            (Transport::Fanout, probe::Body::Reply { to, seq, sent_ns, transport: via, ttl: seen_ttl })
+        } else {
+            (via, probe::Body::Probe { seq, sent_ns })
+        };
+        let r = probe::Repr { list_hash, sender, transport, ttl, body };
+        let mut buf = vec![0xa5u8; r.buffer_len()];
+        prop_assert_eq!(r.emit(&mut buf), buf.len());
+        prop_assert_eq!(probe::Repr::decode(&buf), Ok(r));
     }
 
     #[test]

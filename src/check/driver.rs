@@ -144,7 +144,10 @@ impl Sockets {
             if let Err(e) = sent {
                 // Measured as loss; said once so a full buffer or no route is visible.
                 if self.send_errors == 0 {
-                    say!("mpcomm check: cannot send to {:?}: {e} (counted as lost)", t.dest);
+                    say!(
+                        "mpcomm check: cannot send to {:?}: {e} (counted as lost)",
+                        t.dest
+                    );
                 }
                 self.send_errors += 1;
             }
@@ -184,7 +187,10 @@ pub fn run(cfg: CheckConfig) -> Result<CheckReport, CheckError> {
             return Err(e.into());
         }
         let drain_all = std::mem::take(&mut more);
-        for (token, via) in [(UNICAST, Transport::Fanout), (MULTICAST, Transport::Multicast)] {
+        for (token, via) in [
+            (UNICAST, Transport::Fanout),
+            (MULTICAST, Transport::Multicast),
+        ] {
             // Read both on every wake-up that named either: cheap, and no event is needed
             // again for datagrams left behind by the bound.
             if !drain_all && !events.iter().any(|e| e.token() == token) {

@@ -165,10 +165,8 @@ impl Machine {
         if self.end.is_some() {
             return;
         }
-        let heard: Vec<Option<Instant>> = self
-            .others()
-            .map(|i| self.remotes[i].first_heard)
-            .collect();
+        let heard: Vec<Option<Instant>> =
+            self.others().map(|i| self.remotes[i].first_heard).collect();
         let all = heard.iter().all(Option::is_some);
         if all || now >= self.epoch + self.cfg.wait {
             let latest = heard.iter().flatten().max().copied().unwrap_or(self.epoch);
@@ -272,7 +270,8 @@ impl Machine {
             } => {
                 let sent = self.ticks.get(seq as usize).copied();
                 // Ours, and the very probe we sent (not a stale one of an earlier check).
-                let Some(sent) = sent.filter(|&s| to == self.cfg.id && self.ns_since_epoch(s) == sent_ns)
+                let Some(sent) =
+                    sent.filter(|&s| to == self.cfg.id && self.ns_since_epoch(s) == sent_ns)
                 else {
                     self.ignored += 1;
                     return;
@@ -322,6 +321,7 @@ impl Machine {
             }
         }
         let failures: Vec<String> = pairs.iter().filter_map(PairReport::failure_line).collect();
+        let hints = super::report::hints(&pairs, self.cfg.multicast_ttl);
         CheckReport {
             pass: failures.is_empty(),
             id: self.cfg.id,
@@ -332,6 +332,8 @@ impl Machine {
             probes: self.ticks.len() as u32,
             pairs,
             failures,
+            hints,
+            multicast_ttl: self.cfg.multicast_ttl,
             ignored: self.ignored + self.refused.iter().sum::<u64>(),
         }
     }
@@ -409,11 +411,17 @@ impl Machine {
         p.problem = if p.sent == 0 {
             Some("heard too late to be counted (it started after this host stopped probing)".into())
         } else if p.heard == 0 && p.answered == 0 {
-            Some(format!("nothing got through either way ({} probes sent)", p.sent))
+            Some(format!(
+                "nothing got through either way ({} probes sent)",
+                p.sent
+            ))
         } else if p.heard == 0 {
             Some("its probes never arrived here (it heard ours)".into())
         } else if p.answered == 0 {
-            Some(format!("it answered none of our {} probes (we heard its)", p.sent))
+            Some(format!(
+                "it answered none of our {} probes (we heard its)",
+                p.sent
+            ))
         } else {
             let out = p.loss_out.unwrap_or(0.0);
             let inn = p.loss_in.unwrap_or(0.0);

@@ -32,6 +32,9 @@ fn config(id: u16, n: usize, fanout: bool, multicast: bool) -> Config {
 /// (from, to, transport of the datagram, virtual time since start) → drop it?
 type Drop = Box<dyn Fn(usize, usize, Transport, Duration) -> bool>;
 
+/// (arrival, tie-break, to, transport code, TTL on arrival, bytes).
+type InFlight = (Instant, u64, usize, u8, u8, Vec<u8>);
+
 struct Sim {
     start: Instant,
     /// `None`: that host never runs (absent).
@@ -39,7 +42,7 @@ struct Sim {
     machines: Vec<Option<Machine>>,
     done: Vec<bool>,
     cfgs: Vec<Config>,
-    inbound: BinaryHeap<Reverse<(Instant, u64, usize, u8, u8, Vec<u8>)>>,
+    inbound: BinaryHeap<Reverse<InFlight>>,
     drop: Drop,
     hops: u8,
     count: u64,
@@ -71,7 +74,10 @@ impl Sim {
                 continue;
             }
             let hops = if to == from { 0 } else { self.hops };
-            let ttl = repr.ttl.saturating_sub(hops);
+            if hops > 0 && repr.ttl <= hops {
+                continue; // a router drops it when its TTL runs out
+            }
+            let ttl = repr.ttl - hops;
             self.count += 1;
             self.inbound.push(Reverse((
                 now + LATENCY,
@@ -86,7 +92,10 @@ impl Sim {
 
     fn flush(&mut self, i: usize, now: Instant) {
         let mut buf = [0u8; 64];
-        while let Some(t) = self.machines[i].as_mut().and_then(|m| m.poll_transmit(&mut buf)) {
+        while let Some(t) = self.machines[i]
+            .as_mut()
+            .and_then(|m| m.poll_transmit(&mut buf))
+        {
             self.deliver(i, t, &buf, now);
         }
     }
@@ -109,7 +118,9 @@ impl Sim {
             }
             let Some(now) = next else { break };
             for i in 0..self.cfgs.len() {
-                if self.machines[i].is_none() && self.starts[i].is_some_and(|s| self.start + s <= now) {
+                if self.machines[i].is_none()
+                    && self.starts[i].is_some_and(|s| self.start + s <= now)
+                {
                     self.machines[i] = Some(Machine::new(self.cfgs[i].clone(), now));
                 }
             }
@@ -137,7 +148,10 @@ impl Sim {
                 break;
             }
         }
-        self.machines.iter().map(|m| m.as_ref().map(Machine::report)).collect()
+        self.machines
+            .iter()
+            .map(|m| m.as_ref().map(Machine::report))
+            .collect()
     }
 }
 
@@ -160,7 +174,10 @@ fn every_pair_passes_when_nothing_is_lost() {
         for p in &r.pairs {
             assert_eq!((p.loss_out, p.loss_in), (Some(0.0), Some(0.0)), "{p:?}");
             let rtt = p.rtt_ms.unwrap();
-            assert!((rtt.min - 4.0).abs() < 1e-6 && (rtt.max - 4.0).abs() < 1e-6, "{rtt:?}");
+            assert!(
+                (rtt.min - 4.0).abs() < 1e-6 && (rtt.max - 4.0).abs() < 1e-6,
+                "{rtt:?}"
+            );
             assert_eq!((p.hops_out, p.hops_in), (Some(3), Some(3)));
             // 3 s at 100 ms after the warm-up: 30 rounds counted, a round more or less.
             assert!((29..=31).contains(&p.sent), "{p:?}");
@@ -178,16 +195,57 @@ fn a_host_that_drops_incoming_multicast_fails_only_its_multicast_pairs() {
     let victim = reports[2].as_ref().unwrap();
     assert!(!victim.pass);
     assert_eq!(victim.failures.len(), 2, "{:?}", victim.failures);
+    assert_eq!(victim.hints.len(), 1, "{:?}", victim.hints);
+    assert!(victim.hints[0].contains("incoming multicast is dropped here"));
     for (peer, line) in [(0, &victim.failures[0]), (1, &victim.failures[1])] {
         assert!(line.starts_with(&format!("FAIL peer {peer} ")), "{line}");
-        assert!(line.contains("multicast: its probes never arrived here"), "{line}");
+        assert!(
+            line.contains("multicast: its probes never arrived here"),
+            "{line}"
+        );
     }
     for r in [&reports[0], &reports[1]].into_iter().flatten() {
         assert!(!r.pass);
         assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
-        assert!(r.failures[0].starts_with("FAIL peer 2 (10.9.0.3:4570) multicast: it answered none"));
-        let fanout: Vec<_> = r.pairs.iter().filter(|p| p.transport == Transport::Fanout).collect();
+        assert!(
+            r.failures[0].starts_with("FAIL peer 2 (10.9.0.3:4570) multicast: it answered none")
+        );
+        let fanout: Vec<_> = r
+            .pairs
+            .iter()
+            .filter(|p| p.transport == Transport::Fanout)
+            .collect();
         assert!(fanout.iter().all(|p| p.pass));
+        assert!(
+            r.hints.is_empty(),
+            "one peer of two: nothing to say about this host: {:?}",
+            r.hints
+        );
+    }
+}
+
+#[test]
+fn a_multicast_ttl_too_small_for_the_routers_in_between_is_named() {
+    let n = 2;
+    let cfgs = (0..n)
+        .map(|i| Config {
+            multicast_ttl: 1,
+            ..config(i as u16, n, true, true)
+        })
+        .collect();
+    let reports = Sim::new(cfgs, all_at_once(n), no_drop()).run();
+    for r in reports.iter().flatten() {
+        assert!(!r.pass);
+        assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
+        assert!(r.failures[0].contains("multicast: nothing got through either way"));
+        assert!(
+            r.hints[0].contains(
+                "3 router hop(s) away by unicast, but multicast leaves with TTL 1: try --ttl 4"
+            ),
+            "{:?}",
+            r.hints
+        );
+        assert!(r.hints[1].contains("multicast does not get through at all"));
     }
 }
 
@@ -258,7 +316,11 @@ fn heavy_loss_fails_with_the_numbers() {
     let reports = Sim::new(cfgs, all_at_once(n), drop).run();
     let r = reports[0].as_ref().unwrap();
     assert!(!r.pass);
-    assert!(r.failures[0].contains("above --max-loss 20%"), "{:?}", r.failures);
+    assert!(
+        r.failures[0].contains("above --max-loss 20%"),
+        "{:?}",
+        r.failures
+    );
 }
 
 #[test]
@@ -300,5 +362,8 @@ fn foreign_and_stale_datagrams_are_ignored_not_counted() {
     m.handle_datagram(now, Transport::Fanout, None, &buf[..n]);
     assert!(m.poll_transmit(&mut buf).is_none(), "nothing answered");
     assert_eq!(m.report().ignored, 5);
-    assert!(m.remotes[1].first_heard.is_none(), "none of it counts as hearing peer 1");
+    assert!(
+        m.remotes[1].first_heard.is_none(),
+        "none of it counts as hearing peer 1"
+    );
 }

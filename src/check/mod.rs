@@ -58,9 +58,10 @@ impl Transports {
 /// Run it on every host at about the same time, with the same --peers list as `mpcomm peer`.
 /// Each host probes every peer by unicast and the group by multicast every --interval, answers
 /// the others' probes, and prints who heard whom: loss both ways, round-trip time, hop
-/// distance. A pair is counted for --duration from when the peer is first heard (hosts
-/// started by hand seconds apart are fine); multicast only after one more second, because
-/// the first multicast datagrams are often lost while switches and routers build the tree.
+/// distance (initial TTL − received TTL, as omping). A pair is counted for --duration from
+/// when the peer is first heard (hosts started by hand seconds apart are fine), with
+/// multicast one second later: the first multicast datagrams are often lost while switches
+/// and routers build the tree.
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "Example, the same on each of three hosts:
   mpcomm check --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570
@@ -187,7 +188,12 @@ impl CheckArgs {
         }
         // Fan-out makes the peer refuse a list of mixed families, as it should here.
         let t = if fanout { "fanout" } else { "multicast" };
-        argv.extend(["--transport".into(), t.into(), "--group".into(), group.to_string()]);
+        argv.extend([
+            "--transport".into(),
+            t.into(),
+            "--group".into(),
+            group.to_string(),
+        ]);
         let parsed = <AsPeer as clap::Parser>::try_parse_from(&argv)
             .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
         let plan = parsed.args.plan()?;

@@ -92,7 +92,11 @@ impl Drop for Children {
 /// Run host i's `check` from `cmds[i]` (built from `checks[i].args()`), all at once; say each
 /// host's verdict and every failed pair on stderr. `Ok(true)` when every host passed.
 pub fn preflight(cmds: Vec<Command>, checks: &[CheckCommand]) -> anyhow::Result<bool> {
-    let bound = checks.iter().map(CheckCommand::bound).max().unwrap_or_default();
+    let bound = checks
+        .iter()
+        .map(CheckCommand::bound)
+        .max()
+        .unwrap_or_default();
     let deadline = Instant::now() + bound;
     let mut children = Children(Vec::new());
     let (tx, rx) = mpsc::channel::<(usize, String, Vec<String>)>();
@@ -171,7 +175,10 @@ mod tests {
         enum Sub {
             Check(super::super::CheckArgs),
         }
-        let peers: Vec<SocketAddr> = vec!["10.1.2.1:4570".parse().unwrap(), "10.1.2.2:4570".parse().unwrap()];
+        let peers: Vec<SocketAddr> = vec![
+            "10.1.2.1:4570".parse().unwrap(),
+            "10.1.2.2:4570".parse().unwrap(),
+        ];
         let cmd = CheckCommand::new(
             &peers,
             1,

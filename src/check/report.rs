@@ -24,6 +24,11 @@ pub struct CheckReport {
     pub pairs: Vec<PairReport>,
     /// One line per failed pair and transport (also in `pairs[].problem`).
     pub failures: Vec<String>,
+    /// What the failures together suggest (see [`hints`]).
+    #[serde(default)]
+    pub hints: Vec<String>,
+    /// The TTL multicast probes left with.
+    pub multicast_ttl: u8,
     /// Datagrams ignored: not probes, another check's (other --peers list), stale replies.
     pub ignored: u64,
 }
@@ -71,6 +76,53 @@ impl PairReport {
     }
 }
 
+/// Where failed multicast pairs point, when unicast to the same peers works: a router in
+/// between (unicast crosses hops a multicast TTL cannot), incoming multicast dropped here,
+/// outgoing multicast reaching nobody, or multicast not carried at all.
+pub fn hints(pairs: &[PairReport], ttl: u8) -> Vec<String> {
+    let unicast_ok = |peer: u16| {
+        pairs
+            .iter()
+            .find(|p| p.peer == peer && p.transport == Transport::Fanout)
+            .is_none_or(|p| p.pass)
+    };
+    let failed: Vec<&PairReport> = pairs
+        .iter()
+        .filter(|p| p.transport == Transport::Multicast && !p.pass && unicast_ok(p.peer))
+        .filter(|p| p.sent > 0)
+        .collect();
+    let mut hints = Vec::new();
+    for p in &failed {
+        let unicast = pairs
+            .iter()
+            .find(|u| u.peer == p.peer && u.transport == Transport::Fanout);
+        let hops = unicast.and_then(|u| u.hops_in.max(u.hops_out)).unwrap_or(0);
+        if hops >= ttl {
+            hints.push(format!(
+                "peer {} is {hops} router hop(s) away by unicast, but multicast leaves with TTL {ttl}: try --ttl {} (the routers must forward multicast too)",
+                p.peer,
+                hops + 1
+            ));
+        }
+    }
+    // About this host only when every multicast pair failed the same way.
+    let multicast = pairs
+        .iter()
+        .filter(|p| p.transport == Transport::Multicast)
+        .count();
+    let all = |f: fn(&PairReport) -> bool| failed.len() == multicast && failed.iter().all(|p| f(p));
+    if failed.is_empty() {
+        // Nothing to explain.
+    } else if all(|p| p.heard == 0 && p.answered > 0) {
+        hints.push("no peer's multicast reaches this host, but ours reaches them: incoming multicast is dropped here (a firewall rule, or a switch port that IGMP snooping pruned: a network without a querier)".into());
+    } else if all(|p| p.answered == 0 && p.heard > 0) {
+        hints.push("this host hears the others' multicast, but they do not hear its: outgoing multicast leaves by the wrong interface (--iface) or is dropped on the way".into());
+    } else if all(|p| p.answered == 0 && p.heard == 0) {
+        hints.push("unicast works, multicast does not get through at all: a cloud network that drops multicast, IGMP snooping without a querier, or a router in between (README: \"Is multicast working here?\")".into());
+    }
+    hints
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |l| format!("{:.0}%", l * 100.0))
 }
@@ -92,11 +144,25 @@ impl CheckReport {
             self.duration_ms / 1e3,
             self.warmup_ms / 1e3
         )?;
-        let width = self.pairs.iter().map(|p| p.addr.len()).max().unwrap_or(7).max(7);
+        let width = self
+            .pairs
+            .iter()
+            .map(|p| p.addr.len())
+            .max()
+            .unwrap_or(7)
+            .max(7);
         writeln!(
             out,
             "{:>4}  {:<width$}  {:<9}  {:>9}  {:>5}  {:>9}  {:>5}  {:>20}  {:>7}  verdict",
-            "peer", "address", "transport", "answered", "loss", "heard", "loss", "rtt min/avg/max ms", "hops",
+            "peer",
+            "address",
+            "transport",
+            "answered",
+            "loss",
+            "heard",
+            "loss",
+            "rtt min/avg/max ms",
+            "hops",
         )?;
         for p in &self.pairs {
             let rtt = p.rtt_ms.map_or("-".into(), |r| {
@@ -124,10 +190,22 @@ impl CheckReport {
         for line in &self.failures {
             writeln!(out, "{line}")?;
         }
+        for line in &self.hints {
+            writeln!(out, "hint: {line}")?;
+        }
         if self.pass {
-            writeln!(out, "PASS: every peer reachable over {}", names.join(" and "))
+            writeln!(
+                out,
+                "PASS: every peer reachable over {}",
+                names.join(" and ")
+            )
         } else {
-            writeln!(out, "{} of {} pair(s) failed", self.failures.len(), self.pairs.len())
+            writeln!(
+                out,
+                "{} of {} pair(s) failed",
+                self.failures.len(),
+                self.pairs.len()
+            )
         }
     }
 }

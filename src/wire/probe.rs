@@ -238,7 +238,8 @@ mod tests {
     use super::*;
 
     static PROBE_BYTES: [u8; PROBE_LEN] = [
-        b'M', b'K', 1, 1, 0xca, 0xfe, 0xf0, 0x0d, 0, 2, 1, 5, // hash, sender 2, multicast, TTL 5
+        b'M', b'K', 1, 1, 0xca, 0xfe, 0xf0, 0x0d, 0, 2, 1,
+        5, // hash, sender 2, multicast, TTL 5
         0, 0, 1, 0, 0, 0, 0, 0, 0x3b, 0x9a, 0xca, 0x00, // seq 256, 1 s
     ];
     static REPLY_BYTES: [u8; REPLY_LEN] = [
@@ -324,7 +325,10 @@ mod tests {
         let mut b = PROBE_BYTES;
         b[3] = 9;
         assert_eq!(Repr::decode(&b), Err(Error::UnknownKind));
-        assert_eq!(Packet::new_checked(&b[..]).unwrap().kind(), Kind::Unknown(9));
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap().kind(),
+            Kind::Unknown(9)
+        );
         let mut b = PROBE_BYTES;
         b[10] = 2;
         assert_eq!(Repr::decode(&b), Err(Error::BadValue), "unknown transport");

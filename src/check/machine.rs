@@ -363,8 +363,14 @@ impl Machine {
         };
         p.hops_out = lane.ttl_at_peer.and_then(|got| sent_ttl.checked_sub(got));
         let Some(first) = remote.first_heard else {
+            // With multicast alone, broken multicast looks the same as an absent peer.
+            let alone = if self.cfg.fanout {
+                ""
+            } else {
+                " (or multicast does not work at all: --transport both tells the two apart)"
+            };
             p.problem = Some(format!(
-                "never heard from (no probe, no reply, {} waited): is `mpcomm check` running there with the same --peers, and is its UDP port open?",
+                "never heard from (no probe, no reply, {} waited): is `mpcomm check` running there with the same --peers, and is its UDP port open?{alone}",
                 crate::util::duration::human(self.cfg.wait)
             ));
             return p;

@@ -299,8 +299,16 @@ fn lab_check_passes_and_then_runs() {
         c.arg("--netns");
     }
     let mut p = Proc::spawn(c);
-    for h in 0..3 {
-        p.wait_for_line(&format!("preflight host {h}: pass"), WITHIN);
+    // One verdict line per host, in the order they finish.
+    let mut passed: Vec<String> = (0..3)
+        .map(|_| p.wait_for_line("preflight host", WITHIN))
+        .collect();
+    passed.sort();
+    for (h, line) in passed.iter().enumerate() {
+        assert!(
+            line.ends_with(&format!("preflight host {h}: pass")),
+            "{line}"
+        );
     }
     let (status, stdout) = p.finish(Duration::from_secs(120));
     assert!(status.success(), "lab failed: {status}");
@@ -344,4 +352,58 @@ fn the_preflight_fails_when_a_host_does_not_answer() {
         })
         .collect();
     assert!(preflight(cmds, &checks).unwrap());
+}
+
+/// IPv6 in namespaces: three hosts with fd77:<net>::(i+1)/64 (no duplicate-address detection,
+/// usable at once), fan-out and an ff12:: group; every pair passes, no hop away (the hop limit
+/// is read from IPV6_RECVHOPLIMIT).
+#[test]
+fn ipv6_fanout_and_multicast_between_namespace_hosts() {
+    for mode in support::netns_modes() {
+        let bed = Testbed::create_with(HOSTS, mode).unwrap();
+        let ip = find_tool("ip").expect("iproute2");
+        let net: u16 = rand::random();
+        let mut peers = Vec::new();
+        for i in 0..HOSTS {
+            let addr = std::net::Ipv6Addr::new(0xfd77, net, 0, 0, 0, 0, 0, i as u16 + 1);
+            let out = bed
+                .command(i, &ip)
+                .args(["-6", "addr", "add", &format!("{addr}/64"), "dev"])
+                .args([&bed.iface(i), "nodad"])
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                eprintln!(
+                    "SKIP: cannot add an IPv6 address in a namespace: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return;
+            }
+            peers.push(SocketAddr::from((addr, PORT)));
+        }
+        let list = join(&peers);
+        let group = format!("[ff12::77:{:x}]:{}", rand::random::<u16>(), PORT + 1);
+        let cmds = (0..HOSTS)
+            .map(|i| {
+                let iface = bed.iface(i);
+                let mut c = bed.command(i, env!("CARGO_BIN_EXE_mpcomm"));
+                c.env_remove("NOTIFY_SOCKET");
+                let extra = ["--group", &group, "--iface", &iface, "--wait", "10s"];
+                check_cmd(c, &list, i, &extra)
+            })
+            .collect();
+        for (h, (code, r)) in run_all(cmds).into_iter().enumerate() {
+            assert_eq!(code, 0, "host {h}: {r}");
+            assert_eq!(pairs(&r).len(), 2 * (HOSTS - 1));
+            for p in pairs(&r) {
+                assert_eq!(p["pass"], true, "host {h}: {p}");
+                assert_eq!(
+                    (&p["hops_in"], &p["hops_out"]),
+                    (&0.into(), &0.into()),
+                    "{p}"
+                );
+            }
+        }
+        drop(bed);
+    }
 }

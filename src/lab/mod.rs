@@ -254,14 +254,19 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     };
     let (listener, hosts) = hosts::prepare(args.netns, host_count)?;
     if args.check {
+        // One `mpcomm check` per host, over the transports the runs will use.
         let exe = std::env::current_exe().context("cannot find the mpcomm binary")?;
-        let peers = hosts.peer_addrs(host_count);
-        let checks: Vec<crate::check::CheckCommand> = (0..host_count)
-            .map(|i| {
-                let t = args.transport.list();
-                crate::check::CheckCommand::new(&peers, i as u16, hosts.group(), hosts.iface(i), &t)
-            })
-            .collect();
+        let (peers, transports) = (hosts.peer_addrs(host_count), args.transport.list());
+        let check = |i: usize| {
+            crate::check::CheckCommand::new(
+                &peers,
+                i as u16,
+                hosts.group(),
+                hosts.iface(i),
+                &transports,
+            )
+        };
+        let checks: Vec<_> = (0..host_count).map(check).collect();
         let cmds = (0..host_count).map(|i| {
             let mut c = hosts.command(i, &exe);
             c.args(checks[i].args());

@@ -6,6 +6,7 @@
 //! * [`compare`]: the comparator — ordering, loss and latency metrics over delivery logs, as a
 //!   service or offline, and the aggregated report.
 //! * [`export`]: delivery logs in other tools' formats (ShiViz).
+//! * [`check`]: the preflight — does unicast and multicast get through between the hosts?
 //! * [`bench`]: both transports side by side over a list of N (`mpcomm bench`).
 //! * [`lab`]: a whole experiment on this machine (loopback or network namespaces).
 //! * [`wan`]: the emulated wide-area network (zones, one-way delays, jitter, loss).
@@ -20,6 +21,7 @@
 pub mod util;
 pub mod bench;
 pub mod c2;
+pub mod check;
 pub mod compare;
 pub mod export;
 pub mod lab;

@@ -25,6 +25,7 @@ enum Command {
     // `lab` and `peer` take their help (with examples) from their argument structs.
     Lab(mpcomm::lab::LabArgs),
     Peer(mpcomm::peer::PeerArgs),
+    Check(mpcomm::check::CheckArgs),
     Bench(mpcomm::bench::BenchArgs),
     /// Run the comparator service, or analyse log files offline (--logs).
     Compare(mpcomm::compare::CompareArgs),
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lab(args) => mpcomm::lab::run(args),
         Command::Peer(args) => mpcomm::peer::run(args),
+        Command::Check(args) => mpcomm::check::run_cli(args),
         Command::Bench(args) => mpcomm::bench::run(args),
         Command::Compare(args) => mpcomm::compare::run_compare(args),
         Command::Report(args) => mpcomm::compare::run_report(args),

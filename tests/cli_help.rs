@@ -7,6 +7,7 @@ fn every_command_documents_its_exit_codes() {
     let commands: &[&[&str]] = &[
         &["lab"],
         &["peer"],
+        &["check"],
         &["compare"],
         &["report"],
         &["upload"],

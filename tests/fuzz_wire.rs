@@ -12,11 +12,18 @@ use mpcomm::wire::c2::{
 use mpcomm::wire::frame::{FrameHeader, Kind as FrameKind};
 use mpcomm::wire::log::{self, LogHeader, LogView, Record};
 use mpcomm::wire::packet::{Announce, Body, Repr, Stream};
+use mpcomm::wire::probe;
 use mpcomm::wire::{Order, Repair, Transport};
 
 /// Decode with every decoder; the point is that none of these calls panics.
 fn decode_all(bytes: &[u8]) {
     let _ = Repr::decode(bytes);
+    if let Ok(r) = probe::Repr::decode(bytes) {
+        // What parsed emits back to the very same bytes (the format has no slack).
+        let mut again = vec![0u8; r.buffer_len()];
+        r.emit(&mut again);
+        assert_eq!(again, bytes);
+    }
     if let Ok(view) = LogView::parse(bytes) {
         // A view that parsed must be fully readable.
         assert_eq!(view.records().count() as u64, view.header.record_count);
@@ -214,6 +221,29 @@ fn valid_inputs() -> Vec<Vec<u8>> {
         let n = r.emit(&mut buf);
         out.push(buf[..n].to_vec());
     }
+    for body in [
+        probe::Body::Probe {
+            seq: 3,
+            sent_ns: 1 << 40,
+        },
+        probe::Body::Reply {
+            to: 1,
+            seq: 3,
+            sent_ns: 1 << 40,
+            transport: Transport::Multicast,
+            ttl: 63,
+        },
+    ] {
+        let r = probe::Repr {
+            list_hash: 0xfeed_beef,
+            sender: 2,
+            transport: Transport::Fanout,
+            ttl: 64,
+            body,
+        };
+        let n = r.emit(&mut buf);
+        out.push(buf[..n].to_vec());
+    }
     let header = LogHeader {
         run_id: 9,
         peer_id: 1,
@@ -266,10 +296,11 @@ fn seeded_random_bytes_never_panic() {
         // Half of them start like ours, so the deeper checks are reached too.
         if rng.gen_bool(0.5) && !v.is_empty() {
             // C2 bodies start with their kind: RUN (10) and STATUS (33) have lists.
-            let prefixes: [&[u8]; 5] = [
+            let prefixes: [&[u8]; 6] = [
                 b"MP\x01",
                 b"MPCOMLOG\x00\x01",
                 b"MPCF\x01",
+                b"MK\x01",
                 b"\x0a",
                 b"\x21\x00",
             ];
@@ -554,6 +585,30 @@ proptest! {
         let mut b = Vec::new();
         m.emit(&mut b);
         prop_assert_eq!(Msg::parse(&b), Ok(m));
+    }
+
+    #[test]
+    fn probe_round_trip(
+        list_hash in any::<u32>(),
+        sender in any::<u16>(),
+        ttl in any::<u8>(),
+        reply in any::<bool>(),
+        multicast in any::<bool>(),
+        to in any::<u16>(),
+        seq in any::<u32>(),
+        sent_ns in any::<u64>(),
+        seen_ttl in any::<u8>(),
+    ) {
+        let via = if multicast { Transport::Multicast } else { Transport::Fanout };
+        let (transport, body) = if reply {
+            (Transport::Fanout, probe::Body::Reply { to, seq, sent_ns, transport: via, ttl: seen_ttl })
+        } else {
+            (via, probe::Body::Probe { seq, sent_ns })
+        };
+        let r = probe::Repr { list_hash, sender, transport, ttl, body };
+        let mut buf = vec![0xa5u8; r.buffer_len()];
+        prop_assert_eq!(r.emit(&mut buf), buf.len());
+        prop_assert_eq!(probe::Repr::decode(&buf), Ok(r));
     }
 
     #[test]

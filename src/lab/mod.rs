@@ -91,6 +91,10 @@ pub struct LabArgs {
     /// Put every peer in its own network namespace on a Linux bridge (root, or a user namespace).
     #[arg(long)]
     pub netns: bool,
+    /// First run `mpcomm check` on every host (one process each) and stop with its verdict
+    /// when unicast or multicast does not get through.
+    #[arg(long)]
+    pub check: bool,
     /// One JSON object per run per line on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -249,6 +253,30 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         usize::from(args.peers)
     };
     let (listener, hosts) = hosts::prepare(args.netns, host_count)?;
+    if args.check {
+        // One `mpcomm check` per host, over the transports the runs will use.
+        let exe = std::env::current_exe().context("cannot find the mpcomm binary")?;
+        let (peers, transports) = (hosts.peer_addrs(host_count), args.transport.list());
+        let check = |i: usize| {
+            crate::check::CheckCommand::new(
+                &peers,
+                i as u16,
+                hosts.group(),
+                hosts.iface(i),
+                &transports,
+            )
+        };
+        let checks: Vec<_> = (0..host_count).map(check).collect();
+        let cmds = (0..host_count).map(|i| {
+            let mut c = hosts.command(i, &exe);
+            c.args(checks[i].args());
+            c
+        });
+        if !crate::check::preflight(cmds.collect(), &checks)? {
+            say!("mpcomm lab: the preflight failed (lines above): no run started");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let mut cfg = ServerConfig::local(listener.local_addr()?);
     // A run is reported once every peer uploaded; the timeout only covers a peer that died.
     // The last peer finishes up to a quiet period (≥ the longest send gap) and the longest

@@ -18,6 +18,7 @@
 //! * [`log`]: the binary delivery log a peer writes and uploads.
 //! * [`frame`]: the length-prefixed frames on TCP (uploads, replies, C2).
 //! * [`auth`]: the tag an authenticated run puts at the end of every datagram.
+//! * [`probe`]: the preflight's PROBE and REPLY (`mpcomm check`).
 
 #[macro_use]
 mod macros;
@@ -26,6 +27,7 @@ pub mod c2;
 pub mod frame;
 pub mod log;
 pub mod packet;
+pub mod probe;
 
 /// Why a byte string was refused. Fieldless and `Copy` so it can index a counter array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

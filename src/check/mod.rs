@@ -1,0 +1,269 @@
+//! `mpcomm check`: the preflight that answers "does multicast (and unicast) get through between
+//! these hosts?" before any experiment. Every host runs it with the same `--peers` list; each
+//! probes every peer by unicast and the group by multicast, answers the others' probes, and
+//! reports who heard whom, with loss, round-trip time and hop distance, and exits 0 only when
+//! every pair passed over every transport asked for.
+//!
+//! * [`machine`]: the sans-IO state machine (probes due, replies, per-pair counts, verdict).
+//! * [`driver`]: its mio loop on real sockets; [`run`] is the entry point for other callers
+//!   (the C2 agent, later), [`run_cli`] the command's.
+//! * [`report`]: [`CheckReport`], serde both ways, and its table.
+//! * [`preflight`]: what `lab --check` runs: one `mpcomm check` child per host.
+
+mod driver;
+pub mod machine;
+mod preflight;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use preflight::{preflight, CheckCommand};
+pub use report::{CheckReport, PairReport, Rtt};
+
+use crate::peer::socket::Membership;
+use crate::util::duration;
+
+/// The default group for IPv6 peer lists (the IPv4 default is the peer's).
+pub const DEFAULT_GROUP_V6: &str = "[ff12::7777]:4577";
+/// Unicast probes and replies leave with this TTL, so the hop count is `64 − received`.
+pub const UNICAST_TTL: u8 = 64;
+
+/// Which transports to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transports {
+    /// Unicast to every peer (what `--transport fanout` runs use).
+    Fanout,
+    /// The multicast group (what `--transport multicast` runs use).
+    Multicast,
+    /// Both.
+    Both,
+}
+
+impl Transports {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transports::Fanout => "fanout",
+            Transports::Multicast => "multicast",
+            Transports::Both => "both",
+        }
+    }
+}
+
+/// Check that unicast and multicast get through between the hosts, before an experiment.
+///
+/// Run it on every host at about the same time, with the same --peers list as `mpcomm peer`.
+/// Each host probes every peer by unicast and the group by multicast every --interval, answers
+/// the others' probes, and prints who heard whom: loss both ways, round-trip time, hop
+/// distance (initial TTL − received TTL, as omping). A pair is counted for --duration from
+/// when the peer is first heard (hosts started by hand seconds apart are fine), with
+/// multicast one second later: the first multicast datagrams are often lost while switches
+/// and routers build the tree.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "Example, the same on each of three hosts:
+  mpcomm check --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570
+
+Exit codes: 0 every pair passed over every transport asked for, 1 a pair failed (a FAIL line
+names each: peer, address, transport, why), 2 bad arguments, 3 could not run (a socket could
+not be opened or the group joined; stderr says which).
+
+What a failure usually means is in the README, \"Is multicast working here?\".")]
+pub struct CheckArgs {
+    /// Every host's IP:PORT (or HOST:PORT), comma-separated, as for `mpcomm peer`; the
+    /// position is the id. The port must be free (stop peers first).
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub peers: Vec<String>,
+    /// This host's id (index in --peers). May be omitted if exactly one listed address is local.
+    #[arg(long)]
+    pub id: Option<u16>,
+    /// What to check.
+    #[arg(long, value_enum, default_value_t = Transports::Both)]
+    pub transport: Transports,
+    /// Multicast group and port. Default: the peer's (239.255.77.77:4577), or
+    /// [ff12::7777]:4577 for IPv6 peers.
+    #[arg(long)]
+    pub group: Option<SocketAddr>,
+    /// Interface for multicast, as for `mpcomm peer` (its IPv4 address or name).
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// Multicast TTL: give the one your peers will use (1, the peer's default, stays on the
+    /// local network: a router in between fails the check, as it would fail the run).
+    #[arg(long, default_value_t = 1)]
+    pub ttl: u8,
+    /// How long each pair is counted.
+    #[arg(long, default_value = "3s", value_parser = duration::parse)]
+    pub duration: Duration,
+    /// Gap between probe rounds (ms unless a unit is given).
+    #[arg(long, default_value = "100ms", value_parser = duration::parse_ms)]
+    pub interval: Duration,
+    /// Give up on peers not heard from by then (they fail as "never heard from").
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    pub wait: Duration,
+    /// A pair fails when more than this share of probes is lost either way (0..1).
+    #[arg(long, default_value_t = 0.2)]
+    pub max_loss: f64,
+    /// Print the report as one JSON object on stdout (FAIL lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Everything [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub machine: machine::Config,
+    /// Where to join and send (needed when `machine.multicast`).
+    pub membership: Option<Membership>,
+}
+
+/// Why a check could not run (a failed pair is not an error: it is in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot open the unicast socket on {0}: {1}")]
+    Unicast(SocketAddr, #[source] std::io::Error),
+    #[error("cannot open the multicast socket for {0}: {1}")]
+    Multicast(SocketAddr, #[source] std::io::Error),
+    #[error("event loop: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Run the preflight on this host until it is done; the verdict is `report.pass`.
+pub fn run(cfg: CheckConfig) -> Result<CheckReport, CheckError> {
+    driver::run(cfg)
+}
+
+/// A `peer` command line with the flags `check` shares, parsed by the peer's own parser: a
+/// peer list (and --id, --group, --iface) means the same to both commands.
+#[derive(clap::Parser, Debug)]
+struct AsPeer {
+    #[command(flatten)]
+    args: crate::peer::PeerArgs,
+}
+
+impl CheckArgs {
+    pub fn config(&self) -> anyhow::Result<CheckConfig> {
+        anyhow::ensure!(
+            self.ttl > 0,
+            "--ttl must be 1..=255 (1 stays on the local network)"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.max_loss),
+            "--max-loss is a share, 0..1 (0.2 = 20 %)"
+        );
+        anyhow::ensure!(
+            !self.interval.is_zero() && self.interval <= Duration::from_secs(10),
+            "--interval must be more than 0 and at most 10s"
+        );
+        anyhow::ensure!(!self.duration.is_zero(), "--duration must be more than 0");
+        let rounds = (self.wait + self.duration + Duration::from_secs(1)).as_secs_f64()
+            / self.interval.as_secs_f64();
+        anyhow::ensure!(
+            rounds < machine::MAX_TICKS as f64,
+            "--wait + --duration is {rounds:.0} probe rounds at this --interval: at most {}",
+            machine::MAX_TICKS
+        );
+        let (fanout, multicast) = match self.transport {
+            Transports::Fanout => (true, false),
+            Transports::Multicast => (false, true),
+            Transports::Both => (true, true),
+        };
+        // Family of the list decides the default group.
+        let first_v6 = self.peers.first().is_some_and(|p| p.starts_with('['));
+        let group = self.group.unwrap_or_else(|| {
+            let g = if first_v6 {
+                DEFAULT_GROUP_V6
+            } else {
+                crate::peer::args::DEFAULT_GROUP
+            };
+            g.parse().expect("a valid default group")
+        });
+        let mut argv: Vec<String> = vec!["peer".into(), "--peers".into(), self.peers.join(",")];
+        if let Some(id) = self.id {
+            argv.extend(["--id".into(), id.to_string()]);
+        }
+        if let Some(i) = &self.iface {
+            argv.extend(["--iface".into(), i.clone()]);
+        }
+        // Fan-out makes the peer refuse a list of mixed families, as it should here.
+        let t = if fanout { "fanout" } else { "multicast" };
+        argv.extend([
+            "--transport".into(),
+            t.into(),
+            "--group".into(),
+            group.to_string(),
+        ]);
+        let parsed = <AsPeer as clap::Parser>::try_parse_from(&argv)
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
+        let plan = parsed.args.plan()?;
+        let own = plan.peers[usize::from(plan.id)];
+        if multicast && group.is_ipv6() != own.is_ipv6() {
+            anyhow::bail!(
+                "--group {group} and this host's address {own} are of different families: give an {} group",
+                if own.is_ipv6() { "IPv6 (e.g. [ff12::7777]:4577)" } else { "IPv4 (e.g. 239.255.77.77:4577)" }
+            );
+        }
+        Ok(CheckConfig {
+            machine: machine::Config {
+                id: plan.id,
+                list_hash: machine::list_hash(&plan.peers),
+                peers: plan.peers,
+                fanout,
+                multicast,
+                interval: self.interval,
+                duration: self.duration,
+                warmup: Duration::from_secs(1),
+                wait: self.wait,
+                reply_timeout: Duration::from_secs(1),
+                unicast_ttl: UNICAST_TTL,
+                multicast_ttl: self.ttl,
+                max_loss: self.max_loss,
+            },
+            membership: multicast.then_some(plan.membership),
+        })
+    }
+}
+
+/// `mpcomm check …`: 0 pass, 1 a pair failed, 3 could not run.
+pub fn run_cli(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.config()?;
+    let m = &cfg.machine;
+    say!(
+        "mpcomm check: peer {} ({}) probing {} peer(s) by {}{} every {} for {} counted (waiting up to {} for each)",
+        m.id,
+        m.peers[usize::from(m.id)],
+        m.peers.len() - 1,
+        args.transport.as_str(),
+        cfg.membership
+            .map(|ms| format!(" (group {}, TTL {})", ms.destination(), m.multicast_ttl))
+            .unwrap_or_default(),
+        duration::human(m.interval),
+        duration::human(m.duration),
+        duration::human(m.wait),
+    );
+    let report = match run(cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            say!("mpcomm check: error: {e}");
+            return Ok(ExitCode::from(3));
+        }
+    };
+    let stdout = crate::util::out::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        use std::io::Write;
+        let line = serde_json::to_string(&report).context("report as JSON")?;
+        writeln!(out, "{line}")?;
+        for f in &report.failures {
+            say!("mpcomm check: {f}");
+        }
+    } else {
+        report.write_human(&mut out)?;
+    }
+    Ok(if report.pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -73,7 +73,7 @@ impl<K: Copy + Ord + Hash> Deadlines<K> {
 
     /// When the loop must wake next: never later than the earliest deadline, possibly earlier
     /// (a deadline moved later is found at its old time; waking early is harmless).
-    pub fn next(&mut self) -> Option<Instant> {
+    pub fn earliest(&mut self) -> Option<Instant> {
         self.drop_stale();
         self.heap.peek().map(|Reverse((t, _))| *t)
     }
@@ -131,15 +131,15 @@ mod tests {
         d.set(1, ms(t0, 5)); // earlier: pushed
         d.remove(2);
         assert_eq!(d.len(), 2);
-        assert_eq!(d.next(), Some(ms(t0, 5)));
+        assert_eq!(d.earliest(), Some(ms(t0, 5)));
         assert_eq!(d.pop_due(ms(t0, 4)), None);
         assert_eq!(d.pop_due(ms(t0, 40)), Some(1));
         // 3's old entry at 20 came up and was re-queued at 50.
         assert_eq!(d.pop_due(ms(t0, 40)), None);
-        assert_eq!(d.next(), Some(ms(t0, 50)));
+        assert_eq!(d.earliest(), Some(ms(t0, 50)));
         assert_eq!(d.pop_due(ms(t0, 50)), Some(3));
         assert!(d.is_empty());
-        assert_eq!(d.next(), None);
+        assert_eq!(d.earliest(), None);
     }
 
     #[test]

@@ -84,7 +84,7 @@ impl Service {
             return Some(now);
         }
         [
-            self.timers.next(),
+            self.timers.earliest(),
             self.store.next_deadline(),
             self.acceptor.retry_at(),
             self.refusals.due(),
@@ -226,7 +226,8 @@ impl Service {
             State::Header { .. } | State::Payload { .. } => {
                 conn.read(&mut self.scratch, cap, rt, budget)
             }
-            State::Waiting => Step::Wait,
+            // No timer while the worker has the run: the reply comes from `finish`.
+            State::Waiting => return,
             State::Reply(_) => return self.write_reply(token),
             State::Linger => {
                 if conn.drain(&mut self.scratch) {

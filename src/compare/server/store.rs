@@ -152,7 +152,7 @@ impl RunStore {
     }
 
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        self.deadlines.next()
+        self.deadlines.earliest()
     }
 
     /// Store one decoded log from `source` (its heap cost with `times` is `log.heap_bytes()`

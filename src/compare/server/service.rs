@@ -29,7 +29,8 @@ const REFUSAL_LOG_BURST: u32 = 10;
 const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
 pub const READ_CHUNK: usize = 64 << 10;
 /// Eviction classes in the connection table: a connection whose reply is sent goes first (it
-/// is closed without a word), then one still silent in its header.
+/// is closed without a word), then one still silent in its header; within a class, the one
+/// idle longest (ordered by its idle deadline, which moves only when bytes arrive).
 const CLASS_LINGER: u8 = 0;
 const CLASS_HEADER: u8 = 1;
 
@@ -149,7 +150,7 @@ impl Service {
         let token = self
             .conns
             .insert(peer, Conn::new(stream, peer, now, rt), now);
-        self.conns.mark_pending(token, CLASS_HEADER, now);
+        self.conns.mark_pending(token, CLASS_HEADER, now + rt);
         let conn = self.conns.get_mut(token).expect("just inserted");
         if let Err(e) = self
             .poll
@@ -238,11 +239,11 @@ impl Service {
         };
         // Grown by reading, or taken out whole with the upload (then it is 0 here).
         self.buffered = self.buffered + conn.buffered() - before;
-        let (deadline, header_done) = (conn.deadline, !matches!(conn.state, State::Header { .. }));
-        if header_done {
-            self.conns.settle(token);
+        let (deadline, idle) = (conn.deadline, conn.idle);
+        if matches!(conn.state, State::Header { .. }) {
+            self.conns.mark_pending(token, CLASS_HEADER, idle);
         } else {
-            self.conns.mark_pending(token, CLASS_HEADER, Instant::now());
+            self.conns.settle(token);
         }
         self.timers.set(token, deadline);
         self.after(token, step);
@@ -371,8 +372,9 @@ impl Service {
                     self.close(token);
                     return;
                 }
+                let idle = conn.idle;
                 self.timers.set(token, deadline);
-                self.conns.mark_pending(token, CLASS_LINGER, now);
+                self.conns.mark_pending(token, CLASS_LINGER, idle);
             }
             Ok(false) => {}
             Err(e) => {

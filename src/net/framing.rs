@@ -279,14 +279,17 @@ mod tests {
     fn reads_per_call_are_bounded_and_the_rest_is_pending() {
         let one = frame(Kind::C2Message, &[1; 100]);
         let n = READS_PER_WAKE * READ_CHUNK / one.len() + 100;
-        let mut s = Queued(one.repeat(n), 0);
+        // A small first frame: the sink's cap before it is 16 bytes.
+        let mut bytes = frame(Kind::C2Hello, b"hi");
+        bytes.extend(one.repeat(n));
+        let mut s = Queued(bytes, 0);
         let (mut r, mut sink) = (FrameReader::new(), Collect::default());
         r.read_from(&mut s, &mut sink).unwrap();
         assert!(r.read_pending());
         assert!(sink.frames.len() < n);
         r.read_from(&mut s, &mut sink).unwrap();
         assert!(!r.read_pending(), "dry");
-        assert_eq!(sink.frames.len(), n);
+        assert_eq!(sink.frames.len(), n + 1);
         // End of stream after the frames.
         let mut s = &frame(Kind::C2Message, b"last")[..];
         let mut sink = Collect::default();

@@ -10,6 +10,7 @@
 //! * [`bench`]: both transports side by side over a list of N (`mpcomm bench`).
 //! * [`lab`]: a whole experiment on this machine (loopback or network namespaces).
 //! * [`wan`]: the emulated wide-area network (zones, one-way delays, jitter, loss).
+//! * [`net`]: the connection layer of the TCP services (acceptor, connection table, framing).
 //! * [`netns`]: throw-away hosts in network namespaces joined by a bridge.
 //! * [`c2`]: command and control across machines (agent, controller, control CLI).
 //! * [`viz`]: a run as one self-contained HTML page (space-time diagram, order strips, latency).
@@ -25,6 +26,7 @@ pub mod check;
 pub mod compare;
 pub mod export;
 pub mod lab;
+pub mod net;
 pub mod netns;
 pub mod peer;
 pub mod viz;

@@ -1,19 +1,22 @@
-//! One C2 connection on a non-blocking stream: frame reassembly with a cap, the handshake, then
-//! sealed messages. The thin layer between a mio socket and the sans-IO [`auth`] machine; the
-//! agent and controller drivers own one per connection and call it on readiness.
+//! One C2 connection on a non-blocking stream: the handshake, then sealed messages. The
+//! framing (reassembly with caps on the header, bounded reads per wake-up, a capped write
+//! queue) is [`crate::net::framing`]; what stays here is the C2 part: which frames are allowed
+//! when, and the sans-IO [`auth`](super::auth) machine. The agent and controller drivers own
+//! one per connection and call it on readiness.
 
 use std::io::{self, Read, Write};
 
 use super::auth::{AuthError, Handshake, Session};
 use super::proto::{Msg, Role, HELLO_LEN, MAX_FRAME};
-use crate::wire::frame::{FrameHeader, Kind, HEADER_LEN};
+use crate::net::framing::{Backlog, FrameReader, FrameSink, FrameWriter, ReadError};
+use crate::wire::frame::{FrameHeader, Kind};
 
 /// Outgoing bytes a slow reader may leave queued before we drop the connection.
 const MAX_WRITE_QUEUE: usize = 4 << 20;
 /// Reads per call before yielding to other sources (fairness bound). When a call stops here,
 /// `read_pending` says so: under edge-triggered readiness no new event comes for data already
 /// in the socket, so the driver must call `on_readable` again without waiting for one.
-pub const READS_PER_EVENT: usize = 64;
+pub const READS_PER_EVENT: usize = crate::net::framing::READS_PER_WAKE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -31,6 +34,22 @@ pub enum ConnError {
     Backlog,
 }
 
+impl From<ReadError> for ConnError {
+    fn from(e: ReadError) -> ConnError {
+        match e {
+            ReadError::Closed => ConnError::Closed,
+            ReadError::Io(e) => ConnError::Io(e),
+            ReadError::Frame(e) => ConnError::Frame(e),
+        }
+    }
+}
+
+impl From<Backlog> for ConnError {
+    fn from(_: Backlog) -> ConnError {
+        ConnError::Backlog
+    }
+}
+
 impl ConnError {
     /// True when the other side closed or reset the connection (seen on a read or a write).
     pub fn is_closed(&self) -> bool {
@@ -41,6 +60,7 @@ impl ConnError {
                 io::ErrorKind::BrokenPipe
                     | io::ErrorKind::ConnectionReset
                     | io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::WriteZero
             ),
             _ => false,
         }
@@ -52,190 +72,153 @@ impl ConnError {
     }
 }
 
-pub struct Conn<S> {
-    pub stream: S,
+/// The C2 state of a connection: what the frames mean.
+struct Auth {
     hs: Option<Handshake>,
     session: Option<Session>,
-    rbuf: Vec<u8>,
-    wbuf: Vec<u8>,
-    wpos: usize,
-    scratch: Vec<u8>,
-    sealed: Vec<u8>,
     peer_role: Option<Role>,
-    read_pending: bool,
+    scratch: Vec<u8>,
+}
+
+impl Auth {
+    /// Queue what the handshake wants sent; take the session once it is complete.
+    fn pump(&mut self, out: &mut FrameWriter) -> Result<(), ConnError> {
+        let Some(hs) = self.hs.as_mut() else {
+            return Ok(());
+        };
+        while let Some(kind) = hs.poll_transmit(&mut self.scratch) {
+            out.queue(FrameHeader::new(kind, 0), &self.scratch)?;
+        }
+        self.peer_role = self.peer_role.or(hs.peer_role());
+        if let Some(s) = hs.take_session() {
+            self.session = Some(s);
+            self.hs = None;
+        }
+        Ok(())
+    }
+}
+
+/// Frames of one `on_readable` call, decoded against the connection's state.
+struct Sink<'a> {
+    auth: &'a mut Auth,
+    out: &'a mut FrameWriter,
+    msgs: &'a mut Vec<Msg>,
+}
+
+impl FrameSink for Sink<'_> {
+    type Error = ConnError;
+
+    // Before authentication only handshake-sized frames: an unauthenticated peer cannot
+    // make us buffer more than a few dozen bytes.
+    fn cap(&self) -> u32 {
+        if self.auth.session.is_some() {
+            MAX_FRAME
+        } else {
+            HELLO_LEN as u32
+        }
+    }
+
+    fn frame(&mut self, h: FrameHeader, payload: &[u8]) -> Result<(), ConnError> {
+        if let Some(session) = self.auth.session.as_mut() {
+            if h.kind != Kind::C2Message {
+                return Err(AuthError::Unexpected(h.kind).into());
+            }
+            let body = session.open(payload)?;
+            self.msgs
+                .push(Msg::parse(body).map_err(ConnError::Message)?);
+            return Ok(());
+        }
+        let hs = self.auth.hs.as_mut().expect("handshake until established");
+        hs.handle_frame(h.kind, payload)?;
+        self.auth.pump(self.out)
+    }
+}
+
+pub struct Conn<S> {
+    pub stream: S,
+    auth: Auth,
+    reader: FrameReader,
+    writer: FrameWriter,
+    sealed: Vec<u8>,
 }
 
 impl<S: Read + Write> Conn<S> {
     pub fn new(stream: S, hs: Handshake) -> Conn<S> {
         let mut c = Conn {
             stream,
-            hs: Some(hs),
-            session: None,
-            rbuf: Vec::with_capacity(4096),
-            wbuf: Vec::with_capacity(4096),
-            wpos: 0,
-            scratch: Vec::new(),
+            auth: Auth {
+                hs: Some(hs),
+                session: None,
+                peer_role: None,
+                scratch: Vec::new(),
+            },
+            reader: FrameReader::new(),
+            writer: FrameWriter::new(MAX_WRITE_QUEUE),
             sealed: Vec::new(),
-            peer_role: None,
-            read_pending: false,
         };
-        c.pump_handshake();
+        // The first handshake frames are a few dozen bytes: under the cap.
+        let _ = c.auth.pump(&mut c.writer);
         c
     }
 
     pub fn is_established(&self) -> bool {
-        self.session.is_some()
+        self.auth.session.is_some()
     }
 
     /// The client's role (controller side), known once its Hello arrived.
     pub fn peer_role(&self) -> Option<Role> {
-        self.peer_role
+        self.auth.peer_role
     }
 
     /// True when the last `on_readable` stopped at its read cap before the socket ran dry.
     pub fn read_pending(&self) -> bool {
-        self.read_pending
+        self.reader.read_pending()
     }
 
     /// True when bytes wait for the socket to become writable.
     pub fn wants_write(&self) -> bool {
-        self.wpos < self.wbuf.len()
-    }
-
-    fn push_frame(&mut self, kind: Kind, payload_from_sealed: bool) -> Result<(), ConnError> {
-        let payload = if payload_from_sealed {
-            &self.sealed
-        } else {
-            &self.scratch
-        };
-        let mut hdr = [0u8; HEADER_LEN];
-        FrameHeader {
-            kind,
-            len: payload.len() as u32,
-        }
-        .emit(&mut hdr);
-        if self.wbuf.len() - self.wpos + payload.len() > MAX_WRITE_QUEUE {
-            return Err(ConnError::Backlog);
-        }
-        self.wbuf.extend_from_slice(&hdr);
-        self.wbuf.extend_from_slice(payload);
-        Ok(())
-    }
-
-    fn pump_handshake(&mut self) {
-        let Some(hs) = self.hs.as_mut() else { return };
-        let mut out = std::mem::take(&mut self.scratch);
-        while let Some(kind) = hs.poll_transmit(&mut out) {
-            let mut hdr = [0u8; HEADER_LEN];
-            FrameHeader {
-                kind,
-                len: out.len() as u32,
-            }
-            .emit(&mut hdr);
-            self.wbuf.extend_from_slice(&hdr);
-            self.wbuf.extend_from_slice(&out);
-        }
-        self.scratch = out;
-        self.peer_role = self.peer_role.or(hs.peer_role());
-        if let Some(s) = hs.take_session() {
-            self.session = Some(s);
-            self.hs = None;
-        }
+        self.writer.wants_write()
     }
 
     /// Queue one message (after the handshake; before it, messages are a programming error).
     pub fn send(&mut self, msg: &Msg) -> Result<(), ConnError> {
         let session = self
+            .auth
             .session
             .as_mut()
             .expect("send only after the handshake");
-        self.scratch.clear();
-        msg.emit(&mut self.scratch);
-        session.seal(&self.scratch, &mut self.sealed);
-        self.push_frame(Kind::C2Message, true)
+        let scratch = &mut self.auth.scratch;
+        scratch.clear();
+        msg.emit(scratch);
+        session.seal(scratch, &mut self.sealed);
+        self.writer
+            .queue(FrameHeader::new(Kind::C2Message, 0), &self.sealed)?;
+        Ok(())
     }
 
     /// Write what the socket takes. `Ok(())` also when it would block (see `wants_write`).
     pub fn flush(&mut self) -> Result<(), ConnError> {
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => return Err(ConnError::Closed),
-                Ok(n) => self.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+        self.writer.flush(&mut self.stream).map_err(|e| {
+            if e.kind() == io::ErrorKind::WriteZero {
+                ConnError::Closed
+            } else {
+                ConnError::Io(e)
             }
-        }
-        if self.wpos == self.wbuf.len() {
-            self.wbuf.clear();
-            self.wpos = 0;
-        }
-        Ok(())
+        })
     }
 
     /// Read what the socket has and decode whole frames; authenticated messages go to `msgs`.
     /// Returns `Ok(true)` if the handshake completed during this call.
     pub fn on_readable(&mut self, msgs: &mut Vec<Msg>) -> Result<bool, ConnError> {
         let was = self.is_established();
-        let mut chunk = [0u8; 16 * 1024];
-        self.read_pending = true;
-        for _ in 0..READS_PER_EVENT {
-            match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.read_pending = false;
-                    self.decode(msgs)?;
-                    return Err(ConnError::Closed);
-                }
-                Ok(n) => {
-                    self.rbuf.extend_from_slice(&chunk[..n]);
-                    self.decode(msgs)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.read_pending = false;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.read_pending = false;
-                    return Err(e.into());
-                }
-            }
-        }
+        let mut sink = Sink {
+            auth: &mut self.auth,
+            out: &mut self.writer,
+            msgs,
+        };
+        self.reader.read_from(&mut self.stream, &mut sink)?;
         self.flush()?;
         Ok(!was && self.is_established())
-    }
-
-    fn decode(&mut self, msgs: &mut Vec<Msg>) -> Result<(), ConnError> {
-        loop {
-            if self.rbuf.len() < HEADER_LEN {
-                return Ok(());
-            }
-            // Before authentication only handshake-sized frames: an unauthenticated peer
-            // cannot make us buffer more than a few dozen bytes.
-            let cap = if self.is_established() {
-                MAX_FRAME
-            } else {
-                HELLO_LEN as u32
-            };
-            let h = FrameHeader::parse(&self.rbuf[..HEADER_LEN], cap).map_err(ConnError::Frame)?;
-            let end = HEADER_LEN + h.len as usize;
-            if self.rbuf.len() < end {
-                return Ok(());
-            }
-            let payload = &self.rbuf[HEADER_LEN..end];
-            if let Some(session) = self.session.as_mut() {
-                if h.kind != Kind::C2Message {
-                    return Err(AuthError::Unexpected(h.kind).into());
-                }
-                let body = session.open(payload)?;
-                msgs.push(Msg::parse(body).map_err(ConnError::Message)?);
-            } else {
-                let hs = self.hs.as_mut().expect("handshake until established");
-                hs.handle_frame(h.kind, payload)?;
-                self.pump_handshake();
-            }
-            self.rbuf.drain(..end);
-        }
     }
 }
 
@@ -243,6 +226,7 @@ impl<S: Read + Write> Conn<S> {
 mod tests {
     use super::*;
     use crate::c2::auth::fresh32;
+    use crate::wire::frame::HEADER_LEN;
     use std::os::unix::net::UnixStream;
 
     fn pair() -> (Conn<UnixStream>, Conn<UnixStream>, [u8; 32]) {
@@ -291,11 +275,7 @@ mod tests {
         b.set_nonblocking(true).unwrap();
         let mut s = Conn::new(b, Handshake::server(fresh32(), fresh32()));
         let mut hdr = [0u8; HEADER_LEN];
-        FrameHeader {
-            kind: Kind::C2Hello,
-            len: u32::MAX,
-        }
-        .emit(&mut hdr);
+        FrameHeader::new(Kind::C2Hello, u32::MAX).emit(&mut hdr);
         (&a).write_all(&hdr).unwrap();
         let err = s.on_readable(&mut Vec::new()).unwrap_err();
         assert!(
@@ -307,11 +287,7 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         b.set_nonblocking(true).unwrap();
         let mut s = Conn::new(b, Handshake::server(fresh32(), fresh32()));
-        FrameHeader {
-            kind: Kind::C2Message,
-            len: 8,
-        }
-        .emit(&mut hdr);
+        FrameHeader::new(Kind::C2Message, 8).emit(&mut hdr);
         (&a).write_all(&hdr).unwrap();
         (&a).write_all(&[0; 8]).unwrap();
         assert!(matches!(
@@ -377,7 +353,7 @@ mod tests {
         for _ in 0..n {
             c.send(&Msg::StatusRequest).unwrap();
         }
-        s.stream.queued = std::mem::take(&mut c.wbuf);
+        s.stream.queued = c.writer.take_queued();
         assert!(s.stream.queued.len() > READS_PER_EVENT * 16 * 1024);
         s.on_readable(&mut msgs).unwrap();
         assert!(s.read_pending(), "stopped at the cap with data left");

@@ -4,18 +4,16 @@
 //! a helper thread ([`super::control::prompt`]). This file reads the clock, moves bytes and
 //! admits connections; what to answer, when to time out and when to exit is the core's.
 //!
-//! Over 500 lines only because it still holds the clap `ServeArgs` and the admission code
-//! (`listen` … `refused`), both about to move (to `cli` and to a shared acceptor in `net`).
+//! Admission (accept rounds, per-source caps, eviction) is the shared layer in [`crate::net`].
 
 use anyhow::Context;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +25,7 @@ use super::proto::Msg;
 use super::registry::OrderBy;
 use super::timing::LogLimiter;
 use crate::compare::{Report, Server, ServerConfig, Stopper};
+use crate::net::{Acceptor, Admit, ConnTable, Limits, StopHandle};
 use crate::util::duration;
 
 // `c2 run` and `c2 status` print and check with these too.
@@ -43,8 +42,14 @@ const FIRST_CONN: usize = 2;
 const MAX_UNAUTHENTICATED: usize = 64;
 const MAX_PENDING_PER_SOURCE: usize = 16;
 const MAX_CONNECTIONS: usize = 2048;
-/// Accepts per readiness event; the loop comes back (zero poll timeout) when more may wait.
-const ACCEPTS_PER_EVENT: usize = 256;
+const LIMITS: Limits = Limits {
+    max_connections: MAX_CONNECTIONS,
+    max_per_source: None,
+    max_pending: Some(MAX_UNAUTHENTICATED),
+    max_pending_per_source: Some(MAX_PENDING_PER_SOURCE),
+};
+/// Eviction class of a connection that sent its Hello (one that has not goes first).
+const CLASS_HELLO: u8 = 1;
 
 /// After the exit, how long the requester's connection gets to take its ExitDone.
 const EXIT_FLUSH: Duration = Duration::from_secs(1);
@@ -102,48 +107,21 @@ struct Closing {
 
 struct Controller {
     poll: Poll,
-    listener: TcpListener,
+    /// Accepts in bounded rounds, and again after a failure (out of descriptors).
+    acceptor: Acceptor,
     key: Key,
     core: Core,
     clients: HashMap<usize, Client>,
-    next_token: usize,
+    /// Tokens, per-source counts and the connections still authenticating, for admission.
+    admission: ConnTable<()>,
     reports: Receiver<(u64, String)>,
     prompt: Option<Receiver<String>>,
-    stop: Arc<AtomicBool>,
+    stop: StopHandle,
     closing: Option<Closing>,
     refusals: LogLimiter,
     msgs: Vec<Msg>,
-    /// The accept loop stopped at its cap: connections may still wait in the backlog, and the
-    /// edge-triggered listener will not report them again.
-    accept_more: bool,
     /// Connections whose read loop stopped at its cap with data possibly left in the socket.
     read_more: Vec<usize>,
-}
-
-/// Connections the kernel may queue before we accept them (std and mio use 128): a fleet of
-/// agents reconnecting at once after a restart should not see its SYNs dropped.
-const LISTEN_BACKLOG: i32 = 1024;
-
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    s.bind(&addr.into())?;
-    s.listen(LISTEN_BACKLOG)?;
-    s.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(s.into()))
-}
-
-/// The address a per-source cap counts by: IPv4 (also v4-mapped), or the /64 of an IPv6 address.
-fn source_of(ip: std::net::IpAddr) -> std::net::IpAddr {
-    use std::net::{IpAddr, Ipv6Addr};
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        },
-    }
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -158,15 +136,14 @@ pub fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
     let key = super::key::load(&cfg.key_file)?;
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mut listener = listen(cfg.listen).with_context(|| {
+    let listener = crate::net::listen(cfg.listen).with_context(|| {
         format!(
             "cannot listen on {}: is another controller running? choose --listen",
             cfg.listen
         )
     })?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let listen = listener.local_addr()?;
+    let acceptor = Acceptor::new(listener, poll.registry(), LISTENER)?;
+    let listen = acceptor.local_addr()?;
 
     let results = cfg.results.clone().or_else(|| {
         std::env::var_os("STATE_DIRECTORY").map(|d| PathBuf::from(d).join("results.jsonl"))
@@ -183,13 +160,9 @@ pub fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
     let compare_addr = server.local_addr();
     let (stopper, reports) = spawn_comparator(server, waker.clone())?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (s, w) = (stop.clone(), waker.clone());
-    ctrlc::set_handler(move || {
-        s.store(true, Ordering::SeqCst);
-        let _ = w.wake();
-    })
-    .context("cannot install the SIGINT/SIGTERM handler")?;
+    let stop = StopHandle::new(waker.clone());
+    let s = stop.clone();
+    ctrlc::set_handler(move || s.stop()).context("cannot install the SIGINT/SIGTERM handler")?;
     let prompt =
         (cfg.prompt && std::io::stdin().is_terminal()).then(|| prompt::spawn_prompt(waker.clone()));
 
@@ -205,18 +178,17 @@ pub fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
     let seed = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes"));
     let mut c = Controller {
         poll,
-        listener,
+        acceptor,
         key,
         core: Core::new(&cfg, compare_addr, seed),
         clients: HashMap::new(),
-        next_token: FIRST_CONN,
+        admission: ConnTable::new(FIRST_CONN, LIMITS),
         reports,
         prompt,
         stop,
         closing: None,
         refusals: LogLimiter::new(10, Duration::from_secs(10)),
         msgs: Vec::new(),
-        accept_more: false,
         read_more: Vec::new(),
     };
     let code = c.event_loop();
@@ -263,17 +235,18 @@ impl Controller {
             let now = Instant::now();
             // Sources that stopped at a per-event cap get no new edge: poll without sleeping
             // and serve them again after this round's events.
-            let accept_again = self.accept_more && self.closing.is_none();
+            let accepting = self.closing.is_none();
             let read_again = std::mem::take(&mut self.read_more);
-            let timeout = if accept_again || !read_again.is_empty() {
+            let timeout = if (accepting && self.acceptor.has_more()) || !read_again.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                self.next_deadline()
-                    .map(|d| d.saturating_duration_since(now))
+                // After a failed accept the listener is tried again without an event.
+                let retry = self.acceptor.retry_at().filter(|_| accepting);
+                let next = self.next_deadline().into_iter().chain(retry).min();
+                next.map(|d| d.saturating_duration_since(now))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
-                    self.accept_more |= accept_again;
                     self.read_more.extend(read_again);
                     continue;
                 }
@@ -287,20 +260,24 @@ impl Controller {
                 }
                 continue;
             }
+            let mut accepted = false;
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => {
+                        self.accept();
+                        accepted = true;
+                    }
                     WAKER => self.on_wake(),
                     Token(t) => self.on_client_event(t),
                 }
             }
-            if accept_again {
+            if !accepted && self.acceptor.wants_round(Instant::now()) {
                 self.accept();
             }
             for t in read_again {
                 self.on_client_event(t);
             }
-            if self.stop.load(Ordering::SeqCst) {
+            if self.stop.is_stopped() {
                 log("signal received: stopping (agents stay up and reconnect to the next controller)");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -319,90 +296,67 @@ impl Controller {
     }
 
     fn accept(&mut self) {
-        self.accept_more = false;
-        for _ in 0..ACCEPTS_PER_EVENT {
-            let (mut stream, addr) = match self.listener.accept() {
+        let now = Instant::now();
+        self.acceptor.start_round();
+        while let Some(next) = self.acceptor.next(now) {
+            let (mut stream, addr) = match next {
                 Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    log(format_args!("accept: {e}"));
-                    return;
+                    if self.acceptor.failures_in_a_row() == 1 {
+                        let every = crate::net::acceptor::RETRY_AFTER;
+                        log(format_args!("accept failed: {e}; retrying every {every:?}"));
+                    }
+                    continue;
                 }
             };
             if !self.make_room(addr) {
                 self.refused(addr, "too many connections: closed at once");
                 continue;
             }
-            let token = self.next_token;
-            self.next_token += 1;
+            let token = self.admission.insert(addr, (), now);
             if let Err(e) = self.poll.registry().register(
                 &mut stream,
-                Token(token),
+                token,
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 log(format_args!("register {addr}: {e}"));
+                self.admission.remove(token);
                 continue;
             }
-            let now = Instant::now();
             let hs = Handshake::server(self.key, fresh32());
             self.clients.insert(
-                token,
+                token.0,
                 Client {
                     conn: Conn::new(stream, hs),
                     addr,
                     since: now,
                 },
             );
-            self.opened(now, token);
+            self.opened(now, token.0);
             // The client sends its Hello right after connecting: take it now if it is there,
             // so the connection counts as talking before the next newcomer looks for a victim.
-            self.on_client_event(token);
+            self.on_client_event(token.0);
         }
-        self.accept_more = true;
     }
 
     /// Room for one more connection from `addr`: evict the oldest connection still
     /// authenticating from its source (or, at the global cap, from anywhere), preferring ones
     /// that have not even sent a Hello. False only when every slot holds an established one.
     fn make_room(&mut self, addr: SocketAddr) -> bool {
-        let src = source_of(addr.ip());
-        let victim = |clients: &HashMap<usize, Client>, same_source: bool| {
-            clients
-                .iter()
-                .filter(|(_, c)| !c.conn.is_established())
-                .filter(|(_, c)| !same_source || source_of(c.addr.ip()) == src)
-                .min_by_key(|(t, c)| (c.conn.peer_role().is_some(), c.since, **t))
-                .map(|(t, _)| *t)
-        };
-        let from_src = self
-            .clients
-            .values()
-            .filter(|c| !c.conn.is_established() && source_of(c.addr.ip()) == src)
-            .count();
-        let pending = self
-            .clients
-            .values()
-            .filter(|c| !c.conn.is_established())
-            .count();
-        let evict = if from_src >= MAX_PENDING_PER_SOURCE {
-            victim(&self.clients, true)
-        } else if pending >= MAX_UNAUTHENTICATED || self.clients.len() >= MAX_CONNECTIONS {
-            victim(&self.clients, false)
-        } else {
-            return true;
-        };
-        match evict {
-            Some(t) => {
-                self.drop_client(
-                    t,
+        // Bounded: each eviction frees the slot the next decision looks at.
+        for _ in 0..4 {
+            match self.admission.admit(addr) {
+                Admit::Yes => return true,
+                Admit::Evict(t) => self.drop_client(
+                    t.0,
                     format_args!(
                         "evicted for a newer connection: too many still authenticating (at most {MAX_PENDING_PER_SOURCE} per source, {MAX_UNAUTHENTICATED} in all)"
                     ),
-                );
-                self.clients.len() < MAX_CONNECTIONS
+                ),
+                Admit::SourceFull { .. } | Admit::Full { .. } => return false,
             }
-            None => false,
         }
+        false
     }
 
     fn refused(&mut self, addr: SocketAddr, why: impl std::fmt::Display) {
@@ -425,6 +379,7 @@ impl Controller {
     }
 
     fn drop_client(&mut self, token: usize, why: impl std::fmt::Display) {
+        self.admission.remove(Token(token));
         let Some(mut c) = self.clients.remove(&token) else {
             return;
         };
@@ -448,6 +403,12 @@ impl Controller {
             self.read_more.push(token);
         }
         let established = c.conn.is_established();
+        if established {
+            self.admission.settle(Token(token));
+        } else if c.conn.peer_role().is_some() {
+            self.admission
+                .mark_pending(Token(token), CLASS_HELLO, c.since);
+        }
         self.core
             .on_handshake(token, c.conn.peer_role(), established);
         // Messages that arrived before an error were authenticated: act on them first, and

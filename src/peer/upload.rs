@@ -6,7 +6,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::wire::frame::{self, Kind};
+use crate::wire::frame::{self, Kind, Reason};
 
 /// Replies are short messages; a longer one is not a comparator.
 const MAX_REPLY: u32 = 64 * 1024;
@@ -22,26 +22,35 @@ pub const DEFAULT_ATTEMPTS: u32 = 8;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
-/// Words of comparators older than the `Busy` kind for a refusal worth retrying (they answered
-/// `Rejected`); current ones answer `Busy` and we decide on the kind.
-const LEGACY_TRANSIENT: [&str; 3] = ["try again", "upload it again", "too many connections"];
-
-/// The comparator's words for "this (run, peer) is already stored" (see `compare::server`).
-const DUPLICATE_KEPT: &str = "the first one is kept";
-
 /// The wait after failed attempt `attempt` (1-based): 250 ms doubling up to 4 s.
 pub fn backoff(attempt: u32) -> Duration {
     let doublings = attempt.saturating_sub(1).min(16);
     (FIRST_BACKOFF * (1u32 << doublings)).min(MAX_BACKOFF)
 }
 
-/// What one attempt got back.
+/// What one attempt got back. Decided on the frame's kind and reason code, never on its
+/// text (which is for the log line).
+#[derive(Debug, PartialEq, Eq)]
 enum Reply {
     Accepted(String),
     /// Refused for good: the same bytes get the same answer.
-    Rejected(String),
+    Rejected(Reason, String),
     /// Refused for now: try again later.
-    Busy(String),
+    Busy(Reason, String),
+}
+
+impl Reply {
+    /// A reply frame's meaning: `Busy`, or a transient code in any refusal, is worth a retry.
+    /// A refusal without a code (an old comparator) is taken at its kind.
+    fn from_frame(kind: Kind, reason: Reason, text: String) -> Option<Reply> {
+        match kind {
+            Kind::Accepted => Some(Reply::Accepted(text)),
+            Kind::Busy => Some(Reply::Busy(reason, text)),
+            Kind::Rejected if reason.is_transient() => Some(Reply::Busy(reason, text)),
+            Kind::Rejected => Some(Reply::Rejected(reason, text)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,15 +104,15 @@ pub fn upload(comparator: &str, log: &[u8], attempts: u32) -> Result<String, Upl
         match try_once(addr, log) {
             Ok(Reply::Accepted(msg)) => return Ok(msg),
             // An earlier attempt was stored but its acknowledgement lost: that is success.
-            Ok(Reply::Rejected(reason)) if attempt > 1 && reason.contains(DUPLICATE_KEPT) => {
+            Ok(Reply::Rejected(Reason::Duplicate, reason)) if attempt > 1 => {
                 return Ok(format!("stored by an earlier attempt ({reason})"))
             }
-            Ok(Reply::Busy(reason)) => {
+            Ok(Reply::Busy(_, reason)) => {
                 say!("mpcomm: comparator at {addr} asks to retry (attempt {attempt}/{attempts}): {reason}");
                 last = Some(io::Error::other(reason));
             }
             // Any other refusal is an answer: retrying the same bytes cannot change it.
-            Ok(Reply::Rejected(reason)) => return Err(UploadError::Rejected { addr, reason }),
+            Ok(Reply::Rejected(_, reason)) => return Err(UploadError::Rejected { addr, reason }),
             Err(e) => {
                 say!("mpcomm: upload to {addr} failed (attempt {attempt}/{attempts}): {e}");
                 last = Some(e);
@@ -130,7 +139,7 @@ fn try_once(addr: SocketAddr, log: &[u8]) -> io::Result<Reply> {
         // The comparator may have refused the upload from its header (too large, or busy) and
         // closed while we were still writing: its reply, if any, is the real answer.
         return match read_reply(&mut s) {
-            Ok(r @ (Reply::Rejected(_) | Reply::Busy(_))) => Ok(r),
+            Ok(r @ (Reply::Rejected(..) | Reply::Busy(..))) => Ok(r),
             _ => Err(write_error),
         };
     }
@@ -138,20 +147,14 @@ fn try_once(addr: SocketAddr, log: &[u8]) -> io::Result<Reply> {
 }
 
 fn read_reply(s: &mut TcpStream) -> io::Result<Reply> {
-    let (kind, payload) = frame::read_frame(s, MAX_REPLY)?;
+    let (h, payload) = frame::read_frame_with(s, MAX_REPLY)?;
     let text = String::from_utf8_lossy(&payload).into_owned();
-    match kind {
-        Kind::Accepted => Ok(Reply::Accepted(text)),
-        Kind::Rejected if LEGACY_TRANSIENT.iter().any(|t| text.contains(t)) => {
-            Ok(Reply::Busy(text))
-        }
-        Kind::Rejected => Ok(Reply::Rejected(text)),
-        Kind::Busy => Ok(Reply::Busy(text)),
-        other => Err(io::Error::new(
+    Reply::from_frame(h.kind, h.reason, text).ok_or_else(|| {
+        io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("unexpected reply kind {other:?}"),
-        )),
-    }
+            format!("unexpected reply kind {:?}", h.kind),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -172,15 +175,19 @@ mod tests {
     /// A scripted comparator answering each connection with the next reply kind; returns
     /// its address and a handle giving the number of connections it saw.
     fn scripted(replies: Vec<Kind>) -> (String, std::thread::JoinHandle<usize>) {
+        scripted_with(replies.into_iter().map(|k| (k, Reason::Unstated)).collect())
+    }
+
+    fn scripted_with(replies: Vec<(Kind, Reason)>) -> (String, std::thread::JoinHandle<usize>) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let t = std::thread::spawn(move || {
             let n = replies.len();
-            for kind in replies {
+            for (kind, reason) in replies {
                 let (mut s, _) = l.accept().unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 frame::read_frame(&mut s, 1 << 20).unwrap();
-                frame::write_frame(&mut s, kind, b"scripted").unwrap();
+                frame::write_frame_with(&mut s, kind, reason, b"scripted").unwrap();
             }
             n
         });
@@ -204,5 +211,45 @@ mod tests {
             "{e}"
         );
         assert_eq!(t.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn retries_are_decided_on_the_code_not_the_words() {
+        let text = || "try again: the first one is kept".to_owned();
+        // Words that once meant "retry" or "duplicate" decide nothing without their code.
+        assert_eq!(
+            Reply::from_frame(Kind::Rejected, Reason::Unstated, text()),
+            Some(Reply::Rejected(Reason::Unstated, text()))
+        );
+        assert_eq!(
+            Reply::from_frame(Kind::Rejected, Reason::OverBudget, text()),
+            Some(Reply::Busy(Reason::OverBudget, text()))
+        );
+        // A transient code newer than this build is retried too.
+        assert_eq!(
+            Reply::from_frame(Kind::Rejected, Reason::Unknown(50), text()),
+            Some(Reply::Busy(Reason::Unknown(50), text()))
+        );
+        assert_eq!(
+            Reply::from_frame(Kind::Upload, Reason::Unstated, text()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_duplicate_after_a_lost_acknowledgement_is_success() {
+        // The first attempt's reply is lost (here: Busy); the second finds the log stored.
+        let (addr, t) = scripted_with(vec![
+            (Kind::Busy, Reason::Full),
+            (Kind::Rejected, Reason::Duplicate),
+        ]);
+        let msg = upload(&addr, b"log", 3).unwrap();
+        assert!(msg.starts_with("stored by an earlier attempt"), "{msg}");
+        assert_eq!(t.join().unwrap(), 2);
+        // On the first attempt a duplicate is another peer's log: an answer, not a success.
+        let (addr, t) = scripted_with(vec![(Kind::Rejected, Reason::Duplicate)]);
+        let e = upload(&addr, b"log", 3).unwrap_err();
+        assert!(matches!(e, UploadError::Rejected { .. }), "{e}");
+        assert_eq!(t.join().unwrap(), 1);
     }
 }

@@ -17,6 +17,7 @@
 //! * [`packet`]: the peer datagrams (HELLO, HELLO_ACK, DATA, STOP, HEARTBEAT, NACK, ORDER).
 //! * [`log`]: the binary delivery log a peer writes and uploads.
 //! * [`frame`]: the length-prefixed frames on TCP (uploads, replies, C2).
+//! * [`refusal`]: the reason code in the comparator's refusal frames.
 //! * [`auth`]: the tag an authenticated run puts at the end of every datagram.
 //! * [`probe`]: the preflight's PROBE and REPLY (`mpcomm check`).
 
@@ -28,6 +29,7 @@ pub mod frame;
 pub mod log;
 pub mod packet;
 pub mod probe;
+pub mod refusal;
 
 /// Why a byte string was refused. Fieldless and `Copy` so it can index a counter array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -18,10 +18,12 @@
 //! * [`log`]: the binary delivery log a peer writes and uploads.
 //! * [`frame`]: the length-prefixed frames on TCP (uploads, replies, C2).
 //! * [`auth`]: the tag an authenticated run puts at the end of every datagram.
+//! * [`child`]: what a child peer tells the process that started it (ready, outcome).
 
 #[macro_use]
 mod macros;
 pub mod auth;
+pub mod child;
 pub mod frame;
 pub mod log;
 pub mod packet;

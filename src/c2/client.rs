@@ -233,27 +233,51 @@ impl Client {
     }
 }
 
-pub fn run_series(args: RunConfig) -> anyhow::Result<ExitCode> {
-    if args.repeat == 0 || args.repeat > MAX_REPEAT {
-        bail!("--repeat must be 1..={MAX_REPEAT}");
+/// A `c2 run` refused before anything is sent: its values are wrong (each names its flag).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("--repeat must be 1..={MAX_REPEAT}")]
+    Repeat,
+    /// The words of the checks the controller and the agents run too.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Values(#[from] crate::peer::args::RunValueError),
+}
+
+impl RunConfig {
+    /// The request of every run of the series, but for its transport, order and seed.
+    fn base_request(&self, seed: u64) -> RunRequest {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        RunRequest {
+            peers: self.peers,
+            msgs: self.msgs,
+            transport: Transport::Fanout,
+            order: crate::wire::Order::None,
+            repair: self.repair,
+            interval_ms: (ms(self.interval.0), ms(self.interval.1)),
+            size: self.size,
+            wan: self.wan.clone().unwrap_or_default(),
+            time_scale: self.time_scale,
+            wan_loss: self.wan_loss,
+            seed: Some(seed),
+        }
     }
-    let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-    let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
-    let base = RunRequest {
-        peers: args.peers,
-        msgs: args.msgs,
-        transport: Transport::Fanout,
-        order: crate::wire::Order::None,
-        repair: args.repair,
-        interval_ms: (ms(args.interval.0), ms(args.interval.1)),
-        size: args.size,
-        wan: args.wan.clone().unwrap_or_default(),
-        time_scale: args.time_scale,
-        wan_loss: args.wan_loss,
-        seed: Some(seed),
-    };
+
+    /// Refuse locally, before connecting, what the controller or an agent would refuse.
+    pub fn check(&self) -> Result<(), RequestError> {
+        if self.repeat == 0 || self.repeat > MAX_REPEAT {
+            return Err(RequestError::Repeat);
+        }
+        check_request(&self.base_request(0))
+    }
+}
+
+pub fn run_series(args: RunConfig) -> anyhow::Result<ExitCode> {
     // Check locally first for a fast, clear error; the controller and every agent check again.
-    check_request(&base)?;
+    args.check()?;
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
+    let base = args.base_request(seed);
     let transports = args.transport.list();
     let mut results = match &args.results {
         Some(p) => Some(crate::compare::open_results(p)?),
@@ -407,11 +431,11 @@ fn wait_for_idle(client: &mut Client, peers: usize, within: Duration) -> anyhow:
 
 /// Everything an agent or its peer would refuse, refused before anything is sent, the flag
 /// named (the same checks as the controller's, the agent's and the peer's own).
-pub fn check_request(q: &RunRequest) -> anyhow::Result<()> {
+pub fn check_request(q: &RunRequest) -> Result<(), RequestError> {
     super::proto::check_run_shape(q.peers as usize, q.msgs, q.interval_ms, q.size)
-        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+        .map_err(|e| RequestError::Refused(format!("--{e}")))?;
     super::proto::check_emulation(q.time_scale, q.interval_ms.1, &q.wan, q.wan_loss)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(RequestError::Refused)?;
     let ms = |v: u32| Duration::from_millis(u64::from(v));
     crate::peer::args::RunValues {
         peers: q.peers,
@@ -430,7 +454,7 @@ pub fn check_request(q: &RunRequest) -> anyhow::Result<()> {
     }
     .check()?;
     if !q.wan.is_empty() {
-        super::controller::load_profile(&q.wan).map_err(anyhow::Error::msg)?;
+        super::controller::load_profile(&q.wan).map_err(RequestError::Refused)?;
     }
     Ok(())
 }

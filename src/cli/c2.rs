@@ -38,7 +38,13 @@ pub fn run(cmd: C2Command) -> anyhow::Result<ExitCode> {
         C2Command::Keygen => crate::c2::keygen(),
         C2Command::Agent(a) => agent::run(a),
         C2Command::Serve(a) => controller::run(a),
-        C2Command::Run(a) => client::run_series(a.into()),
+        C2Command::Run(a) => {
+            let cfg = RunConfig::from(a);
+            if let Err(e) = cfg.check() {
+                super::usage(&["c2", "run"], e).exit();
+            }
+            client::run_series(cfg)
+        }
         C2Command::Status(a) => client::status(a.into()),
         C2Command::Exit(a) => client::exit(a.into()),
     }

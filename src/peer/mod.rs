@@ -129,6 +129,17 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
             Err(e) => say!("mpcomm peer: note: one-peer messages go to the group ({e})"),
         }
     }
+    // Bound (and joined): what is sent to us from now on is received. A launcher holding
+    // its peers at the gate releases them once all have said so.
+    tell_parent(
+        &plan,
+        &ChildMsg::Ready {
+            peer: plan.id,
+            pid: std::process::id(),
+            bound: driver.local_addr()?,
+            rcvbuf: u32::try_from(rcvbuf).unwrap_or(u32::MAX),
+        },
+    );
     if plan.start_gate {
         // Sockets are bound, so nothing sent to us from now on is lost. Blocked here, SIGTERM
         // still ends the process (the handler below is not installed yet).
@@ -150,15 +161,6 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
         driver.local_addr()?,
         plan.seed,
         rcvbuf / 1024
-    );
-    tell_parent(
-        &plan,
-        &ChildMsg::Ready {
-            peer: plan.id,
-            pid: std::process::id(),
-            bound: driver.local_addr()?,
-            rcvbuf: u32::try_from(rcvbuf).unwrap_or(u32::MAX),
-        },
     );
     let result = driver.run(&mut machine);
     let interrupted = matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::Interrupted);

@@ -211,3 +211,30 @@ fn a_value_refused_after_parsing_is_a_usage_error_of_its_subcommand() {
     assert!(text.contains("--msgs must be at least 1"), "{text}");
     assert!(text.contains("Usage: mpcomm c2 run"), "{text}");
 }
+
+#[test]
+fn plan_errors_about_arguments_are_usage_errors_and_name_the_flag() {
+    let mut spec = PeerSpec::new(vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()]);
+    spec.id = Some(5);
+    let e = spec.plan().unwrap_err();
+    assert!(e.is_usage(), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "--id 5 is out of range: --peers lists 2 peers (ids 0..1)"
+    );
+    spec.id = Some(1);
+    spec.size = 10;
+    assert!(matches!(
+        spec.plan(),
+        Err(crate::peer::PlanError::Values(
+            crate::peer::args::RunValueError::Size(10)
+        ))
+    ));
+    spec.size = packet::DATA_MIN_LEN;
+    spec.run_key_file = Some("/nonexistent/key".into());
+    let e = spec.plan().unwrap_err();
+    assert!(
+        !e.is_usage() && e.to_string().starts_with("--run-key-file"),
+        "{e}"
+    );
+}

@@ -224,7 +224,6 @@ impl Experiment {
         group: SocketAddr,
         ctx: &Context,
         key: &Path,
-        notify: Option<&Path>,
     ) -> PeerSpec {
         PeerSpec {
             id: Some(id),
@@ -249,7 +248,6 @@ impl Experiment {
             run_key_file: Some(key.to_path_buf()),
             // Released together once all are up (see run_one).
             start_gate: true,
-            notify: notify.map(Path::to_path_buf),
             ..PeerSpec::new(peers.iter().map(ToString::to_string).collect())
         }
     }
@@ -291,18 +289,11 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
     let cmds = (0..exp.peers)
         .map(|id| {
             let mut cmd = ctx.hosts.command(usize::from(id), &ctx.exe);
-            cmd.args(
-                exp.peer_spec(
-                    id,
-                    run_id,
-                    &peers,
-                    group,
-                    ctx,
-                    key.path(),
-                    notify.as_deref(),
-                )
-                .to_args(),
-            );
+            let spec = PeerSpec {
+                notify: notify.clone(),
+                ..exp.peer_spec(id, run_id, &peers, group, ctx, key.path())
+            };
+            cmd.args(spec.to_args());
             cmd
         })
         .collect();

@@ -11,7 +11,8 @@ use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
-use crate::wire::child::{Repr, MAX_PATH, OUTCOME_FIXED_LEN};
+use super::args::Plan;
+use crate::wire::child::{Reason, Repr, MAX_PATH, OUTCOME_FIXED_LEN};
 use crate::wire::Error as WireError;
 
 /// Send `repr` to the parent's socket at `path` (one datagram, from an unbound socket).
@@ -22,6 +23,28 @@ pub fn tell(path: &Path, repr: &Repr) -> io::Result<()> {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
     }
     Ok(())
+}
+
+/// `--notify`: tell the parent (if there is one); a parent that is gone costs a note, not the run.
+pub fn tell_parent(plan: &Plan, msg: &Repr) {
+    if let Some(path) = &plan.notify {
+        if let Err(e) = tell(path, msg) {
+            say!("mpcomm peer: note: cannot notify {}: {e}", path.display());
+        }
+    }
+}
+
+/// The Outcome of a run that ends with exit code `code` (`peer::exit`).
+pub fn tell_outcome(plan: &Plan, ok: bool, code: u8, run_id: Option<u64>, log: Option<&Path>) {
+    use std::os::unix::ffi::OsStrExt;
+    let msg = Repr::Outcome {
+        peer: plan.id,
+        ok,
+        reason: Reason::from(code),
+        run_id,
+        log: log.map_or_else(Vec::new, |p| p.as_os_str().as_bytes().to_vec()),
+    };
+    tell_parent(plan, &msg);
 }
 
 /// The parent's end: a bound socket, its file removed on drop.
@@ -82,7 +105,6 @@ impl Drop for ParentSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::child::Reason;
 
     #[test]
     fn a_message_told_arrives_decoded_and_the_file_goes_with_the_socket() {

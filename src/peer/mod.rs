@@ -30,7 +30,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::util::clock::{self, Now};
-use crate::wire::child::{Reason, Repr as ChildMsg};
+use crate::wire::child::Repr as ChildMsg;
 use crate::wire::log::{self, LogHeader, SCALE_ONE};
 use crate::wire::Transport;
 pub use args::{Plan, PlanError};
@@ -131,7 +131,7 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     }
     // Bound (and joined): what is sent to us from now on is received. A launcher holding
     // its peers at the gate releases them once all have said so.
-    tell_parent(
+    child::tell_parent(
         &plan,
         &ChildMsg::Ready {
             peer: plan.id,
@@ -166,7 +166,7 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     let interrupted = matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::Interrupted);
     if let Err(e) = &result {
         if !interrupted {
-            tell_outcome(&plan, false, exit::ERROR, machine.run_id(), None);
+            child::tell_outcome(&plan, false, exit::ERROR, machine.run_id(), None);
             return Err(anyhow::anyhow!("peer event loop failed: {e}"));
         }
     }
@@ -247,12 +247,12 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
         match finish_run(&plan, &machine, start, &mut summary) {
             Ok(code) => code,
             Err(e) => {
-                tell_outcome(&plan, false, exit::ERROR, machine.run_id(), None);
+                child::tell_outcome(&plan, false, exit::ERROR, machine.run_id(), None);
                 return Err(e);
             }
         }
     };
-    tell_outcome(
+    child::tell_outcome(
         &plan,
         summary.ok,
         code,
@@ -263,27 +263,6 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
         out!("{}", serde_json::to_string(&summary)?);
     }
     Ok(ExitCode::from(code))
-}
-
-/// `--notify`: tell the parent; a parent that is gone costs a note, not the run.
-fn tell_parent(plan: &args::Plan, msg: &ChildMsg) {
-    if let Some(path) = &plan.notify {
-        if let Err(e) = child::tell(path, msg) {
-            say!("mpcomm peer: note: cannot notify {}: {e}", path.display());
-        }
-    }
-}
-
-fn tell_outcome(plan: &args::Plan, ok: bool, code: u8, run_id: Option<u64>, log: Option<&Path>) {
-    use std::os::unix::ffi::OsStrExt;
-    let msg = ChildMsg::Outcome {
-        peer: plan.id,
-        ok,
-        reason: Reason::from(code),
-        run_id,
-        log: log.map_or_else(Vec::new, |p| p.as_os_str().as_bytes().to_vec()),
-    };
-    tell_parent(plan, &msg);
 }
 
 /// Write the log, then upload it (from memory, so even when the write failed); the file stays

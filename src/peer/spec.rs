@@ -95,10 +95,11 @@ impl PeerSpec {
         }
     }
 
-    /// `peer --peers … --msgs …`: one argument per value, no shell in between. Every valued
-    /// flag is written, defaults too: a child never depends on what the peer's defaults are
-    /// (a log read later need not know them either).
+    /// `peer --peers … --msgs …`: one argument per value, no shell in between. The run's
+    /// shape (messages, transport, order, interval) is always written, an option when it is
+    /// set, any other flag when it is not the peer's default: the line says what differs.
     pub fn to_args(&self) -> Vec<OsString> {
+        let base = PeerSpec::new(Vec::new());
         let mut a: Vec<OsString> = vec!["peer".into()];
         let mut push = |k: &str, v: OsString| {
             a.push(k.into());
@@ -114,38 +115,54 @@ impl PeerSpec {
         if let Some(r) = self.repair {
             push("--repair", r.as_str().into());
         }
-        push("--group", self.group.to_string().into());
+        if self.group != base.group {
+            push("--group", self.group.to_string().into());
+        }
         if let Some(i) = &self.iface {
             push("--iface", i.into());
         }
-        push("--ttl", self.ttl.to_string().into());
+        if self.ttl != base.ttl {
+            push("--ttl", self.ttl.to_string().into());
+        }
         let (lo, hi) = self.interval;
         push("--interval", format!("{}..{}", exact(lo), exact(hi)).into());
-        push("--size", self.size.to_string().into());
+        if self.size != base.size {
+            push("--size", self.size.to_string().into());
+        }
         if let Some(s) = self.seed {
             push("--seed", s.to_string().into());
         }
         if let Some(r) = self.run_id {
             push("--run-id", format!("{r:016x}").into());
         }
-        push("--handshake-timeout", exact(self.handshake_timeout).into());
-        push("--drain", exact(self.drain).into());
+        if self.handshake_timeout != base.handshake_timeout {
+            push("--handshake-timeout", exact(self.handshake_timeout).into());
+        }
+        if self.drain != base.drain {
+            push("--drain", exact(self.drain).into());
+        }
         if let Some(d) = &self.log_dir {
             push("--log-dir", d.into());
         }
         if let Some(c) = &self.comparator {
             push("--comparator", c.into());
         }
-        push("--upload-attempts", self.upload_attempts.to_string().into());
+        if self.upload_attempts != base.upload_attempts {
+            push("--upload-attempts", self.upload_attempts.to_string().into());
+        }
+        // Rust prints the shortest text that parses back to the same f64.
+        if self.time_scale != base.time_scale {
+            push("--time-scale", self.time_scale.to_string().into());
+        }
         if let Some(w) = &self.wan {
             push("--wan", w.into());
+        }
+        if self.wan_loss != base.wan_loss {
+            push("--wan-loss", self.wan_loss.to_string().into());
         }
         if !self.zones.is_empty() {
             push("--zones", self.zones.join(",").into());
         }
-        // Rust prints the shortest text that parses back to the same f64.
-        push("--wan-loss", self.wan_loss.to_string().into());
-        push("--time-scale", self.time_scale.to_string().into());
         if let Some(k) = &self.run_key_file {
             push("--run-key-file", k.into());
         }

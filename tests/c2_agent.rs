@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use c2_common::{write_key, Proc, Sealed, TempDir, EXE};
 use mpcomm::c2::auth::{fresh32, Handshake};
-use mpcomm::c2::proto::{Msg, RunSpec, HELLO_LEN};
+use mpcomm::c2::proto::{Msg, RefusalCode, RunSpec, HELLO_LEN};
 use mpcomm::wire::frame::{read_frame, write_frame};
 use mpcomm::wire::{Order, Repair, Transport};
 
@@ -118,6 +118,7 @@ fn busy_agent_refuses_a_second_run_and_shutdown_ends_peer_and_agent() {
             ok: false,
             detail,
             running,
+            refused: Some(RefusalCode::Busy),
         } => {
             assert!(
                 detail.contains("busy with run 000000000000000b"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use c2_common::{
     client_session, private_port_and_group, run_to_end, write_key, Proc, Sealed, TempDir, EXE,
 };
-use mpcomm::c2::proto::{Msg, Role};
+use mpcomm::c2::proto::{Msg, RefusalCode, Role};
 
 /// `c2 serve` on loopback with a private peer port and group; (process, control, comparator).
 fn serve(
@@ -265,6 +265,7 @@ fn a_busy_refusal_keeps_the_agent_busy_after_the_run_failed() {
         ok: false,
         detail: "agent busy with run 77: one run at a time".into(),
         running: Some(77),
+        refused: Some(RefusalCode::Busy),
     });
     let Msg::Run(spec) = idle.recv() else {
         panic!("expected a Run")
@@ -274,6 +275,7 @@ fn a_busy_refusal_keeps_the_agent_busy_after_the_run_failed() {
         ok: false,
         detail: "run refused: test".into(),
         running: None,
+        refused: Some(RefusalCode::OutOfBounds),
     });
     assert!(!run.wait_exit(Duration::from_secs(30)).success());
     assert!(
@@ -299,6 +301,7 @@ fn a_busy_refusal_keeps_the_agent_busy_after_the_run_failed() {
         ok: true,
         detail: String::new(),
         running: None,
+        refused: None,
     });
     serve.wait_for(
         "run 000000000000004d finished; idle",

@@ -6,11 +6,14 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use mpcomm::wire::c2::{
+    AgentInfo, Hello, Msg, RefusalCode, Role, RunRequest, RunSpec, SealedPacket,
+};
 use mpcomm::wire::child::{self, Reason};
 use mpcomm::wire::frame::{FrameHeader, Kind as FrameKind};
 use mpcomm::wire::log::{self, LogHeader, LogView, Record};
 use mpcomm::wire::packet::{Announce, Body, Repr, Stream};
-use mpcomm::wire::Transport;
+use mpcomm::wire::{Order, Repair, Transport};
 
 /// Decode with every decoder; the point is that none of these calls panics.
 fn decode_all(bytes: &[u8]) {
@@ -25,6 +28,118 @@ fn decode_all(bytes: &[u8]) {
         // What parsed emits back to the same bytes.
         assert_eq!(m.to_bytes(), bytes);
     }
+    // C2: a message body, a Hello, and a sealed payload's body.
+    if let Ok(m) = Msg::parse(bytes) {
+        // A body that parsed is re-emitted byte for byte (no two encodings of one value).
+        let mut again = Vec::new();
+        m.emit(&mut again);
+        assert_eq!(again, bytes, "{m:?}");
+    }
+    let _ = Hello::parse(bytes);
+    if let Ok(p) = SealedPacket::new_checked(bytes) {
+        let _ = Msg::parse(p.body());
+    }
+}
+
+fn c2_run_spec() -> RunSpec {
+    RunSpec {
+        run_id: 0x0102,
+        peer_id: 1,
+        transport: Transport::Multicast,
+        order: Order::Causal,
+        repair: Repair::Nack,
+        msgs: 50,
+        interval_ms: (10, 100),
+        size: 0,
+        seed: 7,
+        group: Some("239.1.2.3:4570".parse().unwrap()),
+        comparator: "127.0.0.1:4568".parse().unwrap(),
+        peers: vec![
+            "127.0.0.2:4567".parse().unwrap(),
+            "[::1]:4567".parse().unwrap(),
+        ],
+        wan: "eu".into(),
+        zones: vec!["a".into(), "b".into()],
+        time_scale: 0.1,
+        wan_loss: 0.01,
+        run_key: [0x5a; 32],
+    }
+}
+
+/// One C2 message of every kind, encoded.
+fn c2_inputs() -> Vec<Vec<u8>> {
+    let msgs = [
+        Msg::Register {
+            instance: 9,
+            advertise: Some("10.0.0.1".parse().unwrap()),
+            zone: "eu-west".into(),
+            running: Some(3),
+        },
+        Msg::Heartbeat,
+        Msg::RunReady { run_id: 3 },
+        Msg::RunFinished {
+            run_id: 4,
+            ok: false,
+            detail: "agent busy with run 3".into(),
+            running: Some(3),
+            refused: Some(RefusalCode::Busy),
+        },
+        Msg::Run(Box::new(c2_run_spec())),
+        Msg::Shutdown,
+        Msg::RunRequest(RunRequest {
+            peers: 2,
+            msgs: 1,
+            transport: Transport::Fanout,
+            order: Order::Lamport,
+            repair: Some(Repair::Off),
+            interval_ms: (1, 1),
+            size: 0,
+            wan: "gcp8".into(),
+            time_scale: 0.25,
+            wan_loss: 0.05,
+            seed: Some(42),
+        }),
+        Msg::StatusRequest,
+        Msg::ExitRequest,
+        Msg::Progress {
+            text: "run 3: 4/4 peers ready".into(),
+        },
+        Msg::RunReport {
+            run_id: 3,
+            json: "{}".into(),
+        },
+        Msg::Refused {
+            text: "only 3 agents are live".into(),
+        },
+        Msg::Status {
+            agents: vec![AgentInfo {
+                advertise: "::1".parse().unwrap(),
+                zone: "z".into(),
+                live: true,
+                busy: false,
+                seen_ms_ago: 12,
+            }],
+        },
+        Msg::ExitDone { agents: 4 },
+    ];
+    let mut out: Vec<Vec<u8>> = msgs
+        .iter()
+        .map(|m| {
+            let mut b = Vec::new();
+            m.emit(&mut b);
+            b
+        })
+        .collect();
+    out.push(
+        Hello {
+            role: Role::Agent,
+            version: mpcomm::wire::c2::VERSION,
+            nonce: [7; 32],
+        }
+        .emit()
+        .to_vec(),
+    );
+    out
 }
 
 fn valid_inputs() -> Vec<Vec<u8>> {
@@ -160,6 +275,7 @@ fn valid_inputs() -> Vec<Vec<u8>> {
     ] {
         out.push(m.to_bytes());
     }
+    out.extend(c2_inputs());
     out
 }
 
@@ -171,12 +287,15 @@ fn seeded_random_bytes_never_panic() {
         let mut v: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         // Half of them start like ours, so the deeper checks are reached too.
         if rng.gen_bool(0.5) && !v.is_empty() {
-            let prefixes: [&[u8]; 5] = [
+            // C2 bodies start with their kind: RUN (10) and STATUS (33) have lists.
+            let prefixes: [&[u8]; 7] = [
                 b"MP\x01",
                 b"MPCOMLOG\x00\x01",
                 b"MPCF\x01",
                 b"MQ\x01\x01",
                 b"MQ\x01\x02",
+                b"\x0a",
+                b"\x21\x00",
             ];
             let p = prefixes[rng.gen_range(0..prefixes.len())];
             let n = p.len().min(v.len());
@@ -272,6 +391,162 @@ fn any_body() -> impl Strategy<Value = Body> {
     ]
 }
 
+fn any_sock() -> impl Strategy<Value = std::net::SocketAddr> {
+    (any::<bool>(), any::<u32>(), any::<u128>(), any::<u16>()).prop_map(|(v4, a, b, port)| {
+        let ip: std::net::IpAddr = if v4 {
+            std::net::Ipv4Addr::from(a).into()
+        } else {
+            std::net::Ipv6Addr::from(b).into()
+        };
+        std::net::SocketAddr::new(ip, port)
+    })
+}
+
+fn any_transport_order_repair() -> impl Strategy<Value = (Transport, Order, Repair)> {
+    (any::<bool>(), 0u8..5, any::<bool>()).prop_map(|(t, o, r)| {
+        (
+            if t {
+                Transport::Multicast
+            } else {
+                Transport::Fanout
+            },
+            Order::from_u8(o).unwrap(),
+            if r { Repair::Nack } else { Repair::Off },
+        )
+    })
+}
+
+/// Any RUN the format can carry, in bounds or not (bounds are the agent's to check).
+fn any_run_spec() -> impl Strategy<Value = RunSpec> {
+    (
+        (
+            any::<u64>(),
+            any::<u16>(),
+            any_transport_order_repair(),
+            any::<u32>(),
+        ),
+        (
+            any::<(u32, u32)>(),
+            any::<u32>(),
+            any::<u64>(),
+            proptest::option::of(any_sock()),
+        ),
+        (any_sock(), proptest::collection::vec(any_sock(), 0..20)),
+        (
+            "[a-z0-9.-]{0,32}",
+            proptest::collection::vec("[a-z0-9]{0,32}", 0..20),
+        ),
+        (any::<[u8; 32]>(), -1e6f64..1e6, -2f64..2.0),
+    )
+        .prop_map(
+            |(
+                (run_id, peer_id, (transport, order, repair), msgs),
+                (interval_ms, size, seed, group),
+                (comparator, peers),
+                (wan, zones),
+                (run_key, time_scale, wan_loss),
+            )| RunSpec {
+                run_id,
+                peer_id,
+                transport,
+                order,
+                repair,
+                msgs,
+                interval_ms,
+                size,
+                seed,
+                group,
+                comparator,
+                peers,
+                wan,
+                zones,
+                time_scale,
+                wan_loss,
+                run_key,
+            },
+        )
+}
+
+fn any_c2_msg() -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        (
+            any::<u64>(),
+            proptest::option::of(any_sock().prop_map(|a| a.ip())),
+            "[a-z0-9-]{0,32}",
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(instance, advertise, zone, running)| Msg::Register {
+                instance,
+                advertise,
+                zone,
+                running
+            }),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            proptest::option::of(1u8..),
+            "\\PC{0,200}",
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(run_id, ok, code, detail, running)| Msg::RunFinished {
+                run_id,
+                ok,
+                detail,
+                running,
+                refused: code.filter(|_| !ok).map(RefusalCode::from),
+            }),
+        any_run_spec().prop_map(|s| Msg::Run(Box::new(s))),
+        (
+            (
+                any::<u16>(),
+                any::<u32>(),
+                any_transport_order_repair(),
+                any::<bool>()
+            ),
+            (any::<(u32, u32)>(), any::<u32>(), "[a-z0-9]{0,32}"),
+            (-1e6f64..1e6, -2f64..2.0, proptest::option::of(any::<u64>()))
+        )
+            .prop_map(
+                |(
+                    (peers, msgs, (transport, order, repair), default),
+                    (interval_ms, size, wan),
+                    (time_scale, wan_loss, seed),
+                )| {
+                    Msg::RunRequest(RunRequest {
+                        peers,
+                        msgs,
+                        transport,
+                        order,
+                        repair: (!default).then_some(repair),
+                        interval_ms,
+                        size,
+                        wan,
+                        time_scale,
+                        wan_loss,
+                        seed,
+                    })
+                }
+            ),
+        proptest::collection::vec(
+            (any_sock(), "[a-z]{0,32}", any::<(bool, bool, u32)>()),
+            0..30
+        )
+        .prop_map(|v| Msg::Status {
+            agents: v
+                .into_iter()
+                .map(|(a, zone, (live, busy, seen_ms_ago))| AgentInfo {
+                    advertise: a.ip(),
+                    zone,
+                    live,
+                    busy,
+                    seen_ms_ago,
+                })
+                .collect()
+        }),
+        "\\PC{0,300}".prop_map(|text| Msg::Progress { text }),
+    ]
+}
+
 proptest! {
     #[test]
     fn child_message_round_trip(
@@ -322,6 +597,13 @@ proptest! {
         let view = LogView::parse(&bytes).unwrap();
         prop_assert_eq!(&view.header, &header);
         prop_assert_eq!(view.records().collect::<Vec<_>>(), records);
+    }
+
+    #[test]
+    fn c2_message_round_trip(m in any_c2_msg()) {
+        let mut b = Vec::new();
+        m.emit(&mut b);
+        prop_assert_eq!(Msg::parse(&b), Ok(m));
     }
 
     #[test]

@@ -19,8 +19,10 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::proto::{Hello, Role, COUNTER_LEN, NONCE_LEN, TAG_LEN, VERSION};
+use super::proto::{Hello, Role, NONCE_LEN, TAG_LEN, VERSION};
+use crate::wire::c2::{emit_sealed_prefix, SealedPacket};
 use crate::wire::frame::Kind;
+use crate::wire::Error as WireError;
 
 pub type Key = [u8; 32];
 type HmacSha256 = Hmac<Sha256>;
@@ -186,6 +188,16 @@ impl Handshake {
         self.outbox_len = payload.len();
     }
 
+    fn queue_hello(&mut self) {
+        let hello = Hello {
+            role: self.my_role,
+            version: VERSION,
+            nonce: self.my_nonce,
+        }
+        .emit();
+        self.queue(Kind::C2Hello, &hello);
+    }
+
     fn transcript(&self) -> Transcript {
         let (role, cn, sn) = if self.client {
             (self.my_role, self.my_nonce, self.peer_nonce)
@@ -203,14 +215,25 @@ impl Handshake {
         }
     }
 
-    /// Feed one received frame. An error means: close the connection, send nothing more.
+    /// Feed one received frame. An error means: close the connection. After `Version` (on the
+    /// server) our Hello is queued: it carries only our role, version and nonce, and a driver
+    /// that sends it before closing lets the other side name both versions.
     pub fn handle_frame(&mut self, kind: Kind, payload: &[u8]) -> Result<(), AuthError> {
         match (&self.step, kind) {
             (Step::AwaitHello, Kind::C2Hello) => {
-                let h = Hello::parse(payload).map_err(AuthError::Malformed)?;
-                if h.version != VERSION {
-                    return Err(AuthError::Version(h.version));
-                }
+                let h = match Hello::parse(payload) {
+                    Ok(h) => h,
+                    Err(WireError::BadVersion) => {
+                        let theirs = Hello::version_of(payload).unwrap_or(0);
+                        if !self.client {
+                            // Our Hello names our version: a driver that sends it before
+                            // closing lets the client name both versions too.
+                            self.queue_hello();
+                        }
+                        return Err(AuthError::Version(theirs));
+                    }
+                    Err(e) => return Err(AuthError::Malformed(e)),
+                };
                 let allowed = if self.client {
                     h.role == Role::Controller
                 } else {
@@ -225,13 +248,7 @@ impl Handshake {
                     let proof = self.transcript().derive(&self.psk, b"client proof");
                     self.queue(Kind::C2Auth, &proof);
                 } else {
-                    let hello = Hello {
-                        role: Role::Controller,
-                        version: VERSION,
-                        nonce: self.my_nonce,
-                    }
-                    .emit();
-                    self.queue(Kind::C2Hello, &hello);
+                    self.queue_hello();
                 }
                 self.step = Step::AwaitProof;
                 Ok(())
@@ -289,9 +306,7 @@ pub struct Session {
 impl Session {
     /// Write the C2Message payload for `body` into `out` (cleared first).
     pub fn seal(&mut self, body: &[u8], out: &mut Vec<u8>) {
-        out.clear();
-        out.extend_from_slice(&self.send_ctr.to_be_bytes());
-        out.extend_from_slice(body);
+        emit_sealed_prefix(self.send_ctr, body, out);
         let mut m = self.send.clone();
         m.update(out);
         out.extend_from_slice(&m.finalize().into_bytes());
@@ -300,14 +315,11 @@ impl Session {
 
     /// Verify a C2Message payload and return its body.
     pub fn open<'a>(&mut self, payload: &'a [u8]) -> Result<&'a [u8], AuthError> {
-        if payload.len() < COUNTER_LEN + TAG_LEN {
-            return Err(AuthError::BadTag);
-        }
-        let (signed, tag) = payload.split_at(payload.len() - TAG_LEN);
+        let p = SealedPacket::new_checked(payload).map_err(|_| AuthError::BadTag)?;
         let mut m = self.recv.clone();
-        m.update(signed);
-        m.verify_slice(tag).map_err(|_| AuthError::BadTag)?;
-        let got = u64::from_be_bytes(signed[..COUNTER_LEN].try_into().expect("8 bytes"));
+        m.update(p.signed());
+        m.verify_slice(p.tag()).map_err(|_| AuthError::BadTag)?;
+        let got = p.counter();
         if got != self.recv_ctr {
             return Err(AuthError::Replay {
                 expected: self.recv_ctr,
@@ -315,7 +327,7 @@ impl Session {
             });
         }
         self.recv_ctr += 1;
-        Ok(&signed[COUNTER_LEN..])
+        Ok(p.into_body())
     }
 }
 
@@ -394,10 +406,18 @@ mod tests {
         assert!(c.take_session().is_none());
     }
 
+    /// Another release's Hello: refused with both versions named, never as a bad frame; the
+    /// server's own Hello stays queued so the client can learn its version too, and a client
+    /// that gets it refuses it the same way.
     #[test]
     fn another_protocol_version_is_refused_in_the_hello() {
-        for (old, shown) in [(0, "version 1,"), (2, "version 2,"), (4, "version 4,")] {
-            let mut s = Handshake::server(fresh32(), fresh32());
+        let k = fresh32();
+        for (old, shown) in [
+            (0, "version 1,"),
+            (3, "version 3,"),
+            (VERSION + 1, "version 5,"),
+        ] {
+            let mut s = Handshake::server(k, fresh32());
             let hello = Hello {
                 role: Role::Agent,
                 version: old,
@@ -406,6 +426,28 @@ mod tests {
             let e = s.handle_frame(Kind::C2Hello, &hello.emit()).unwrap_err();
             assert_eq!(e, AuthError::Version(old));
             assert!(e.to_string().contains(shown), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("this mpcomm version {VERSION}")),
+                "{e}"
+            );
+            let mut buf = Vec::new();
+            assert_eq!(s.poll_transmit(&mut buf), Some(Kind::C2Hello));
+            assert_eq!(Hello::parse(&buf).map(|h| h.role), Ok(Role::Controller));
+            assert!(s.take_session().is_none());
+
+            let mut c = Handshake::client(k, Role::Agent, fresh32());
+            c.poll_transmit(&mut buf).unwrap();
+            let theirs = Hello {
+                role: Role::Controller,
+                version: old,
+                nonce: [3; 32],
+            };
+            assert_eq!(
+                c.handle_frame(Kind::C2Hello, &theirs.emit()),
+                Err(AuthError::Version(old))
+            );
+            assert_eq!(c.poll_transmit(&mut buf), None, "the client proves nothing");
         }
     }
 
@@ -434,7 +476,7 @@ mod tests {
             Err(AuthError::Unexpected(Kind::C2Message))
         );
         assert!(matches!(
-            s.handle_frame(Kind::C2Hello, &[1; 3]),
+            s.handle_frame(Kind::C2Hello, &[1, VERSION, 1]),
             Err(AuthError::Malformed(_))
         ));
     }

@@ -238,9 +238,13 @@ impl Client {
 pub enum RequestError {
     #[error("--repeat must be 1..={MAX_REPEAT}")]
     Repeat,
-    /// The words of the checks the controller and the agents run too.
-    #[error("{0}")]
-    Refused(String),
+    /// The checks the controller and the agents run too.
+    #[error("--{0}")]
+    Shape(super::proto::BoundsError),
+    #[error(transparent)]
+    Emulation(super::proto::BoundsError),
+    #[error(transparent)]
+    Profile(#[from] super::control::refusal::ProfileError),
     #[error(transparent)]
     Values(#[from] crate::peer::args::RunValueError),
 }
@@ -433,9 +437,9 @@ fn wait_for_idle(client: &mut Client, peers: usize, within: Duration) -> anyhow:
 /// named (the same checks as the controller's, the agent's and the peer's own).
 pub fn check_request(q: &RunRequest) -> Result<(), RequestError> {
     super::proto::check_run_shape(q.peers as usize, q.msgs, q.interval_ms, q.size)
-        .map_err(|e| RequestError::Refused(format!("--{e}")))?;
+        .map_err(RequestError::Shape)?;
     super::proto::check_emulation(q.time_scale, q.interval_ms.1, &q.wan, q.wan_loss)
-        .map_err(RequestError::Refused)?;
+        .map_err(RequestError::Emulation)?;
     let ms = |v: u32| Duration::from_millis(u64::from(v));
     crate::peer::args::RunValues {
         peers: q.peers,
@@ -454,7 +458,7 @@ pub fn check_request(q: &RunRequest) -> Result<(), RequestError> {
     }
     .check()?;
     if !q.wan.is_empty() {
-        super::controller::load_profile(&q.wan).map_err(RequestError::Refused)?;
+        super::controller::load_profile(&q.wan)?;
     }
     Ok(())
 }

@@ -1,6 +1,11 @@
-//! `mpcomm c2 serve`: the controller. One mio loop for agents and control clients, the
-//! comparator service in one thread (it reports through a channel and the loop's waker), and,
-//! when stdin is a terminal, the original's `>>>` prompt read by a helper thread.
+//! `mpcomm c2 serve`: the mio driver around the controller's core ([`super::control::Core`]).
+//! One loop for agents and control clients; the comparator service in one thread (it reports
+//! through a channel and the loop's waker); when stdin is a terminal, the `>>>` prompt read by
+//! a helper thread ([`super::control::prompt`]). This file reads the clock, moves bytes and
+//! admits connections; what to answer, when to time out and when to exit is the core's.
+//!
+//! Over 500 lines only because it still holds the clap `ServeArgs` and the admission code
+//! (`listen` … `refused`), both about to move (to `cli` and to a shared acceptor in `net`).
 
 use anyhow::Context;
 use mio::net::{TcpListener, TcpStream};
@@ -17,14 +22,16 @@ use std::time::{Duration, Instant};
 
 use super::auth::{fresh32, Handshake, Key};
 use super::conn::{Conn, ConnError};
-use super::exit::{Exit, EXIT_GRACE};
-use super::proto::{Msg, Role, RunRequest};
-use super::registry::{OrderBy, Registry};
-use super::runs::{plan, ActiveRun, Candidate, RunDefaults, Update};
-use super::timing::{Liveness, LogLimiter, HANDSHAKE_TIMEOUT, HELLO_TIMEOUT};
+use super::control::{prompt, Core, Out, ServeConfig};
+use super::proto::Msg;
+use super::registry::OrderBy;
+use super::timing::LogLimiter;
 use crate::compare::{Report, Server, ServerConfig, Stopper};
 use crate::util::duration;
-use crate::wire::{Order, Transport};
+
+// `c2 run` and `c2 status` print and check with these too.
+pub use super::control::prompt::print_status;
+pub use super::control::refusal::load_profile;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -38,9 +45,9 @@ const MAX_PENDING_PER_SOURCE: usize = 16;
 const MAX_CONNECTIONS: usize = 2048;
 /// Accepts per readiness event; the loop comes back (zero poll timeout) when more may wait.
 const ACCEPTS_PER_EVENT: usize = 256;
-/// Slack on top of the sending time: the peer's 30 s handshake timeout, drain, upload retries
-/// and the comparator's own run timeout.
-const RUN_SLACK: Duration = Duration::from_secs(120);
+
+/// After the exit, how long the requester's connection gets to take its ExitDone.
+const EXIT_FLUSH: Duration = Duration::from_secs(1);
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -81,41 +88,30 @@ pub struct ServeArgs {
     pub no_prompt: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Requester {
-    Conn(usize),
-    Prompt,
-}
-
 struct Client {
     conn: Conn<TcpStream>,
     addr: SocketAddr,
     since: Instant,
-    live: Liveness,
-    /// Set once an authenticated agent registered.
-    agent: Option<u64>,
 }
 
-struct Exiting {
-    requester: Requester,
-    state: Exit,
+/// The core said the exit is over: only `conn`'s last bytes are still written, until `until`.
+struct Closing {
+    conn: Option<usize>,
+    until: Instant,
 }
 
 struct Controller {
     poll: Poll,
     listener: TcpListener,
     key: Key,
-    registry: Registry,
+    core: Core,
     clients: HashMap<usize, Client>,
     next_token: usize,
-    active: Option<(ActiveRun, Requester)>,
     reports: Receiver<(u64, String)>,
     prompt: Option<Receiver<String>>,
     stop: Arc<AtomicBool>,
-    exiting: Option<Exiting>,
+    closing: Option<Closing>,
     refusals: LogLimiter,
-    defaults: RunDefaults,
-    compare_addr: SocketAddr,
     msgs: Vec<Msg>,
     /// The accept loop stopped at its cap: connections may still wait in the backlog, and the
     /// edge-triggered listener will not report them again.
@@ -155,30 +151,34 @@ fn log(msg: impl std::fmt::Display) {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let key = super::key::load(&args.key_file)?;
+    serve(ServeConfig::from(args))
+}
+
+pub fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {
+    let key = super::key::load(&cfg.key_file)?;
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let mut listener = listen(args.listen).with_context(|| {
+    let mut listener = listen(cfg.listen).with_context(|| {
         format!(
             "cannot listen on {}: is another controller running? choose --listen",
-            args.listen
+            cfg.listen
         )
     })?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let listen = listener.local_addr()?;
 
-    let results = args.results.clone().or_else(|| {
+    let results = cfg.results.clone().or_else(|| {
         std::env::var_os("STATE_DIRECTORY").map(|d| PathBuf::from(d).join("results.jsonl"))
     });
-    let mut cfg = ServerConfig::local(
-        args.compare_listen
+    let mut compare = ServerConfig::local(
+        cfg.compare_listen
             .unwrap_or(SocketAddr::new(listen.ip(), crate::compare::DEFAULT_PORT)),
     );
-    cfg.run_timeout = args.run_timeout;
-    cfg.results = results.clone();
-    cfg.hist_dir = args.hist_dir.clone();
-    let server = Server::bind(cfg)
+    compare.run_timeout = cfg.run_timeout;
+    compare.results = results.clone();
+    compare.hist_dir = cfg.hist_dir.clone();
+    let server = Server::bind(compare)
         .context("cannot start the in-process comparator (choose --compare-listen)")?;
     let compare_addr = server.local_addr();
     let (stopper, reports) = spawn_comparator(server, waker.clone())?;
@@ -191,7 +191,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the SIGINT/SIGTERM handler")?;
     let prompt =
-        (!args.no_prompt && std::io::stdin().is_terminal()).then(|| spawn_prompt(waker.clone()));
+        (cfg.prompt && std::io::stdin().is_terminal()).then(|| prompt::spawn_prompt(waker.clone()));
 
     log(format_args!(
         "listening on {listen}, comparator on {compare_addr}{}",
@@ -202,25 +202,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = super::notify::notify("READY=1") {
         log(format_args!("cannot notify systemd: {e}"));
     }
+    let seed = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes"));
     let mut c = Controller {
         poll,
         listener,
         key,
-        registry: Registry::new(args.order_by),
+        core: Core::new(&cfg, compare_addr, seed),
         clients: HashMap::new(),
         next_token: FIRST_CONN,
-        active: None,
         reports,
         prompt,
         stop,
-        exiting: None,
+        closing: None,
         refusals: LogLimiter::new(10, Duration::from_secs(10)),
-        defaults: RunDefaults {
-            peer_port: args.peer_port,
-            group: args.group,
-            slack: RUN_SLACK,
-        },
-        compare_addr,
         msgs: Vec::new(),
         accept_more: false,
         read_more: Vec::new(),
@@ -252,88 +246,29 @@ fn spawn_comparator(
     Ok((stopper, rx))
 }
 
-fn spawn_prompt(waker: Arc<Waker>) -> Receiver<String> {
-    let (tx, rx) = sync_channel(16);
-    let _ = std::thread::Builder::new()
-        .name("prompt".into())
-        .spawn(move || {
-            use std::io::{BufRead, Write};
-            say!("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit");
-            let stdin = std::io::stdin();
-            let _ = write!(std::io::stderr(), ">>> ");
-            loop {
-                let mut line = String::new();
-                match stdin.lock().read_line(&mut line) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                }
-                if tx.send(line).is_err() {
-                    return;
-                }
-                let _ = waker.wake();
-            }
-        });
-    rx
-}
-
-/// A prompt line as a request; `Err` is the text to show.
-pub fn parse_prompt(line: &str) -> Result<Option<Msg>, String> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        [] => Ok(None),
-        ["status"] => Ok(Some(Msg::StatusRequest)),
-        ["exit"] => Ok(Some(Msg::ExitRequest)),
-        ["run", n, m, rest @ ..] if rest.len() <= 2 => {
-            let peers = n
-                .parse()
-                .map_err(|_| format!("N must be a number, got {n:?}"))?;
-            let msgs = m
-                .parse()
-                .map_err(|_| format!("N_MSGS must be a number, got {m:?}"))?;
-            // Transport and order, each optional, in either order: the words do not overlap.
-            let (mut transport, mut order) = (Transport::Fanout, Order::None);
-            for w in rest {
-                match (w.parse(), w.parse()) {
-                    (Ok(t), _) => transport = t,
-                    (_, Ok(o)) => order = o,
-                    (Err(e), Err(_)) => {
-                        return Err(format!(
-                            "{e}; or an order: none, fifo, causal, sequencer, lamport"
-                        ))
-                    }
-                }
-            }
-            Ok(Some(Msg::RunRequest(RunRequest {
-                peers,
-                msgs,
-                transport,
-                order,
-                repair: None,
-                interval_ms: (10, 100),
-                size: 0,
-                wan: String::new(),
-                time_scale: 1.0,
-                wan_loss: 0.0,
-                seed: None,
-            })))
-        }
-        _ => Err("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit".into()),
-    }
-}
-
 impl Controller {
     fn event_loop(&mut self) -> anyhow::Result<ExitCode> {
         let mut events = Events::with_capacity(256);
         loop {
+            self.drain();
+            if let Some(c) = &self.closing {
+                let flushed = c
+                    .conn
+                    .and_then(|t| self.clients.get(&t))
+                    .is_none_or(|client| !client.conn.wants_write());
+                if flushed || Instant::now() >= c.until {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let now = Instant::now();
             // Sources that stopped at a per-event cap get no new edge: poll without sleeping
             // and serve them again after this round's events.
-            let accept_again = self.accept_more;
+            let accept_again = self.accept_more && self.closing.is_none();
             let read_again = std::mem::take(&mut self.read_more);
             let timeout = if accept_again || !read_again.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                self.next_deadline(now)
+                self.next_deadline()
                     .map(|d| d.saturating_duration_since(now))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -343,6 +278,14 @@ impl Controller {
                     continue;
                 }
                 return Err(e.into());
+            }
+            if let Some(c) = &self.closing {
+                // The exit is over: only the requester's last bytes still matter.
+                let conn = c.conn;
+                if events.iter().any(|ev| Some(ev.token().0) == conn) {
+                    self.flush_only(conn);
+                }
+                continue;
             }
             for ev in events.iter() {
                 match ev.token() {
@@ -361,39 +304,18 @@ impl Controller {
                 log("signal received: stopping (agents stay up and reconnect to the next controller)");
                 return Ok(ExitCode::SUCCESS);
             }
-            let now = Instant::now();
-            self.on_timers(now);
-            if let Some(code) = self.exit_if_done(now) {
-                return Ok(code);
-            }
+            self.on_timers(Instant::now());
         }
     }
 
-    fn next_deadline(&self, _now: Instant) -> Option<Instant> {
-        let mut d: Option<Instant> = None;
-        let mut at = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
-        for c in self.clients.values() {
-            if c.conn.is_established() {
-                at(c.live.next_deadline());
-                if c.agent.is_none() && c.conn.peer_role() == Some(Role::Agent) {
-                    at(c.since + HANDSHAKE_TIMEOUT);
-                }
-            } else if c.conn.peer_role().is_none() {
-                at(c.since + HELLO_TIMEOUT);
-            } else {
-                at(c.since + HANDSHAKE_TIMEOUT);
-            }
+    fn next_deadline(&self) -> Option<Instant> {
+        if let Some(c) = &self.closing {
+            return Some(c.until);
         }
-        if let Some((r, _)) = &self.active {
-            at(r.next_deadline());
-        }
-        if let Some(e) = &self.exiting {
-            at(e.state.next_deadline(_now));
-        }
-        if let Some(t) = self.refusals.due() {
-            at(t);
-        }
-        d
+        [self.core.poll_timeout(), self.refusals.due()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn accept(&mut self) {
@@ -429,10 +351,9 @@ impl Controller {
                     conn: Conn::new(stream, hs),
                     addr,
                     since: now,
-                    live: Liveness::new(now),
-                    agent: None,
                 },
             );
+            self.opened(now, token);
             // The client sends its Hello right after connecting: take it now if it is there,
             // so the connection counts as talking before the next newcomer looks for a victim.
             self.on_client_event(token);
@@ -493,28 +414,25 @@ impl Controller {
         }
     }
 
+    /// The core learns of a connection as soon as it is accepted: its hello timeout runs
+    /// from now.
+    fn opened(&mut self, now: Instant, token: usize) {
+        let Some(c) = self.clients.get(&token) else {
+            return;
+        };
+        let local = c.conn.stream.local_addr().ok().map(|a| a.ip());
+        self.core.on_open(now, token, c.addr, local);
+    }
+
     fn drop_client(&mut self, token: usize, why: impl std::fmt::Display) {
         let Some(mut c) = self.clients.remove(&token) else {
             return;
         };
         let _ = self.poll.registry().deregister(&mut c.conn.stream);
         if !c.conn.is_established() {
-            return self.refused(c.addr, why);
+            self.refused(c.addr, &why);
         }
-        if let Some(instance) = c.agent {
-            self.registry.disconnected(token);
-            let live = self.registry.live(Instant::now()).len();
-            log(format_args!(
-                "agent {} ({instance:016x}) disconnected: {why}; {live} live",
-                c.addr
-            ));
-        } else {
-            let who = match c.conn.peer_role() {
-                Some(Role::Agent) => "unregistered agent",
-                _ => "control client",
-            };
-            log(format_args!("{who} {} disconnected: {why}", c.addr));
-        }
+        self.core.on_closed(Instant::now(), token, &why);
     }
 
     fn on_client_event(&mut self, token: usize) {
@@ -526,21 +444,21 @@ impl Controller {
             .conn
             .flush()
             .and_then(|_| c.conn.on_readable(&mut self.msgs));
-        if !self.msgs.is_empty() {
-            c.live.received(now);
-        }
         if result.is_ok() && c.conn.read_pending() && !self.read_more.contains(&token) {
             self.read_more.push(token);
         }
         let established = c.conn.is_established();
+        self.core
+            .on_handshake(token, c.conn.peer_role(), established);
         // Messages that arrived before an error were authenticated: act on them first, and
         // never leave them in the shared buffer for the next connection's turn.
         let msgs = std::mem::take(&mut self.msgs);
         for m in &msgs {
-            self.on_msg(token, m, now);
+            self.core.handle(now, token, m);
         }
         self.msgs = msgs;
         self.msgs.clear();
+        self.drain();
         match result {
             Err(ConnError::Closed) if established => self.drop_client(token, "connection closed"),
             Err(e) => self.drop_client(token, e),
@@ -548,309 +466,51 @@ impl Controller {
         }
     }
 
+    /// Carry out what the core decided, in its order.
+    fn drain(&mut self) {
+        while let Some(o) = self.core.poll_out() {
+            match o {
+                Out::Send { to, msg } => self.send(to, &msg),
+                Out::Close { conn, reason } => self.drop_client(conn, reason),
+                Out::Prompt(p) => prompt::show(p),
+                Out::Log(line) => log(line),
+                Out::Exit { flush } => {
+                    self.closing = Some(Closing {
+                        conn: flush,
+                        until: Instant::now() + EXIT_FLUSH,
+                    })
+                }
+            }
+        }
+    }
+
     fn send(&mut self, token: usize, m: &Msg) {
         let Some(c) = self.clients.get_mut(&token) else {
             return;
         };
-        c.live.sent(Instant::now());
         if let Err(e) = c.conn.send(m).and_then(|_| c.conn.flush()) {
             self.drop_client(token, e);
         }
     }
 
-    fn on_msg(&mut self, token: usize, m: &Msg, now: Instant) {
-        let Some(c) = self.clients.get_mut(&token) else {
-            return;
-        };
-        let role = c.conn.peer_role();
-        let addr = c.addr;
-        match (role, m) {
-            (_, Msg::Heartbeat) => self.registry.seen(token, now),
-            (
-                Some(Role::Agent),
-                Msg::Register {
-                    instance,
-                    advertise,
-                    zone,
-                    running,
-                },
-            ) => {
-                c.agent = Some(*instance);
-                let ip = advertise.unwrap_or(addr.ip());
-                self.registry
-                    .register(now, token, *instance, ip, zone.clone(), *running);
-                let live = self.registry.live(now).len();
-                log(format_args!(
-                    "agent {addr} registered as {ip}{}{}; {live} live",
-                    if zone.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" zone {zone}")
-                    },
-                    running.map_or(String::new(), |r| format!(", busy with run {r:016x}"))
-                ));
-                // An agent that was still connecting when the exit was ordered stops too.
-                if let Some(e) = self.exiting.as_mut().filter(|e| e.state.in_grace(now)) {
-                    e.state.told();
-                    log(format_args!("exit in progress: stopping agent {addr} too"));
-                    self.send(token, &Msg::Shutdown);
-                }
-            }
-            (Some(Role::Agent), Msg::RunReady { run_id }) => {
-                self.registry.seen(token, now);
-                let update = c.agent.and_then(|i| {
-                    self.active
-                        .as_mut()
-                        .filter(|(r, _)| r.run_id == *run_id)
-                        .and_then(|(r, _)| r.on_ready(i))
-                });
-                self.deliver_opt(update);
-            }
-            (
-                Some(Role::Agent),
-                Msg::RunFinished {
-                    run_id,
-                    ok,
-                    detail,
-                    running,
-                },
-            ) => {
-                self.registry.seen(token, now);
-                let Some(instance) = c.agent else { return };
-                let still = running.map_or(String::from("idle"), |r| {
-                    format!("still busy with run {r:016x}")
-                });
-                if *ok {
-                    log(format_args!(
-                        "agent {addr}: run {run_id:016x} finished; {still}"
-                    ));
-                } else {
-                    log(format_args!(
-                        "agent {addr}: run {run_id:016x} failed: {detail}; {still}"
-                    ));
-                }
-                // The agent's own word on what it runs now: idle after its run ended (also a
-                // run this controller did not start, or one already reported), still busy
-                // after refusing a run because another one is running.
-                self.registry.set_busy(instance, *running);
-                let update = self
-                    .active
-                    .as_mut()
-                    .filter(|(r, _)| r.run_id == *run_id)
-                    .and_then(|(r, _)| r.on_finished(instance, *ok, detail.clone()));
-                self.deliver_opt(update);
-            }
-            (Some(Role::Control), Msg::RunRequest(req)) => {
-                self.start_run(req, Requester::Conn(token), now)
-            }
-            (Some(Role::Control), Msg::StatusRequest) => {
-                let agents = self.registry.status(now);
-                self.send(token, &Msg::Status { agents });
-            }
-            (Some(Role::Control), Msg::ExitRequest) => self.begin_exit(Requester::Conn(token), now),
-            (_, other) => log(format_args!(
-                "{addr}: message not allowed for role {role:?} ignored: {other:?}"
-            )),
-        }
-    }
-
-    fn deliver_opt(&mut self, update: Option<Update>) {
-        if let (Some(u), Some((_, who))) = (update, &self.active) {
-            let who = *who;
-            self.deliver(who, u);
-        }
-    }
-
-    fn deliver(&mut self, who: Requester, u: Update) {
-        match who {
-            Requester::Conn(t) => {
-                let m = match u {
-                    Update::Progress(text) => Msg::Progress { text },
-                    Update::Failed(text) => Msg::Refused { text },
-                    Update::Done(json) => {
-                        let run_id = self.active.as_ref().map_or(0, |(r, _)| r.run_id);
-                        Msg::RunReport { run_id, json }
-                    }
-                };
-                self.send(t, &m);
-            }
-            Requester::Prompt => match u {
-                Update::Progress(t) | Update::Failed(t) => say!("{t}"),
-                Update::Done(json) => match Report::from_json_line(&json) {
-                    Ok(r) => {
-                        let _ = r.write_human(&mut crate::util::out::stdout());
-                    }
-                    Err(_) => out!("{json}"),
-                },
-            },
-        }
-    }
-
-    fn refuse(&mut self, who: Requester, text: String) {
-        log(format_args!("request refused: {text}"));
-        match who {
-            Requester::Conn(t) => self.send(t, &Msg::Refused { text }),
-            Requester::Prompt => say!("refused: {text}"),
-        }
-    }
-
-    fn start_run(&mut self, req: &RunRequest, who: Requester, now: Instant) {
-        if self.exiting.is_some() {
-            return self.refuse(who, "the controller is shutting down".into());
-        }
-        if let Some((r, _)) = &self.active {
-            let text = format!(
-                "run {:016x} is in progress: one run at a time, retry when it is reported",
-                r.run_id
-            );
-            return self.refuse(who, text);
-        }
-        let live = self.registry.live(now);
-        let live_total = live.len();
-        let mut candidates = Vec::with_capacity(live.len());
-        let mut conn_of = HashMap::new();
-        for a in live.iter().filter(|a| a.busy.is_none()) {
-            let Some(token) = a.conn else { continue };
-            let Some(c) = self.clients.get(&token) else {
-                continue;
-            };
-            // The comparator as this agent reaches it: our address on its connection.
-            let ip = if self.compare_addr.ip().is_unspecified() {
-                c.conn
-                    .stream
-                    .local_addr()
-                    .map(|l| l.ip())
-                    .unwrap_or(self.compare_addr.ip())
-            } else {
-                self.compare_addr.ip()
-            };
-            conn_of.insert(a.instance, token);
-            candidates.push(Candidate {
-                instance: a.instance,
-                advertise: a.advertise,
-                zone: &a.zone,
-                comparator: SocketAddr::new(ip, self.compare_addr.port()),
-            });
-        }
-        let run_id = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes")) >> 1 | 1;
-        let seed = u64::from_be_bytes(fresh32()[..8].try_into().expect("8 bytes"));
-        let profile = match load_profile(&req.wan) {
-            Ok(p) => p,
-            Err(text) => return self.refuse(who, text),
-        };
-        let plan = match plan(
-            profile.as_ref(),
-            req,
-            &candidates,
-            live_total,
-            &self.defaults,
-            run_id,
-            seed,
-        ) {
-            Ok(p) => p,
-            Err(text) => return self.refuse(who, text),
-        };
-        drop(candidates);
-        let run = ActiveRun::new(&plan, req.transport, now);
-        log(format_args!(
-            "run {run_id:016x}: {} peers x {} msgs, {}, order {}{}",
-            req.peers,
-            req.msgs,
-            req.transport,
-            req.order,
-            if req.wan.is_empty() {
-                String::new()
-            } else {
-                format!(", wan {}", req.wan)
-            }
-        ));
-        self.active = Some((run, who));
-        for (instance, spec) in plan.specs {
-            self.registry.set_busy(instance, Some(run_id));
-            if let Some(&token) = conn_of.get(&instance) {
-                self.send(token, &Msg::Run(Box::new(spec)));
+    /// While closing: write what is queued for `conn`, nothing else.
+    fn flush_only(&mut self, conn: Option<usize>) {
+        let Some(t) = conn else { return };
+        if let Some(c) = self.clients.get_mut(&t) {
+            if let Err(e) = c.conn.flush() {
+                self.drop_client(t, e);
             }
         }
-        let text = format!(
-            "run {run_id:016x} started: {} peers x {} msgs, {}, order {}",
-            req.peers, req.msgs, req.transport, req.order
-        );
-        self.deliver(who, Update::Progress(text));
-    }
-
-    fn begin_exit(&mut self, who: Requester, now: Instant) {
-        if self.exiting.is_some() {
-            return self.refuse(who, "an exit is already in progress".into());
-        }
-        let tokens: Vec<usize> = self.registry.connected().filter_map(|a| a.conn).collect();
-        log(format_args!(
-            "exit requested: stopping {} agents, and those that register within {EXIT_GRACE:?}",
-            tokens.len()
-        ));
-        let mut state = Exit::new(now);
-        for t in &tokens {
-            state.told();
-            self.send(*t, &Msg::Shutdown);
-        }
-        if let Some((r, w)) = self.active.take() {
-            self.deliver(
-                w,
-                Update::Failed(format!(
-                    "run {:016x} abandoned: the controller is exiting",
-                    r.run_id
-                )),
-            );
-        }
-        self.exiting = Some(Exiting {
-            requester: who,
-            state,
-        });
-    }
-
-    fn exit_if_done(&mut self, now: Instant) -> Option<ExitCode> {
-        let e = self.exiting.as_ref()?;
-        let outcome = e.state.poll(now, self.registry.connected().count())?;
-        let who = e.requester;
-        if outcome.stragglers > 0 {
-            log(format_args!(
-                "{} agents did not close their connection in time",
-                outcome.stragglers
-            ));
-        }
-        let stopped = outcome.stopped();
-        match who {
-            Requester::Conn(t) => {
-                self.send(t, &Msg::ExitDone { agents: stopped });
-                // Bounded: the reply is small; give the socket up to a second to take it.
-                let until = Instant::now() + Duration::from_secs(1);
-                while let Some(c) = self.clients.get_mut(&t) {
-                    if !c.conn.wants_write() || Instant::now() >= until || c.conn.flush().is_err() {
-                        break;
-                    }
-                    std::thread::yield_now();
-                }
-            }
-            Requester::Prompt => say!("{stopped} agents stopped"),
-        }
-        log(format_args!("exiting: {stopped} agents stopped"));
-        Some(ExitCode::SUCCESS)
     }
 
     fn on_wake(&mut self) {
+        let now = Instant::now();
         loop {
             match self.reports.try_recv() {
-                Ok((run_id, json)) => match self.active.as_mut() {
-                    Some((r, _)) if r.run_id == run_id => {
-                        log(format_args!("run {run_id:016x}: comparator report in"));
-                        r.on_report(json, Instant::now());
-                    }
-                    _ => log(format_args!(
-                        "report for run {run_id:016x}, which this controller did not start (logged by the comparator only)"
-                    )),
-                },
+                Ok((run_id, json)) => self.core.on_report(now, run_id, json),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
-                    log("the comparator thread ended: runs cannot be reported; restart the controller");
+                    self.core.on_comparator_gone();
                     break;
                 }
             }
@@ -860,21 +520,12 @@ impl Controller {
             .as_ref()
             .map(|rx| rx.try_iter().collect())
             .unwrap_or_default();
-        let prompted = !lines.is_empty();
-        for line in lines {
-            match parse_prompt(&line) {
-                Ok(None) => {}
-                Ok(Some(Msg::RunRequest(req))) => {
-                    self.start_run(&req, Requester::Prompt, Instant::now())
-                }
-                Ok(Some(Msg::ExitRequest)) => self.begin_exit(Requester::Prompt, Instant::now()),
-                Ok(Some(_)) => print_status(&self.registry.status(Instant::now())),
-                Err(text) => say!("{text}"),
-            }
+        for line in &lines {
+            self.core.on_prompt(now, line);
         }
-        if prompted && self.exiting.is_none() {
-            use std::io::Write;
-            let _ = write!(std::io::stderr(), ">>> ");
+        self.drain();
+        if !lines.is_empty() && !self.core.is_exiting() {
+            prompt::show_prompt();
         }
     }
 
@@ -883,135 +534,7 @@ impl Controller {
         if let Some(suppressed) = self.refusals.take_due(now).filter(|&n| n > 0) {
             log(format_args!("({suppressed} more refusals not logged)"));
         }
-        let mut drop: Vec<(usize, &'static str)> = Vec::new();
-        let mut beat: Vec<usize> = Vec::new();
-        for (t, c) in &self.clients {
-            if !c.conn.is_established() {
-                if c.conn.peer_role().is_none() && now >= c.since + HELLO_TIMEOUT {
-                    drop.push((*t, "no hello within 1 s"));
-                } else if now >= c.since + HANDSHAKE_TIMEOUT {
-                    drop.push((*t, "no authentication within 5 s"));
-                }
-            } else if c.agent.is_none()
-                && c.conn.peer_role() == Some(Role::Agent)
-                && now >= c.since + HANDSHAKE_TIMEOUT
-            {
-                drop.push((*t, "agent did not register within 5 s"));
-            } else if c.live.is_dead(now) {
-                drop.push((*t, "silent: heartbeats missed"));
-            } else if c.live.heartbeat_due(now) {
-                beat.push(*t);
-            }
-        }
-        for (t, why) in drop {
-            self.drop_client(t, why);
-        }
-        // The exit's requester gets no heartbeats: it only waits for ExitDone (at most
-        // EXIT_GRACE + EXIT_WAIT, less than a client's silence limit), and an answer crossing
-        // our close would reset the connection before it read ExitDone.
-        let requester = match &self.exiting {
-            Some(Exiting {
-                requester: Requester::Conn(t),
-                ..
-            }) => Some(*t),
-            _ => None,
-        };
-        for t in beat.into_iter().filter(|t| Some(*t) != requester) {
-            self.send(t, &Msg::Heartbeat);
-        }
-        let update = self.active.as_mut().and_then(|(r, _)| r.poll(now));
-        if let Some(u) = update {
-            let done = matches!(u, Update::Done(_) | Update::Failed(_));
-            if let Update::Failed(t) = &u {
-                log(t);
-            }
-            self.deliver_opt(Some(u));
-            if done {
-                // Its agents stay busy until each says its peer ended (RunFinished) or its
-                // link is lost: a peer may outlive the report or the run's deadline.
-                if let Some((r, _)) = self.active.take() {
-                    log(format_args!("run {:016x}: done", r.run_id));
-                }
-            }
-        }
-    }
-}
-
-/// The WAN profile of a request: only names the agents can resolve too (shipped profiles, or a
-/// file name both sides have), never a path.
-pub fn load_profile(wan: &str) -> Result<Option<crate::wan::Profile>, String> {
-    if wan.is_empty() {
-        return Ok(None);
-    }
-    if !wan
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-    {
-        return Err(format!(
-            "--wan {wan:?}: give a profile name (e.g. lan, gcp8), not a path"
-        ));
-    }
-    crate::wan::Profile::load(wan)
-        .map(Some)
-        .map_err(|e| format!("--wan {wan}: {e}"))
-}
-
-pub fn print_status(agents: &[super::proto::AgentInfo]) {
-    let live = agents.iter().filter(|a| a.live).count();
-    out!("{live} live agents ({} known)", agents.len());
-    out!(
-        "{:>3}  {:<40} {:<12} {:<6} {:>10}",
-        "#",
-        "address",
-        "zone",
-        "state",
-        "seen"
-    );
-    for (i, a) in agents.iter().enumerate() {
-        let state = match (a.live, a.busy) {
-            (false, _) => "lost",
-            (true, true) => "busy",
-            (true, false) => "idle",
-        };
-        out!(
-            "{i:>3}  {:<40} {:<12} {state:<6} {:>8}ms",
-            a.advertise.to_string(),
-            a.zone,
-            a.seen_ms_ago
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prompt_lines() {
-        assert_eq!(parse_prompt("  "), Ok(None));
-        assert_eq!(parse_prompt("status"), Ok(Some(Msg::StatusRequest)));
-        let Ok(Some(Msg::RunRequest(r))) = parse_prompt("run 4 10 multicast") else {
-            panic!()
-        };
-        assert_eq!(
-            (r.peers, r.msgs, r.transport),
-            (4, 10, Transport::Multicast)
-        );
-        assert!(parse_prompt("run 4 x").unwrap_err().contains("N_MSGS"));
-        let Ok(Some(Msg::RunRequest(r))) = parse_prompt("run 4 10 causal multicast") else {
-            panic!()
-        };
-        assert_eq!(
-            (r.transport, r.order),
-            (Transport::Multicast, Order::Causal)
-        );
-        assert_eq!(r.repair, None, "the mode's default");
-        let e = parse_prompt("run 4 10 carrier-pigeon").unwrap_err();
-        assert!(
-            e.contains("carrier-pigeon") && e.contains("sequencer"),
-            "{e}"
-        );
-        assert!(parse_prompt("run 4 10 fifo fanout extra").is_err());
-        assert!(parse_prompt("rm -rf /").is_err());
+        self.core.handle_timeout(now);
+        self.drain();
     }
 }

@@ -4,6 +4,7 @@
 //! * [`proto`]: the C2 messages, byte by byte; [`auth`]: the PSK handshake and per-frame MACs;
 //!   [`conn`]: one framed, authenticated connection on a non-blocking socket.
 //! * [`timing`], [`registry`], [`runs`], [`exit`]: the protocol logic as plain state over `Instant`.
+//! * [`control`]: the controller's sans-IO core (its state machine, timers, prompt UI).
 //! * [`agent`], [`controller`], [`client`]: the mio drivers and the blocking control client.
 //! * [`key`], [`notify`]: key files and systemd readiness.
 
@@ -11,6 +12,7 @@ pub mod agent;
 pub mod auth;
 pub mod client;
 pub mod conn;
+pub mod control;
 pub mod controller;
 pub mod exit;
 pub mod key;

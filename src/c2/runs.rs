@@ -30,6 +30,42 @@ pub struct RunDefaults {
     pub slack: Duration,
 }
 
+/// Why a request cannot run; the text is what the requester is told.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// Out of the bounds `proto` checks (its words name the flag).
+    #[error("{0}")]
+    Shape(#[from] super::proto::BoundsError),
+    #[error("--wan {wan} × --time-scale {time_scale} delays a datagram up to {delay:.1?}: at most {cap:?} (use a smaller --time-scale)")]
+    DelayTooLong {
+        wan: String,
+        time_scale: f64,
+        delay: Duration,
+        cap: Duration,
+    },
+    #[error("{n} peers requested but only {idle} of {live} live agents are idle (the others still run a peer: `mpcomm c2 status`)")]
+    TooFewIdle { n: usize, idle: usize, live: usize },
+    #[error("{n} peers requested but only {live} agents are live: start more agents or ask for fewer peers (`mpcomm c2 status`)")]
+    TooFewLive { n: usize, live: usize },
+    #[error("WAN profile name longer than {} bytes", MAX_LABEL)]
+    LongProfileName,
+    #[error("unknown WAN profile {0:?}")]
+    UnknownProfile(String),
+    #[error(
+        "--wan {wan}: agent {agent} has no zone while others do; give every agent a --zone or none"
+    )]
+    MixedZones { wan: String, agent: IpAddr },
+    #[error("--wan {wan}: zone {zone:?} of agent {agent} is not in the profile (zones: {zones})")]
+    ZoneNotInProfile {
+        wan: String,
+        zone: String,
+        agent: IpAddr,
+        zones: String,
+    },
+    #[error("two agents advertise the same address {0}: give each a distinct --advertise")]
+    SameAddress(SocketAddr),
+}
+
 /// Check `req` against the live, idle agents and build the specs. Nothing is sent on error.
 pub fn plan(
     profile: Option<&crate::wan::Profile>,
@@ -39,39 +75,47 @@ pub fn plan(
     d: &RunDefaults,
     run_id: u64,
     seed: u64,
-) -> Result<Plan, String> {
-    check_run_shape(req.peers as usize, req.msgs, req.interval_ms, req.size)?;
-    super::proto::check_emulation(req.time_scale, req.interval_ms.1, &req.wan, req.wan_loss)?;
+) -> Result<Plan, PlanError> {
+    check_run_shape(req.peers as usize, req.msgs, req.interval_ms, req.size)
+        .map_err(PlanError::Shape)?;
+    super::proto::check_emulation(req.time_scale, req.interval_ms.1, &req.wan, req.wan_loss)
+        .map_err(PlanError::Shape)?;
     if let Some(p) = profile {
         // What the peer refuses: an emulated delay, scaled, beyond its cap.
         let cap = crate::peer::args::MAX_SCALED_DELAY;
         let delay = p.max_one_way().mul_f64(req.time_scale);
         if delay > cap {
-            return Err(format!(
-                "--wan {} × --time-scale {} delays a datagram up to {delay:.1?}: at most {cap:?} (use a smaller --time-scale)",
-                req.wan, req.time_scale
-            ));
+            return Err(PlanError::DelayTooLong {
+                wan: req.wan.clone(),
+                time_scale: req.time_scale,
+                delay,
+                cap,
+            });
         }
     }
     let seed = req.seed.unwrap_or(seed);
     let n = req.peers as usize;
     if n > idle.len() {
         return Err(if idle.len() < live_total {
-            format!(
-                "{n} peers requested but only {} of {live_total} live agents are idle (the others still run a peer: `mpcomm c2 status`)",
-                idle.len()
-            )
+            PlanError::TooFewIdle {
+                n,
+                idle: idle.len(),
+                live: live_total,
+            }
         } else {
-            format!("{n} peers requested but only {live_total} agents are live: start more agents or ask for fewer peers (`mpcomm c2 status`)")
+            PlanError::TooFewLive {
+                n,
+                live: live_total,
+            }
         });
     }
     let chosen = &idle[..n];
     if req.wan.len() > MAX_LABEL {
-        return Err(format!("WAN profile name longer than {MAX_LABEL} bytes"));
+        return Err(PlanError::LongProfileName);
     }
     let zones: Vec<String> = match (req.wan.is_empty(), profile) {
         (true, _) => Vec::new(),
-        (false, None) => return Err(format!("unknown WAN profile {:?}", req.wan)),
+        (false, None) => return Err(PlanError::UnknownProfile(req.wan.clone())),
         (false, Some(p)) => {
             let labelled = chosen.iter().filter(|c| !c.zone.is_empty()).count();
             if labelled == 0 {
@@ -82,18 +126,17 @@ pub fn plan(
                     .iter()
                     .find(|c| c.zone.is_empty())
                     .expect("some unlabelled");
-                return Err(format!(
-                    "--wan {}: agent {} has no zone while others do; give every agent a --zone or none",
-                    req.wan, c.advertise
-                ));
+                return Err(PlanError::MixedZones {
+                    wan: req.wan.clone(),
+                    agent: c.advertise,
+                });
             } else if let Some(c) = chosen.iter().find(|c| p.zone_index(c.zone).is_none()) {
-                return Err(format!(
-                    "--wan {}: zone {:?} of agent {} is not in the profile (zones: {})",
-                    req.wan,
-                    c.zone,
-                    c.advertise,
-                    p.zones.join(" ")
-                ));
+                return Err(PlanError::ZoneNotInProfile {
+                    wan: req.wan.clone(),
+                    zone: c.zone.to_owned(),
+                    agent: c.advertise,
+                    zones: p.zones.join(" "),
+                });
             } else {
                 chosen.iter().map(|c| c.zone.to_owned()).collect()
             }
@@ -105,9 +148,7 @@ pub fn plan(
         .collect();
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = peers.iter().find(|p| !seen.insert(**p)) {
-        return Err(format!(
-            "two agents advertise the same address {dup}: give each a distinct --advertise"
-        ));
+        return Err(PlanError::SameAddress(*dup));
     }
     let mut specs = Vec::with_capacity(n);
     // One datagram key per run, the same for all its peers.
@@ -132,7 +173,7 @@ pub fn plan(
             wan_loss: req.wan_loss,
             run_key,
         };
-        spec.check()?;
+        spec.check().map_err(PlanError::Shape)?;
         specs.push((c.instance, spec));
     }
     let sending = Duration::from_millis(u64::from(req.msgs) * u64::from(req.interval_ms.1))
@@ -271,225 +312,4 @@ impl ActiveRun {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::Transport;
-
-    fn cands(n: usize, zone: &'static str) -> Vec<Candidate<'static>> {
-        (0..n)
-            .map(|i| Candidate {
-                instance: 100 + i as u64,
-                advertise: format!("10.0.0.{}", i + 1).parse().unwrap(),
-                zone,
-                comparator: "10.0.0.254:4568".parse().unwrap(),
-            })
-            .collect()
-    }
-
-    fn req(peers: u16, msgs: u32) -> RunRequest {
-        RunRequest {
-            peers,
-            msgs,
-            transport: Transport::Fanout,
-            order: crate::wire::Order::None,
-            repair: None,
-            interval_ms: (10, 100),
-            size: 0,
-            wan: String::new(),
-            time_scale: 1.0,
-            wan_loss: 0.0,
-            seed: None,
-        }
-    }
-
-    const D: RunDefaults = RunDefaults {
-        peer_port: 4567,
-        group: None,
-        slack: Duration::from_secs(60),
-    };
-
-    #[test]
-    fn every_spec_gets_the_order_and_the_resolved_repair() {
-        use crate::wire::{Order, Repair};
-        let c = cands(3, "");
-        for (order, asked, want) in [
-            (Order::None, None, Repair::Off),
-            (Order::Causal, None, Repair::Nack),
-            (Order::Lamport, Some(Repair::Off), Repair::Off),
-        ] {
-            let r = RunRequest {
-                order,
-                repair: asked,
-                ..req(3, 5)
-            };
-            let p = plan(None, &r, &c, 3, &D, 9, 1).unwrap();
-            assert!(p
-                .specs
-                .iter()
-                .all(|(_, s)| (s.order, s.repair) == (order, want)));
-        }
-    }
-
-    #[test]
-    fn the_requested_seed_time_scale_and_loss_reach_every_spec() {
-        let c = cands(3, "");
-        let lan = crate::wan::Profile::load("lan").unwrap();
-        let r = RunRequest {
-            wan: "lan".into(),
-            time_scale: 0.1,
-            wan_loss: 0.01,
-            seed: Some(1000),
-            ..req(3, 5)
-        };
-        let p = plan(Some(&lan), &r, &c, 3, &D, 9, 77).unwrap();
-        for (i, (_, s)) in p.specs.iter().enumerate() {
-            assert_eq!(
-                (s.seed, s.time_scale, s.wan_loss),
-                (1000 + i as u64, 0.1, 0.01)
-            );
-        }
-        assert_eq!(
-            p.deadline,
-            Duration::from_millis(50) + D.slack,
-            "sending time scaled"
-        );
-        let drawn = plan(None, &req(3, 5), &c, 3, &D, 9, 77).unwrap();
-        assert_eq!(drawn.specs[2].1.seed, 79, "no seed asked: the controller's");
-        for (bad, flag) in [
-            (
-                RunRequest {
-                    time_scale: 0.0,
-                    ..r.clone()
-                },
-                "--time-scale",
-            ),
-            (
-                RunRequest {
-                    wan_loss: 2.0,
-                    ..r.clone()
-                },
-                "--wan-loss",
-            ),
-            (
-                RunRequest {
-                    wan: String::new(),
-                    ..r.clone()
-                },
-                "--wan-loss",
-            ),
-        ] {
-            let e = plan(Some(&lan), &bad, &c, 3, &D, 9, 1).unwrap_err();
-            assert!(e.contains(flag), "{e}");
-        }
-        let gcp8 = crate::wan::Profile::load("gcp8").unwrap();
-        let slow = RunRequest {
-            wan: "gcp8".into(),
-            time_scale: 1000.0,
-            interval_ms: (0, 1),
-            ..r
-        };
-        let e = plan(Some(&gcp8), &slow, &c, 3, &D, 9, 1).unwrap_err();
-        assert!(e.contains("--time-scale"), "{e}");
-    }
-
-    #[test]
-    fn plans_in_order_and_refuses_out_of_bounds() {
-        let c = cands(4, "");
-        let p = plan(None, &req(3, 50), &c, 4, &D, 9, 1).unwrap();
-        assert_eq!(p.specs.len(), 3);
-        assert_eq!(p.specs[2].0, 102);
-        assert_eq!(p.specs[2].1.peer_id, 2);
-        assert_eq!(p.specs[0].1.peers[1], "10.0.0.2:4567".parse().unwrap());
-        assert_eq!(p.deadline, Duration::from_millis(5000) + D.slack);
-        assert!(plan(None, &req(5, 50), &c, 4, &D, 9, 1)
-            .unwrap_err()
-            .contains("only 4 agents are live"));
-        assert!(plan(None, &req(4, 50), &c[..2], 4, &D, 9, 1)
-            .unwrap_err()
-            .contains("idle"));
-        assert!(plan(None, &req(0, 50), &c, 4, &D, 9, 1).is_err());
-        assert!(plan(None, &req(2, 0), &c, 4, &D, 9, 1).is_err());
-        assert!(plan(
-            None,
-            &req(2, super::super::proto::MAX_MSGS + 1),
-            &c,
-            4,
-            &D,
-            9,
-            1
-        )
-        .unwrap_err()
-        .contains("msgs"));
-        let lan = crate::wan::Profile::load("lan").unwrap();
-        let mut w = req(2, 5);
-        w.wan = "lan".into();
-        assert!(plan(None, &w, &c, 4, &D, 9, 1)
-            .unwrap_err()
-            .contains("unknown WAN profile"));
-        assert!(plan(Some(&lan), &w, &c, 4, &D, 9, 1).unwrap().specs[0]
-            .1
-            .zones
-            .is_empty());
-        let z = cands(2, "LAN");
-        assert_eq!(
-            plan(Some(&lan), &w, &z, 2, &D, 9, 1).unwrap().specs[1]
-                .1
-                .zones,
-            ["LAN", "LAN"]
-        );
-        let bad = cands(2, "eu");
-        assert!(plan(Some(&lan), &w, &bad, 2, &D, 9, 1)
-            .unwrap_err()
-            .contains("not in the profile"));
-        let mut mixed = cands(2, "LAN");
-        mixed[1].zone = "";
-        assert!(plan(Some(&lan), &w, &mixed, 2, &D, 9, 1)
-            .unwrap_err()
-            .contains("has no zone"));
-        let mut dup = cands(2, "");
-        dup[1].advertise = dup[0].advertise;
-        assert!(plan(None, &req(2, 5), &dup, 2, &D, 9, 1)
-            .unwrap_err()
-            .contains("same address"));
-    }
-
-    #[test]
-    fn run_completes_on_report_and_all_finished_or_fails_in_virtual_time() {
-        let t0 = Instant::now();
-        let c = cands(2, "");
-        let p = plan(None, &req(2, 10), &c, 2, &D, 7, 1).unwrap();
-        let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
-        assert_eq!(
-            r.on_ready(100),
-            Some(Update::Progress(
-                "run 0000000000000007: 1/2 peers ready".into()
-            ))
-        );
-        assert_eq!(r.on_ready(100), None);
-        assert_eq!(r.on_ready(555), None);
-        r.on_report("{}".into(), t0);
-        assert_eq!(r.poll(t0), None);
-        r.on_finished(100, true, String::new());
-        r.on_finished(101, true, String::new());
-        assert_eq!(r.poll(t0), Some(Update::Done("{}".into())));
-
-        let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
-        r.on_finished(100, false, "exit 1".into());
-        assert_eq!(r.poll(t0), None);
-        r.on_finished(101, false, "exit 2".into());
-        assert!(matches!(r.poll(t0), Some(Update::Failed(t)) if t.contains("exit 2")));
-
-        let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
-        assert_eq!(r.poll(r.next_deadline() - Duration::from_millis(1)), None);
-        assert!(
-            matches!(r.poll(r.next_deadline()), Some(Update::Failed(t)) if t.contains("timed out"))
-        );
-
-        // Report in, one agent never says it finished: the report goes out after the grace.
-        let mut r = ActiveRun::new(&p, Transport::Fanout, t0);
-        r.on_report("{}".into(), t0);
-        r.on_finished(100, true, String::new());
-        assert_eq!(r.poll(t0 + Duration::from_secs(1)), None);
-        assert_eq!(r.poll(r.next_deadline()), Some(Update::Done("{}".into())));
-    }
-}
+mod tests;

@@ -23,6 +23,7 @@
 #[macro_use]
 mod macros;
 pub mod auth;
+pub mod c2;
 pub mod child;
 pub mod frame;
 pub mod log;

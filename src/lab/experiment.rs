@@ -15,7 +15,7 @@ use super::runkey::RunKeyFile;
 use super::LabConfig;
 use crate::compare::Report;
 use crate::peer::PeerSpec;
-use crate::wire::child::{Reason, Repr as Told};
+use crate::wire::child::Repr as Told;
 use crate::wire::{Order, Repair, Transport};
 use std::os::unix::ffi::OsStrExt;
 
@@ -107,22 +107,8 @@ fn partial_report(
 /// How a peer that failed ended: its exit status, and what it told (its reason).
 fn describe(status: std::process::ExitStatus, told: Option<&Told>) -> String {
     match told {
-        Some(Told::Outcome { reason, .. }) => format!("{status} ({})", reason_text(*reason)),
+        Some(Told::Outcome { reason, .. }) => format!("{status} ({})", reason.describe()),
         _ => status.to_string(),
-    }
-}
-
-fn reason_text(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Done => "done",
-        Reason::Error => "an error",
-        Reason::Handshake => "handshake timed out",
-        Reason::Upload => "log kept but not uploaded",
-        Reason::ModeMismatch => "refused: a peer runs another --order or --repair",
-        Reason::OrderFailed => "ordering failed",
-        Reason::LogWrite => "the log could not be written",
-        Reason::Interrupted => "interrupted",
-        Reason::Unknown(_) => "an unknown reason",
     }
 }
 

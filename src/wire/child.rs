@@ -74,6 +74,23 @@ enum_with_unknown! {
     }
 }
 
+impl Reason {
+    /// In words, for a parent's message about a failed peer.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Done => "done",
+            Reason::Error => "an error",
+            Reason::Handshake => "handshake timed out",
+            Reason::Upload => "log kept but not uploaded",
+            Reason::ModeMismatch => "refused: a peer runs another --order or --repair",
+            Reason::OrderFailed => "ordering failed",
+            Reason::LogWrite => "the log could not be written",
+            Reason::Interrupted => "interrupted",
+            Reason::Unknown(_) => "an unknown reason",
+        }
+    }
+}
+
 /// One message of a child peer to its parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repr {

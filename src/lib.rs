@@ -14,6 +14,7 @@
 //! * [`netns`]: throw-away hosts in network namespaces joined by a bridge.
 //! * [`c2`]: command and control across machines (agent, controller, control CLI).
 //! * [`viz`]: a run as one self-contained HTML page (space-time diagram, order strips, latency).
+//! * [`cli`]: the command line (every clap type), mapped into the plain configs above.
 //! * [`util`]: small shared pieces (durations with units, clocks, output that never panics,
 //!   supervised children).
 
@@ -23,6 +24,7 @@ pub mod util;
 pub mod bench;
 pub mod c2;
 pub mod check;
+pub mod cli;
 pub mod compare;
 pub mod export;
 pub mod lab;

@@ -104,7 +104,9 @@ fn run_refuses_bad_values_before_connecting_naming_the_flag() {
         }
         let t = Instant::now();
         let (status, _, err) = run_to_end(cmd, Duration::from_secs(10));
-        assert_eq!(status.code(), Some(1), "{extra:?}: {err}");
+        // A usage error, in clap's words and format.
+        assert_eq!(status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains("Usage: mpcomm c2 run"), "{extra:?}: {err}");
         assert!(err.contains(flag), "{extra:?} should name {flag}: {err}");
         assert!(
             !err.contains("connect"),

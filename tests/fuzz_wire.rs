@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use mpcomm::wire::c2::{
     AgentInfo, Hello, Msg, RefusalCode, Role, RunRequest, RunSpec, SealedPacket,
 };
+use mpcomm::wire::child::{self, Reason};
 use mpcomm::wire::frame::{FrameHeader, Kind as FrameKind};
 use mpcomm::wire::log::{self, LogHeader, LogView, Record};
 use mpcomm::wire::packet::{Announce, Body, Repr, Stream};
@@ -30,6 +31,10 @@ fn decode_all(bytes: &[u8]) {
     }
     let _ = LogHeader::parse(bytes);
     let _ = FrameHeader::parse(bytes, 1 << 20);
+    if let Ok(m) = child::Repr::parse(bytes) {
+        // What parsed emits back to the same bytes.
+        assert_eq!(m.to_bytes(), bytes);
+    }
     // C2: a message body, a Hello, and a sealed payload's body.
     if let Ok(m) = Msg::parse(bytes) {
         // A body that parsed is re-emitted byte for byte (no two encodings of one value).
@@ -283,6 +288,23 @@ fn valid_inputs() -> Vec<Vec<u8>> {
     let mut frame = Vec::new();
     mpcomm::wire::frame::write_frame(&mut frame, FrameKind::Upload, b"payload").unwrap();
     out.push(frame);
+    for m in [
+        child::Repr::Ready {
+            peer: 2,
+            pid: 77,
+            bound: "[fe80::1]:4570".parse().unwrap(),
+            rcvbuf: 1 << 21,
+        },
+        child::Repr::Outcome {
+            peer: 1,
+            ok: false,
+            reason: Reason::Upload,
+            run_id: Some(9),
+            log: b"/var/lib/mpcomm/mpcomm-0000000000000009-p1.mplog".to_vec(),
+        },
+    ] {
+        out.push(m.to_bytes());
+    }
     out.extend(c2_inputs());
     out
 }
@@ -296,11 +318,13 @@ fn seeded_random_bytes_never_panic() {
         // Half of them start like ours, so the deeper checks are reached too.
         if rng.gen_bool(0.5) && !v.is_empty() {
             // C2 bodies start with their kind: RUN (10) and STATUS (33) have lists.
-            let prefixes: [&[u8]; 6] = [
+            let prefixes: [&[u8]; 8] = [
                 b"MP\x01",
                 b"MPCOMLOG\x00\x01",
                 b"MPCF\x01",
                 b"MK\x01",
+                b"MQ\x01\x01",
+                b"MQ\x01\x02",
                 b"\x0a",
                 b"\x21\x00",
             ];
@@ -555,6 +579,32 @@ fn any_c2_msg() -> impl Strategy<Value = Msg> {
 }
 
 proptest! {
+    #[test]
+    fn child_message_round_trip(
+        peer in any::<u16>(),
+        pid in any::<u32>(),
+        v6 in any::<bool>(),
+        ip in any::<[u8; 16]>(),
+        port in any::<u16>(),
+        ok in any::<bool>(),
+        reason in proptest::sample::select(vec![0u8, 1, 2, 3, 4, 5, 6, 130]),
+        run_id in proptest::option::of(1u64..),
+        log in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let ip: std::net::IpAddr = if v6 {
+            std::net::Ipv6Addr::from(ip).into()
+        } else {
+            std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]).into()
+        };
+        let ready = child::Repr::Ready { peer, pid, bound: (ip, port).into(), rcvbuf: pid.rotate_left(5) };
+        let outcome = child::Repr::Outcome { peer, ok, reason: Reason::from(reason), run_id, log };
+        for m in [ready, outcome] {
+            let mut buf = vec![0xa5u8; m.buffer_len()];
+            prop_assert_eq!(m.emit(&mut buf), buf.len());
+            prop_assert_eq!(child::Repr::parse(&buf), Ok(m));
+        }
+    }
+
     #[test]
     fn datagram_round_trip(run_id in any::<u64>(), sender in any::<u16>(), body in any_body()) {
         let r = Repr { run_id, sender, body };

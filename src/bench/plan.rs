@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use super::BenchArgs;
+use super::BenchConfig;
 use crate::lab::{MAX_PEERS, NETNS_MAX_PEERS};
 use crate::wire::Transport;
 
 /// Where the peers of a point live.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HostKind {
     /// Every peer on its own 127.x.y.z address of this host.
@@ -89,6 +89,22 @@ pub struct Point {
     pub paced_msgs: u32,
 }
 
+/// A bench the arguments make impossible; every one names its flag.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("--rate must be 1..=1000000 messages/s per peer")]
+    Rate,
+    #[error("--deliveries must be at least 1 (a saturation run sends at least {MIN_MSGS} messages per peer)")]
+    Deliveries,
+    #[error("--paced-msgs must be at least 1")]
+    PacedMsgs,
+    #[error("--peers {0}: network namespaces take at most {NETNS_MAX_PEERS} peers (one /24 on the bridge)")]
+    Netns(u16),
+    /// What a peer of one of the runs would refuse.
+    #[error(transparent)]
+    Run(#[from] crate::peer::args::RunValueError),
+}
+
 pub struct Plan {
     pub points: Vec<Point>,
     pub peers: PeerList,
@@ -109,22 +125,21 @@ pub fn msgs_for(deliveries: u64, peers: u16) -> u32 {
 }
 
 impl Plan {
-    pub fn new(args: &BenchArgs, hosts: HostKind) -> anyhow::Result<Plan> {
-        anyhow::ensure!(
-            args.rate >= 1 && args.rate <= 1_000_000,
-            "--rate must be 1..=1000000 messages/s per peer"
-        );
-        anyhow::ensure!(
-            args.deliveries >= 1,
-            "--deliveries must be at least 1 (a saturation run sends at least {MIN_MSGS} messages per peer)"
-        );
-        anyhow::ensure!(args.paced_msgs >= 1, "--paced-msgs must be at least 1");
+    pub fn new(args: &BenchConfig, hosts: HostKind) -> Result<Plan, PlanError> {
+        if !(1..=1_000_000).contains(&args.rate) {
+            return Err(PlanError::Rate);
+        }
+        if args.deliveries < 1 {
+            return Err(PlanError::Deliveries);
+        }
+        if args.paced_msgs < 1 {
+            return Err(PlanError::PacedMsgs);
+        }
         let peers = args.peers.clone().unwrap_or_else(default_peers);
         let largest = peers.0.last().copied().unwrap_or(2);
-        anyhow::ensure!(
-            hosts == HostKind::Loopback || largest <= NETNS_MAX_PEERS,
-            "--peers {largest}: network namespaces take at most {NETNS_MAX_PEERS} peers (one /24 on the bridge)"
-        );
+        if hosts != HostKind::Loopback && largest > NETNS_MAX_PEERS {
+            return Err(PlanError::Netns(largest));
+        }
         let paced_gap = Duration::from_nanos(1_000_000_000 / u64::from(args.rate));
         let mut points = Vec::new();
         for kind in hosts.list() {

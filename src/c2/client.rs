@@ -11,8 +11,7 @@ use std::time::Duration;
 use super::auth::{fresh32, AuthError, Handshake, Session};
 use super::proto::{Msg, Role, RunRequest, HELLO_LEN, MAX_FRAME};
 use crate::compare::Report;
-use crate::lab::{table, OrderChoice};
-use crate::util::duration;
+use crate::lab::{table, OrderChoice, TransportChoice};
 use crate::wire::frame::{read_frame, write_frame, Kind};
 use crate::wire::{Repair, Transport};
 
@@ -31,93 +30,67 @@ const _: () = assert!(
 );
 pub const MAX_REPEAT: u32 = 1000;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct ControlArgs {
+/// Where the controller is and the key to prove who we are.
+#[derive(Debug, Clone)]
+pub struct Control {
     /// The controller, HOST:PORT.
-    #[arg(long, env = "MPCOMM_CONTROLLER")]
     pub controller: String,
     /// Pre-shared key file (`mpcomm c2 keygen`); must not be readable by group or others.
-    #[arg(long, env = "MPCOMM_KEY_FILE")]
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TransportChoice {
-    Fanout,
-    Multicast,
-    /// Fan-out, then multicast, per repetition.
-    Both,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub ctl: ControlArgs,
+/// `c2 run` (its flags, in `cli::c2`, map one to one into this).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub ctl: Control,
     /// Number of peers (the first N live agents; at most 256).
-    #[arg(long)]
     pub peers: u16,
     /// Messages per peer (at most 100000).
-    #[arg(long)]
     pub msgs: u32,
-    #[arg(long, value_enum, default_value = "fanout")]
+    /// fanout, multicast, or both (per repetition).
     pub transport: TransportChoice,
     /// Delivery order of every peer, or all (each mode in turn; then one table of the modes).
-    #[arg(long, value_enum, default_value = "none")]
     pub order: OrderChoice,
     /// Gap repair of every peer (default: off with --order none, nack for the other modes).
-    #[arg(long, value_enum)]
     pub repair: Option<Repair>,
     /// Random gap between a peer's messages, MIN..MAX milliseconds (at most 60000).
-    #[arg(long, default_value = "10..100", value_parser = duration::parse_range_ms)]
     pub interval: (Duration, Duration),
     /// DATA datagram size in bytes (0: the smallest; at most 8192).
-    #[arg(long, default_value_t = 0)]
     pub size: u32,
     /// Emulated WAN profile: lan, gcp8 (a name the agents have too, not a path). Agents with a
     /// --zone must all have one of the profile's zones; without zones the peers take the
     /// profile's zones round-robin.
-    #[arg(long)]
     pub wan: Option<String>,
     /// Extra random loss of the emulated WAN, 0..1 (needs --wan).
-    #[arg(long, default_value_t = 0.0)]
     pub wan_loss: f64,
     /// Multiply every interval and emulated delay (0.1 = ten times faster; 0.001..=1000).
-    #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
     /// Base seed: peer i of repetition k uses seed + k + i, the same for every transport and
     /// mode of a repetition (default: random, printed).
-    #[arg(long)]
     pub seed: Option<u64>,
     /// Wait up to this long for the controller to answer and for --peers live, idle agents
     /// (before every run of a series); then the run is asked for all the same and refused
     /// with the count if they are still missing. 0 = do not wait.
-    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub wait: Duration,
     /// Runs per configuration (the original study used 10).
-    #[arg(long, default_value_t = 1)]
     pub repeat: u32,
     /// One JSON report per line on stdout (after several modes, then one `{"summary": [...]}`
     /// line: the table of `mpcomm lab --order all`).
-    #[arg(long)]
     pub json: bool,
     /// Also append every report as a JSON line to this file (`mpcomm report FILE` aggregates).
-    #[arg(long)]
     pub results: Option<PathBuf>,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub ctl: ControlArgs,
-    #[arg(long)]
+/// `c2 status`.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    pub ctl: Control,
     pub json: bool,
     /// Wait up to this long for the controller to answer, then until the agents have settled:
     /// --live N of them live, or (without --live) the number of live agents unchanged for 1 s.
     /// The list is printed either way; a --live count not reached exits 1. 0 = ask once.
-    #[arg(long, default_value = "0s", value_parser = duration::parse)]
     pub wait: Duration,
     /// With --wait: the number of live agents to wait for (e.g. the agents just started).
-    #[arg(long)]
     pub live: Option<usize>,
 }
 
@@ -137,7 +110,7 @@ pub struct Client {
 impl Client {
     /// [`Client::connect`], retried every 100 ms while nothing listens at the controller's
     /// address (a controller just started), until `within` has passed.
-    pub fn connect_within(ctl: &ControlArgs, within: Duration) -> anyhow::Result<Client> {
+    pub fn connect_within(ctl: &Control, within: Duration) -> anyhow::Result<Client> {
         let deadline = std::time::Instant::now() + within;
         loop {
             match Client::connect(ctl) {
@@ -159,7 +132,7 @@ impl Client {
         }
     }
 
-    pub fn connect(ctl: &ControlArgs) -> anyhow::Result<Client> {
+    pub fn connect(ctl: &Control) -> anyhow::Result<Client> {
         let key = super::key::load(&ctl.key_file)?;
         let addr = ctl
             .controller
@@ -260,32 +233,56 @@ impl Client {
     }
 }
 
-pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.repeat == 0 || args.repeat > MAX_REPEAT {
-        bail!("--repeat must be 1..={MAX_REPEAT}");
+/// A `c2 run` refused before anything is sent: its values are wrong (each names its flag).
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("--repeat must be 1..={MAX_REPEAT}")]
+    Repeat,
+    /// The checks the controller and the agents run too.
+    #[error("--{0}")]
+    Shape(super::proto::BoundsError),
+    #[error(transparent)]
+    Emulation(super::proto::BoundsError),
+    #[error(transparent)]
+    Profile(#[from] super::control::refusal::ProfileError),
+    #[error(transparent)]
+    Values(#[from] crate::peer::args::RunValueError),
+}
+
+impl RunConfig {
+    /// The request of every run of the series, but for its transport, order and seed.
+    fn base_request(&self, seed: u64) -> RunRequest {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        RunRequest {
+            peers: self.peers,
+            msgs: self.msgs,
+            transport: Transport::Fanout,
+            order: crate::wire::Order::None,
+            repair: self.repair,
+            interval_ms: (ms(self.interval.0), ms(self.interval.1)),
+            size: self.size,
+            wan: self.wan.clone().unwrap_or_default(),
+            time_scale: self.time_scale,
+            wan_loss: self.wan_loss,
+            seed: Some(seed),
+        }
     }
-    let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-    let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
-    let base = RunRequest {
-        peers: args.peers,
-        msgs: args.msgs,
-        transport: Transport::Fanout,
-        order: crate::wire::Order::None,
-        repair: args.repair,
-        interval_ms: (ms(args.interval.0), ms(args.interval.1)),
-        size: args.size,
-        wan: args.wan.clone().unwrap_or_default(),
-        time_scale: args.time_scale,
-        wan_loss: args.wan_loss,
-        seed: Some(seed),
-    };
+
+    /// Refuse locally, before connecting, what the controller or an agent would refuse.
+    pub fn check(&self) -> Result<(), RequestError> {
+        if self.repeat == 0 || self.repeat > MAX_REPEAT {
+            return Err(RequestError::Repeat);
+        }
+        check_request(&self.base_request(0))
+    }
+}
+
+pub fn run_series(args: RunConfig) -> anyhow::Result<ExitCode> {
     // Check locally first for a fast, clear error; the controller and every agent check again.
-    check_request(&base)?;
-    let transports: &[Transport] = match args.transport {
-        TransportChoice::Fanout => &[Transport::Fanout],
-        TransportChoice::Multicast => &[Transport::Multicast],
-        TransportChoice::Both => &[Transport::Fanout, Transport::Multicast],
-    };
+    args.check()?;
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
+    let base = args.base_request(seed);
+    let transports = args.transport.list();
     let mut results = match &args.results {
         Some(p) => Some(crate::compare::open_results(p)?),
         None => None,
@@ -376,7 +373,7 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+pub fn status(args: StatusConfig) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let mut client = Client::connect_within(&args.ctl, args.wait)?;
     let deadline = started + args.wait;
@@ -438,11 +435,11 @@ fn wait_for_idle(client: &mut Client, peers: usize, within: Duration) -> anyhow:
 
 /// Everything an agent or its peer would refuse, refused before anything is sent, the flag
 /// named (the same checks as the controller's, the agent's and the peer's own).
-pub fn check_request(q: &RunRequest) -> anyhow::Result<()> {
+pub fn check_request(q: &RunRequest) -> Result<(), RequestError> {
     super::proto::check_run_shape(q.peers as usize, q.msgs, q.interval_ms, q.size)
-        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+        .map_err(RequestError::Shape)?;
     super::proto::check_emulation(q.time_scale, q.interval_ms.1, &q.wan, q.wan_loss)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(RequestError::Emulation)?;
     let ms = |v: u32| Duration::from_millis(u64::from(v));
     crate::peer::args::RunValues {
         peers: q.peers,
@@ -461,12 +458,12 @@ pub fn check_request(q: &RunRequest) -> anyhow::Result<()> {
     }
     .check()?;
     if !q.wan.is_empty() {
-        super::controller::load_profile(&q.wan).map_err(anyhow::Error::msg)?;
+        super::controller::load_profile(&q.wan)?;
     }
     Ok(())
 }
 
-pub fn exit(ctl: ControlArgs) -> anyhow::Result<ExitCode> {
+pub fn exit(ctl: Control) -> anyhow::Result<ExitCode> {
     let mut client = Client::connect(&ctl)?;
     say!("mpcomm c2 exit: stopping the agents (and those still connecting: {:?}), then the controller", super::exit::EXIT_GRACE);
     client.send(&Msg::ExitRequest)?;

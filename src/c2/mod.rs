@@ -24,34 +24,9 @@ pub mod timing;
 
 use std::process::ExitCode;
 
-#[derive(clap::Subcommand, Debug)]
-pub enum C2Command {
-    /// Print a fresh pre-shared key: `mpcomm c2 keygen > key && chmod 600 key`.
-    Keygen,
-    /// Resident agent (one per host): connects out to the controller, starts peer runs.
-    Agent(agent::AgentArgs),
-    /// The controller: agent registry, runs, and the comparator in the same process.
-    Serve(controller::ServeArgs),
-    /// Start a run (or a series: --repeat, --transport both, --order all) and print the reports.
-    Run(client::RunArgs),
-    /// List the agents the controller knows, live or lost.
-    Status(client::StatusArgs),
-    /// Stop every agent (also those that register within 3 s: still connecting, or in their
-    /// reconnect backoff), then the controller.
-    Exit(client::ControlArgs),
-}
-
-pub fn run(cmd: C2Command) -> anyhow::Result<ExitCode> {
-    match cmd {
-        C2Command::Keygen => {
-            use std::io::Write;
-            crate::util::out::stdout().write_all(key::generate().as_bytes())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        C2Command::Agent(a) => agent::run(a),
-        C2Command::Serve(a) => controller::run(a),
-        C2Command::Run(a) => client::run_series(a),
-        C2Command::Status(a) => client::status(a),
-        C2Command::Exit(a) => client::exit(a),
-    }
+/// `mpcomm c2 keygen`: a fresh pre-shared key on stdout.
+pub fn keygen() -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    crate::util::out::stdout().write_all(key::generate().as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -24,7 +24,8 @@ pub struct Agent {
     seq: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// How agents get their peer ids (`c2 serve --order-by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderBy {
     /// The order in which agents first registered.
     Registration,

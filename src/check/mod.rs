@@ -33,7 +33,7 @@ pub const DEFAULT_GROUP_V6: &str = "[ff12::7777]:4577";
 pub const UNICAST_TTL: u8 = 64;
 
 /// Which transports to check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transports {
     /// Unicast to every peer (what `--transport fanout` runs use).
     Fanout,
@@ -53,60 +53,22 @@ impl Transports {
     }
 }
 
-/// Check that unicast and multicast get through between the hosts, before an experiment.
-///
-/// Run it on every host at about the same time, with the same --peers list as `mpcomm peer`.
-/// Each host probes every peer by unicast and the group by multicast every --interval, answers
-/// the others' probes, and prints who heard whom: loss both ways, round-trip time, hop
-/// distance (initial TTL − received TTL, as omping). A pair is counted for --duration from
-/// when the peer is first heard (hosts started by hand seconds apart are fine), with
-/// multicast one second later: the first multicast datagrams are often lost while switches
-/// and routers build the tree.
-#[derive(clap::Args, Debug, Clone)]
-#[command(after_help = "Example, the same on each of three hosts:
-  mpcomm check --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570
-
-Exit codes: 0 every pair passed over every transport asked for, 1 a pair failed (a FAIL line
-names each: peer, address, transport, why), 2 bad arguments, 3 could not run (a socket could
-not be opened or the group joined; stderr says which).
-
-What a failure usually means is in the README, \"Is multicast working here?\".")]
-pub struct CheckArgs {
-    /// Every host's IP:PORT (or HOST:PORT), comma-separated, as for `mpcomm peer`; the
-    /// position is the id. The port must be free (stop peers first).
-    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+/// What `mpcomm check` was asked (its flags, `cli::check`, map into this one to one).
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Every host's IP:PORT (or HOST:PORT) as for `mpcomm peer`; the position is the id.
     pub peers: Vec<String>,
-    /// This host's id (index in --peers). May be omitted if exactly one listed address is local.
-    #[arg(long)]
+    /// This host's id; `None`: the one listed address that is local.
     pub id: Option<u16>,
-    /// What to check.
-    #[arg(long, value_enum, default_value_t = Transports::Both)]
     pub transport: Transports,
-    /// Multicast group and port. Default: the peer's (239.255.77.77:4577), or
-    /// [ff12::7777]:4577 for IPv6 peers.
-    #[arg(long)]
+    /// `None`: the peer's default group, or [`DEFAULT_GROUP_V6`] for IPv6 peers.
     pub group: Option<SocketAddr>,
-    /// Interface for multicast, as for `mpcomm peer` (its IPv4 address or name).
-    #[arg(long)]
     pub iface: Option<String>,
-    /// Multicast TTL: give the one your peers will use (1, the peer's default, stays on the
-    /// local network: a router in between fails the check, as it would fail the run).
-    #[arg(long, default_value_t = 1)]
     pub ttl: u8,
-    /// How long each pair is counted.
-    #[arg(long, default_value = "3s", value_parser = duration::parse)]
     pub duration: Duration,
-    /// Gap between probe rounds (ms unless a unit is given).
-    #[arg(long, default_value = "100ms", value_parser = duration::parse_ms)]
     pub interval: Duration,
-    /// Give up on peers not heard from by then (they fail as "never heard from").
-    #[arg(long, default_value = "30s", value_parser = duration::parse)]
     pub wait: Duration,
-    /// A pair fails when more than this share of probes is lost either way (0..1).
-    #[arg(long, default_value_t = 0.2)]
     pub max_loss: f64,
-    /// Print the report as one JSON object on stdout (FAIL lines go to stderr).
-    #[arg(long)]
     pub json: bool,
 }
 
@@ -134,15 +96,7 @@ pub fn run(cfg: CheckConfig) -> Result<CheckReport, CheckError> {
     driver::run(cfg)
 }
 
-/// A `peer` command line with the flags `check` shares, parsed by the peer's own parser: a
-/// peer list (and --id, --group, --iface) means the same to both commands.
-#[derive(clap::Parser, Debug)]
-struct AsPeer {
-    #[command(flatten)]
-    args: crate::peer::PeerArgs,
-}
-
-impl CheckArgs {
+impl CheckOptions {
     pub fn config(&self) -> anyhow::Result<CheckConfig> {
         anyhow::ensure!(
             self.ttl > 0,
@@ -179,24 +133,18 @@ impl CheckArgs {
             };
             g.parse().expect("a valid default group")
         });
-        let mut argv: Vec<String> = vec!["peer".into(), "--peers".into(), self.peers.join(",")];
-        if let Some(id) = self.id {
-            argv.extend(["--id".into(), id.to_string()]);
-        }
-        if let Some(i) = &self.iface {
-            argv.extend(["--iface".into(), i.clone()]);
-        }
-        // Fan-out makes the peer refuse a list of mixed families, as it should here.
-        let t = if fanout { "fanout" } else { "multicast" };
-        argv.extend([
-            "--transport".into(),
-            t.into(),
-            "--group".into(),
-            group.to_string(),
-        ]);
-        let parsed = <AsPeer as clap::Parser>::try_parse_from(&argv)
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().trim()))?;
-        let plan = parsed.args.plan()?;
+        // The peer's own planner: a peer list (and --id, --group, --iface) means the same to
+        // both commands. Fan-out makes it refuse a list of mixed families, as it should here.
+        let mut spec = crate::peer::PeerSpec::new(self.peers.clone());
+        spec.id = self.id;
+        spec.iface = self.iface.clone();
+        spec.transport = if fanout {
+            crate::wire::Transport::Fanout
+        } else {
+            crate::wire::Transport::Multicast
+        };
+        spec.group = group;
+        let plan = spec.plan()?;
         let own = plan.peers[usize::from(plan.id)];
         if multicast && group.is_ipv6() != own.is_ipv6() {
             anyhow::bail!(
@@ -226,7 +174,7 @@ impl CheckArgs {
 }
 
 /// `mpcomm check …`: 0 pass, 1 a pair failed, 3 could not run.
-pub fn run_cli(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub fn run_cli(args: CheckOptions) -> anyhow::Result<ExitCode> {
     let cfg = args.config()?;
     let m = &cfg.machine;
     say!(

@@ -12,7 +12,7 @@ use anyhow::{anyhow, Context};
 use serde::Serialize;
 
 use super::report::Report;
-use super::ReportArgs;
+use super::ReportConfig;
 use crate::wire::Order;
 
 /// One row of the table.
@@ -361,7 +361,7 @@ pub fn svg(groups: &[Group], path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow!("cannot draw {}: {e}", path.display()))
 }
 
-pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: &ReportConfig) -> anyhow::Result<ExitCode> {
     let reports = read_results(&args.results)?;
     if reports.is_empty() {
         anyhow::bail!(

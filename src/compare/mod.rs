@@ -37,88 +37,65 @@ pub use peerlog::PeerLog;
 pub use report::Report;
 pub use server::{Server, ServerConfig, ServerStats, Stopper};
 
-use crate::util::duration;
-
 /// The original's comparison server port.
 pub const DEFAULT_PORT: u16 = 4568;
 /// Default cap on one upload: 8 M deliveries.
 pub const DEFAULT_MAX_UPLOAD: u32 = 256 << 20;
 
-/// `mpcomm compare`: the comparator service, or the same analysis offline on log files.
-#[derive(clap::Args, Debug, Clone)]
-pub struct CompareArgs {
+/// `mpcomm compare`: the comparator service, or the same analysis offline on log files
+/// (the flags, in `cli::compare`, map one to one into this).
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
     /// Address to receive log uploads on.
-    #[arg(long, default_value = "0.0.0.0:4568", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Analyse these log files offline instead of listening (grouped into runs by run id).
-    #[arg(long, num_args = 1.., value_name = "FILE")]
     pub logs: Vec<PathBuf>,
     /// One JSON object per run per line on stdout instead of the table.
-    #[arg(long)]
     pub json: bool,
     /// Append each run's JSON line to this file (fsynced before the run is acknowledged).
-    #[arg(long, value_name = "FILE")]
     pub results: Option<PathBuf>,
     /// Write latency histograms (.hgrm per pair and overall, one .hlog) per run into DIR.
-    #[arg(long, value_name = "DIR")]
     pub hist_dir: Option<PathBuf>,
     /// Report a run this long after its first upload even if logs are missing.
-    #[arg(long, default_value = "60s", value_parser = duration::parse, value_name = "DUR")]
     pub run_timeout: Duration,
     /// Drop a connection that sends nothing for this long.
-    #[arg(long, default_value = "10s", value_parser = duration::parse, value_name = "DUR")]
     pub read_timeout: Duration,
     /// Largest accepted upload (bytes; K, M, G suffixes are binary).
-    #[arg(long, default_value = "256M", value_parser = parse_bytes, value_name = "BYTES")]
     pub max_upload: u32,
     /// Also show receiver x sender (lost, duplicates, latency) and peer x peer matrices.
-    #[arg(long)]
     pub matrix: bool,
     /// Measure every peer against this peer's order instead of the mean-position consensus.
-    #[arg(long, value_name = "PEER")]
     pub reference: Option<u16>,
     /// Refuse logs that claim more peers than this.
-    #[arg(long, default_value_t = server::DEFAULT_MAX_PEERS, value_name = "N")]
     pub max_peers: u16,
     /// Memory for stored logs of incomplete runs plus uploads in progress; over it, uploads are
     /// refused (K, M, G suffixes are binary).
-    #[arg(long, default_value = "2G", value_parser = parse_bytes_u64, value_name = "BYTES")]
     pub max_pending: u64,
     /// Connections at once from one source address.
-    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNS_PER_SOURCE, value_name = "N")]
     pub max_conns_per_source: usize,
     /// Incomplete runs one source address may have started.
-    #[arg(long, default_value_t = server::DEFAULT_MAX_RUNS_PER_SOURCE, value_name = "N")]
     pub max_runs_per_source: usize,
     /// Exit after the first completed run.
-    #[arg(long)]
     pub once: bool,
     /// With --logs: write each run's page (space-time diagram, order strips, latency) to FILE;
     /// with several runs, to FILE-1.html, FILE-2.html, … (runs in order of first appearance).
-    #[arg(long, value_name = "FILE", requires = "logs")]
     pub html: Option<PathBuf>,
     /// As a service: write each run's page into DIR as run-<run id in 16 hex digits>.html.
-    #[arg(long, value_name = "DIR", conflicts_with = "logs")]
     pub html_dir: Option<PathBuf>,
 }
 
 /// `mpcomm report`: aggregate a results file into the table of the original study.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ReportArgs {
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
     /// Results file written by `--results` (one JSON object per line).
-    #[arg(value_name = "RESULTS.jsonl")]
     pub results: PathBuf,
     /// CSV instead of the table.
-    #[arg(long, conflicts_with = "json")]
     pub csv: bool,
     /// One JSON object per group per line instead of the table.
-    #[arg(long)]
     pub json: bool,
     /// Also draw the chart into this SVG file.
-    #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Also write a self-contained page (table and charts over N, one line per setting).
-    #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
 }
 
@@ -202,7 +179,7 @@ fn print_report(report: &Report, json: bool) -> io::Result<()> {
     out.flush()
 }
 
-pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+pub fn run_compare(args: CompareConfig) -> anyhow::Result<ExitCode> {
     let opts = AnalyseOptions {
         matrix: args.matrix,
         reference: args.reference,
@@ -252,7 +229,7 @@ pub fn run_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `--logs`: every file, grouped into runs by run id (in order of first appearance).
-fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<ExitCode> {
+fn compare_files(args: &CompareConfig, opts: &AnalyseOptions) -> anyhow::Result<ExitCode> {
     // Per run: its logs and their files (the page reads the files again for send times).
     let mut runs: Vec<(u64, Vec<PeerLog>, Vec<PathBuf>)> = Vec::new();
     for path in &args.logs {
@@ -309,7 +286,7 @@ fn compare_files(args: &CompareArgs, opts: &AnalyseOptions) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn run_report(args: ReportConfig) -> anyhow::Result<ExitCode> {
     aggregate::run(&args)
 }
 

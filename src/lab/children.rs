@@ -12,8 +12,14 @@
 //! cores, one after the other, that took 19 ms each (5 s in all). It must be that thread: the
 //! kernel sends `PR_SET_PDEATHSIG` when the *thread* that forked the child exits, and this one
 //! outlives its child.
+//!
+//! With [`Group::with_notify`] the children are told a socket (`peer --notify`), and what they
+//! send there (`wire::child`: Ready, Outcome) comes into the same channel as their exits, from
+//! one more thread that reads the socket: [`Group::wait_ready`] waits on both.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -23,6 +29,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
+use crate::peer::child::{ParentSocket, RECV_BUF};
+use crate::wire::child::Repr as Told;
+
 /// Pids of every live child of this process, for the signal handler.
 pub type PidList = Arc<Mutex<Vec<u32>>>;
 
@@ -30,9 +39,31 @@ pub struct Group {
     pids: PidList,
     /// `None` once reaped.
     children: Vec<Option<Child>>,
-    exited: Receiver<usize>,
-    tx: mpsc::Sender<usize>,
+    events: Receiver<Event>,
+    tx: mpsc::Sender<Event>,
     stderr: Vec<Arc<Mutex<Vec<String>>>>,
+    /// Exits seen while waiting for readiness, not yet reaped by [`Group::next_exit`].
+    exited: VecDeque<usize>,
+    notify: Option<ParentSocket>,
+    /// Per child (by peer id): reported Ready; its Outcome.
+    ready: Vec<bool>,
+    outcomes: Vec<Option<Told>>,
+}
+
+enum Event {
+    Exited(usize),
+    Told(Told),
+}
+
+/// What [`Group::wait_ready`] saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every child said Ready.
+    All,
+    /// A child exited first (its exit is still there for [`Group::next_exit`]).
+    Exited(usize),
+    /// The deadline passed, or the group has no socket to hear on.
+    NotHeard,
 }
 
 /// How a child ended.
@@ -47,21 +78,109 @@ const STDERR_LINES: usize = 50;
 
 impl Group {
     pub fn new(pids: PidList) -> Group {
-        let (tx, exited) = mpsc::channel();
+        let (tx, events) = mpsc::channel();
         Group {
             pids,
             children: Vec::new(),
-            exited,
+            events,
             tx,
             stderr: Vec::new(),
+            exited: VecDeque::new(),
+            notify: None,
+            ready: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// A group whose children report to a socket `name` in `dir` (private to this process:
+    /// whoever can write there can speak for a child). Pass [`Group::notify_path`] to them.
+    pub fn with_notify(pids: PidList, dir: &Path, name: &str) -> std::io::Result<Group> {
+        let mut group = Group::new(pids);
+        let socket = ParentSocket::bind(dir, name)?;
+        let reader = socket.try_clone()?;
+        let tx = group.tx.clone();
+        std::thread::Builder::new()
+            .name("peer-notify".into())
+            .stack_size(WATCHER_STACK)
+            .spawn(move || {
+                let mut buf = [0u8; RECV_BUF];
+                // An empty datagram is the group's own wake-up on drop.
+                while let Ok(n @ 1..) = reader.recv(&mut buf) {
+                    // Not ours, or garbled: a child it was meant for is judged by its exit.
+                    if let Ok(told) = Told::parse(&buf[..n]) {
+                        if tx.send(Event::Told(told)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            })?;
+        group.notify = Some(socket);
+        Ok(group)
+    }
+
+    /// The socket the children tell (`peer --notify PATH`), with [`Group::with_notify`].
+    pub fn notify_path(&self) -> Option<&Path> {
+        self.notify.as_ref().map(ParentSocket::path)
+    }
+
+    /// Child `index`'s Outcome, if it sent one.
+    pub fn outcome(&self, index: usize) -> Option<&Told> {
+        self.outcomes.get(index).and_then(Option::as_ref)
+    }
+
+    /// Wait until every child has said Ready, one has exited, or `deadline`.
+    pub fn wait_ready(&mut self, deadline: Instant) -> Readiness {
+        if self.notify.is_none() {
+            return Readiness::NotHeard;
+        }
+        loop {
+            if self.ready.iter().all(|&r| r) {
+                return Readiness::All;
+            }
+            if let Some(&index) = self.exited.front() {
+                return Readiness::Exited(index);
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(wait) {
+                Ok(event) => self.note(event),
+                Err(_) => return Readiness::NotHeard,
+            }
+        }
+    }
+
+    /// Keep what a child told; queue an exit for [`Group::next_exit`].
+    fn note(&mut self, event: Event) {
+        match event {
+            Event::Exited(index) => self.exited.push_back(index),
+            Event::Told(told) => {
+                let (peer, is_ready) = match &told {
+                    Told::Ready { peer, .. } => (usize::from(*peer), true),
+                    Told::Outcome { peer, .. } => (usize::from(*peer), false),
+                };
+                if peer >= self.children.len() {
+                    return; // no such child: not one of ours
+                }
+                if is_ready {
+                    self.ready[peer] = true;
+                } else {
+                    self.outcomes[peer] = Some(told);
+                }
+            }
+        }
+    }
+
+    /// Close every child's stdin: a child waiting on it (`peer --start-gate`) goes now.
+    pub fn release(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            drop(child.stdin.take());
         }
     }
 
     /// Start every command at once, child i from a thread of its own (see the module doc); the
-    /// children get indices `len()..len() + cmds.len()` in order. Their stdin is a pipe, closed
-    /// once every one has started: a child that waits for it (`peer --start-gate`) goes when
-    /// all go. Returns then, or with the first error (the ones that did start stay in the
-    /// group, so dropping it stops them).
+    /// children get indices `len()..len() + cmds.len()` in order. Their stdin is a pipe, kept
+    /// open until [`Group::release`]: a child that waits for it (`peer --start-gate`) goes
+    /// when all go. Returns once all started, or with the first error (the ones that did
+    /// start stay in the group, so dropping it stops them).
     pub fn spawn_all(&mut self, cmds: Vec<Command>, echo: bool) -> std::io::Result<()> {
         let first = self.children.len();
         let n = cmds.len();
@@ -69,6 +188,8 @@ impl Group {
         for (k, cmd) in cmds.into_iter().enumerate() {
             let index = first + k;
             self.children.push(None);
+            self.ready.push(false);
+            self.outcomes.push(None);
             let lines = Arc::new(Mutex::new(Vec::new()));
             self.stderr.push(lines.clone());
             let (pids, exited, tx) = (self.pids.clone(), self.tx.clone(), started_tx.clone());
@@ -94,30 +215,29 @@ impl Group {
                 }
             }
         }
-        // Release them together: a peer with --start-gate begins its handshake now. (On an
-        // error too: stopping a child blocked on its gate works either way.)
-        for child in self.children[first..].iter_mut().flatten() {
-            drop(child.stdin.take());
-        }
         error.map_or(Ok(()), Err)
     }
 
     /// The next child to exit (reaped), or `None` at the deadline.
     pub fn next_exit(&mut self, deadline: Instant) -> Option<Exit> {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match self.exited.recv_timeout(wait) {
-            Ok(index) => {
-                let mut child = self.children[index].take().expect("each child exits once");
-                let pid = child.id();
-                // Off the list first, under its lock: the handler never signals a reaped pid.
-                self.pids.lock().expect("pid list").retain(|&p| p != pid);
-                Some(Exit {
-                    index,
-                    status: child.wait(),
-                })
+        let index = loop {
+            if let Some(index) = self.exited.pop_front() {
+                break index;
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(wait) {
+                Ok(event) => self.note(event),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        };
+        let mut child = self.children[index].take().expect("each child exits once");
+        let pid = child.id();
+        // Off the list first, under its lock: the handler never signals a reaped pid.
+        self.pids.lock().expect("pid list").retain(|&p| p != pid);
+        Some(Exit {
+            index,
+            status: child.wait(),
+        })
     }
 
     /// The last lines child `index` wrote to stderr.
@@ -156,7 +276,7 @@ fn watch(
     pids: &PidList,
     lines: Arc<Mutex<Vec<String>>>,
     started: &mpsc::Sender<(usize, std::io::Result<Child>)>,
-    exited: &mpsc::Sender<usize>,
+    exited: &mpsc::Sender<Event>,
 ) {
     // The gate: closed by spawn_all once every child has started.
     cmd.stdin(Stdio::piped())
@@ -196,11 +316,14 @@ fn watch(
     // stderr closed: the child is exiting. Wait for it, but leave it to be reaped.
     let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
     let _ = waitid(Id::Pid(Pid::from_raw(pid as i32)), flags);
-    let _ = exited.send(index);
+    let _ = exited.send(Event::Exited(index));
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
         self.kill_all();
+        if let Some(socket) = &self.notify {
+            let _ = socket.wake(); // the reader thread ends
+        }
     }
 }

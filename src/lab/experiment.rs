@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use super::children::{Group, PidList};
+use super::children::{Group, PidList, Readiness};
 use super::hosts::Hosts;
 use super::runkey::RunKeyFile;
-use super::LabArgs;
+use super::LabConfig;
 use crate::compare::Report;
-use crate::peer::args::PeerCommand;
+use crate::peer::PeerSpec;
+use crate::wire::child::Repr as Told;
 use crate::wire::{Order, Repair, Transport};
+use std::os::unix::ffi::OsStrExt;
 
 /// One configuration to run once.
 #[derive(Debug, Clone)]
@@ -63,19 +65,32 @@ impl std::fmt::Display for PartialRun {
 
 impl std::error::Error for PartialRun {}
 
-/// The analysis of the logs of `run_id` in `dir`, with the failed peers named; `None` when
-/// there is none to analyse.
-fn partial_report(dir: &Path, run_id: u64, failed: &[(usize, String)]) -> Option<Report> {
+/// The analysis of the logs of `run_id`, with the failed peers named; `None` when there is
+/// none to analyse. The logs are those the peers `told` they wrote; if none did (a peer
+/// without the readiness socket), those of the run in `dir`.
+fn partial_report(
+    dir: &Path,
+    run_id: u64,
+    told: &[PathBuf],
+    failed: &[(usize, String)],
+) -> Option<Report> {
     let tag = format!("mpcomm-{run_id:016x}-");
-    let logs: Vec<crate::compare::PeerLog> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "mplog")
-                && p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&tag))
-        })
-        .filter_map(|p| crate::compare::PeerLog::from_file(&p).ok())
+    let paths: Vec<PathBuf> = if told.is_empty() {
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "mplog")
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&tag))
+            })
+            .collect()
+    } else {
+        told.to_vec()
+    };
+    let logs: Vec<crate::compare::PeerLog> = paths
+        .iter()
+        .filter_map(|p| crate::compare::PeerLog::from_file(p).ok())
         .collect();
     if logs.is_empty() {
         return None;
@@ -89,11 +104,23 @@ fn partial_report(dir: &Path, run_id: u64, failed: &[(usize, String)]) -> Option
     Some(report)
 }
 
+/// How a peer that failed ended: its exit status, and what it told (its reason).
+fn describe(status: std::process::ExitStatus, told: Option<&Told>) -> String {
+    match told {
+        Some(Told::Outcome { reason, .. }) => format!("{status} ({})", reason.describe()),
+        _ => status.to_string(),
+    }
+}
+
+/// Peers bind their sockets within this long of the first spawn (256 of them on two busy
+/// cores: a few seconds); after it the gate opens whether they said so or not.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
 /// The original study's grid.
 const GRID_PEERS: [u16; 5] = [2, 3, 4, 6, 8];
 const GRID_MSGS: [u32; 3] = [10, 50, 100];
 
-pub fn plan(args: &LabArgs, base_seed: u64) -> Vec<Experiment> {
+pub fn plan(args: &LabConfig, base_seed: u64) -> Vec<Experiment> {
     let (sizes, runs): (Vec<(u16, u32)>, u32) = if args.grid {
         let cells = GRID_PEERS
             .iter()
@@ -149,7 +176,7 @@ pub struct Context<'a> {
 impl Experiment {
     /// Refuse, before anything starts, what its peers would refuse (in their words); note the
     /// longest emulated delay for the watchdog.
-    pub fn check(&mut self) -> anyhow::Result<()> {
+    pub fn check(&mut self) -> Result<(), crate::peer::args::RunValueError> {
         let profile = crate::peer::args::RunValues {
             peers: self.peers,
             msgs: self.msgs,
@@ -174,7 +201,8 @@ impl Experiment {
         self.handshake_timeout + sending + wan + self.drain * 2 + Duration::from_secs(20)
     }
 
-    fn peer_command(
+    /// Peer `id`'s command line (after the program name), as one typed spec.
+    fn peer_spec(
         &self,
         id: u16,
         run_id: u64,
@@ -182,31 +210,31 @@ impl Experiment {
         group: SocketAddr,
         ctx: &Context,
         key: &Path,
-    ) -> PeerCommand {
-        PeerCommand {
-            peers: peers.to_vec(),
-            id,
+    ) -> PeerSpec {
+        PeerSpec {
+            id: Some(id),
             msgs: self.msgs,
             transport: self.transport,
             order: self.order,
-            repair: self.repair,
-            group: Some(group),
+            // Always explicit: a log read later need not know the defaults.
+            repair: Some(self.repair),
+            group,
             iface: ctx.hosts.iface(usize::from(id)).map(|i| i.to_string()),
             interval: self.interval,
-            size: Some(self.size),
-            seed: self.seed,
-            run_id,
-            handshake_timeout: Some(self.handshake_timeout),
-            drain: Some(self.drain),
-            log_dir: ctx.log_dir.clone(),
-            comparator: ctx.comparator,
-            time_scale: Some(self.time_scale),
+            size: self.size,
+            seed: Some(self.seed),
+            run_id: Some(run_id),
+            handshake_timeout: self.handshake_timeout,
+            drain: self.drain,
+            log_dir: Some(ctx.log_dir.clone()),
+            comparator: Some(ctx.comparator.to_string()),
+            time_scale: self.time_scale,
             wan: self.wan.clone(),
-            wan_loss: Some(self.wan_loss),
-            zones: Vec::new(),
+            wan_loss: self.wan_loss,
             run_key_file: Some(key.to_path_buf()),
             // Released together once all are up (see run_one).
             start_gate: true,
+            ..PeerSpec::new(peers.iter().map(ToString::to_string).collect())
         }
     }
 
@@ -232,25 +260,41 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
     let key =
         RunKeyFile::create(&ctx.key_dir, run_id).context("cannot write the run's key file")?;
     let started = Instant::now();
-    let mut group_of = Group::new(ctx.pids.clone());
+    // The peers tell their readiness and outcome to a socket of ours; without one (a path too
+    // long for a unix socket) the gate opens once all have started, as it did before.
+    let notify_name = format!("notify-{run_id:016x}.sock");
+    let mut group_of = Group::with_notify(ctx.pids.clone(), &ctx.key_dir, &notify_name)
+        .unwrap_or_else(|e| {
+            say!("mpcomm lab: note: no readiness socket ({e}); peers start when all have started");
+            Group::new(ctx.pids.clone())
+        });
     if ctx.interrupted.load(Ordering::SeqCst) {
         bail!("interrupted");
     }
+    let notify = group_of.notify_path().map(Path::to_path_buf);
     let cmds = (0..exp.peers)
         .map(|id| {
             let mut cmd = ctx.hosts.command(usize::from(id), &ctx.exe);
-            cmd.args(
-                exp.peer_command(id, run_id, &peers, group, ctx, key.path())
-                    .args(),
-            );
+            let spec = PeerSpec {
+                notify: notify.clone(),
+                ..exp.peer_spec(id, run_id, &peers, group, ctx, key.path())
+            };
+            cmd.args(spec.to_args());
             cmd
         })
         .collect();
-    // All at once: the first peers retransmit HELLO to the rest until the last one is up.
+    // All at once, each blocked on its gate once its sockets are bound.
     group_of
         .spawn_all(cmds, ctx.verbose)
         .context("cannot start a peer process")?;
     let spawned = started.elapsed();
+    // Released when every peer said Ready (sockets bound): the first HELLO reaches them all.
+    // A peer that exits first, or silence, releases the rest all the same: their exits tell.
+    let readiness = group_of.wait_ready(started + READY_WITHIN);
+    group_of.release();
+    if ctx.verbose && readiness != Readiness::All {
+        say!("mpcomm lab: not every peer said it was ready ({readiness:?})");
+    }
     let deadline = started + exp.deadline();
     let mut failed = Vec::new();
     for _ in 0..exp.peers {
@@ -262,7 +306,7 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
         match group_of.next_exit(deadline) {
             Some(exit) => match exit.status {
                 Ok(s) if s.success() => {}
-                Ok(s) => failed.push((exit.index, s.to_string())),
+                Ok(s) => failed.push((exit.index, describe(s, group_of.outcome(exit.index)))),
                 Err(e) => failed.push((exit.index, e.to_string())),
             },
             None => {
@@ -290,7 +334,15 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
             exp.peers
         );
         // What the others delivered is still worth a report: analyse the logs they wrote.
-        return Err(match partial_report(&ctx.log_dir, run_id, &failed) {
+        let told: Vec<PathBuf> = (0..usize::from(exp.peers))
+            .filter_map(|i| match group_of.outcome(i) {
+                Some(Told::Outcome { log, .. }) if !log.is_empty() => {
+                    Some(PathBuf::from(std::ffi::OsStr::from_bytes(log)))
+                }
+                _ => None,
+            })
+            .collect();
+        return Err(match partial_report(&ctx.log_dir, run_id, &told, &failed) {
             Some(report) => anyhow::Error::new(PartialRun { report, why }),
             None => anyhow::anyhow!(why),
         });
@@ -306,51 +358,5 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
             }
             Err(RecvTimeoutError::Disconnected) => bail!("the comparator stopped"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(clap::Parser)]
-    struct Lab {
-        #[command(flatten)]
-        args: LabArgs,
-    }
-
-    fn planned(extra: &[&str]) -> Vec<Experiment> {
-        use clap::Parser;
-        let args = Lab::try_parse_from(["lab"].iter().chain(extra))
-            .unwrap()
-            .args;
-        plan(&args, 100)
-    }
-
-    #[test]
-    fn order_all_runs_every_mode_and_transport_on_the_same_seeds() {
-        let e = planned(&["--order", "all", "--runs", "2"]);
-        assert_eq!(e.len(), 2 * Order::ALL.len() * 2);
-        for (i, x) in e.iter().enumerate() {
-            let (k, rest) = (i / 10, i % 10);
-            assert_eq!(x.seed, 100 + k as u64);
-            assert_eq!(x.order, Order::ALL[rest / 2]);
-            assert_eq!(
-                x.transport,
-                [Transport::Fanout, Transport::Multicast][rest % 2]
-            );
-            assert_eq!(x.repair, x.order.default_repair());
-        }
-        let e = planned(&[
-            "--order",
-            "sequencer",
-            "--repair",
-            "off",
-            "--transport",
-            "fanout",
-        ]);
-        assert_eq!(e.len(), 1);
-        assert_eq!((e[0].order, e[0].repair), (Order::Sequencer, Repair::Off));
-        assert_eq!(planned(&[])[0].order, Order::None);
     }
 }

@@ -28,103 +28,63 @@ pub const MAX_PEERS: u16 = 256;
 pub const NETNS_MAX_PEERS: u16 = 250;
 
 use crate::compare::{Report, Server, ServerConfig};
-use crate::util::duration;
 use crate::wire::{Order, Repair, Transport};
 
-const EXAMPLES: &str = "Examples:
-  mpcomm lab                                # 8 peers x 100 messages, fanout and multicast
-  mpcomm lab --wan gcp8 --time-scale 0.1    # emulated multi-region WAN, 10x faster
-  mpcomm lab --peers 4 --msgs 50 --runs 10 --json --results out.jsonl
-  mpcomm lab --netns --transport multicast  # every peer its own host, real IGMP
-  mpcomm lab --grid --wan gcp8 --time-scale 0.1   # the original study's whole grid";
-
-/// Run an experiment on this machine and print the comparator's report.
-///
-/// Starts --peers real peer processes (one mio event loop each) that handshake, send --msgs
-/// messages each to all peers at random intervals, log what they receive and upload the logs to
-/// a comparator running inside this command. Both transports by default: fan-out unicast and
-/// IP multicast. On one host messages arrive within microseconds and the peers mostly agree;
-/// add `--wan gcp8` to emulate the original's eight cloud regions and see the ordering problem.
-#[derive(clap::Args, Debug, Clone)]
-#[command(after_help = EXAMPLES)]
-pub struct LabArgs {
+/// What `mpcomm lab` runs (its flags, in `cli::lab`, map one to one into this).
+#[derive(Debug, Clone)]
+pub struct LabConfig {
     /// Number of peers (N).
-    #[arg(long, default_value_t = 8)]
     pub peers: u16,
     /// Messages each peer sends (M).
-    #[arg(long, default_value_t = 100)]
     pub msgs: u32,
     /// fanout, multicast, or both (one run each).
-    #[arg(long, default_value = "both")]
     pub transport: TransportChoice,
     /// Delivery order of every peer, or all (each mode on the same seeds, then a table).
-    #[arg(long, value_enum, default_value = "none")]
     pub order: OrderChoice,
     /// Gap repair of every peer (default: off with --order none, nack for the other modes).
-    #[arg(long, value_enum)]
     pub repair: Option<Repair>,
     /// Gap between a peer's messages, uniform in MIN..MAX ms; 0 = back to back.
-    #[arg(long, default_value = "10..100", value_parser = duration::parse_range_ms)]
     pub interval: (Duration, Duration),
     /// DATA datagram size in bytes.
-    #[arg(long, default_value_t = crate::wire::packet::DATA_MIN_LEN)]
     pub size: usize,
     /// Base seed; run k uses seed + k (default: random, printed).
-    #[arg(long)]
     pub seed: Option<u64>,
     /// Runs per configuration and transport (samples); default 1, or 10 with --grid.
-    #[arg(long)]
     pub runs: Option<u32>,
     /// Run the original study's grid: N ∈ {2,3,4,6,8} × M ∈ {10,50,100} × --runs (default 10)
     /// samples × both transports, then print the aggregated table.
-    #[arg(long)]
     pub grid: bool,
     /// Emulated WAN profile: lan, gcp8, or a profile file.
-    #[arg(long)]
     pub wan: Option<String>,
     /// Extra random loss of the emulated WAN, 0..1.
-    #[arg(long, default_value_t = 0.0)]
     pub wan_loss: f64,
     /// Multiply every interval and emulated delay (0.1 = ten times faster).
-    #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
     /// Put every peer in its own network namespace on a Linux bridge (root, or a user namespace).
-    #[arg(long)]
     pub netns: bool,
     /// First run `mpcomm check` on every host (one process each) and stop with its verdict
     /// when unicast or multicast does not get through.
-    #[arg(long)]
     pub check: bool,
     /// One JSON object per run per line on stdout instead of tables.
-    #[arg(long)]
     pub json: bool,
     /// Append every run's JSON line to this file.
-    #[arg(long)]
     pub results: Option<PathBuf>,
     /// Keep the peers' delivery logs in this directory (default: a temporary one, removed).
-    #[arg(long)]
     pub log_dir: Option<PathBuf>,
     /// Also write latency histograms (.hgrm, .hlog) per run into this directory.
-    #[arg(long)]
     pub hist_dir: Option<PathBuf>,
     /// Write each run's page (space-time diagram, order strips, latency) to FILE; with several
     /// runs, to FILE-1.html, FILE-2.html, … in the order the runs ran.
-    #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
     /// SVG chart of the aggregated results (with --grid or --runs > 1).
-    #[arg(long)]
     pub svg: Option<PathBuf>,
     /// Peers' quiet period after sending.
-    #[arg(long, default_value = "1s", value_parser = duration::parse)]
     pub drain: Duration,
     /// Give up on a run whose peers have not all shaken hands by then.
-    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub handshake_timeout: Duration,
     /// Include receiver × sender and peer × peer matrices (loss, latency p50, disagreement).
-    #[arg(long)]
     pub matrix: bool,
     /// Show the peers' own log lines.
-    #[arg(long, short)]
     pub verbose: bool,
 }
 
@@ -134,48 +94,11 @@ pub enum TransportChoice {
     Both,
 }
 
-impl std::str::FromStr for TransportChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "both" {
-            Ok(TransportChoice::Both)
-        } else {
-            s.parse()
-                .map(TransportChoice::One)
-                .map_err(|e| format!("{e}, or both"))
-        }
-    }
-}
-
 /// One mode, or every mode in turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderChoice {
     One(Order),
     All,
-}
-
-static ORDER_CHOICES: [OrderChoice; 6] = [
-    OrderChoice::One(Order::None),
-    OrderChoice::One(Order::Fifo),
-    OrderChoice::One(Order::Causal),
-    OrderChoice::One(Order::Sequencer),
-    OrderChoice::One(Order::Lamport),
-    OrderChoice::All,
-];
-
-impl clap::ValueEnum for OrderChoice {
-    fn value_variants<'a>() -> &'a [Self] {
-        &ORDER_CHOICES
-    }
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        match self {
-            OrderChoice::One(o) => o.to_possible_value(),
-            OrderChoice::All => Some(
-                clap::builder::PossibleValue::new("all")
-                    .help("every mode above in turn, on the same seeds, then one table"),
-            ),
-        }
-    }
 }
 
 impl OrderChoice {
@@ -196,23 +119,45 @@ impl TransportChoice {
     }
 }
 
-pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        (1..=MAX_PEERS).contains(&args.peers),
-        "--peers must be 1..={MAX_PEERS} on one machine"
-    );
-    anyhow::ensure!(
-        !args.netns || args.peers <= NETNS_MAX_PEERS,
-        "--netns takes at most {NETNS_MAX_PEERS} peers: its hosts share one /24 on the bridge \
-         (10.X.Y.1-{NETNS_MAX_PEERS}, the bridge at .254); use loopback (no --netns) for up to {MAX_PEERS}"
-    );
-    anyhow::ensure!(args.runs != Some(0), "--runs must be at least 1");
-    let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
-    let mut experiments = experiment::plan(&args, base_seed);
-    // Before any child starts: every value a peer would refuse.
-    for e in &mut experiments {
-        e.check()?;
+/// A value of a [`LabConfig`] the lab refuses before it starts anything; all name the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--peers must be 1..={MAX_PEERS} on one machine")]
+    Peers,
+    #[error("--netns takes at most {NETNS_MAX_PEERS} peers: its hosts share one /24 on the bridge \
+         (10.X.Y.1-{NETNS_MAX_PEERS}, the bridge at .254); use loopback (no --netns) for up to {MAX_PEERS}")]
+    NetnsPeers,
+    #[error("--runs must be at least 1")]
+    Runs,
+    /// What a child peer would refuse, in its words.
+    #[error(transparent)]
+    Run(#[from] crate::peer::args::RunValueError),
+}
+
+impl LabConfig {
+    /// The runs of this configuration from `base_seed`, each checked as its peers would.
+    pub fn experiments(&self, base_seed: u64) -> Result<Vec<Experiment>, ConfigError> {
+        if !(1..=MAX_PEERS).contains(&self.peers) {
+            return Err(ConfigError::Peers);
+        }
+        if self.netns && self.peers > NETNS_MAX_PEERS {
+            return Err(ConfigError::NetnsPeers);
+        }
+        if self.runs == Some(0) {
+            return Err(ConfigError::Runs);
+        }
+        let mut experiments = experiment::plan(self, base_seed);
+        for e in &mut experiments {
+            e.check()?;
+        }
+        Ok(experiments)
     }
+}
+
+pub fn run(args: LabConfig) -> anyhow::Result<ExitCode> {
+    let base_seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
+    // Before any child starts: every value a peer would refuse.
+    let experiments = args.experiments(base_seed)?;
     let total = experiments.len();
     // Every output path now, not after a two-minute grid.
     let writable = crate::util::out::check_writable;

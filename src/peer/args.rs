@@ -1,126 +1,16 @@
-//! The peer's command line, and the checked plan built from it.
+//! The checked plan a peer runs, built from its [`PeerSpec`] (the command line, parsed in
+//! `cli::peer`), and the checks of a run's values that the lab and C2 share.
 
-use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use clap::builder::PossibleValue;
-
 use super::machine::Config;
 use super::socket::Membership;
 use super::wan_delay::WanPlan;
-use crate::util::duration;
-use crate::wire::{packet, Order, Repair, Transport};
+use crate::wire::{packet, Transport};
 
-/// The default multicast group and port: administratively scoped (239/8, RFC 2365).
-pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
-
-/// Run one peer. Every host runs one; all are started with the same --peers list.
-///
-/// The peer joins the others in a handshake (HELLO, retransmitted until every peer answered),
-/// sends --msgs messages at random gaps, delivers them in the --order mode (repairing gaps with
-/// --repair), logs every delivery, writes the log to --log-dir and uploads it to --comparator.
-#[derive(clap::Args, Debug, Clone)]
-#[command(after_help = "Example, the same on each of three hosts:
-  mpcomm peer --peers 10.0.0.1:4570,10.0.0.2:4570,10.0.0.3:4570 --msgs 100 \\
-              --comparator 10.0.0.9:4568
-
-Exit codes: 0 done, 2 handshake timed out, 3 log kept but not uploaded, 4 refused: a peer runs
-another --order or --repair, 5 ordering failed (the sequencer fell silent; log kept and uploaded),
-6 the log could not be written to --log-dir (uploaded from memory; if that failed too, it is lost),
-130 interrupted.")]
-pub struct PeerArgs {
-    /// Every peer's IP:PORT (or HOST:PORT), comma-separated; the position is the peer id.
-    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
-    pub peers: Vec<String>,
-    /// This peer's id (index in --peers). May be omitted if exactly one listed address is local.
-    #[arg(long)]
-    pub id: Option<u16>,
-    /// Messages each peer sends.
-    #[arg(long, default_value_t = 100)]
-    pub msgs: u32,
-    /// fanout: one unicast datagram per peer; multicast: one datagram to --group.
-    #[arg(long, default_value = "fanout")]
-    pub transport: Transport,
-    /// Delivery order; every peer of a run must use the same (checked in the handshake).
-    #[arg(long, value_enum, default_value_t = Order::None)]
-    pub order: Order,
-    /// Gap repair. Default: off with --order none (the original experiment), nack otherwise.
-    ///
-    /// An ordering mode holds back every message behind a missing one, so without repair one
-    /// lost datagram stalls the rest of a sender's messages (or, in a total order, everyone's).
-    #[arg(long, value_enum)]
-    pub repair: Option<Repair>,
-    /// Multicast group and port (with --transport multicast): IPv4 (239.x.y.z:PORT) or IPv6
-    /// ([ff12::7777]:PORT).
-    #[arg(long, default_value = DEFAULT_GROUP)]
-    pub group: SocketAddr,
-    /// Interface for multicast: its IPv4 address or its name (e.g. eth0; IPv6 groups need a
-    /// name or the index). Default: the interface of this peer's own listed address.
-    #[arg(long)]
-    pub iface: Option<String>,
-    /// Multicast TTL (1 stays on the local network).
-    #[arg(long, default_value_t = 1)]
-    pub ttl: u32,
-    /// Gap between messages, uniform in MIN..MAX (ms unless a unit is given); 0 = back to back.
-    #[arg(long, default_value = "10..100", value_parser = duration::parse_range_ms)]
-    pub interval: (Duration, Duration),
-    /// DATA datagram size in bytes, padding included (minimum 26, maximum 65507).
-    #[arg(long, default_value_t = packet::DATA_MIN_LEN)]
-    pub size: usize,
-    /// Seed of the send schedule and of the emulated WAN (default: random, printed).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Run id: 16 hex digits as mpcomm prints them (or 0x-hex, or decimal). Default: the peers agree on one during the handshake.
-    #[arg(long, value_parser = parse_run_id)]
-    pub run_id: Option<u64>,
-    /// Give up if not every peer has answered the handshake by then.
-    #[arg(long, default_value = "30s", value_parser = duration::parse)]
-    pub handshake_timeout: Duration,
-    /// After sending, stop once nothing arrived for this long (lost STOPs cannot hang a run).
-    #[arg(long, default_value = "2s", value_parser = duration::parse)]
-    pub drain: Duration,
-    /// Directory for the delivery log. Default: `mpcomm/<run id>` under $XDG_STATE_HOME (or
-    /// ~/.local/state), or under the temporary directory without a home: never the current
-    /// directory, so runs in a checkout leave no logs in it.
-    #[arg(long)]
-    pub log_dir: Option<PathBuf>,
-    /// Comparator HOST:PORT to upload the log to (none: only write it). Tried once at start:
-    /// a warning then says at once when it cannot be reached (the run goes on).
-    #[arg(long, value_parser = parse_comparator)]
-    pub comparator: Option<String>,
-    /// Upload attempts before giving up (the log stays on disk). Waits between them: 250 ms
-    /// doubling to 4 s; the default's add up to 15.75 s.
-    #[arg(long, default_value_t = super::upload::DEFAULT_ATTEMPTS)]
-    pub upload_attempts: u32,
-    /// Emulate a WAN: a shipped profile (lan, gcp8) or a profile file.
-    #[arg(long)]
-    pub wan: Option<String>,
-    /// Zone of every peer, comma-separated in --peers order (default: round-robin over the profile).
-    #[arg(long, value_delimiter = ',')]
-    pub zones: Vec<String>,
-    /// Extra random loss of the emulated WAN, 0..1.
-    #[arg(long, default_value_t = 0.0)]
-    pub wan_loss: f64,
-    /// Multiply every interval and emulated delay (0.1 = ten times faster).
-    #[arg(long, default_value_t = 1.0)]
-    pub time_scale: f64,
-    /// Authenticate every datagram with this run key (64 hex digits and a newline, the format
-    /// of `mpcomm c2 keygen`; mode 600): datagrams whose tag does not verify are counted as
-    /// forged and dropped. Every peer of the run needs the same key (lab and C2 make one).
-    #[arg(long)]
-    pub run_key_file: Option<PathBuf>,
-    /// Open the sockets, then wait until stdin is closed before starting the handshake (and
-    /// the setup clock): a launcher starting many peers releases them together, so the first
-    /// ones do not retransmit HELLOs to the rest while it is still starting them.
-    #[arg(long)]
-    pub start_gate: bool,
-    /// Print a one-line JSON summary on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
+pub use super::spec::{PeerCommand, PeerSpec, DEFAULT_GROUP};
 
 /// `HOST:PORT` (an IPv6 address in brackets): the syntax only; resolving is the run's business.
 pub fn parse_comparator(s: &str) -> Result<String, String> {
@@ -158,7 +48,8 @@ pub fn default_log_dir(run_id: u64) -> PathBuf {
         .join(crate::util::run_id::RunHex(run_id).to_string())
 }
 
-fn parse_run_id(s: &str) -> Result<u64, String> {
+/// `--run-id`: 16 hex digits as mpcomm prints them, 0x-hex, or decimal; never 0.
+pub fn parse_run_id(s: &str) -> Result<u64, String> {
     crate::util::run_id::parse(s)
 }
 
@@ -178,31 +69,88 @@ pub struct Plan {
     pub comparator: Option<String>,
     pub upload_attempts: u32,
     pub wan: Option<WanPlan>,
+    pub start_gate: bool,
+    /// The parent's socket for `wire::child` messages.
+    pub notify: Option<PathBuf>,
     pub json: bool,
 }
 
-impl PeerArgs {
-    pub fn plan(&self) -> anyhow::Result<Plan> {
+/// Why a [`PeerSpec`] cannot run. Most are about the arguments ([`PlanError::is_usage`]);
+/// the others are about this host (its interfaces, the key file's contents).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot resolve peer address {peer:?} (use IP:PORT): {source}")]
+    Resolve {
+        peer: String,
+        source: std::io::Error,
+    },
+    #[error("peer address {0:?} has no address")]
+    NoAddress(String),
+    #[error("--peers lists 1 to 1024 peers")]
+    PeerCount,
+    #[error("--id {id} is out of range: --peers lists {n} peers (ids 0..{})", n - 1)]
+    IdRange { id: u16, n: u16 },
+    #[error(transparent)]
+    Values(#[from] RunValueError),
+    #[error("--peers mixes IPv4 and IPv6 ({other} and {own}): fan-out needs one family")]
+    MixedFamilies { other: SocketAddr, own: IpAddr },
+    #[error("--iface {0}: no such interface")]
+    NoSuchIface(String),
+    #[error("--iface {0}: no such interface with an IPv4 address")]
+    NoSuchIfaceV4(String),
+    #[error("no interface carries {0}: pass --iface NAME")]
+    NoIfaceFor(IpAddr),
+    #[error(
+        "none of the --peers addresses is on this host: pass --id, or list this host's address"
+    )]
+    NotLocal,
+    #[error("{} of the --peers addresses are on this host ({}): pass --id to say which one is this peer", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    ManyLocal(Vec<SocketAddr>),
+    #[error("cannot list this host's interfaces: {0}")]
+    Interfaces(nix::Error),
+    #[error("cannot list this host's addresses: pass --id ({0})")]
+    Addresses(nix::Error),
+    #[error("no interface {0}")]
+    NoInterface(String),
+    #[error("--run-key-file: {0:#}")]
+    RunKey(anyhow::Error),
+}
+
+impl PlanError {
+    /// About the command line (a usage error, exit 2), not about this host.
+    pub fn is_usage(&self) -> bool {
+        !matches!(
+            self,
+            PlanError::Interfaces(_)
+                | PlanError::Addresses(_)
+                | PlanError::NoInterface(_)
+                | PlanError::RunKey(_)
+        )
+    }
+}
+
+impl PeerSpec {
+    pub fn plan(&self) -> Result<Plan, PlanError> {
         let peers = self
             .peers
             .iter()
             .map(|p| {
                 p.to_socket_addrs()
-                    .with_context(|| format!("cannot resolve peer address {p:?} (use IP:PORT)"))?
+                    .map_err(|source| PlanError::Resolve {
+                        peer: p.clone(),
+                        source,
+                    })?
                     .next()
-                    .with_context(|| format!("peer address {p:?} has no address"))
+                    .ok_or_else(|| PlanError::NoAddress(p.clone()))
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let n = u16::try_from(peers.len())
             .ok()
             .filter(|&n| n > 0 && n <= 1024)
-            .context("--peers lists 1 to 1024 peers")?;
+            .ok_or(PlanError::PeerCount)?;
         let id = match self.id {
             Some(id) if id < n => id,
-            Some(id) => bail!(
-                "--id {id} is out of range: --peers lists {n} peers (ids 0..{})",
-                n - 1
-            ),
+            Some(id) => return Err(PlanError::IdRange { id, n }),
             None => who_am_i(&peers)?,
         };
         let profile = RunValues {
@@ -219,23 +167,24 @@ impl PeerArgs {
         let time_scale = self.time_scale;
         let own_ip = peers[usize::from(id)].ip();
         if self.transport == Transport::Fanout {
-            if let Some(other) = peers.iter().find(|p| p.is_ipv6() != own_ip.is_ipv6()) {
-                bail!(
-                    "--peers mixes IPv4 and IPv6 ({other} and {own_ip}): fan-out needs one family"
-                );
+            if let Some(&other) = peers.iter().find(|p| p.is_ipv6() != own_ip.is_ipv6()) {
+                return Err(PlanError::MixedFamilies { other, own: own_ip });
             }
         }
         let membership = membership(self.group, self.iface.as_deref(), own_ip)?;
         let seed = self.seed.unwrap_or_else(rand::random);
         let wan = match profile {
             None => None,
-            Some(profile) => Some(WanPlan::new(
-                profile,
-                usize::from(n),
-                &self.zones,
-                time_scale,
-                self.wan_loss,
-            )?),
+            Some(profile) => Some(
+                WanPlan::new(
+                    profile,
+                    usize::from(n),
+                    &self.zones,
+                    time_scale,
+                    self.wan_loss,
+                )
+                .map_err(|e| PlanError::Values(RunValueError::Zones(format!("{e:#}"))))?,
+            ),
         };
         let scale = |d: Duration| d.mul_f64(time_scale);
         let mut config = Config::new(id, n, self.msgs);
@@ -257,7 +206,7 @@ impl PeerArgs {
         config.run_key = match &self.run_key_file {
             None => None,
             Some(path) => Some(crate::wire::auth::RunKey::new(
-                crate::c2::key::load(path).context("--run-key-file")?,
+                crate::c2::key::load(path).map_err(PlanError::RunKey)?,
             )),
         };
         Ok(Plan {
@@ -272,6 +221,8 @@ impl PeerArgs {
             comparator: self.comparator.clone(),
             upload_attempts: self.upload_attempts,
             wan,
+            start_gate: self.start_gate,
+            notify: self.notify.clone(),
             json: self.json,
         })
     }
@@ -296,185 +247,99 @@ pub struct RunValues<'a> {
     pub wan_loss: f64,
 }
 
+/// A run value [`RunValues::check`] refuses; every one names its flag.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunValueError {
+    #[error("--msgs must be at least 1")]
+    NoMessages,
+    #[error(
+        "{peers} peers × {msgs} messages is too many to log (limit 50,000,000 deliveries per peer)"
+    )]
+    TooMany { peers: u16, msgs: u32 },
+    #[error("--size {0} is out of range: {min}..={max} bytes", min = packet::DATA_MIN_LEN, max = packet::MAX_DATAGRAM)]
+    Size(usize),
+    #[error("--handshake-timeout must be more than 0 (e.g. 10s)")]
+    HandshakeTimeout,
+    /// The words of `wan::check_time_scale` / `wan::check_loss`.
+    #[error("{0}")]
+    TimeScale(String),
+    #[error("--interval MAX {max:?} × time scale {scale} is a gap of {gap:.1?} between messages: at most {MAX_SCALED_INTERVAL:?}")]
+    Gap {
+        max: Duration,
+        scale: f64,
+        gap: Duration,
+    },
+    #[error("--wan-loss needs an emulated WAN: add --wan lan (no added delay) or another profile")]
+    LossWithoutWan,
+    #[error("--wan {name}: {why}")]
+    Wan { name: String, why: String },
+    #[error("{0}")]
+    Loss(String),
+    #[error("--wan {name} × time scale {scale} delays a datagram up to {delay:.1?}: at most {MAX_SCALED_DELAY:?} (use a smaller --time-scale)")]
+    Delay {
+        name: String,
+        scale: f64,
+        delay: Duration,
+    },
+    /// `--zones` against the profile (the words of `WanPlan::new`).
+    #[error("{0}")]
+    Zones(String),
+}
+
 impl RunValues<'_> {
     /// Refuse what cannot make a sensible run; the emulated WAN's profile when there is one.
-    pub fn check(&self) -> anyhow::Result<Option<crate::wan::Profile>> {
+    pub fn check(&self) -> Result<Option<crate::wan::Profile>, RunValueError> {
         self.check_counts()?;
-        let scale = crate::wan::check_time_scale(self.time_scale).map_err(anyhow::Error::msg)?;
+        let scale =
+            crate::wan::check_time_scale(self.time_scale).map_err(RunValueError::TimeScale)?;
         let gap = self.interval.1.mul_f64(scale);
         if gap > MAX_SCALED_INTERVAL {
-            bail!(
-                "--interval MAX {:?} × time scale {scale} is a gap of {gap:.1?} between messages: at most {MAX_SCALED_INTERVAL:?}",
-                self.interval.1
-            );
+            return Err(RunValueError::Gap {
+                max: self.interval.1,
+                scale,
+                gap,
+            });
         }
         let Some(name) = self.wan else {
             if self.wan_loss != 0.0 {
-                bail!("--wan-loss needs an emulated WAN: add --wan lan (no added delay) or another profile");
+                return Err(RunValueError::LossWithoutWan);
             }
             return Ok(None);
         };
-        let profile =
-            crate::wan::Profile::load(name).map_err(|e| anyhow::anyhow!("--wan {name}: {e}"))?;
-        crate::wan::check_loss(self.wan_loss).map_err(anyhow::Error::msg)?;
+        let profile = crate::wan::Profile::load(name).map_err(|e| RunValueError::Wan {
+            name: name.to_owned(),
+            why: e.to_string(),
+        })?;
+        crate::wan::check_loss(self.wan_loss).map_err(RunValueError::Loss)?;
         let delay = profile.max_one_way().mul_f64(scale);
         if delay > MAX_SCALED_DELAY {
-            bail!(
-                "--wan {name} × time scale {scale} delays a datagram up to {delay:.1?}: at most {MAX_SCALED_DELAY:?} (use a smaller --time-scale)"
-            );
+            return Err(RunValueError::Delay {
+                name: name.to_owned(),
+                scale,
+                delay,
+            });
         }
         Ok(Some(profile))
     }
 
-    fn check_counts(&self) -> anyhow::Result<()> {
+    fn check_counts(&self) -> Result<(), RunValueError> {
         if self.msgs == 0 {
-            bail!("--msgs must be at least 1");
+            return Err(RunValueError::NoMessages);
         }
         let expected = u64::from(self.peers) * u64::from(self.msgs);
         if expected > 50_000_000 {
-            bail!(
-                "{} peers × {} messages is too many to log (limit 50,000,000 deliveries per peer)",
-                self.peers,
-                self.msgs
-            );
+            return Err(RunValueError::TooMany {
+                peers: self.peers,
+                msgs: self.msgs,
+            });
         }
         if !(packet::DATA_MIN_LEN..=packet::MAX_DATAGRAM).contains(&self.size) {
-            bail!(
-                "--size {} is out of range: {}..={} bytes",
-                self.size,
-                packet::DATA_MIN_LEN,
-                packet::MAX_DATAGRAM
-            );
+            return Err(RunValueError::Size(self.size));
         }
         if self.handshake_timeout.is_zero() {
-            bail!("--handshake-timeout must be more than 0 (e.g. 10s)");
+            return Err(RunValueError::HandshakeTimeout);
         }
         Ok(())
-    }
-}
-
-// The one-line help of each mode lives here, next to the flag, so `peer`, `lab` and `c2 run`
-// explain the modes in the same words.
-impl clap::ValueEnum for Order {
-    fn value_variants<'a>() -> &'a [Self] {
-        &Order::ALL
-    }
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        let help = match self {
-            Order::None => "deliver on arrival: the original experiment, which shows the problem",
-            Order::Fifo => "each sender's messages in the order it sent them (per-sender sequence)",
-            Order::Causal => "after every message that causally precedes it (vector clocks)",
-            Order::Sequencer => "one total order for all, fixed by peer 0 (the sequencer)",
-            Order::Lamport => "one total order for all by (Lamport time, sender), no coordinator",
-        };
-        Some(PossibleValue::new(self.as_str()).help(help))
-    }
-}
-
-impl clap::ValueEnum for Repair {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[Repair::Nack, Repair::Off]
-    }
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(match self {
-            Repair::Nack => PossibleValue::new("nack").help(
-                "a receiver that sees a gap asks the sender (NACK), which retransmits what it kept",
-            ),
-            Repair::Off => PossibleValue::new("off")
-                .alias("none")
-                .help("no retransmission: a lost message stays lost (the comparator counts it)"),
-        })
-    }
-}
-
-/// A peer's command line, written in one place for `mpcomm lab` and the C2 agent (two
-/// hand-written copies had drifted apart). `None` leaves a flag to the peer's default.
-#[derive(Debug, Clone)]
-pub struct PeerCommand {
-    pub peers: Vec<SocketAddr>,
-    pub id: u16,
-    pub msgs: u32,
-    pub transport: Transport,
-    pub order: Order,
-    pub repair: Repair,
-    pub group: Option<SocketAddr>,
-    pub iface: Option<String>,
-    pub interval: (Duration, Duration),
-    pub size: Option<usize>,
-    pub seed: u64,
-    pub run_id: u64,
-    pub handshake_timeout: Option<Duration>,
-    pub drain: Option<Duration>,
-    pub log_dir: PathBuf,
-    pub comparator: SocketAddr,
-    pub time_scale: Option<f64>,
-    /// Emulated WAN profile, its extra loss, and one zone per peer (empty: round-robin).
-    pub wan: Option<String>,
-    pub wan_loss: Option<f64>,
-    pub zones: Vec<String>,
-    /// The run's key file (the key itself never goes on a command line).
-    pub run_key_file: Option<PathBuf>,
-    /// `--start-gate`: wait for stdin to close before the handshake.
-    pub start_gate: bool,
-}
-
-impl PeerCommand {
-    /// `peer --peers … --id …`: one argument per value, no shell in between.
-    pub fn args(&self) -> Vec<OsString> {
-        let us = |d: Duration| format!("{}us", d.as_micros());
-        let mut a: Vec<OsString> = vec!["peer".into()];
-        let mut push = |k: &str, v: OsString| {
-            a.push(k.into());
-            a.push(v);
-        };
-        let peers: Vec<String> = self.peers.iter().map(ToString::to_string).collect();
-        push("--peers", peers.join(",").into());
-        push("--id", self.id.to_string().into());
-        push("--msgs", self.msgs.to_string().into());
-        push("--transport", self.transport.as_str().into());
-        // The repair is always explicit: a log read later need not know the defaults.
-        push("--order", self.order.as_str().into());
-        push("--repair", self.repair.as_str().into());
-        if let Some(g) = self.group {
-            push("--group", g.to_string().into());
-        }
-        if let Some(i) = &self.iface {
-            push("--iface", i.into());
-        }
-        let (lo, hi) = self.interval;
-        push("--interval", format!("{}..{}", us(lo), us(hi)).into());
-        if let Some(size) = self.size {
-            push("--size", size.to_string().into());
-        }
-        push("--seed", self.seed.to_string().into());
-        push("--run-id", format!("{:016x}", self.run_id).into());
-        if let Some(d) = self.handshake_timeout {
-            push("--handshake-timeout", us(d).into());
-        }
-        if let Some(d) = self.drain {
-            push("--drain", us(d).into());
-        }
-        push("--log-dir", self.log_dir.clone().into());
-        push("--comparator", self.comparator.to_string().into());
-        if let Some(t) = self.time_scale {
-            push("--time-scale", t.to_string().into());
-        }
-        if let Some(w) = &self.wan {
-            push("--wan", w.into());
-            if let Some(l) = self.wan_loss {
-                push("--wan-loss", l.to_string().into());
-            }
-            if !self.zones.is_empty() {
-                push("--zones", self.zones.join(",").into());
-            }
-        }
-        if let Some(k) = &self.run_key_file {
-            push("--run-key-file", k.clone().into());
-        }
-        if self.start_gate {
-            a.push("--start-gate".into());
-        }
-        a
     }
 }
 
@@ -484,7 +349,7 @@ fn membership(
     group: SocketAddr,
     iface: Option<&str>,
     own_ip: IpAddr,
-) -> anyhow::Result<Membership> {
+) -> Result<Membership, PlanError> {
     match group {
         SocketAddr::V4(group) => {
             let iface = match iface {
@@ -506,7 +371,7 @@ fn membership(
                 Some(text) => match text.parse::<u32>() {
                     Ok(index) => index,
                     Err(_) => nix::net::if_::if_nametoindex(text)
-                        .with_context(|| format!("--iface {text}: no such interface"))?,
+                        .map_err(|_| PlanError::NoSuchIface(text.to_owned()))?,
                 },
                 None => interface_of(own_ip)?,
             };
@@ -516,26 +381,26 @@ fn membership(
 }
 
 /// The first IPv4 address of the interface called `name`.
-fn interface_v4(name: &str) -> anyhow::Result<Ipv4Addr> {
+fn interface_v4(name: &str) -> Result<Ipv4Addr, PlanError> {
     nix::ifaddrs::getifaddrs()
-        .context("cannot list this host's interfaces")?
+        .map_err(PlanError::Interfaces)?
         .filter(|i| i.interface_name == name)
         .find_map(|i| i.address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip())))
-        .with_context(|| format!("--iface {name}: no such interface with an IPv4 address"))
+        .ok_or_else(|| PlanError::NoSuchIfaceV4(name.to_owned()))
 }
 
 /// The index of the interface carrying `ip` (loopback addresses: `lo`).
-fn interface_of(ip: IpAddr) -> anyhow::Result<u32> {
+fn interface_of(ip: IpAddr) -> Result<u32, PlanError> {
     let name = if ip.is_loopback() {
         Some("lo".to_owned())
     } else {
         nix::ifaddrs::getifaddrs()
-            .context("cannot list this host's interfaces")?
+            .map_err(PlanError::Interfaces)?
             .find(|i| i.address.is_some_and(|a| sockaddr_ip(&a) == Some(ip)))
             .map(|i| i.interface_name)
     };
-    let name = name.with_context(|| format!("no interface carries {ip}: pass --iface NAME"))?;
-    nix::net::if_::if_nametoindex(name.as_str()).with_context(|| format!("no interface {name}"))
+    let name = name.ok_or(PlanError::NoIfaceFor(ip))?;
+    nix::net::if_::if_nametoindex(name.as_str()).map_err(|_| PlanError::NoInterface(name))
 }
 
 fn sockaddr_ip(a: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
@@ -545,9 +410,9 @@ fn sockaddr_ip(a: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
 }
 
 /// The original's "find out who am I": the one listed address that is on this host.
-fn who_am_i(peers: &[SocketAddr]) -> anyhow::Result<u16> {
+fn who_am_i(peers: &[SocketAddr]) -> Result<u16, PlanError> {
     let local: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
-        .context("cannot list this host's addresses: pass --id")?
+        .map_err(PlanError::Addresses)?
         .filter_map(|i| i.address.as_ref().and_then(sockaddr_ip))
         .collect();
     let mine: Vec<usize> = (0..peers.len())
@@ -555,56 +420,11 @@ fn who_am_i(peers: &[SocketAddr]) -> anyhow::Result<u16> {
         .collect();
     match mine.as_slice() {
         [one] => Ok(*one as u16),
-        [] => bail!("none of the --peers addresses is on this host: pass --id, or list this host's address"),
-        many => bail!(
-            "{} of the --peers addresses are on this host ({}): pass --id to say which one is this peer",
-            many.len(),
-            many.iter().map(|&i| peers[i].to_string()).collect::<Vec<_>>().join(", ")
-        ),
+        [] => Err(PlanError::NotLocal),
+        many => Err(PlanError::ManyLocal(
+            many.iter().map(|&i| peers[i]).collect(),
+        )),
     }
-}
-
-/// `mpcomm log …`
-#[derive(clap::Subcommand, Debug)]
-pub enum LogCommand {
-    /// Print a delivery log: a table, or CSV with the header
-    /// `receiver,position,sender,seq,send_ns,recv_ns,deliver_ns,arrive_ns,arrival,retransmitted`.
-    Dump {
-        /// The log file (mpcomm-RUN-pID.mplog).
-        file: PathBuf,
-        /// CSV instead of the table.
-        #[arg(long)]
-        csv: bool,
-    },
-    /// Write delivery logs in another tool's format. `--shiviz FILE`: a file ShiViz
-    /// (https://bestchai.bitbucket.io/shiviz/) loads as is: one execution per run, hosts
-    /// peer0, peer1, …, an event for every send and every first delivery, with vector clocks
-    /// rebuilt from the logs (GoVector's format: a `HOST {"host":n,…}` line, then an event
-    /// line `send pS#Q ns=…` or `deliver pS#Q ns=… arrival=…`). A missing peer's log leaves
-    /// its sends out; deliveries of its messages then have no dependency.
-    #[command(verbatim_doc_comment)]
-    Export {
-        /// Write the ShiViz file here (`-`: standard output).
-        #[arg(long, value_name = "FILE", required = true)]
-        shiviz: PathBuf,
-        /// The log files (any runs; each run becomes one execution).
-        #[arg(required = true, value_name = "LOG")]
-        logs: Vec<PathBuf>,
-    },
-}
-
-/// Send delivery logs to a comparator (e.g. after a failed upload).
-#[derive(clap::Args, Debug)]
-pub struct UploadArgs {
-    /// Log files to send.
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-    /// Comparator HOST:PORT.
-    #[arg(long, value_parser = parse_comparator)]
-    pub comparator: String,
-    /// Attempts per file (waits between them: 250 ms doubling to 4 s).
-    #[arg(long, default_value_t = super::upload::DEFAULT_ATTEMPTS)]
-    pub attempts: u32,
 }
 
 #[cfg(test)]
@@ -650,128 +470,6 @@ mod tests {
                 .contains("2 of the --peers addresses are on this host"),
             "{many}"
         );
-    }
-
-    #[derive(clap::Parser, Debug)]
-    struct Peer {
-        #[command(flatten)]
-        args: PeerArgs,
-    }
-
-    fn parse(extra: &[&str]) -> Result<PeerArgs, clap::Error> {
-        use clap::Parser;
-        let base = [
-            "peer",
-            "--peers",
-            "127.0.0.1:4570,127.0.0.2:4570",
-            "--id",
-            "1",
-        ];
-        Peer::try_parse_from(base.iter().chain(extra)).map(|p| p.args)
-    }
-
-    #[test]
-    fn order_defaults_to_none_and_repair_to_the_mode_default() {
-        let cases: [(&[&str], Order, Repair); 6] = [
-            (&[], Order::None, Repair::Off),
-            (&["--order", "fifo"], Order::Fifo, Repair::Nack),
-            (&["--order", "causal"], Order::Causal, Repair::Nack),
-            (&["--order", "sequencer"], Order::Sequencer, Repair::Nack),
-            (
-                &["--order", "lamport", "--repair", "off"],
-                Order::Lamport,
-                Repair::Off,
-            ),
-            (&["--repair", "nack"], Order::None, Repair::Nack),
-        ];
-        for (extra, order, repair) in cases {
-            let plan = parse(extra).unwrap().plan().unwrap();
-            assert_eq!(
-                (plan.config.order, plan.config.repair),
-                (order, repair),
-                "{extra:?}"
-            );
-        }
-        let plan = parse(&["--transport", "multicast"])
-            .unwrap()
-            .plan()
-            .unwrap();
-        assert_eq!(plan.config.transport, Transport::Multicast);
-    }
-
-    #[test]
-    fn bad_modes_are_clap_errors_that_list_the_choices() {
-        for (flag, bad) in [("--order", "total"), ("--repair", "maybe")] {
-            let e = parse(&[flag, bad]).unwrap_err();
-            assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{e}");
-            let text = e.to_string();
-            assert!(
-                text.contains(bad) && text.contains("possible values"),
-                "{text}"
-            );
-        }
-    }
-
-    /// The builder's output parses back into the same values: lab and the agent cannot write a
-    /// command line the peer reads differently.
-    #[test]
-    fn peer_command_parses_back_to_what_it_says() {
-        let mut cmd = PeerCommand {
-            peers: addrs(&["127.0.0.1:4570", "[::1]:4571"]),
-            id: 1,
-            msgs: 7,
-            transport: Transport::Multicast,
-            order: Order::Causal,
-            repair: Repair::Off,
-            group: Some("239.1.2.3:4577".parse().unwrap()),
-            iface: Some("lo".into()),
-            interval: (Duration::from_micros(1500), Duration::from_millis(3)),
-            size: Some(64),
-            seed: 9,
-            run_id: 0x2a,
-            handshake_timeout: Some(Duration::from_secs(4)),
-            drain: Some(Duration::from_millis(300)),
-            log_dir: "/tmp/logs dir".into(),
-            comparator: "127.0.0.1:4568".parse().unwrap(),
-            time_scale: Some(0.05),
-            wan: Some("gcp8".into()),
-            wan_loss: Some(0.01),
-            zones: vec!["a".into(), "b".into()],
-            run_key_file: Some("/run/k ey".into()),
-            start_gate: true,
-        };
-        use clap::Parser;
-        let a = Peer::try_parse_from(cmd.args()).unwrap().args;
-        assert_eq!(a.peers, ["127.0.0.1:4570", "[::1]:4571"]);
-        assert_eq!(
-            (a.id, a.msgs, a.transport),
-            (Some(1), 7, Transport::Multicast)
-        );
-        assert_eq!((a.order, a.repair), (Order::Causal, Some(Repair::Off)));
-        assert_eq!(a.group, cmd.group.unwrap());
-        assert_eq!(a.iface.as_deref(), Some("lo"));
-        assert_eq!(a.interval, cmd.interval);
-        assert_eq!((a.size, a.seed, a.run_id), (64, Some(9), Some(0x2a)));
-        assert_eq!(
-            (a.handshake_timeout, a.drain),
-            (Duration::from_secs(4), Duration::from_millis(300))
-        );
-        assert_eq!(a.log_dir, Some(cmd.log_dir.clone()));
-        assert_eq!(a.run_key_file, cmd.run_key_file);
-        assert!(a.start_gate);
-        assert_eq!(a.comparator.as_deref(), Some("127.0.0.1:4568"));
-        assert_eq!((a.time_scale, a.wan_loss), (0.05, 0.01));
-        assert_eq!(
-            (a.wan.as_deref(), a.zones),
-            (Some("gcp8"), vec!["a".into(), "b".into()])
-        );
-        // Left out, a flag keeps the peer's default.
-        (cmd.group, cmd.iface, cmd.size, cmd.wan) = (None, None, None, None);
-        (cmd.handshake_timeout, cmd.drain, cmd.time_scale) = (None, None, None);
-        let a = Peer::try_parse_from(cmd.args()).unwrap().args;
-        assert_eq!(a.group, DEFAULT_GROUP.parse().unwrap());
-        assert_eq!((a.size, a.time_scale), (packet::DATA_MIN_LEN, 1.0));
-        assert!(a.wan.is_none() && a.zones.is_empty() && a.iface.is_none());
     }
 
     #[test]

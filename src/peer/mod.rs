@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod batch;
+pub mod child;
 pub mod driver;
 pub mod logcmd;
 pub mod machine;
@@ -14,6 +15,7 @@ pub mod outbox;
 pub mod repair;
 pub mod sim;
 pub mod socket;
+pub mod spec;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -21,21 +23,27 @@ pub mod upload;
 pub mod wan_delay;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::util::clock::{self, Now};
+use crate::wire::child::Repr as ChildMsg;
 use crate::wire::log::{self, LogHeader, SCALE_ONE};
 use crate::wire::Transport;
-pub use args::{LogCommand, PeerArgs, UploadArgs};
+pub use args::{Plan, PlanError};
 use driver::{Driver, Route};
 use machine::{Machine, Phase};
+pub use spec::PeerSpec;
 
 /// Exit codes a script can tell apart.
 pub mod exit {
+    /// The run is done, its log written (and uploaded, with a comparator).
+    pub const DONE: u8 = 0;
+    /// Another error (stderr says which); also what `mpcomm` exits with on any error.
+    pub const ERROR: u8 = 1;
     /// The handshake timed out (a peer never showed up).
     pub const HANDSHAKE: u8 = 2;
     /// The run finished and the log is on disk, but the upload failed (retry with `mpcomm upload`).
@@ -91,8 +99,8 @@ pub struct Summary {
     pub uploaded: Option<bool>,
 }
 
-pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
-    let plan = args.plan()?;
+/// Run the peer of `plan` ([`PeerSpec::plan`]); the exit code says how it ended ([`exit`]).
+pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     if let Some(c) = &plan.comparator {
         upload::probe_in_background(c.clone());
     }
@@ -121,7 +129,18 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
             Err(e) => say!("mpcomm peer: note: one-peer messages go to the group ({e})"),
         }
     }
-    if args.start_gate {
+    // Bound (and joined): what is sent to us from now on is received. A launcher holding
+    // its peers at the gate releases them once all have said so.
+    child::tell_parent(
+        &plan,
+        &ChildMsg::Ready {
+            peer: plan.id,
+            pid: std::process::id(),
+            bound: driver.local_addr()?,
+            rcvbuf: u32::try_from(rcvbuf).unwrap_or(u32::MAX),
+        },
+    );
+    if plan.start_gate {
         // Sockets are bound, so nothing sent to us from now on is lost. Blocked here, SIGTERM
         // still ends the process (the handler below is not installed yet).
         wait_for_gate();
@@ -147,6 +166,7 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let interrupted = matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::Interrupted);
     if let Err(e) = &result {
         if !interrupted {
+            child::tell_outcome(&plan, false, exit::ERROR, machine.run_id(), None);
             return Err(anyhow::anyhow!("peer event loop failed: {e}"));
         }
     }
@@ -195,14 +215,14 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     };
     let code = if interrupted {
         say!("mpcomm peer: interrupted; no log written");
-        ExitCode::from(exit::INTERRUPTED)
+        exit::INTERRUPTED
     } else if let Some(refusal) = machine.refused() {
         say!(
             "mpcomm peer: refused in the handshake: {} ({})",
             refusal.describe(&plan.config),
             plan.peers[usize::from(refusal.peer)]
         );
-        ExitCode::from(exit::MODE_MISMATCH)
+        exit::MODE_MISMATCH
     } else if machine.phase() == Phase::Failed {
         let waited = crate::util::duration::human(plan.config.handshake_timeout);
         if let Some(other) = machine.other_run() {
@@ -222,14 +242,27 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
                 summary.missing_peers.iter().map(|&p| plan.peers[usize::from(p)].to_string()).collect::<Vec<_>>().join(", ")
             );
         }
-        ExitCode::from(exit::HANDSHAKE)
+        exit::HANDSHAKE
     } else {
-        finish_run(&plan, &machine, start, &mut summary)?
+        match finish_run(&plan, &machine, start, &mut summary) {
+            Ok(code) => code,
+            Err(e) => {
+                child::tell_outcome(&plan, false, exit::ERROR, machine.run_id(), None);
+                return Err(e);
+            }
+        }
     };
+    child::tell_outcome(
+        &plan,
+        summary.ok,
+        code,
+        summary.run_id,
+        summary.log.as_deref(),
+    );
     if plan.json {
         out!("{}", serde_json::to_string(&summary)?);
     }
-    Ok(code)
+    Ok(ExitCode::from(code))
 }
 
 /// Write the log, then upload it (from memory, so even when the write failed); the file stays
@@ -239,7 +272,7 @@ fn finish_run(
     machine: &Machine,
     start: Now,
     summary: &mut Summary,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<u8> {
     let run_id = machine.run_id().expect("a finished run has a run id");
     let header = LogHeader {
         run_id,
@@ -325,11 +358,11 @@ fn finish_run(
         say!("mpcomm peer: ordering failed: {why}");
     }
     let done = if written.is_err() {
-        ExitCode::from(exit::LOG_WRITE)
+        exit::LOG_WRITE
     } else if summary.failure.is_some() {
-        ExitCode::from(exit::ORDER_FAILED)
+        exit::ORDER_FAILED
     } else {
-        ExitCode::SUCCESS
+        exit::DONE
     };
     let Some(comparator) = &plan.comparator else {
         if written.is_err() {
@@ -359,7 +392,7 @@ fn finish_run(
                 "mpcomm peer: {e}. The log is kept: retry with `mpcomm upload {} --comparator {comparator}`",
                 path.display()
             );
-            Ok(ExitCode::from(exit::UPLOAD))
+            Ok(exit::UPLOAD)
         }
     }
 }
@@ -424,44 +457,45 @@ fn wait_for_gate() {
     }
 }
 
-pub fn run_log(cmd: LogCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        LogCommand::Dump { file, csv } => {
-            let stdout = crate::util::out::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            logcmd::dump(&file, csv, &mut out)?;
-            out.flush()?;
-        }
-        LogCommand::Export { shiviz, logs } => {
-            let logs = crate::export::read_logs(&logs)?;
-            let mut buf = Vec::new();
-            let (runs, events) = crate::export::shiviz::write(&logs, &mut buf)?;
-            if shiviz.as_os_str() == "-" {
-                let stdout = crate::util::out::stdout();
-                let mut out = stdout.lock();
-                out.write_all(&buf)?;
-                out.flush()?;
-            } else {
-                std::fs::write(&shiviz, &buf)
-                    .with_context(|| format!("cannot write {}", shiviz.display()))?;
-                say!(
-                    "mpcomm log export: {}: {runs} execution(s), {events} events",
-                    shiviz.display()
-                );
-            }
-        }
+/// `mpcomm log dump FILE [--csv]`.
+pub fn run_log_dump(file: &Path, csv: bool) -> anyhow::Result<ExitCode> {
+    let stdout = crate::util::out::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    logcmd::dump(file, csv, &mut out)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mpcomm log export --shiviz FILE LOG…` (`-`: standard output).
+pub fn run_log_export(shiviz: &Path, logs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let logs = crate::export::read_logs(logs)?;
+    let mut buf = Vec::new();
+    let (runs, events) = crate::export::shiviz::write(&logs, &mut buf)?;
+    if shiviz.as_os_str() == "-" {
+        let stdout = crate::util::out::stdout();
+        let mut out = stdout.lock();
+        out.write_all(&buf)?;
+        out.flush()?;
+    } else {
+        std::fs::write(shiviz, &buf)
+            .with_context(|| format!("cannot write {}", shiviz.display()))?;
+        say!(
+            "mpcomm log export: {}: {runs} execution(s), {events} events",
+            shiviz.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run_upload(args: UploadArgs) -> anyhow::Result<ExitCode> {
+/// `mpcomm upload FILE… --comparator HOST:PORT`: each log, `attempts` tries each.
+pub fn run_upload(files: &[PathBuf], comparator: &str, attempts: u32) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
-    for file in &args.files {
+    for file in files {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         log::LogView::parse(&bytes)
             .map_err(|e| anyhow::anyhow!("{} is not a valid delivery log: {e}", file.display()))?;
-        match upload::upload(&args.comparator, &bytes, args.attempts) {
+        match upload::upload(comparator, &bytes, attempts) {
             Ok(msg) => say!("mpcomm upload: {}: {msg}", file.display()),
             Err(e) => {
                 say!("mpcomm upload: {}: {e}", file.display());

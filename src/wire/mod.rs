@@ -20,11 +20,13 @@
 //! * [`refusal`]: the reason code in the comparator's refusal frames.
 //! * [`auth`]: the tag an authenticated run puts at the end of every datagram.
 //! * [`probe`]: the preflight's PROBE and REPLY (`mpcomm check`).
+//! * [`child`]: what a child peer tells the process that started it (ready, outcome).
 
 #[macro_use]
 mod macros;
 pub mod auth;
 pub mod c2;
+pub mod child;
 pub mod frame;
 pub mod log;
 pub mod packet;

@@ -55,7 +55,7 @@ pub fn run(what: GenerateCommand, cmd: clap::Command) -> anyhow::Result<ExitCode
             }
         }
         GenerateCommand::Completion { shell } => {
-            let mut out = mpcomm::util::out::stdout().lock();
+            let mut out = crate::util::out::stdout().lock();
             clap_complete::generate(shell, &mut cmd.clone(), "mpcomm", &mut out);
             out.flush().context("cannot write to stdout")?;
         }

@@ -1,0 +1,262 @@
+//! A peer's command line as one typed value: [`PeerSpec`]. `mpcomm peer` parses its arguments
+//! into one (`cli::peer`), and whoever starts a peer (the lab, the C2 agent) fills one in and
+//! turns it into an argument vector with [`PeerSpec::to_args`]. The same struct both ways, so
+//! the launchers cannot write a command line the peer reads differently (two hand-written
+//! copies had drifted apart); `cli::peer`'s tests parse `to_args` back for every flag.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::wire::{packet, Order, Repair, Transport};
+
+/// The default multicast group and port: administratively scoped (239/8, RFC 2365).
+pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
+/// `--msgs`, `--ttl`, `--interval`, `--handshake-timeout`, `--drain` when not given: the
+/// clap definitions in `cli::peer` take their defaults from here.
+pub const DEFAULT_MSGS: u32 = 100;
+pub const DEFAULT_TTL: u32 = 1;
+pub const DEFAULT_INTERVAL: &str = "10..100";
+pub const DEFAULT_HANDSHAKE_TIMEOUT: &str = "30s";
+pub const DEFAULT_DRAIN: &str = "2s";
+
+/// Every flag of `mpcomm peer`, typed; `None` and empty lists are flags left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerSpec {
+    /// `--peers`: IP:PORT or HOST:PORT; the position is the peer id.
+    pub peers: Vec<String>,
+    pub id: Option<u16>,
+    pub msgs: u32,
+    pub transport: Transport,
+    pub order: Order,
+    /// `None`: the mode's default ([`Order::default_repair`]).
+    pub repair: Option<Repair>,
+    pub group: SocketAddr,
+    pub iface: Option<String>,
+    pub ttl: u32,
+    pub interval: (Duration, Duration),
+    pub size: usize,
+    pub seed: Option<u64>,
+    pub run_id: Option<u64>,
+    pub handshake_timeout: Duration,
+    pub drain: Duration,
+    pub log_dir: Option<PathBuf>,
+    /// HOST:PORT (checked by `args::parse_comparator`).
+    pub comparator: Option<String>,
+    pub upload_attempts: u32,
+    pub wan: Option<String>,
+    /// One zone per peer in `peers` order (empty: round-robin over the profile).
+    pub zones: Vec<String>,
+    pub wan_loss: f64,
+    pub time_scale: f64,
+    /// The run's key file (the key itself never goes on a command line).
+    pub run_key_file: Option<PathBuf>,
+    /// Wait for stdin to close before the handshake (a launcher releases its peers together).
+    pub start_gate: bool,
+    /// A unix datagram socket of the parent's: readiness and outcome go there as
+    /// `wire::child` messages (see `peer::report`).
+    pub notify: Option<PathBuf>,
+    pub json: bool,
+}
+
+impl PeerSpec {
+    /// The spec of `mpcomm peer --peers …` with nothing else given: every default.
+    pub fn new(peers: Vec<String>) -> PeerSpec {
+        let (lo, hi) = crate::util::duration::parse_range_ms(DEFAULT_INTERVAL).expect("default");
+        let d = |s| crate::util::duration::parse(s).expect("default");
+        PeerSpec {
+            peers,
+            id: None,
+            msgs: DEFAULT_MSGS,
+            transport: Transport::Fanout,
+            order: Order::None,
+            repair: None,
+            group: DEFAULT_GROUP.parse().expect("default"),
+            iface: None,
+            ttl: DEFAULT_TTL,
+            interval: (lo, hi),
+            size: packet::DATA_MIN_LEN,
+            seed: None,
+            run_id: None,
+            handshake_timeout: d(DEFAULT_HANDSHAKE_TIMEOUT),
+            drain: d(DEFAULT_DRAIN),
+            log_dir: None,
+            comparator: None,
+            upload_attempts: super::upload::DEFAULT_ATTEMPTS,
+            wan: None,
+            zones: Vec::new(),
+            wan_loss: 0.0,
+            time_scale: 1.0,
+            run_key_file: None,
+            start_gate: false,
+            notify: None,
+            json: false,
+        }
+    }
+
+    /// `peer --peers … --msgs …`: one argument per value, no shell in between. The run's
+    /// shape (messages, transport, order, interval) is always written, an option when it is
+    /// set, any other flag when it is not the peer's default: the line says what differs.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let base = PeerSpec::new(Vec::new());
+        let mut a: Vec<OsString> = vec!["peer".into()];
+        let mut push = |k: &str, v: OsString| {
+            a.push(k.into());
+            a.push(v);
+        };
+        push("--peers", self.peers.join(",").into());
+        if let Some(id) = self.id {
+            push("--id", id.to_string().into());
+        }
+        push("--msgs", self.msgs.to_string().into());
+        push("--transport", self.transport.as_str().into());
+        push("--order", self.order.as_str().into());
+        if let Some(r) = self.repair {
+            push("--repair", r.as_str().into());
+        }
+        if self.group != base.group {
+            push("--group", self.group.to_string().into());
+        }
+        if let Some(i) = &self.iface {
+            push("--iface", i.into());
+        }
+        if self.ttl != base.ttl {
+            push("--ttl", self.ttl.to_string().into());
+        }
+        let (lo, hi) = self.interval;
+        push("--interval", format!("{}..{}", exact(lo), exact(hi)).into());
+        if self.size != base.size {
+            push("--size", self.size.to_string().into());
+        }
+        if let Some(s) = self.seed {
+            push("--seed", s.to_string().into());
+        }
+        if let Some(r) = self.run_id {
+            push("--run-id", format!("{r:016x}").into());
+        }
+        if self.handshake_timeout != base.handshake_timeout {
+            push("--handshake-timeout", exact(self.handshake_timeout).into());
+        }
+        if self.drain != base.drain {
+            push("--drain", exact(self.drain).into());
+        }
+        if let Some(d) = &self.log_dir {
+            push("--log-dir", d.into());
+        }
+        if let Some(c) = &self.comparator {
+            push("--comparator", c.into());
+        }
+        if self.upload_attempts != base.upload_attempts {
+            push("--upload-attempts", self.upload_attempts.to_string().into());
+        }
+        // Rust prints the shortest text that parses back to the same f64.
+        if self.time_scale != base.time_scale {
+            push("--time-scale", self.time_scale.to_string().into());
+        }
+        if let Some(w) = &self.wan {
+            push("--wan", w.into());
+        }
+        if self.wan_loss != base.wan_loss {
+            push("--wan-loss", self.wan_loss.to_string().into());
+        }
+        if !self.zones.is_empty() {
+            push("--zones", self.zones.join(",").into());
+        }
+        if let Some(k) = &self.run_key_file {
+            push("--run-key-file", k.into());
+        }
+        if let Some(n) = &self.notify {
+            push("--notify", n.into());
+        }
+        for (on, flag) in [(self.start_gate, "--start-gate"), (self.json, "--json")] {
+            if on {
+                a.push(flag.into());
+            }
+        }
+        a
+    }
+}
+
+/// A duration as text the peer parses back to the same value (µs when exact, else ns).
+fn exact(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns % 1000 == 0 {
+        format!("{}us", ns / 1000)
+    } else {
+        format!("{ns}ns")
+    }
+}
+
+/// The C2 agent's way of saying a peer's command line (it builds one from a run's values).
+/// Kept so the agent builds unchanged; new code fills a [`PeerSpec`]: `PeerCommand::spec`
+/// shows the mapping. `None` leaves a flag to the peer's default.
+#[derive(Debug, Clone)]
+pub struct PeerCommand {
+    pub peers: Vec<SocketAddr>,
+    pub id: u16,
+    pub msgs: u32,
+    pub transport: Transport,
+    pub order: Order,
+    pub repair: Repair,
+    pub group: Option<SocketAddr>,
+    pub iface: Option<String>,
+    pub interval: (Duration, Duration),
+    pub size: Option<usize>,
+    pub seed: u64,
+    pub run_id: u64,
+    pub handshake_timeout: Option<Duration>,
+    pub drain: Option<Duration>,
+    pub log_dir: PathBuf,
+    pub comparator: SocketAddr,
+    pub time_scale: Option<f64>,
+    pub wan: Option<String>,
+    pub wan_loss: Option<f64>,
+    pub zones: Vec<String>,
+    pub run_key_file: Option<PathBuf>,
+    pub start_gate: bool,
+}
+
+impl PeerCommand {
+    pub fn spec(&self) -> PeerSpec {
+        let base = PeerSpec::new(self.peers.iter().map(ToString::to_string).collect());
+        PeerSpec {
+            id: Some(self.id),
+            msgs: self.msgs,
+            transport: self.transport,
+            order: self.order,
+            repair: Some(self.repair),
+            group: self.group.unwrap_or(base.group),
+            iface: self.iface.clone(),
+            interval: self.interval,
+            size: self.size.unwrap_or(base.size),
+            seed: Some(self.seed),
+            run_id: Some(self.run_id),
+            handshake_timeout: self.handshake_timeout.unwrap_or(base.handshake_timeout),
+            drain: self.drain.unwrap_or(base.drain),
+            log_dir: Some(self.log_dir.clone()),
+            comparator: Some(self.comparator.to_string()),
+            time_scale: self.time_scale.unwrap_or(base.time_scale),
+            wan: self.wan.clone(),
+            // Loss and zones only mean something with an emulated WAN.
+            wan_loss: self
+                .wan
+                .as_ref()
+                .and(self.wan_loss)
+                .unwrap_or(base.wan_loss),
+            zones: if self.wan.is_some() {
+                self.zones.clone()
+            } else {
+                Vec::new()
+            },
+            run_key_file: self.run_key_file.clone(),
+            start_gate: self.start_gate,
+            ..base
+        }
+    }
+
+    /// [`PeerSpec::to_args`] of [`PeerCommand::spec`].
+    pub fn args(&self) -> Vec<OsString> {
+        self.spec().to_args()
+    }
+}

@@ -17,7 +17,7 @@ use super::{log, Agent, CHILD_EXIT, CHILD_NOTIFY, CHILD_STDERR};
 use crate::c2::proto::{Msg, RunSpec};
 use crate::peer::child::{ParentSocket, RECV_BUF};
 use crate::peer::PeerSpec;
-use crate::wire::child::{Reason, Repr as Told};
+use crate::wire::child::Repr as Told;
 
 /// A relayed line is cut here (and continued on the next line), so that with its prefix it
 /// stays one atomic write on a pipe (`PIPE_BUF`, 4096 bytes).
@@ -334,7 +334,7 @@ impl Agent {
         let detail = match (&r.outcome, ok) {
             (_, true) => String::new(),
             (Some(Told::Outcome { reason, .. }), false) => {
-                format!("peer {status} ({}): {}", reason_text(*reason), r.last_line)
+                format!("peer {status} ({}): {}", reason.describe(), r.last_line)
             }
             (_, false) => format!("peer {status}: {}", r.last_line),
         };
@@ -352,21 +352,6 @@ impl Agent {
             running: None,
             refused: None,
         });
-    }
-}
-
-/// What a peer's Outcome says, in words (its exit codes, `peer::exit`).
-fn reason_text(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Done => "done",
-        Reason::Error => "an error",
-        Reason::Handshake => "handshake timed out",
-        Reason::Upload => "log kept but not uploaded",
-        Reason::ModeMismatch => "refused: a peer runs another --order or --repair",
-        Reason::OrderFailed => "ordering failed",
-        Reason::LogWrite => "the log could not be written",
-        Reason::Interrupted => "interrupted",
-        Reason::Unknown(_) => "an unknown reason",
     }
 }
 

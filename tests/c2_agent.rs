@@ -262,6 +262,8 @@ fn failed_uploads_keep_at_most_keep_failed_logs_the_oldest_removed_first() {
         };
         assert_eq!(id, run_id);
         assert!(!ok && detail.contains("exit status: 3"), "{detail}");
+        // The reason the peer told the agent's socket (wire::child's Outcome).
+        assert!(detail.contains("(log kept but not uploaded)"), "{detail}");
     }
     let mut names: Vec<String> = std::fs::read_dir(&logs)
         .unwrap()

@@ -1,7 +1,7 @@
-//! The agent's peer child: its command line (typed values, never a shell), its run key file,
-//! spawning it, relaying its stderr (where its readiness line becomes RUN_READY), and reaping
-//! it. Moved here from `agent.rs` as one block, unchanged (another change replaces how the
-//! child reports readiness and will be merged into this file).
+//! The agent's peer child: its command line (a `PeerSpec`, typed values, never a shell), its
+//! run key file, spawning it, relaying its stderr to people, hearing what it tells the agent's
+//! socket (`peer --notify`: Ready becomes RUN_READY, the Outcome names why a run failed), and
+//! reaping it.
 
 use anyhow::Context;
 use mio::unix::SourceFd;
@@ -13,9 +13,11 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::Duration;
 
-use super::{log, Agent, CHILD_EXIT, CHILD_STDERR};
+use super::{log, Agent, CHILD_EXIT, CHILD_NOTIFY, CHILD_STDERR};
 use crate::c2::proto::{Msg, RunSpec};
-use crate::peer::args::PeerCommand;
+use crate::peer::child::{ParentSocket, RECV_BUF};
+use crate::peer::PeerSpec;
+use crate::wire::child::Repr as Told;
 
 /// A relayed line is cut here (and continued on the next line), so that with its prefix it
 /// stays one atomic write on a pipe (`PIPE_BUF`, 4096 bytes).
@@ -29,36 +31,46 @@ pub fn peer_args(
     log_dir: &std::path::Path,
     key_file: &std::path::Path,
 ) -> Vec<OsString> {
+    peer_spec(spec, log_dir, key_file).to_args()
+}
+
+/// The peer of one run, as a [`PeerSpec`]: what the run says, the peer's defaults for the rest.
+pub fn peer_spec(
+    spec: &RunSpec,
+    log_dir: &std::path::Path,
+    key_file: &std::path::Path,
+) -> PeerSpec {
     let ms = |v: u32| Duration::from_millis(u64::from(v));
     let multicast = spec.transport == crate::wire::Transport::Multicast;
-    PeerCommand {
-        peers: spec.peers.clone(),
-        id: spec.peer_id,
+    let base = PeerSpec::new(spec.peers.iter().map(ToString::to_string).collect());
+    PeerSpec {
+        id: Some(spec.peer_id),
         msgs: spec.msgs,
         transport: spec.transport,
         order: spec.order,
-        repair: spec.repair,
-        group: spec.group,
+        repair: Some(spec.repair),
+        group: spec.group.unwrap_or(base.group),
         // Send and join on the interface of our advertised address: hosts without a default
         // route (network namespaces, private VPCs) have no other multicast route.
         iface: multicast.then(|| spec.peers[usize::from(spec.peer_id)].ip().to_string()),
         interval: (ms(spec.interval_ms.0), ms(spec.interval_ms.1)),
-        size: (spec.size > 0).then_some(spec.size as usize),
-        seed: spec.seed,
-        run_id: spec.run_id,
-        handshake_timeout: None,
-        drain: None,
-        log_dir: log_dir.to_owned(),
-        comparator: spec.comparator,
-        time_scale: (spec.time_scale != 1.0).then_some(spec.time_scale),
+        size: if spec.size > 0 {
+            spec.size as usize
+        } else {
+            base.size
+        },
+        seed: Some(spec.seed),
+        run_id: Some(spec.run_id),
+        log_dir: Some(log_dir.to_owned()),
+        comparator: Some(spec.comparator.to_string()),
+        time_scale: spec.time_scale,
         wan: (!spec.wan.is_empty()).then(|| spec.wan.clone()),
-        wan_loss: (spec.wan_loss != 0.0).then_some(spec.wan_loss),
+        wan_loss: spec.wan_loss,
         // Without zones the peer assigns the profile's zones round-robin.
         zones: spec.zones.clone(),
         run_key_file: Some(key_file.to_owned()),
-        start_gate: false,
+        ..base
     }
-    .args()
 }
 
 /// The run's key, in a file only we can read, for `--run-key-file`.
@@ -86,6 +98,10 @@ pub(super) struct Running {
     partial: Vec<u8>,
     last_line: String,
     ready: bool,
+    /// Where the peer tells us it is ready and how its run ended (`None`: the socket could not
+    /// be bound; then its stderr's readiness line is the sign, as before).
+    notify: Option<ParentSocket>,
+    outcome: Option<Told>,
     /// The run's key file, removed when the run is over.
     _key: RemoveOnDrop,
 }
@@ -107,8 +123,13 @@ impl Agent {
         std::fs::create_dir_all(&self.cfg.log_dir)
             .with_context(|| format!("cannot create {}", self.cfg.log_dir.display()))?;
         let key = write_run_key(spec, &self.cfg.log_dir).context("cannot write the run key")?;
+        let notify = self.bind_notify(spec.run_id);
+        let peer = PeerSpec {
+            notify: notify.as_ref().map(|n| n.path().to_owned()),
+            ..peer_spec(spec, &self.cfg.log_dir, &key)
+        };
         let mut cmd = Command::new(exe);
-        cmd.args(peer_args(spec, &self.cfg.log_dir, &key))
+        cmd.args(peer.to_args())
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
@@ -143,8 +164,61 @@ impl Agent {
             partial: Vec::new(),
             last_line: String::new(),
             ready: false,
+            notify,
+            outcome: None,
             _key: RemoveOnDrop(key),
         })
+    }
+
+    /// The run's socket in the state directory, non-blocking and registered.
+    fn bind_notify(&mut self, run_id: u64) -> Option<ParentSocket> {
+        let bound = ParentSocket::bind(&self.cfg.log_dir, &format!("peer-{run_id:016x}.sock"))
+            .and_then(|s| {
+                s.socket().set_nonblocking(true)?;
+                self.poll.registry().register(
+                    &mut SourceFd(&s.socket().as_raw_fd()),
+                    CHILD_NOTIFY,
+                    Interest::READABLE,
+                )?;
+                Ok(s)
+            });
+        match bound {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log(format_args!("run {run_id:016x}: no readiness socket ({e}); reading the peer's stderr for it"));
+                None
+            }
+        }
+    }
+
+    /// Every message the peer sent us: Ready becomes RunReady, the Outcome is kept for the end.
+    pub(super) fn read_child_notify(&mut self) {
+        let mut ready_now = None;
+        let Some(r) = self.running.as_mut() else {
+            return;
+        };
+        let Some(sock) = &r.notify else {
+            return;
+        };
+        let mut buf = [0u8; RECV_BUF];
+        // Two messages per run: a few reads drain it; a stranger's flood is cut off here.
+        for _ in 0..STDERR_READS {
+            match sock.recv(&mut buf) {
+                Ok(Ok(Told::Ready { peer, .. })) if peer == r.peer_id && !r.ready => {
+                    r.ready = true;
+                    ready_now = Some(r.run_id);
+                }
+                Ok(Ok(told @ Told::Outcome { peer, .. })) if peer == r.peer_id => {
+                    r.outcome = Some(told);
+                }
+                Ok(_) => {} // another peer's, or not ours at all
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // WouldBlock: drained
+            }
+        }
+        if let Some(run_id) = ready_now {
+            self.send_or_keep(Msg::RunReady { run_id });
+        }
     }
 
     /// Forward the peer's stderr line by line; its readiness line becomes RunReady.
@@ -196,7 +270,7 @@ impl Agent {
                 }
                 line.truncate(cut);
                 log(format_args!("[run {:016x}] {line}", r.run_id));
-                if !r.ready && line.contains("mpcomm peer: ready") {
+                if r.notify.is_none() && !r.ready && line.contains("mpcomm peer: ready") {
                     r.ready = true;
                     ready_now = Some(r.run_id);
                 } else if !line.is_empty() {
@@ -235,7 +309,14 @@ impl Agent {
             }
         };
         self.read_child_stderr();
+        self.read_child_notify();
         let mut r = self.running.take().expect("checked above");
+        if let Some(n) = &r.notify {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&n.socket().as_raw_fd()));
+        }
         if let Some(fd) = &r.pidfd {
             let _ = self
                 .poll
@@ -250,10 +331,12 @@ impl Agent {
         }
         r.stderr = None;
         let ok = status.success();
-        let detail = if ok {
-            String::new()
-        } else {
-            format!("peer {status}: {}", r.last_line)
+        let detail = match (&r.outcome, ok) {
+            (_, true) => String::new(),
+            (Some(Told::Outcome { reason, .. }), false) => {
+                format!("peer {status} ({}): {}", reason.describe(), r.last_line)
+            }
+            (_, false) => format!("peer {status}: {}", r.last_line),
         };
         log(format_args!(
             "run {:016x}: peer {}",

@@ -1,7 +1,7 @@
 //! `mpcomm c2 agent`: the resident agent. One mio loop: the outbound link to the controller
 //! ([`link`]: connect, handshake, register, heartbeat, reconnect with backoff), and at most one
 //! peer run as a child process ([`child`]: argument vector, never a shell, watched through a
-//! pidfd and its stderr). A RUN is admitted or refused by [`admit`], a plain function;
+//! pidfd, its stderr and what it tells the agent's socket). A RUN is admitted or refused by [`admit`], a plain function;
 //! [`logs`] keeps the files on disk. The agent runs from an [`AgentConfig`], built from the clap
 //! [`AgentArgs`] at the edge.
 
@@ -35,6 +35,7 @@ const LINK: Token = Token(0);
 const WAKER: Token = Token(1);
 const CHILD_EXIT: Token = Token(2);
 const CHILD_STDERR: Token = Token(3);
+const CHILD_NOTIFY: Token = Token(4);
 
 /// Outcomes kept for the controller while the link is down (one run at a time, so few).
 const MAX_PENDING: usize = 8;
@@ -213,6 +214,7 @@ impl Agent {
                     }
                     CHILD_EXIT => self.reap_child(),
                     CHILD_STDERR => self.read_child_stderr(),
+                    CHILD_NOTIFY => self.read_child_notify(),
                     t => log(format_args!("event for unknown token {t:?} ignored")),
                 }
             }

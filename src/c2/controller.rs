@@ -22,11 +22,9 @@ use super::auth::{fresh32, Handshake, Key};
 use super::conn::{Conn, ConnError};
 use super::control::{prompt, Core, Out, ServeConfig};
 use super::proto::Msg;
-use super::registry::OrderBy;
 use super::timing::LogLimiter;
 use crate::compare::{Report, Server, ServerConfig, Stopper};
 use crate::net::{Acceptor, Admit, ConnTable, Limits, StopHandle};
-use crate::util::duration;
 
 // `c2 run` and `c2 status` print and check with these too.
 pub use super::control::prompt::print_status;
@@ -53,45 +51,6 @@ const CLASS_HELLO: u8 = 1;
 
 /// After the exit, how long the requester's connection gets to take its ExitDone.
 const EXIT_FLUSH: Duration = Duration::from_secs(1);
-
-#[derive(clap::Args, Debug)]
-pub struct ServeArgs {
-    /// Address agents and control clients connect to.
-    #[arg(long, env = "MPCOMM_LISTEN", default_value = "0.0.0.0:4569")]
-    pub listen: SocketAddr,
-    /// Pre-shared key file (`mpcomm c2 keygen`); must not be readable by group or others.
-    #[arg(long, env = "MPCOMM_KEY_FILE")]
-    pub key_file: PathBuf,
-    /// Address of the in-process comparator (default: the --listen address, port 4568).
-    #[arg(long, env = "MPCOMM_COMPARE_LISTEN")]
-    pub compare_listen: Option<SocketAddr>,
-    /// UDP port every peer uses on its host.
-    #[arg(long, env = "MPCOMM_PEER_PORT", default_value_t = 4567)]
-    pub peer_port: u16,
-    /// Multicast group for multicast runs (default: the peer's default group).
-    #[arg(long, env = "MPCOMM_GROUP")]
-    pub group: Option<SocketAddr>,
-    /// How agents get their peer ids.
-    #[arg(
-        long,
-        value_enum,
-        env = "MPCOMM_ORDER_BY",
-        default_value = "registration"
-    )]
-    pub order_by: OrderBy,
-    /// Append every report as a JSON line (default under systemd: $STATE_DIRECTORY/results.jsonl).
-    #[arg(long, env = "MPCOMM_RESULTS")]
-    pub results: Option<PathBuf>,
-    /// Write every run's latency histograms here.
-    #[arg(long, env = "MPCOMM_HIST_DIR")]
-    pub hist_dir: Option<PathBuf>,
-    /// The comparator reports a run this long after its first upload even with logs missing.
-    #[arg(long, default_value = "30s", value_parser = duration::parse)]
-    pub run_timeout: Duration,
-    /// Never offer the interactive prompt, even when stdin is a terminal.
-    #[arg(long)]
-    pub no_prompt: bool,
-}
 
 struct Client {
     conn: Conn<TcpStream>,
@@ -126,10 +85,6 @@ struct Controller {
 
 fn log(msg: impl std::fmt::Display) {
     say!("mpcomm c2 serve: {msg}");
-}
-
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    serve(ServeConfig::from(args))
 }
 
 pub fn serve(cfg: ServeConfig) -> anyhow::Result<ExitCode> {

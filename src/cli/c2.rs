@@ -1,17 +1,13 @@
 //! `mpcomm c2 …`: the subcommands and the control commands' flags, mapped into
-//! `c2::client`'s plain configs. (`c2 agent` and `c2 serve` keep their clap structs in
-//! `c2::agent` and `c2::controller` for now; their plain configs come beside them.)
+//! `c2::client`'s plain configs. The services' flags are in [`super::c2_services`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::builder::PossibleValue;
-
+use super::c2_services;
 use super::modes::{OrderChoiceArg, RepairArg};
 use crate::c2::client::{self, Control, RunConfig, StatusConfig};
-use crate::c2::registry::OrderBy;
-use crate::c2::{agent, controller};
 use crate::lab::TransportChoice;
 use crate::util::duration;
 use crate::wire::Transport;
@@ -21,9 +17,9 @@ pub enum C2Command {
     /// Print a fresh pre-shared key: `mpcomm c2 keygen > key && chmod 600 key`.
     Keygen,
     /// Resident agent (one per host): connects out to the controller, starts peer runs.
-    Agent(agent::AgentArgs),
+    Agent(c2_services::AgentArgs),
     /// The controller: agent registry, runs, and the comparator in the same process.
-    Serve(controller::ServeArgs),
+    Serve(c2_services::ServeArgs),
     /// Start a run (or a series: --repeat, --transport both, --order all) and print the reports.
     Run(RunArgs),
     /// List the agents the controller knows, live or lost.
@@ -36,8 +32,8 @@ pub enum C2Command {
 pub fn run(cmd: C2Command) -> anyhow::Result<ExitCode> {
     match cmd {
         C2Command::Keygen => crate::c2::keygen(),
-        C2Command::Agent(a) => agent::run(a),
-        C2Command::Serve(a) => controller::run(a),
+        C2Command::Agent(a) => c2_services::run_agent(a),
+        C2Command::Serve(a) => c2_services::run_serve(a),
         C2Command::Run(a) => {
             let cfg = RunConfig::from(a);
             if let Err(e) = cfg.check() {
@@ -221,21 +217,5 @@ impl From<TransportArg> for TransportChoice {
             TransportArg::Multicast => TransportChoice::One(Transport::Multicast),
             TransportArg::Both => TransportChoice::Both,
         }
-    }
-}
-
-// `c2 serve --order-by`. Here, not in `c2::registry`, which knows nothing of clap; an impl
-// rather than a value parser only because `ServeArgs` (in `c2::controller`) still says
-// `value_enum`: once its clap struct moves into this module, a wrapper replaces this.
-impl clap::ValueEnum for OrderBy {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[OrderBy::Registration, OrderBy::Zone]
-    }
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(match self {
-            OrderBy::Registration => PossibleValue::new("registration")
-                .help("The order in which agents first registered"),
-            OrderBy::Zone => PossibleValue::new("zone").help("Zone label, then registration order"),
-        })
     }
 }

@@ -12,6 +12,7 @@
 
 mod bench;
 mod c2;
+mod c2_services;
 mod check;
 mod compare;
 mod generate;

@@ -2,8 +2,8 @@
 //! ([`link`]: connect, handshake, register, heartbeat, reconnect with backoff), and at most one
 //! peer run as a child process ([`child`]: argument vector, never a shell, watched through a
 //! pidfd, its stderr and what it tells the agent's socket). A RUN is admitted or refused by [`admit`], a plain function;
-//! [`logs`] keeps the files on disk. The agent runs from an [`AgentConfig`], built from the clap
-//! [`AgentArgs`] at the edge.
+//! [`logs`] keeps the files on disk. The agent runs from an [`AgentConfig`] (`cli::c2` builds
+//! one from the flags).
 
 mod admit;
 mod child;
@@ -40,34 +40,6 @@ const CHILD_NOTIFY: Token = Token(4);
 /// Outcomes kept for the controller while the link is down (one run at a time, so few).
 const MAX_PENDING: usize = 8;
 
-#[derive(clap::Args, Debug)]
-pub struct AgentArgs {
-    /// The controller, HOST:PORT. The agent connects out, so it works behind NAT.
-    #[arg(long, env = "MPCOMM_CONTROLLER")]
-    pub controller: String,
-    /// Pre-shared key file (`mpcomm c2 keygen`); must not be readable by group or others.
-    #[arg(long, env = "MPCOMM_KEY_FILE")]
-    pub key_file: PathBuf,
-    /// Address the other peers reach this host at (default: this host's side of the
-    /// connection to the controller).
-    #[arg(long, env = "MPCOMM_ADVERTISE")]
-    pub advertise: Option<IpAddr>,
-    /// Zone label for WAN emulation (letters, digits, '-', '_', '.'; at most 32 bytes).
-    #[arg(long, env = "MPCOMM_ZONE", default_value = "")]
-    pub zone: String,
-    /// Directory for delivery logs (kept there only when an upload fails: see --keep-failed).
-    /// Under systemd this is the unit's StateDirectory.
-    #[arg(long, env = "STATE_DIRECTORY", default_value = ".")]
-    pub log_dir: PathBuf,
-    /// Failed-upload delivery logs kept in --log-dir, the oldest removed first (also at
-    /// start). A log whose upload succeeded is removed at once; 0 keeps none.
-    #[arg(long, env = "MPCOMM_KEEP_FAILED", default_value_t = 100)]
-    pub keep_failed: usize,
-    /// Program started for a peer run (default: this binary).
-    #[arg(long, hide = true)]
-    pub peer_exe: Option<PathBuf>,
-}
-
 /// What the agent runs from: plain values, no parser attached (tests and other front ends
 /// build one directly).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,20 +51,6 @@ pub struct AgentConfig {
     pub log_dir: PathBuf,
     pub keep_failed: usize,
     pub peer_exe: Option<PathBuf>,
-}
-
-impl From<AgentArgs> for AgentConfig {
-    fn from(a: AgentArgs) -> AgentConfig {
-        AgentConfig {
-            controller: a.controller,
-            key_file: a.key_file,
-            advertise: a.advertise,
-            zone: a.zone,
-            log_dir: a.log_dir,
-            keep_failed: a.keep_failed,
-            peer_exe: a.peer_exe,
-        }
-    }
 }
 
 /// A configuration the agent cannot run with.
@@ -126,11 +84,6 @@ struct Agent {
     shutdown_ordered: bool,
     /// The stderr read loop stopped at its cap: serve it again without waiting for an event.
     stderr_more: bool,
-}
-
-/// `mpcomm c2 agent`: the clap values become the agent's configuration here, at the edge.
-pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    run_config(AgentConfig::from(args))
 }
 
 pub fn run_config(cfg: AgentConfig) -> anyhow::Result<ExitCode> {

@@ -1,11 +1,10 @@
 //! `c2 serve`'s settings as a plain struct: what the driver and the core take, whoever built it
-//! (the clap `ServeArgs` today, a test or another front end tomorrow).
+//! (`cli::c2` from the flags, a test, another front end).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::c2::controller::ServeArgs;
 use crate::c2::registry::OrderBy;
 
 /// Slack on top of the sending time: the peer's 30 s handshake timeout, drain, upload retries
@@ -46,60 +45,5 @@ impl ServeConfig {
             prompt: false,
             run_slack: RUN_SLACK,
         }
-    }
-}
-
-impl From<ServeArgs> for ServeConfig {
-    fn from(a: ServeArgs) -> ServeConfig {
-        ServeConfig {
-            listen: a.listen,
-            key_file: a.key_file,
-            compare_listen: a.compare_listen,
-            peer_port: a.peer_port,
-            group: a.group,
-            order_by: a.order_by,
-            results: a.results,
-            hist_dir: a.hist_dir,
-            run_timeout: a.run_timeout,
-            prompt: !a.no_prompt,
-            run_slack: RUN_SLACK,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
-
-    #[test]
-    fn the_clap_arguments_map_onto_the_config() {
-        let cli = Cli::try_parse_from([
-            "serve",
-            "--listen",
-            "127.0.0.1:9",
-            "--key-file",
-            "/k",
-            "--peer-port",
-            "5000",
-            "--order-by",
-            "zone",
-            "--run-timeout",
-            "2s",
-            "--no-prompt",
-        ])
-        .unwrap();
-        let c = ServeConfig::from(cli.serve);
-        assert_eq!(c.listen, "127.0.0.1:9".parse().unwrap());
-        assert_eq!((c.peer_port, c.order_by), (5000, OrderBy::Zone));
-        assert_eq!(c.run_timeout, Duration::from_secs(2));
-        assert!(!c.prompt, "--no-prompt");
-        assert_eq!(c.run_slack, RUN_SLACK);
     }
 }

@@ -1,13 +1,11 @@
 //! The peer's command line both ways: [`PeerSpec::to_args`] parsed back by [`PeerArgs`] gives
 //! the same spec, for every flag; and the parsing tests of the flags themselves.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
 
 use super::*;
-use crate::peer::args::PeerCommand;
 use crate::wire::{Order, Repair};
 
 #[derive(clap::Parser, Debug)]
@@ -78,34 +76,25 @@ fn the_defaults_of_the_flags_are_the_defaults_of_the_spec() {
 
 #[test]
 fn every_spec_parses_back_to_itself() {
-    let lab_like = PeerCommand {
-        peers: ["127.0.0.1:4570", "127.0.0.2:4570"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect(),
-        id: 0,
+    let lab_like = PeerSpec {
+        id: Some(0),
         msgs: 5,
         transport: Transport::Fanout,
         order: Order::Sequencer,
-        repair: Repair::Nack,
-        group: Some("239.1.2.3:4577".parse().unwrap()),
-        iface: None,
+        repair: Some(Repair::Nack),
+        group: "239.1.2.3:4577".parse().unwrap(),
         interval: (Duration::ZERO, Duration::ZERO),
-        size: Some(26),
-        seed: 9,
-        run_id: 1,
-        handshake_timeout: Some(Duration::from_secs(10)),
-        drain: Some(Duration::from_secs(1)),
-        log_dir: "/tmp/l".into(),
-        comparator: "127.0.0.1:4568".parse().unwrap(),
-        time_scale: Some(2.0),
-        wan: None,
-        wan_loss: Some(0.5),
-        zones: vec!["ignored without --wan".into()],
-        run_key_file: None,
+        size: 26,
+        seed: Some(9),
+        run_id: Some(1),
+        handshake_timeout: Duration::from_secs(10),
+        drain: Duration::from_secs(1),
+        log_dir: Some("/tmp/l".into()),
+        comparator: Some("127.0.0.1:4568".into()),
+        time_scale: 2.0,
         start_gate: true,
-    }
-    .spec();
+        ..PeerSpec::new(vec!["127.0.0.1:4570".into(), "127.0.0.2:4570".into()])
+    };
     let mut v4_group = everything();
     v4_group.group = "239.9.9.9:1".parse().unwrap();
     v4_group.transport = Transport::Fanout;
@@ -119,47 +108,6 @@ fn every_spec_parses_back_to_itself() {
         let argv = spec.to_args();
         assert_eq!(parsed(argv.clone()), spec, "{argv:?}");
     }
-}
-
-/// What the agent's `PeerCommand` leaves out keeps the peer's default; what it sets arrives.
-#[test]
-fn a_peer_command_leaves_unset_flags_to_the_peer() {
-    let peers: Vec<SocketAddr> = vec!["127.0.0.1:4570".parse().unwrap()];
-    let cmd = PeerCommand {
-        peers: peers.clone(),
-        id: 0,
-        msgs: 3,
-        transport: Transport::Fanout,
-        order: Order::None,
-        repair: Repair::Off,
-        group: None,
-        iface: None,
-        interval: (Duration::from_millis(1), Duration::from_millis(2)),
-        size: None,
-        seed: 1,
-        run_id: 2,
-        handshake_timeout: None,
-        drain: None,
-        log_dir: "/tmp/l".into(),
-        comparator: "127.0.0.1:4568".parse().unwrap(),
-        time_scale: None,
-        wan: Some("lan".into()),
-        wan_loss: None,
-        zones: Vec::new(),
-        run_key_file: None,
-        start_gate: false,
-    };
-    let spec = parsed(cmd.args());
-    let base = PeerSpec::new(vec!["127.0.0.1:4570".into()]);
-    assert_eq!(
-        (spec.group, spec.size, spec.handshake_timeout, spec.drain),
-        (base.group, base.size, base.handshake_timeout, base.drain)
-    );
-    assert_eq!((spec.time_scale, spec.wan_loss), (1.0, 0.0));
-    assert_eq!(
-        (spec.msgs, spec.seed, spec.run_id, spec.wan.as_deref()),
-        (3, Some(1), Some(2), Some("lan"))
-    );
 }
 
 #[test]

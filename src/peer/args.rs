@@ -10,7 +10,7 @@ use super::socket::Membership;
 use super::wan_delay::WanPlan;
 use crate::wire::{packet, Transport};
 
-pub use super::spec::{PeerCommand, PeerSpec, DEFAULT_GROUP};
+pub use super::spec::{PeerSpec, DEFAULT_GROUP};
 
 /// `HOST:PORT` (an IPv6 address in brackets): the syntax only; resolving is the run's business.
 pub fn parse_comparator(s: &str) -> Result<String, String> {

@@ -123,9 +123,9 @@ impl Agent {
         std::fs::create_dir_all(&self.cfg.log_dir)
             .with_context(|| format!("cannot create {}", self.cfg.log_dir.display()))?;
         let key = write_run_key(spec, &self.cfg.log_dir).context("cannot write the run key")?;
-        let notify = self.bind_notify(spec.run_id);
+        let notify = self.bind_notify(spec.run_id)?;
         let peer = PeerSpec {
-            notify: notify.as_ref().map(|n| n.path().to_owned()),
+            notify: Some(notify.path().to_owned()),
             ..peer_spec(spec, &self.cfg.log_dir, &key)
         };
         let mut cmd = Command::new(exe);
@@ -164,31 +164,34 @@ impl Agent {
             partial: Vec::new(),
             last_line: String::new(),
             ready: false,
-            notify,
+            notify: Some(notify),
             outcome: None,
             _key: RemoveOnDrop(key),
         })
     }
 
-    /// The run's socket in the state directory, non-blocking and registered.
-    fn bind_notify(&mut self, run_id: u64) -> Option<ParentSocket> {
-        let bound = ParentSocket::bind(&self.cfg.log_dir, &format!("peer-{run_id:016x}.sock"))
-            .and_then(|s| {
-                s.socket().set_nonblocking(true)?;
-                self.poll.registry().register(
-                    &mut SourceFd(&s.socket().as_raw_fd()),
-                    CHILD_NOTIFY,
-                    Interest::READABLE,
-                )?;
-                Ok(s)
-            });
-        match bound {
-            Ok(s) => Some(s),
-            Err(e) => {
-                log(format_args!("run {run_id:016x}: no readiness socket ({e}); reading the peer's stderr for it"));
-                None
-            }
-        }
+    /// The run's socket in the state directory (or, when that path cannot be bound — too long
+    /// for a socket address, for one — in the temporary directory), non-blocking and
+    /// registered. Without it the run does not start: readiness comes only from there.
+    fn bind_notify(&mut self, run_id: u64) -> anyhow::Result<ParentSocket> {
+        let name = format!("peer-{run_id:016x}.sock");
+        let tmp_name = format!("mpcomm-agent-{}-{name}", std::process::id());
+        let sock = ParentSocket::bind(&self.cfg.log_dir, &name)
+            .or_else(|_| ParentSocket::bind(&std::env::temp_dir(), &tmp_name))
+            .with_context(|| {
+                format!(
+                    "cannot bind the peer's readiness socket in {} or {}",
+                    self.cfg.log_dir.display(),
+                    std::env::temp_dir().display()
+                )
+            })?;
+        sock.socket().set_nonblocking(true)?;
+        self.poll.registry().register(
+            &mut SourceFd(&sock.socket().as_raw_fd()),
+            CHILD_NOTIFY,
+            Interest::READABLE,
+        )?;
+        Ok(sock)
     }
 
     /// Every message the peer sent us: Ready becomes RunReady, the Outcome is kept for the end.
@@ -221,9 +224,8 @@ impl Agent {
         }
     }
 
-    /// Forward the peer's stderr line by line; its readiness line becomes RunReady.
+    /// Forward the peer's stderr line by line, for people (readiness comes by the socket).
     pub(super) fn read_child_stderr(&mut self) {
-        let mut ready_now = None;
         let Some(r) = self.running.as_mut() else {
             self.stderr_more = false;
             return;
@@ -270,10 +272,7 @@ impl Agent {
                 }
                 line.truncate(cut);
                 log(format_args!("[run {:016x}] {line}", r.run_id));
-                if r.notify.is_none() && !r.ready && line.contains("mpcomm peer: ready") {
-                    r.ready = true;
-                    ready_now = Some(r.run_id);
-                } else if !line.is_empty() {
+                if !line.is_empty() {
                     r.last_line = line.chars().take(512).collect();
                 }
             }
@@ -287,9 +286,6 @@ impl Agent {
                     .deregister(&mut SourceFd(&e.as_raw_fd()));
                 let _ = e.read(&mut []);
             }
-        }
-        if let Some(run_id) = ready_now {
-            self.send_or_keep(Msg::RunReady { run_id });
         }
     }
 

@@ -406,6 +406,7 @@ mod tests {
                 arrive_ns: 1_000 + lat,
                 arrival: i as u32,
                 retransmitted: false,
+                ttl: 0,
             })
             .collect();
         encode(&h, &recs)

@@ -131,6 +131,8 @@ pub enum Phase {
 pub struct Arrival {
     pub recv_ns: u64,
     pub kernel_stamp: bool,
+    /// The TTL / hop limit it arrived with (0 = unknown), for the log's hop distances.
+    pub ttl: u8,
 }
 
 /// How often a waiting handshake says whom it waits for.

@@ -283,6 +283,10 @@ fn finish_run(
         recv_syscalls: summary.recv_syscalls,
         cpu_ns: summary.cpu_ns,
         send_drops: summary.send_errors,
+        data_ttl: match plan.transport {
+            Transport::Multicast => u8::try_from(plan.ttl).unwrap_or(u8::MAX),
+            Transport::Fanout => socket::UNICAST_TTL,
+        },
     };
     let dir = plan
         .log_dir

@@ -75,6 +75,8 @@ pub struct Opened {
     pub forced: bool,
     /// SO_RXQ_OVFL is on: datagrams carry the socket's drop count (see `peer::batch`).
     pub drop_counts: bool,
+    /// IP_RECVTTL / IPV6_RECVHOPLIMIT is on: datagrams carry the TTL they arrived with.
+    pub hop_counts: bool,
 }
 
 impl Opened {
@@ -109,11 +111,45 @@ fn new_udp(addr: &SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// The TTL / hop limit of unicast datagrams (fan-out DATA, one-peer messages), set on every
+/// socket rather than left to `net.ipv4.ip_default_ttl`: hop distance is this minus the TTL
+/// a receiver sees, so the sender must know it.
+pub const UNICAST_TTL: u8 = 64;
+
+/// Ask for the received TTL (IPv4) or hop limit (IPv6) of every datagram as a control message.
+fn receive_hop_counts(s: &Socket, ipv6: bool) -> bool {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVTTL)
+    };
+    let on: libc::c_int = 1;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a live socket, an int option of the advertised size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
 fn finish(s: Socket, buffer: usize) -> io::Result<Opened> {
     let forced = size_buffers(&s, buffer);
     let rcvbuf = s.recv_buffer_size()?;
     let kernel_stamps = socket::setsockopt(&s, sockopt::ReceiveTimestampns, &true).is_ok();
     let drop_counts = socket::setsockopt(&s, sockopt::RxqOvfl, &1).is_ok();
+    let ipv6 = s.local_addr()?.is_ipv6();
+    if ipv6 {
+        s.set_unicast_hops_v6(u32::from(UNICAST_TTL))?;
+    } else {
+        s.set_ttl(u32::from(UNICAST_TTL))?;
+    }
+    let hop_counts = receive_hop_counts(&s, ipv6);
     Ok(Opened {
         socket: s.into(),
         kernel_stamps,
@@ -121,6 +157,7 @@ fn finish(s: Socket, buffer: usize) -> io::Result<Opened> {
         asked: buffer,
         forced,
         drop_counts,
+        hop_counts,
     })
 }
 

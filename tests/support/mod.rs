@@ -195,6 +195,7 @@ pub fn synthetic_log(run: u64, peer: u16, n: u16, m: u32, recs: &[(u16, u32, u64
             arrive_ns: 1_000 + latency,
             arrival: i as u32,
             retransmitted: false,
+            ttl: 0,
         })
         .collect();
     encode(&h, &recs)

@@ -125,6 +125,7 @@ pub fn peer_args(
         zones: spec.zones.clone(),
         run_key_file: Some(key_file.to_owned()),
         start_gate: false,
+        ssm: false,
     }
     .args()
 }

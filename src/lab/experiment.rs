@@ -36,6 +36,8 @@ pub struct Experiment {
     pub handshake_timeout: Duration,
     /// The longest emulated delay of one datagram, scaled (set by [`Experiment::check`]).
     pub wan_delay: Duration,
+    /// `--ssm`: source-specific joins (multicast runs).
+    pub ssm: bool,
 }
 
 pub type Outcome = anyhow::Result<Ran>;
@@ -125,6 +127,7 @@ pub fn plan(args: &LabArgs, base_seed: u64) -> Vec<Experiment> {
                         drain: args.drain,
                         handshake_timeout: args.handshake_timeout,
                         wan_delay: Duration::ZERO,
+                        ssm: args.ssm,
                     });
                 }
             }
@@ -191,7 +194,7 @@ impl Experiment {
             order: self.order,
             repair: self.repair,
             group: Some(group),
-            iface: ctx.hosts.iface(usize::from(id)).map(|i| i.to_string()),
+            iface: ctx.hosts.iface(usize::from(id)),
             interval: self.interval,
             size: Some(self.size),
             seed: self.seed,
@@ -207,6 +210,7 @@ impl Experiment {
             run_key_file: Some(key.to_path_buf()),
             // Released together once all are up (see run_one).
             start_gate: true,
+            ssm: self.ssm,
         }
     }
 
@@ -227,7 +231,7 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
         }
     };
     let peers = ctx.hosts.peer_addrs(usize::from(exp.peers));
-    let group = ctx.hosts.group();
+    let group = ctx.hosts.group(exp.ssm);
     // Every run authenticates its datagrams with a key of its own.
     let key =
         RunKeyFile::create(&ctx.key_dir, run_id).context("cannot write the run's key file")?;

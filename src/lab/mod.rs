@@ -91,6 +91,16 @@ pub struct LabArgs {
     /// Put every peer in its own network namespace on a Linux bridge (root, or a user namespace).
     #[arg(long)]
     pub netns: bool,
+    /// Run over IPv6: peers on [::1] with distinct ports (the comparator on [::1] too), or with
+    /// --netns on unique-local fd6d:7063:…::/64 addresses of the bridge; multicast to an
+    /// ff12:: group (link-local scope: one bridge). Multicast on ::1 needs a loopback with the
+    /// MULTICAST flag and an ff00::/8 route (most hosts have neither): use --netns.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Source-specific multicast: every peer joins (S,G) for each peer's address (IGMPv3 /
+    /// MLDv2), on a group in 232/8 or ff32::/96; other sources never reach the peers.
+    #[arg(long)]
+    pub ssm: bool,
     /// One JSON object per run per line on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -248,7 +258,13 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     } else {
         usize::from(args.peers)
     };
-    let (listener, hosts) = hosts::prepare(args.netns, host_count)?;
+    let (listener, hosts) = hosts::prepare(args.netns, args.ipv6, host_count)?;
+    if experiments
+        .iter()
+        .any(|e| e.transport == crate::wire::Transport::Multicast)
+    {
+        hosts.check_multicast(args.ssm)?;
+    }
     let mut cfg = ServerConfig::local(listener.local_addr()?);
     // A run is reported once every peer uploaded; the timeout only covers a peer that died.
     // The last peer finishes up to a quiet period (≥ the longest send gap) and the longest

@@ -16,6 +16,11 @@ use crate::wire::{packet, Order, Repair, Transport};
 
 /// The default multicast group and port: administratively scoped (239/8, RFC 2365).
 pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
+/// The default group of IPv6 peers: transient, site-local scope (ff15::/16).
+pub const DEFAULT_GROUP_V6: &str = "[ff15::7777]:4577";
+/// The default groups with --ssm: the source-specific ranges 232/8 and ff3x::/96 (RFC 4607).
+pub const DEFAULT_SSM_GROUP: &str = "232.255.77.77:4577";
+pub const DEFAULT_SSM_GROUP_V6: &str = "[ff35::4000:7777]:4577";
 
 /// Run one peer. Every host runs one; all are started with the same --peers list.
 ///
@@ -54,9 +59,17 @@ pub struct PeerArgs {
     #[arg(long, value_enum)]
     pub repair: Option<Repair>,
     /// Multicast group and port (with --transport multicast): IPv4 (239.x.y.z:PORT) or IPv6
-    /// ([ff12::7777]:PORT).
-    #[arg(long, default_value = DEFAULT_GROUP)]
-    pub group: SocketAddr,
+    /// ([ff12::7777]:PORT). Default: 239.255.77.77:4577, [ff15::7777]:4577 for IPv6 peers;
+    /// with --ssm 232.255.77.77:4577 or [ff35::4000:7777]:4577.
+    #[arg(long)]
+    pub group: Option<SocketAddr>,
+    /// Source-specific multicast: join (S,G) for each listed peer's address instead of the
+    /// whole group (IGMPv3 / MLDv2 reports), so datagrams to the group from any other source
+    /// never reach this peer. The group must be in 232.0.0.0/8 or ff3x::/96. Each peer sends
+    /// from its listed address: on one host, give every peer its own (127.0.0.x works for
+    /// IPv4; IPv6 has only ::1 on the loopback, so all peers share that source there).
+    #[arg(long)]
+    pub ssm: bool,
     /// Interface for multicast: its IPv4 address or its name (e.g. eth0; IPv6 groups need a
     /// name or the index). Default: the interface of this peer's own listed address.
     #[arg(long)]
@@ -170,6 +183,8 @@ pub struct Plan {
     pub transport: Transport,
     /// Where the multicast transport joins and sends.
     pub membership: Membership,
+    /// `--ssm`: join (S,G) for every peer's address instead of (*,G).
+    pub ssm: bool,
     pub ttl: u32,
     pub seed: u64,
     pub config: Config,
@@ -218,14 +233,28 @@ impl PeerArgs {
         .check()?;
         let time_scale = self.time_scale;
         let own_ip = peers[usize::from(id)].ip();
-        if self.transport == Transport::Fanout {
-            if let Some(other) = peers.iter().find(|p| p.is_ipv6() != own_ip.is_ipv6()) {
-                bail!(
-                    "--peers mixes IPv4 and IPv6 ({other} and {own_ip}): fan-out needs one family"
-                );
+        if let Some(other) = peers.iter().find(|p| p.is_ipv6() != own_ip.is_ipv6()) {
+            bail!(
+                "--peers mixes IPv4 and IPv6 ({other} and {own_ip}): a run uses one family, \
+                 list only IPv4 or only IPv6 addresses"
+            );
+        }
+        let group = match self.group {
+            Some(g) => g,
+            None => default_group(own_ip.is_ipv6(), self.ssm),
+        };
+        if self.transport == Transport::Multicast && group.is_ipv6() != own_ip.is_ipv6() {
+            bail!("--group {group} and the peers ({own_ip}) are of different families: give an IPv4 group for IPv4 peers, an IPv6 one for IPv6 peers");
+        }
+        if self.ssm && self.transport == Transport::Multicast {
+            if !super::socket::is_ssm_group(group.ip()) {
+                bail!("--ssm needs a source-specific group: {} is not in 232.0.0.0/8 or ff3x::/96 (e.g. --group 232.255.77.77:4577 or [ff35::4000:7777]:4577)", group.ip());
+            }
+            if own_ip.is_loopback() && own_ip.is_ipv6() && peers.len() > 1 {
+                say!("mpcomm peer: note: --ssm on ::1: every peer sends from ::1, so (S,G) filtering cannot tell them apart here (it still keeps out other sources)");
             }
         }
-        let membership = membership(self.group, self.iface.as_deref(), own_ip)?;
+        let membership = membership(group, self.iface.as_deref(), own_ip)?;
         let seed = self.seed.unwrap_or_else(rand::random);
         let wan = match profile {
             None => None,
@@ -265,6 +294,7 @@ impl PeerArgs {
             peers,
             transport: self.transport,
             membership,
+            ssm: self.ssm,
             ttl: self.ttl,
             seed,
             config,
@@ -416,6 +446,8 @@ pub struct PeerCommand {
     pub run_key_file: Option<PathBuf>,
     /// `--start-gate`: wait for stdin to close before the handshake.
     pub start_gate: bool,
+    /// `--ssm`: source-specific multicast joins.
+    pub ssm: bool,
 }
 
 impl PeerCommand {
@@ -474,8 +506,22 @@ impl PeerCommand {
         if self.start_gate {
             a.push("--start-gate".into());
         }
+        if self.ssm {
+            a.push("--ssm".into());
+        }
         a
     }
+}
+
+/// The group a peer without `--group` uses.
+pub fn default_group(ipv6: bool, ssm: bool) -> SocketAddr {
+    let text = match (ipv6, ssm) {
+        (false, false) => DEFAULT_GROUP,
+        (true, false) => DEFAULT_GROUP_V6,
+        (false, true) => DEFAULT_SSM_GROUP,
+        (true, true) => DEFAULT_SSM_GROUP_V6,
+    };
+    text.parse().expect("the default groups parse")
 }
 
 /// The multicast group, and the interface to use it on. An interface named by address must
@@ -739,6 +785,7 @@ mod tests {
             zones: vec!["a".into(), "b".into()],
             run_key_file: Some("/run/k ey".into()),
             start_gate: true,
+            ssm: true,
         };
         use clap::Parser;
         let a = Peer::try_parse_from(cmd.args()).unwrap().args;
@@ -748,7 +795,7 @@ mod tests {
             (Some(1), 7, Transport::Multicast)
         );
         assert_eq!((a.order, a.repair), (Order::Causal, Some(Repair::Off)));
-        assert_eq!(a.group, cmd.group.unwrap());
+        assert_eq!(a.group, cmd.group);
         assert_eq!(a.iface.as_deref(), Some("lo"));
         assert_eq!(a.interval, cmd.interval);
         assert_eq!((a.size, a.seed, a.run_id), (64, Some(9), Some(0x2a)));
@@ -758,7 +805,7 @@ mod tests {
         );
         assert_eq!(a.log_dir, Some(cmd.log_dir.clone()));
         assert_eq!(a.run_key_file, cmd.run_key_file);
-        assert!(a.start_gate);
+        assert!(a.start_gate && a.ssm);
         assert_eq!(a.comparator.as_deref(), Some("127.0.0.1:4568"));
         assert_eq!((a.time_scale, a.wan_loss), (0.05, 0.01));
         assert_eq!(
@@ -769,7 +816,7 @@ mod tests {
         (cmd.group, cmd.iface, cmd.size, cmd.wan) = (None, None, None, None);
         (cmd.handshake_timeout, cmd.drain, cmd.time_scale) = (None, None, None);
         let a = Peer::try_parse_from(cmd.args()).unwrap().args;
-        assert_eq!(a.group, DEFAULT_GROUP.parse().unwrap());
+        assert_eq!(a.group, None);
         assert_eq!((a.size, a.time_scale), (packet::DATA_MIN_LEN, 1.0));
         assert!(a.wan.is_none() && a.zones.is_empty() && a.iface.is_none());
     }

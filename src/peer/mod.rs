@@ -102,7 +102,14 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     let own = plan.peers[usize::from(plan.id)];
     let opened = match plan.transport {
         Transport::Fanout => socket::open_fanout_sized(own, buffer),
-        Transport::Multicast => plan.membership.open(plan.ttl, buffer),
+        Transport::Multicast => {
+            let sources: Vec<std::net::IpAddr> = plan.peers.iter().map(|p| p.ip()).collect();
+            let ssm = plan.ssm.then_some(socket::Ssm {
+                sources: &sources,
+                own: own.ip(),
+            });
+            plan.membership.open(plan.ttl, buffer, ssm)
+        }
     }?;
     warn_capped(&opened);
     let rcvbuf = opened.rcvbuf;

@@ -11,9 +11,14 @@
 //! * IPv6 works the same way: fan-out between IPv6 addresses, or an ff0x:: group joined on an
 //!   interface given by index (IPV6_MULTICAST_IF, IPV6_MULTICAST_LOOP, IPV6_MULTICAST_HOPS,
 //!   IPV6_MULTICAST_ALL off).
+//! * source-specific multicast ([`Ssm`]): instead of the any-source join, one (S,G) join per
+//!   peer's address (IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_SOURCE_GROUP for IPv6), so the kernel
+//!   drops group datagrams from any other source; the host then sends IGMPv3 / MLDv2 reports.
+//!   IPv4 datagrams leave from this peer's own listed address (IP_MULTICAST_IF set to it; on
+//!   the loopback each lab peer has its own 127.a.b.x), so the others' (S,G) joins match.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use nix::sys::socket::{self, sockopt};
@@ -211,12 +216,126 @@ fn bind_group(addr: SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// Source-specific multicast: whom to hear, and where our own datagrams leave from.
+#[derive(Debug, Clone, Copy)]
+pub struct Ssm<'a> {
+    /// Every peer's address (ours included: we hear ourselves); duplicates are joined once.
+    pub sources: &'a [IpAddr],
+    /// This peer's listed address: the source of its datagrams to the group.
+    pub own: IpAddr,
+}
+
+/// The SSM ranges: 232.0.0.0/8 (RFC 4607) and ff3x::/96 (RFC 3306, 4607).
+pub fn is_ssm_group(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => ip.octets()[0] == 232,
+        IpAddr::V6(ip) => {
+            let s = ip.segments();
+            s[0] & 0xfff0 == 0xff30 && s[1..6].iter().all(|&x| x == 0)
+        }
+    }
+}
+
+fn ssm_refused(group: IpAddr) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{group} is not a source-specific multicast group: --ssm needs 232.0.0.0/8 \
+             (e.g. 232.255.77.77) or ff3x::/96 (e.g. ff3e::4000:7777)"
+        ),
+    )
+}
+
+/// Join (S,G) for each distinct IPv4 source in `sources` on `iface`.
+fn join_sources_v4(s: &Socket, group: Ipv4Addr, iface: Ipv4Addr, sources: &[IpAddr]) -> io::Result<()> {
+    let mut joined: Vec<Ipv4Addr> = Vec::with_capacity(sources.len());
+    for src in sources {
+        let IpAddr::V4(src) = *src else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{src} is IPv6, the group {group} IPv4: one family per run"),
+            ));
+        };
+        if joined.contains(&src) {
+            continue;
+        }
+        s.join_ssm_v4(&src, &group, &iface).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot join ({src}, {group}) on interface {iface}: {e} (check --iface)"),
+            )
+        })?;
+        joined.push(src);
+    }
+    Ok(())
+}
+
+/// A `sockaddr_storage` holding `ip` (port 0).
+fn storage_v6(ip: Ipv6Addr) -> libc::sockaddr_storage {
+    let addr: socket2::SockAddr = SocketAddrV6::new(ip, 0, 0, 0).into();
+    // SAFETY: SockAddr holds a sockaddr_storage; its first `len` bytes are the address.
+    unsafe { std::ptr::read(addr.as_ptr().cast::<libc::sockaddr_storage>()) }
+}
+
+/// Join (S,G) for each distinct IPv6 source in `sources` on interface `ifindex`
+/// (MCAST_JOIN_SOURCE_GROUP: socket2 has no IPv6 form).
+fn join_sources_v6(s: &Socket, group: Ipv6Addr, ifindex: u32, sources: &[IpAddr]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut joined: Vec<Ipv6Addr> = Vec::with_capacity(sources.len());
+    for src in sources {
+        let IpAddr::V6(src) = *src else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{src} is IPv4, the group {group} IPv6: one family per run"),
+            ));
+        };
+        if joined.contains(&src) {
+            continue;
+        }
+        let req = libc::group_source_req {
+            gsr_interface: ifindex,
+            gsr_group: storage_v6(group),
+            gsr_source: storage_v6(src),
+        };
+        // SAFETY: a live socket and a group_source_req of the advertised size.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::MCAST_JOIN_SOURCE_GROUP,
+                (&req as *const libc::group_source_req).cast(),
+                std::mem::size_of::<libc::group_source_req>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot join ({src}, {group}) on interface index {ifindex}: {e} (check --iface)"),
+            ));
+        }
+        joined.push(src);
+    }
+    Ok(())
+}
+
 /// A multicast socket: member of `group` on the interface with address `iface`.
 pub fn open_multicast(
     group: SocketAddrV4,
     iface: Ipv4Addr,
     ttl: u32,
     buffer: usize,
+) -> io::Result<Opened> {
+    open_multicast_v4(group, iface, ttl, buffer, None)
+}
+
+/// [`open_multicast`], any-source or (with `ssm`) source-specific.
+fn open_multicast_v4(
+    group: SocketAddrV4,
+    iface: Ipv4Addr,
+    ttl: u32,
+    buffer: usize,
+    ssm: Option<Ssm>,
 ) -> io::Result<Opened> {
     if !group.ip().is_multicast() {
         return Err(io::Error::new(
@@ -227,17 +346,33 @@ pub fn open_multicast(
             ),
         ));
     }
+    if ssm.is_some() && !is_ssm_group(IpAddr::V4(*group.ip())) {
+        return Err(ssm_refused(IpAddr::V4(*group.ip())));
+    }
     let s = bind_group(group.into())?;
-    s.join_multicast_v4(group.ip(), &iface).map_err(|e| {
+    match ssm {
+        None => s.join_multicast_v4(group.ip(), &iface).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot join {} on interface {iface}: {e} (check --iface)",
+                    group.ip()
+                ),
+            )
+        })?,
+        Some(ssm) => join_sources_v4(&s, *group.ip(), iface, ssm.sources)?,
+    }
+    // SSM: the source of our datagrams must be our listed address, which the others joined.
+    let send_from = match ssm.map(|s| s.own) {
+        Some(IpAddr::V4(own)) => own,
+        _ => iface,
+    };
+    s.set_multicast_if_v4(&send_from).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!(
-                "cannot join {} on interface {iface}: {e} (check --iface)",
-                group.ip()
-            ),
+            format!("cannot send multicast from {send_from}: {e}"),
         )
     })?;
-    s.set_multicast_if_v4(&iface)?;
     s.set_multicast_loop_v4(true)?;
     s.set_multicast_ttl_v4(ttl)?;
     s.set_multicast_all_v4(false)?;
@@ -268,11 +403,13 @@ impl Membership {
     }
 
     /// Open the socket: IPv4 as [`open_multicast`], IPv6 as [`open_multicast_v6`], its
-    /// buffers sized for `buffer` bytes.
-    pub fn open(&self, hops: u32, buffer: usize) -> io::Result<Opened> {
+    /// buffers sized for `buffer` bytes; source-specific with `ssm`.
+    pub fn open(&self, hops: u32, buffer: usize, ssm: Option<Ssm>) -> io::Result<Opened> {
         match *self {
-            Membership::V4 { group, iface } => open_multicast(group, iface, hops, buffer),
-            Membership::V6 { group, ifindex } => open_multicast_v6(group, ifindex, hops, buffer),
+            Membership::V4 { group, iface } => open_multicast_v4(group, iface, hops, buffer, ssm),
+            Membership::V6 { group, ifindex } => {
+                open_multicast_v6_from(group, ifindex, hops, buffer, ssm)
+            }
         }
     }
 }
@@ -284,6 +421,19 @@ pub fn open_multicast_v6(
     hops: u32,
     buffer: usize,
 ) -> io::Result<Opened> {
+    open_multicast_v6_from(group, ifindex, hops, buffer, None)
+}
+
+/// [`open_multicast_v6`], any-source or (with `ssm`) source-specific. The kernel picks the
+/// source address of IPv6 datagrams (the interface's, by RFC 6724 rules): a host with one
+/// global or ULA address on the interface sends from it.
+fn open_multicast_v6_from(
+    group: SocketAddrV6,
+    ifindex: u32,
+    hops: u32,
+    buffer: usize,
+    ssm: Option<Ssm>,
+) -> io::Result<Opened> {
     if !group.ip().is_multicast() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -293,17 +443,23 @@ pub fn open_multicast_v6(
             ),
         ));
     }
+    if ssm.is_some() && !is_ssm_group(IpAddr::V6(*group.ip())) {
+        return Err(ssm_refused(IpAddr::V6(*group.ip())));
+    }
     let group = SocketAddrV6::new(*group.ip(), group.port(), 0, ifindex);
     let s = bind_group(group.into())?;
-    s.join_multicast_v6(group.ip(), ifindex).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot join {} on interface index {ifindex}: {e} (check --iface)",
-                group.ip()
-            ),
-        )
-    })?;
+    match ssm {
+        None => s.join_multicast_v6(group.ip(), ifindex).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot join {} on interface index {ifindex}: {e} (check --iface)",
+                    group.ip()
+                ),
+            )
+        })?,
+        Some(ssm) => join_sources_v6(&s, *group.ip(), ifindex, ssm.sources)?,
+    }
     s.set_multicast_if_v6(ifindex)?;
     s.set_multicast_loop_v6(true)?;
     s.set_multicast_hops_v6(hops)?;

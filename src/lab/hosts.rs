@@ -55,8 +55,9 @@ pub fn prepare(netns: bool, ipv6: bool, hosts: usize) -> anyhow::Result<(TcpList
         return Ok((listener, Hosts::Netns { bed, a, b, ipv6 }));
     }
     if ipv6 {
-        let listener = TcpListener::bind("[::1]:0")
-            .context("--ipv6: cannot listen on [::1] (does this host have IPv6 on the loopback?)")?;
+        let listener = TcpListener::bind("[::1]:0").context(
+            "--ipv6: cannot listen on [::1] (does this host have IPv6 on the loopback?)",
+        )?;
         // Ports the kernel says are free now, all held until every one is known.
         let probes = (0..hosts)
             .map(|_| std::net::UdpSocket::bind("[::1]:0"))

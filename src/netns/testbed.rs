@@ -482,7 +482,10 @@ const MLDV2_REPORTS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
 /// The Ethernet address of IPv6 multicast group `g`: 33:33 and its low 32 bits (RFC 2464).
 fn mac_of_v6_group(g: Ipv6Addr) -> String {
     let o = g.octets();
-    format!("33:33:{:02x}:{:02x}:{:02x}:{:02x}", o[12], o[13], o[14], o[15])
+    format!(
+        "33:33:{:02x}:{:02x}:{:02x}:{:02x}",
+        o[12], o[13], o[14], o[15]
+    )
 }
 
 /// The MAC for an address of the testbed: a host (or the bridge) at `a.b.c.d` has the

@@ -131,6 +131,9 @@ pub fn run(args: PeerArgs) -> anyhow::Result<ExitCode> {
     if args.start_gate {
         // Sockets are bound, so nothing sent to us from now on is lost. Blocked here, SIGTERM
         // still ends the process (the handler below is not installed yet).
+        say!(
+            "mpcomm peer: sockets open (groups joined); waiting for stdin to close (--start-gate)"
+        );
         wait_for_gate();
     }
     let start = Now::read();

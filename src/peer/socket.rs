@@ -247,7 +247,12 @@ fn ssm_refused(group: IpAddr) -> io::Error {
 }
 
 /// Join (S,G) for each distinct IPv4 source in `sources` on `iface`.
-fn join_sources_v4(s: &Socket, group: Ipv4Addr, iface: Ipv4Addr, sources: &[IpAddr]) -> io::Result<()> {
+fn join_sources_v4(
+    s: &Socket,
+    group: Ipv4Addr,
+    iface: Ipv4Addr,
+    sources: &[IpAddr],
+) -> io::Result<()> {
     let mut joined: Vec<Ipv4Addr> = Vec::with_capacity(sources.len());
     for src in sources {
         let IpAddr::V4(src) = *src else {
@@ -279,7 +284,12 @@ fn storage_v6(ip: Ipv6Addr) -> libc::sockaddr_storage {
 
 /// Join (S,G) for each distinct IPv6 source in `sources` on interface `ifindex`
 /// (MCAST_JOIN_SOURCE_GROUP: socket2 has no IPv6 form).
-fn join_sources_v6(s: &Socket, group: Ipv6Addr, ifindex: u32, sources: &[IpAddr]) -> io::Result<()> {
+fn join_sources_v6(
+    s: &Socket,
+    group: Ipv6Addr,
+    ifindex: u32,
+    sources: &[IpAddr],
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let mut joined: Vec<Ipv6Addr> = Vec::with_capacity(sources.len());
     for src in sources {

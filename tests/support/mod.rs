@@ -47,9 +47,14 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null());
+        Proc::spawn_keeping_stdin(cmd)
+    }
+
+    /// As `spawn`, with the stdin `cmd` was given (`Stdio::piped()` for `--start-gate`: drop
+    /// `child.stdin` to open the gate).
+    pub fn spawn_keeping_stdin(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mpcomm");
         let err = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();

@@ -59,11 +59,20 @@ fn hops_are_the_senders_ttl_minus_the_received_one_per_pair() {
         log(
             0,
             8,
-            &[(0, 0, 8, false), (1, 0, 6, false), (1, 1, 5, false), (1, 1, 64, true)],
+            &[
+                (0, 0, 8, false),
+                (1, 0, 6, false),
+                (1, 1, 5, false),
+                (1, 1, 64, true),
+            ],
         ),
         // Peer 1 sent with TTL 8; it heard peer 0 at 7 and peer 2 (whose log is missing) at
         // 4: the receiver's own TTL stands in for the sender's.
-        log(1, 8, &[(0, 0, 7, false), (2, 0, 4, false), (2, 1, 4, false)]),
+        log(
+            1,
+            8,
+            &[(0, 0, 7, false), (2, 0, 4, false), (2, 1, 4, false)],
+        ),
     ];
     let r = analyse(&logs, &AnalyseOptions::default());
     assert_eq!(
@@ -100,11 +109,17 @@ fn hops_are_the_senders_ttl_minus_the_received_one_per_pair() {
 #[test]
 fn logs_without_ttls_have_no_hops() {
     // Version 3 logs, and kernels that do not report a TTL: every record's TTL is 0.
-    let logs = [log(0, 64, &[(0, 0, 0, false)]), log(1, 0, &[(0, 0, 0, false)])];
+    let logs = [
+        log(0, 64, &[(0, 0, 0, false)]),
+        log(1, 0, &[(0, 0, 0, false)]),
+    ];
     let r = analyse(&logs, &AnalyseOptions::default());
     assert!(r.hops.is_empty() && r.hops_line().is_none());
     let json = serde_json::to_value(&r).unwrap();
-    assert!(json.get("hops").is_none(), "left out of the JSON when empty");
+    assert!(
+        json.get("hops").is_none(),
+        "left out of the JSON when empty"
+    );
 }
 
 /// Two real peers on the loopback: each delivery records the TTL it arrived with and the log
@@ -115,7 +130,11 @@ fn real_peers_record_the_ttls() {
         let dir = TempDir::new("hops");
         let (peers, _) = support::loopback_peers(2);
         let list = support::join(&peers);
-        let group = format!("239.255.{}.{}:4599", rand::random::<u8>(), rand::random::<u8>());
+        let group = format!(
+            "239.255.{}.{}:4599",
+            rand::random::<u8>(),
+            rand::random::<u8>()
+        );
         let procs: Vec<Proc> = (0..2)
             .map(|i| {
                 let mut c = mpcomm();

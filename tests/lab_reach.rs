@@ -16,9 +16,15 @@ const MSGS: u64 = 20;
 /// exit status, JSON reports and stderr.
 fn lab(mode: Option<Mode>, extra: &[&str]) -> (bool, Vec<serde_json::Value>, Vec<String>) {
     let mut c = mpcomm();
-    c.args(["lab", "--peers", &PEERS.to_string(), "--msgs", &MSGS.to_string()])
-        .args(["--interval", "1..4", "--json"])
-        .args(extra);
+    c.args([
+        "lab",
+        "--peers",
+        &PEERS.to_string(),
+        "--msgs",
+        &MSGS.to_string(),
+    ])
+    .args(["--interval", "1..4", "--json"])
+    .args(extra);
     if let Some(mode) = mode {
         c.arg("--netns").env(
             "MPCOMM_NETNS",
@@ -59,7 +65,11 @@ fn check_clean(reports: &[serde_json::Value], what: &str) {
         let hops = r["hops"].as_array().expect("a hops field");
         assert_eq!(hops.len() as u64, PEERS * PEERS, "{what} {t}: every pair");
         for h in hops {
-            assert_eq!((&h["min"], &h["max"]), (&0.into(), &0.into()), "{what} {t}: {h}");
+            assert_eq!(
+                (&h["min"], &h["max"]),
+                (&0.into(), &0.into()),
+                "{what} {t}: {h}"
+            );
         }
     }
 }
@@ -67,11 +77,7 @@ fn check_clean(reports: &[serde_json::Value], what: &str) {
 #[test]
 fn ipv6_and_ssm_labs_in_namespaces_lose_nothing() {
     for mode in support::netns_modes() {
-        for extra in [
-            &["--ipv6"][..],
-            &["--ipv6", "--ssm"][..],
-            &["--ssm"][..],
-        ] {
+        for extra in [&["--ipv6"][..], &["--ipv6", "--ssm"][..], &["--ssm"][..]] {
             let (ok, reports, stderr) = lab(Some(mode), extra);
             assert!(ok, "{extra:?} in {mode:?}: {stderr:?}");
             check_clean(&reports, &format!("{extra:?} in {mode:?}"));

@@ -125,7 +125,7 @@ pub fn peer_args(
         zones: spec.zones.clone(),
         run_key_file: Some(key_file.to_owned()),
         start_gate: false,
-        ssm: false,
+        ssm: spec.ssm,
     }
     .args()
 }
@@ -969,6 +969,7 @@ mod tests {
             time_scale: 0.1,
             wan_loss: 0.02,
             run_key: [1; 32],
+            ssm: true,
         };
         let a: Vec<String> = peer_args(
             &spec,
@@ -1014,6 +1015,7 @@ mod tests {
             "us; rm -rf,eu",
             "--run-key-file",
             "/var/lib/x/run.key",
+            "--ssm",
         ];
         assert_eq!(a, want);
     }

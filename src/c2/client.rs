@@ -84,6 +84,11 @@ pub struct RunArgs {
     /// Multiply every interval and emulated delay (0.1 = ten times faster; 0.001..=1000).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Source-specific multicast: every peer joins (S,G) for each peer's address (IGMPv3 /
+    /// MLDv2) instead of the whole group; the group must be in 232/8 or ff3x::/96 (the peers'
+    /// default, unless the controller was given another --group).
+    #[arg(long)]
+    pub ssm: bool,
     /// Base seed: peer i of repetition k uses seed + k + i, the same for every transport and
     /// mode of a repetition (default: random, printed).
     #[arg(long)]
@@ -278,6 +283,7 @@ pub fn run_series(args: RunArgs) -> anyhow::Result<ExitCode> {
         time_scale: args.time_scale,
         wan_loss: args.wan_loss,
         seed: Some(seed),
+        ssm: args.ssm,
     };
     // Check locally first for a fast, clear error; the controller and every agent check again.
     check_request(&base)?;

@@ -315,6 +315,7 @@ pub fn parse_prompt(line: &str) -> Result<Option<Msg>, String> {
                 time_scale: 1.0,
                 wan_loss: 0.0,
                 seed: None,
+                ssm: false,
             })))
         }
         _ => Err("commands: run N N_MSGS [fanout|multicast] [ORDER], status, exit".into()),

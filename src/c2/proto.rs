@@ -136,6 +136,35 @@ pub struct RunSpec {
     /// its peer in a private file, never on a command line). Travels only inside the
     /// authenticated link.
     pub run_key: [u8; 32],
+    /// The peer joins (S,G) per peer instead of the whole group (`peer --ssm`).
+    pub ssm: bool,
+}
+
+/// Run flags, one byte after the last field of a RUN or RUN_REQUEST, written only when some
+/// flag is set: a controller or agent that predates it reads every run without flags as
+/// before, and refuses (trailing bytes) only a run it could not carry out.
+const FLAG_SSM: u8 = 1;
+
+impl Reader<'_> {
+    /// The optional trailing flags byte (0 when absent); unknown bits are an error.
+    fn run_flags(&mut self) -> Result<u8> {
+        if self.0.is_empty() {
+            return Ok(0);
+        }
+        match self.u8()? {
+            0 => Err(Error::BadLength), // never written: a trailing byte
+            f if f & !FLAG_SSM != 0 => Err(Error::BadValue),
+            f => Ok(f),
+        }
+    }
+}
+
+impl Writer<'_> {
+    fn run_flags(&mut self, ssm: bool) {
+        if ssm {
+            self.u8(FLAG_SSM);
+        }
+    }
 }
 
 /// What a control client asks for (one run; `--repeat` and `both` are loops in the client).
@@ -154,6 +183,8 @@ pub struct RunRequest {
     pub wan_loss: f64,
     /// Base seed (peer i gets seed + i); `None`: the controller draws one.
     pub seed: Option<u64>,
+    /// Source-specific multicast (`c2 run --ssm`).
+    pub ssm: bool,
 }
 
 /// One line of `c2 status`.
@@ -494,6 +525,7 @@ impl RunSpec {
         let run_key: [u8; 32] = r.take(32)?.try_into().expect("took 32");
         let time_scale = r.f64()?;
         let wan_loss = r.f64()?;
+        let ssm = r.run_flags()? & FLAG_SSM != 0;
         let spec = RunSpec {
             run_id,
             peer_id,
@@ -512,6 +544,7 @@ impl RunSpec {
             time_scale,
             wan_loss,
             run_key,
+            ssm,
         };
         spec.check().map_err(|_| Error::BadValue)?;
         Ok(spec)
@@ -579,6 +612,7 @@ impl RunSpec {
         w.0.extend_from_slice(&self.run_key);
         w.f64(self.time_scale);
         w.f64(self.wan_loss);
+        w.run_flags(self.ssm);
     }
 }
 
@@ -616,6 +650,7 @@ impl Msg {
                     time_scale: r.f64()?,
                     wan_loss: r.f64()?,
                     seed: r.opt_u64()?,
+                    ssm: r.run_flags()? & FLAG_SSM != 0,
                 };
                 Msg::RunRequest(req)
             }
@@ -707,6 +742,7 @@ impl Msg {
                 w.f64(q.time_scale);
                 w.f64(q.wan_loss);
                 w.opt_u64(q.seed);
+                w.run_flags(q.ssm);
             }
             Msg::StatusRequest => w.u8(ty::STATUS_REQUEST),
             Msg::ExitRequest => w.u8(ty::EXIT_REQUEST),
@@ -770,6 +806,7 @@ mod tests {
             time_scale: 0.1,
             wan_loss: 0.01,
             run_key: [0x5a; 32],
+            ssm: false,
         }
     }
 
@@ -815,6 +852,7 @@ mod tests {
                 time_scale: 1.0,
                 wan_loss: 0.0,
                 seed: None,
+                ssm: false,
             }),
             Msg::RunRequest(RunRequest {
                 peers: 2,
@@ -828,6 +866,7 @@ mod tests {
                 time_scale: 0.25,
                 wan_loss: 0.05,
                 seed: Some(42),
+                ssm: false,
             }),
             Msg::StatusRequest,
             Msg::ExitRequest,
@@ -910,6 +949,7 @@ mod tests {
             time_scale: 0.5,
             wan_loss: 0.0,
             seed: Some(0x0102),
+            ssm: false,
         };
         #[rustfmt::skip]
         let want = [
@@ -970,6 +1010,39 @@ mod tests {
             let mut bad = req.clone();
             bad[at..at + 8].copy_from_slice(&bits.to_be_bytes());
             assert_eq!(Msg::parse(&bad), Err(Error::BadValue));
+        }
+    }
+
+    /// The SSM flag is one byte after the last field of a RUN or RUN_REQUEST, only when set:
+    /// without it the bytes are what they were before it existed.
+    #[test]
+    fn the_ssm_flag_travels_only_when_set() {
+        let plain = RunSpec {
+            ssm: false,
+            ..spec()
+        };
+        let ssm = RunSpec {
+            ssm: true,
+            ..spec()
+        };
+        let (p, s) = (
+            enc(&Msg::Run(Box::new(plain))),
+            enc(&Msg::Run(Box::new(ssm.clone()))),
+        );
+        assert_eq!((s.len(), s[s.len() - 1]), (p.len() + 1, FLAG_SSM));
+        assert_eq!(s[..p.len()], p[..]);
+        assert_eq!(Msg::parse(&s), Ok(Msg::Run(Box::new(ssm))));
+        let Msg::RunRequest(req) = samples()[9].clone() else {
+            panic!("sample 9 is a request")
+        };
+        let req = Msg::RunRequest(RunRequest { ssm: true, ..req });
+        let b = enc(&req);
+        assert_eq!(b[b.len() - 1], FLAG_SSM);
+        assert_eq!(Msg::parse(&b), Ok(req));
+        for bad in [0, 2, 0x81] {
+            let mut b = p.clone();
+            b.push(bad);
+            assert!(Msg::parse(&b).is_err(), "flags {bad:#x}");
         }
     }
 

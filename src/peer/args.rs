@@ -549,9 +549,13 @@ fn membership(
         }
         SocketAddr::V6(group) => {
             let ifindex = match iface {
-                Some(text) => match text.parse::<u32>() {
-                    Ok(index) => index,
-                    Err(_) => nix::net::if_::if_nametoindex(text)
+                Some(text) => match (text.parse::<u32>(), text.parse::<std::net::Ipv6Addr>()) {
+                    (Ok(index), _) => index,
+                    // An address (as C2 agents pass their advertised one): its interface.
+                    (_, Ok(ip)) => {
+                        interface_of(IpAddr::V6(ip)).with_context(|| format!("--iface {text}"))?
+                    }
+                    _ => nix::net::if_::if_nametoindex(text)
                         .with_context(|| format!("--iface {text}: no such interface"))?,
                 },
                 None => interface_of(own_ip)?,

@@ -206,11 +206,10 @@ fn control(msg: &libc::msghdr) -> Control {
                     _ => {}
                 }
             }
-            let hops = match ((*c).cmsg_level, (*c).cmsg_type) {
-                (libc::IPPROTO_IP, libc::IP_TTL) => true,
-                (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => true,
-                _ => false,
-            };
+            let hops = matches!(
+                ((*c).cmsg_level, (*c).cmsg_type),
+                (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)
+            );
             if hops && fits(mem::size_of::<libc::c_int>()) {
                 let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
                 out.ttl = u8::try_from(v).ok();

@@ -119,3 +119,51 @@ fn ipv6_on_the_loopback_runs_or_says_why_not() {
         );
     }
 }
+
+/// What a run cannot be: refused by the peer with a clear error, before any socket is open.
+#[test]
+fn peer_refuses_mixed_families_and_groups_outside_the_ssm_range() {
+    let (peers, _) = support::loopback_peers(1);
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--peers", &format!("{},[::1]:4999", peers[0]), "--id", "0"],
+            "mixes IPv4 and IPv6",
+        ),
+        (
+            &[
+                "--peers",
+                &peers[0].to_string(),
+                "--transport",
+                "multicast",
+                "--ssm",
+                "--group",
+                "239.1.2.3:4999",
+            ],
+            "--ssm needs a source-specific group",
+        ),
+        (
+            &[
+                "--peers",
+                &peers[0].to_string(),
+                "--transport",
+                "multicast",
+                "--group",
+                "[ff12::1]:4999",
+            ],
+            "of different families",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = mpcomm()
+            .arg("peer")
+            .args(args)
+            .args(["--msgs", "1", "--handshake-timeout", "1s"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+}

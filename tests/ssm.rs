@@ -260,3 +260,74 @@ fn ssm_over_ipv6_keeps_other_sources_out() {
         bed.teardown().unwrap();
     }
 }
+
+/// On one host: each peer sends from its own 127.a.b.x, so the (S,G) joins tell the peers
+/// from another local sender (here this test, sending from 127.0.0.1).
+#[test]
+fn ssm_on_the_loopback_keeps_other_sources_out() {
+    for ssm in [false, true] {
+        let dir = TempDir::new("ssm-lo");
+        let (peers, _) = support::loopback_peers(PEERS);
+        let list = support::join(&peers);
+        let first = if ssm { 232 } else { 239 };
+        let group: SocketAddr = format!(
+            "{first}.255.{}.{}:{}",
+            rand::random::<u8>(),
+            rand::random::<u8>(),
+            peers[0].port()
+        )
+        .parse()
+        .unwrap();
+        let mut procs: Vec<Proc> = (0..PEERS)
+            .map(|i| {
+                let mut c = support::mpcomm();
+                c.args(["peer", "--peers", &list, "--id", &i.to_string()])
+                    .args(["--msgs", &MSGS.to_string(), "--interval", "2..6"])
+                    .args(["--transport", "multicast", "--group", &group.to_string()])
+                    .args(["--run-id", &format!("{RUN_ID:016x}")])
+                    .args(["--drain", "500ms", "--handshake-timeout", "15s"])
+                    .args(["--start-gate", "--json", "--log-dir"])
+                    .arg(dir.path())
+                    .args(ssm.then_some("--ssm"));
+                c.stdin(Stdio::piped());
+                Proc::spawn_keeping_stdin(c)
+            })
+            .collect();
+        for p in &mut procs {
+            p.wait_for_line("waiting for stdin to close", Duration::from_secs(20));
+        }
+        // Multicast loopback queues each copy on the members' sockets within send_to.
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket2::SockRef::from(&sock)
+            .set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)
+            .unwrap();
+        let mut buf = [0u8; 256];
+        for seq in 0..INTRUSIONS {
+            let repr = Repr {
+                run_id: RUN_ID ^ 1,
+                sender: 1,
+                body: Body::plain_data(seq % MSGS, 1),
+            };
+            let n = repr.emit(&mut buf);
+            sock.send_to(&buf[..n], group).unwrap();
+        }
+        for p in &mut procs {
+            drop(p.child.stdin.take());
+        }
+        let foreign: Vec<u64> = procs
+            .into_iter()
+            .map(|p| {
+                let (status, stdout) = p.finish(Duration::from_secs(40));
+                assert!(status.success(), "a peer failed (ssm={ssm})");
+                let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+                assert_eq!(
+                    v["deliveries"].as_u64(),
+                    Some(PEERS as u64 * u64::from(MSGS))
+                );
+                v["foreign"].as_u64().unwrap()
+            })
+            .collect();
+        let want = if ssm { 0 } else { u64::from(INTRUSIONS) };
+        assert_eq!(foreign, vec![want; PEERS], "ssm={ssm}");
+    }
+}

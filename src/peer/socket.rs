@@ -18,11 +18,15 @@
 //!   the loopback each lab peer has its own 127.a.b.x), so the others' (S,G) joins match.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use nix::sys::socket::{self, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
+
+mod ssm;
+pub use ssm::{is_ssm_group, Ssm};
+use ssm::{join_sources_v4, join_sources_v6, ssm_refused};
 
 /// Buffer budget when nothing is known about the run (tests, tools): 4 MiB.
 pub const DEFAULT_BUFFER: usize = MIN_BUFFER;
@@ -214,119 +218,6 @@ fn bind_group(addr: SocketAddr) -> io::Result<Socket> {
         io::Error::new(e.kind(), format!("cannot bind multicast group {addr}: {e}"))
     })?;
     Ok(s)
-}
-
-/// Source-specific multicast: whom to hear, and where our own datagrams leave from.
-#[derive(Debug, Clone, Copy)]
-pub struct Ssm<'a> {
-    /// Every peer's address (ours included: we hear ourselves); duplicates are joined once.
-    pub sources: &'a [IpAddr],
-    /// This peer's listed address: the source of its datagrams to the group.
-    pub own: IpAddr,
-}
-
-/// The SSM ranges: 232.0.0.0/8 (RFC 4607) and ff3x::/96 (RFC 3306, 4607).
-pub fn is_ssm_group(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(ip) => ip.octets()[0] == 232,
-        IpAddr::V6(ip) => {
-            let s = ip.segments();
-            s[0] & 0xfff0 == 0xff30 && s[1..6].iter().all(|&x| x == 0)
-        }
-    }
-}
-
-fn ssm_refused(group: IpAddr) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "{group} is not a source-specific multicast group: --ssm needs 232.0.0.0/8 \
-             (e.g. 232.255.77.77) or ff3x::/96 (e.g. ff3e::4000:7777)"
-        ),
-    )
-}
-
-/// Join (S,G) for each distinct IPv4 source in `sources` on `iface`.
-fn join_sources_v4(
-    s: &Socket,
-    group: Ipv4Addr,
-    iface: Ipv4Addr,
-    sources: &[IpAddr],
-) -> io::Result<()> {
-    let mut joined: Vec<Ipv4Addr> = Vec::with_capacity(sources.len());
-    for src in sources {
-        let IpAddr::V4(src) = *src else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{src} is IPv6, the group {group} IPv4: one family per run"),
-            ));
-        };
-        if joined.contains(&src) {
-            continue;
-        }
-        s.join_ssm_v4(&src, &group, &iface).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot join ({src}, {group}) on interface {iface}: {e} (check --iface)"),
-            )
-        })?;
-        joined.push(src);
-    }
-    Ok(())
-}
-
-/// A `sockaddr_storage` holding `ip` (port 0).
-fn storage_v6(ip: Ipv6Addr) -> libc::sockaddr_storage {
-    let addr: socket2::SockAddr = SocketAddrV6::new(ip, 0, 0, 0).into();
-    // SAFETY: SockAddr holds a sockaddr_storage; its first `len` bytes are the address.
-    unsafe { std::ptr::read(addr.as_ptr().cast::<libc::sockaddr_storage>()) }
-}
-
-/// Join (S,G) for each distinct IPv6 source in `sources` on interface `ifindex`
-/// (MCAST_JOIN_SOURCE_GROUP: socket2 has no IPv6 form).
-fn join_sources_v6(
-    s: &Socket,
-    group: Ipv6Addr,
-    ifindex: u32,
-    sources: &[IpAddr],
-) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut joined: Vec<Ipv6Addr> = Vec::with_capacity(sources.len());
-    for src in sources {
-        let IpAddr::V6(src) = *src else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{src} is IPv4, the group {group} IPv6: one family per run"),
-            ));
-        };
-        if joined.contains(&src) {
-            continue;
-        }
-        let req = libc::group_source_req {
-            gsr_interface: ifindex,
-            gsr_group: storage_v6(group),
-            gsr_source: storage_v6(src),
-        };
-        // SAFETY: a live socket and a group_source_req of the advertised size.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::MCAST_JOIN_SOURCE_GROUP,
-                (&req as *const libc::group_source_req).cast(),
-                std::mem::size_of::<libc::group_source_req>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("cannot join ({src}, {group}) on interface index {ifindex}: {e} (check --iface)"),
-            ));
-        }
-        joined.push(src);
-    }
-    Ok(())
 }
 
 /// A multicast socket: member of `group` on the interface with address `iface`.

@@ -27,8 +27,14 @@ pub enum Hosts {
     },
 }
 
-/// The comparator's listener and the hosts for up to `hosts` peers.
-pub fn prepare(netns: bool, ipv6: bool, hosts: usize) -> anyhow::Result<(TcpListener, Hosts)> {
+/// The comparator's listener and the hosts for up to `hosts` peers (their multicast group
+/// source-specific with `ssm`).
+pub fn prepare(
+    netns: bool,
+    ipv6: bool,
+    ssm: bool,
+    hosts: usize,
+) -> anyhow::Result<(TcpListener, Hosts)> {
     // b even: loopback peers use 127.a.b.1 ..= 127.a.(b+1).0 (see Hosts::Loopback).
     let (a, b) = (rand::random::<u8>().max(1), rand::random::<u8>() & !1);
     if netns {
@@ -36,12 +42,10 @@ pub fn prepare(netns: bool, ipv6: bool, hosts: usize) -> anyhow::Result<(TcpList
             .map_err(|why| anyhow::anyhow!("--netns is not possible here: {why}"))?;
         let bed = Testbed::create(hosts).context("cannot build the network-namespace hosts")?;
         // Before the line below (tests read the neighbour table once they see it).
-        for ssm in [false, true] {
-            bed.pin_multicast(*netns_group(a, b, ssm).ip())
-                .context("cannot set up the multicast group in the hosts")?;
-        }
+        bed.pin_multicast(*netns_group(a, b, ssm).ip())
+            .context("cannot set up the multicast group in the hosts")?;
         if ipv6 {
-            bed.enable_ipv6(&[group_v6(a, b, false), group_v6(a, b, true)])
+            bed.enable_ipv6(&[group_v6(a, b, ssm)])
                 .context("cannot give the hosts IPv6 addresses")?;
         }
         say!(

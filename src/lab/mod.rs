@@ -258,7 +258,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     } else {
         usize::from(args.peers)
     };
-    let (listener, hosts) = hosts::prepare(args.netns, args.ipv6, host_count)?;
+    let (listener, hosts) = hosts::prepare(args.netns, args.ipv6, args.ssm, host_count)?;
     if experiments
         .iter()
         .any(|e| e.transport == crate::wire::Transport::Multicast)

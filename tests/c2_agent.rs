@@ -101,6 +101,7 @@ fn agent_running_a_peer(dir: &TempDir) -> (Proc, FakeController, impl Fn(u64) ->
         time_scale: 1.0,
         wan_loss: 0.0,
         run_key: [3; 32],
+        ssm: false,
     };
     c.send(&Msg::Run(Box::new(spec(11))));
     assert_eq!(c.recv(), Msg::RunReady { run_id: 11 });
@@ -242,6 +243,7 @@ fn failed_uploads_keep_at_most_keep_failed_logs_the_oldest_removed_first() {
             time_scale: 1.0,
             wan_loss: 0.0,
             run_key: [4; 32],
+            ssm: false,
         };
         c.send(&Msg::Run(Box::new(spec)));
         let finished = loop {

@@ -72,6 +72,7 @@ fn spec(run_id: u64) -> RunSpec {
         time_scale: 1.0,
         wan_loss: 0.0,
         run_key: [3; 32],
+        ssm: false,
     }
 }
 

@@ -324,7 +324,13 @@ fn the_preflight_fails_when_a_host_does_not_answer() {
         .map(|i| CheckCommand {
             wait: Duration::from_secs(1),
             duration: Duration::from_millis(500),
-            ..CheckCommand::new(&peers, i, group, Some(Ipv4Addr::LOCALHOST), &transports)
+            ..CheckCommand::new(
+                &peers,
+                i,
+                group,
+                Some(Ipv4Addr::LOCALHOST.to_string()),
+                &transports,
+            )
         })
         .collect();
     let cmds = checks
@@ -340,7 +346,13 @@ fn the_preflight_fails_when_a_host_does_not_answer() {
     let checks: Vec<CheckCommand> = (0..3)
         .map(|i| CheckCommand {
             duration: Duration::from_millis(500),
-            ..CheckCommand::new(&peers, i, group, Some(Ipv4Addr::LOCALHOST), &transports)
+            ..CheckCommand::new(
+                &peers,
+                i,
+                group,
+                Some(Ipv4Addr::LOCALHOST.to_string()),
+                &transports,
+            )
         })
         .collect();
     let cmds = checks

@@ -28,6 +28,7 @@ fn rec(sender: u16, seq: u32, send_ns: u64, deliver_ns: u64, arrival: u32, held:
         arrive_ns: deliver_ns - held,
         arrival,
         retransmitted: held > 0,
+        ttl: 0,
     }
 }
 

@@ -70,6 +70,7 @@ fn c2_run_spec() -> RunSpec {
         time_scale: 0.1,
         wan_loss: 0.01,
         run_key: [0x5a; 32],
+        ssm: true,
     }
 }
 
@@ -105,6 +106,7 @@ fn c2_inputs() -> Vec<Vec<u8>> {
             time_scale: 0.25,
             wan_loss: 0.05,
             seed: Some(42),
+            ssm: false,
         }),
         Msg::StatusRequest,
         Msg::ExitRequest,
@@ -264,16 +266,27 @@ fn valid_inputs() -> Vec<Vec<u8>> {
         recv_syscalls: 30,
         cpu_ns: 1_000_000,
         send_drops: 1,
+        data_ttl: 64,
         ..LogHeader::default()
     };
     let recs: Vec<Record> = (0..6)
         .map(|i| Record {
             sender: i % 3,
             seq: u32::from(i),
+            ttl: 60 + i as u8,
             ..Record::default()
         })
         .collect();
     let v3 = log::encode(&header, &recs);
+    // The same log as version 3 wrote it (no sending TTL), still read.
+    let mut v3_old = v3.clone();
+    v3_old.drain(log::HEADER_FIXED_LEN_V3..log::HEADER_FIXED_LEN);
+    let hl = header.buffer_len() - (log::HEADER_FIXED_LEN - log::HEADER_FIXED_LEN_V3);
+    v3_old[8..10].copy_from_slice(&log::VERSION_3.to_be_bytes());
+    v3_old[10..12].copy_from_slice(&(hl as u16).to_be_bytes());
+    let old = LogView::parse(&v3_old).expect("a version 3 log parses");
+    assert_eq!((old.header.data_ttl, old.header.send_drops), (0, 1));
+    out.push(v3_old);
     // The same log as version 2 wrote it (no counters after `forged`), still read.
     let mut v2 = v3.clone();
     v2.drain(log::HEADER_FIXED_LEN_V2..log::HEADER_FIXED_LEN);
@@ -494,6 +507,7 @@ fn any_run_spec() -> impl Strategy<Value = RunSpec> {
                 time_scale,
                 wan_loss,
                 run_key,
+                ssm: seed % 2 == 1,
             },
         )
 }
@@ -555,6 +569,8 @@ fn any_c2_msg() -> impl Strategy<Value = Msg> {
                         time_scale,
                         wan_loss,
                         seed,
+                        // The flags byte both ways: present (set) and absent.
+                        ssm: default,
                     })
                 }
             ),
@@ -622,8 +638,8 @@ proptest! {
         zone in "[A-Z0-9]{0,5}",
         recs in proptest::collection::vec((any::<u16>(), any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<bool>()), 0..50),
     ) {
-        let header = LogHeader { run_id: 3, peer_id: peers - 1, peers, msgs, transport: Some(Transport::Multicast), clock_error_ns: clock, wan, zone, record_count: recs.len() as u64, streams: (0..peers).map(|p| (p % 3 != 0).then_some(log::StreamEnd { known: u32::from(p), stop: (p % 2 == 0).then_some(msgs % 1000) })).collect(), kernel_drops: u64::from(msgs), data_datagrams_sent: u64::from(msgs) << 3, data_bytes_sent: u64::from(msgs) << 9, send_syscalls: u64::from(peers), recv_syscalls: u64::from(msgs.rotate_left(7)), cpu_ns: u64::from(msgs) * 1000, send_drops: u64::from(peers) * 3, ..LogHeader::default() };
-        let records: Vec<Record> = recs.iter().map(|&(s, seq, a, b, c, k)| Record { sender: s % peers, seq, send_ns: a, recv_ns: b, deliver_ns: c, kernel_stamp: k, arrive_ns: b ^ c, arrival: seq.rotate_left(3), retransmitted: !k }).collect();
+        let header = LogHeader { run_id: 3, peer_id: peers - 1, peers, msgs, transport: Some(Transport::Multicast), clock_error_ns: clock, wan, zone, record_count: recs.len() as u64, streams: (0..peers).map(|p| (p % 3 != 0).then_some(log::StreamEnd { known: u32::from(p), stop: (p % 2 == 0).then_some(msgs % 1000) })).collect(), kernel_drops: u64::from(msgs), data_datagrams_sent: u64::from(msgs) << 3, data_bytes_sent: u64::from(msgs) << 9, send_syscalls: u64::from(peers), recv_syscalls: u64::from(msgs.rotate_left(7)), cpu_ns: u64::from(msgs) * 1000, send_drops: u64::from(peers) * 3, data_ttl: peers as u8, ..LogHeader::default() };
+        let records: Vec<Record> = recs.iter().map(|&(s, seq, a, b, c, k)| Record { sender: s % peers, seq, send_ns: a, recv_ns: b, deliver_ns: c, kernel_stamp: k, arrive_ns: b ^ c, arrival: seq.rotate_left(3), retransmitted: !k, ttl: seq as u8 }).collect();
         let bytes = log::encode(&header, &records);
         let view = LogView::parse(&bytes).unwrap();
         prop_assert_eq!(&view.header, &header);

@@ -205,6 +205,7 @@ impl Plan {
             handshake_timeout: Duration::from_secs(10)
                 + Duration::from_millis(100) * p.peers.into(),
             wan_delay: Duration::ZERO,
+            ssm: false,
         }
     }
 }

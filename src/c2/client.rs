@@ -65,6 +65,8 @@ pub struct RunConfig {
     pub wan_loss: f64,
     /// Multiply every interval and emulated delay (0.1 = ten times faster; 0.001..=1000).
     pub time_scale: f64,
+    /// Source-specific multicast (`--ssm`).
+    pub ssm: bool,
     /// Base seed: peer i of repetition k uses seed + k + i, the same for every transport and
     /// mode of a repetition (default: random, printed).
     pub seed: Option<u64>,
@@ -265,6 +267,7 @@ impl RunConfig {
             time_scale: self.time_scale,
             wan_loss: self.wan_loss,
             seed: Some(seed),
+            ssm: self.ssm,
         }
     }
 

@@ -177,6 +177,7 @@ mod tests {
             time_scale: 0.1,
             wan_loss: 0.01,
             run_key: [0x5a; 32],
+            ssm: false,
         }
     }
 

@@ -64,6 +64,12 @@ pub enum PlanError {
     },
     #[error("two agents advertise the same address {0}: give each a distinct --advertise")]
     SameAddress(SocketAddr),
+    #[error("the agents mix IPv4 and IPv6 ({0} and {1}): a run uses one family; start the agents with --advertise addresses of one family")]
+    MixedFamilies(IpAddr, IpAddr),
+    #[error("the controller's --group {group} and the agents ({agent}) are of different families")]
+    GroupFamily { group: SocketAddr, agent: IpAddr },
+    #[error("--ssm needs a source-specific group, and the controller's --group {0} is not one (232.0.0.0/8, ff3x::/96): restart it with such a --group, or without one")]
+    NotSsmGroup(SocketAddr),
 }
 
 /// Check `req` against the live, idle agents and build the specs. Nothing is sent on error.
@@ -142,9 +148,43 @@ pub fn plan(
             }
         }
     };
+    if let Some(other) = chosen
+        .iter()
+        .find(|c| c.advertise.is_ipv6() != chosen[0].advertise.is_ipv6())
+    {
+        return Err(PlanError::MixedFamilies(
+            chosen[0].advertise,
+            other.advertise,
+        ));
+    }
+    if let Some(g) = d.group {
+        if req.transport == crate::wire::Transport::Multicast
+            && g.is_ipv6() != chosen[0].advertise.is_ipv6()
+        {
+            return Err(PlanError::GroupFamily {
+                group: g,
+                agent: chosen[0].advertise,
+            });
+        }
+        if req.ssm && !crate::peer::socket::is_ssm_group(g.ip()) {
+            return Err(PlanError::NotSsmGroup(g));
+        }
+    }
+    // Agents on one host's loopback (several advertising ::1, which has no siblings like
+    // 127.0.0.x) take consecutive ports; elsewhere one address is one agent.
+    let mut on_loopback: Vec<IpAddr> = Vec::new();
     let peers: Vec<SocketAddr> = chosen
         .iter()
-        .map(|c| SocketAddr::new(c.advertise, d.peer_port))
+        .map(|c| {
+            let ip = c.advertise;
+            let k = if ip.is_loopback() {
+                on_loopback.push(ip);
+                on_loopback.iter().filter(|&&x| x == ip).count() as u16 - 1
+            } else {
+                0
+            };
+            SocketAddr::new(ip, d.peer_port.wrapping_add(k))
+        })
         .collect();
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = peers.iter().find(|p| !seen.insert(**p)) {
@@ -172,6 +212,7 @@ pub fn plan(
             time_scale: req.time_scale,
             wan_loss: req.wan_loss,
             run_key,
+            ssm: req.ssm,
         };
         spec.check().map_err(PlanError::Shape)?;
         specs.push((c.instance, spec));

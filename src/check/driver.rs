@@ -116,7 +116,7 @@ impl Sockets {
             (Some(ms), true) => {
                 let group = ms.destination();
                 let o = ms
-                    .open(u32::from(m.multicast_ttl), DEFAULT_BUFFER)
+                    .open(u32::from(m.multicast_ttl), DEFAULT_BUFFER, None)
                     .map_err(|e| CheckError::Multicast(group, e))?;
                 want_ttl(o.socket.as_raw_fd(), group.is_ipv6())
                     .map_err(|e| CheckError::Multicast(group, e))?;

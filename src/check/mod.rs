@@ -143,7 +143,7 @@ impl CheckOptions {
         } else {
             crate::wire::Transport::Multicast
         };
-        spec.group = group;
+        spec.group = Some(group);
         let plan = spec.plan()?;
         let own = plan.peers[usize::from(plan.id)];
         if multicast && group.is_ipv6() != own.is_ipv6() {

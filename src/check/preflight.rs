@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,8 @@ pub struct CheckCommand {
     pub id: u16,
     pub transports: Transports,
     pub group: SocketAddr,
-    pub iface: Option<Ipv4Addr>,
+    /// As for `peer --iface`: an address or a name.
+    pub iface: Option<String>,
     pub duration: Duration,
     pub wait: Duration,
 }
@@ -31,7 +32,7 @@ impl CheckCommand {
         peers: &[SocketAddr],
         id: u16,
         group: SocketAddr,
-        iface: Option<Ipv4Addr>,
+        iface: Option<String>,
         transports: &[Transport],
     ) -> CheckCommand {
         let has = |t| transports.contains(&t);
@@ -63,8 +64,8 @@ impl CheckCommand {
         push("--id", self.id.to_string());
         push("--transport", self.transports.as_str().into());
         push("--group", self.group.to_string());
-        if let Some(i) = self.iface {
-            push("--iface", i.to_string());
+        if let Some(i) = &self.iface {
+            push("--iface", i.clone());
         }
         push("--duration", format!("{}ms", self.duration.as_millis()));
         push("--wait", format!("{}ms", self.wait.as_millis()));

@@ -99,6 +99,11 @@ pub struct RunArgs {
     /// Multiply every interval and emulated delay (0.1 = ten times faster; 0.001..=1000).
     #[arg(long, default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Source-specific multicast: every peer joins (S,G) for each peer's address (IGMPv3 /
+    /// MLDv2) instead of the whole group; the group must be in 232/8 or ff3x::/96 (the peers'
+    /// default, unless the controller was given another --group).
+    #[arg(long)]
+    pub ssm: bool,
     /// Base seed: peer i of repetition k uses seed + k + i, the same for every transport and
     /// mode of a repetition (default: random, printed).
     #[arg(long)]
@@ -165,6 +170,7 @@ impl From<RunArgs> for RunConfig {
             wan,
             wan_loss,
             time_scale,
+            ssm,
             seed,
             wait,
             repeat,
@@ -183,6 +189,7 @@ impl From<RunArgs> for RunConfig {
             wan,
             wan_loss,
             time_scale,
+            ssm,
             seed,
             wait,
             repeat,

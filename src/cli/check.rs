@@ -157,7 +157,7 @@ mod tests {
             &peers,
             1,
             "239.255.1.2:4577".parse().unwrap(),
-            Some(Ipv4Addr::new(10, 1, 2, 2)),
+            Some(Ipv4Addr::new(10, 1, 2, 2).to_string()),
             &[Transport::Multicast],
         );
         let mut argv: Vec<OsString> = vec!["mpcomm".into()];

@@ -72,6 +72,16 @@ pub struct LabArgs {
     /// when unicast or multicast does not get through.
     #[arg(long)]
     pub check: bool,
+    /// Run over IPv6: peers on [::1] with distinct ports (the comparator on [::1] too), or with
+    /// --netns on unique-local fd6d:7063:…::/64 addresses of the bridge; multicast to an
+    /// ff12:: group (link-local scope: one bridge). Multicast on ::1 needs a loopback with the
+    /// MULTICAST flag and an ff00::/8 route (most hosts have neither): use --netns.
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Source-specific multicast: every peer joins (S,G) for each peer's address (IGMPv3 /
+    /// MLDv2), on a group in 232/8 or ff32::/96; other sources never reach the peers.
+    #[arg(long)]
+    pub ssm: bool,
     /// One JSON object per run per line on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -124,6 +134,8 @@ impl From<LabArgs> for LabConfig {
             time_scale,
             netns,
             check,
+            ipv6,
+            ssm,
             json,
             results,
             log_dir,
@@ -149,6 +161,8 @@ impl From<LabArgs> for LabConfig {
             time_scale,
             netns,
             check,
+            ipv6,
+            ssm,
             json,
             results,
             log_dir,

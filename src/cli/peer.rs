@@ -48,9 +48,17 @@ pub struct PeerArgs {
     #[arg(long, value_enum)]
     pub repair: Option<RepairArg>,
     /// Multicast group and port (with --transport multicast): IPv4 (239.x.y.z:PORT) or IPv6
-    /// ([ff12::7777]:PORT).
-    #[arg(long, default_value = spec::DEFAULT_GROUP)]
-    pub group: std::net::SocketAddr,
+    /// ([ff12::7777]:PORT). Default: 239.255.77.77:4577, [ff15::7777]:4577 for IPv6 peers;
+    /// with --ssm 232.255.77.77:4577 or [ff35::4000:7777]:4577.
+    #[arg(long)]
+    pub group: Option<std::net::SocketAddr>,
+    /// Source-specific multicast: join (S,G) for each listed peer's address instead of the
+    /// whole group (IGMPv3 / MLDv2 reports), so datagrams to the group from any other source
+    /// never reach this peer. The group must be in 232.0.0.0/8 or ff3x::/96. Each peer sends
+    /// from its listed address: on one host, give every peer its own (127.0.0.x works for
+    /// IPv4; IPv6 has only ::1 on the loopback, so all peers share that source there).
+    #[arg(long)]
+    pub ssm: bool,
     /// Interface for multicast: its IPv4 address or its name (e.g. eth0; IPv6 groups need a
     /// name or the index). Default: the interface of this peer's own listed address.
     #[arg(long)]
@@ -131,6 +139,7 @@ impl From<PeerArgs> for PeerSpec {
             order,
             repair,
             group,
+            ssm,
             iface,
             ttl,
             interval,
@@ -159,6 +168,7 @@ impl From<PeerArgs> for PeerSpec {
             order: order.0,
             repair: repair.map(|r| r.0),
             group,
+            ssm,
             iface,
             ttl,
             interval,

@@ -45,7 +45,8 @@ fn everything() -> PeerSpec {
         transport: Transport::Multicast,
         order: Order::Causal,
         repair: Some(Repair::Off),
-        group: "[ff12::7777]:4577".parse().unwrap(),
+        group: Some("[ff12::7777]:4577".parse().unwrap()),
+        ssm: true,
         iface: Some("lo".into()),
         ttl: 4,
         interval: (Duration::from_nanos(1_500_001), Duration::from_millis(3)),
@@ -82,7 +83,7 @@ fn every_spec_parses_back_to_itself() {
         transport: Transport::Fanout,
         order: Order::Sequencer,
         repair: Some(Repair::Nack),
-        group: "239.1.2.3:4577".parse().unwrap(),
+        group: Some("239.1.2.3:4577".parse().unwrap()),
         interval: (Duration::ZERO, Duration::ZERO),
         size: 26,
         seed: Some(9),
@@ -96,7 +97,7 @@ fn every_spec_parses_back_to_itself() {
         ..PeerSpec::new(vec!["127.0.0.1:4570".into(), "127.0.0.2:4570".into()])
     };
     let mut v4_group = everything();
-    v4_group.group = "239.9.9.9:1".parse().unwrap();
+    v4_group.group = Some("239.9.9.9:1".parse().unwrap());
     v4_group.transport = Transport::Fanout;
     let specs = [
         PeerSpec::new(vec!["127.0.0.1:1".into()]),

@@ -628,6 +628,7 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
         r.per_peer.push(s);
     }
     r.latency_us = summary(&overall, negative);
+    r.hops = pair_hops(&by_peer);
     let out_of_range: u64 = present.iter().map(|l| l.latency.out_of_range).sum();
     if out_of_range > 0 {
         r.warnings.push(format!(
@@ -653,12 +654,51 @@ pub fn analyse(logs: &[PeerLog], opts: &AnalyseOptions) -> Report {
             }
             row
         };
+        let mut hops_matrix = Vec::new();
+        if !r.hops.is_empty() {
+            hops_matrix = vec![vec![None; nu]; nu];
+            for h in &r.hops {
+                hops_matrix[usize::from(h.receiver)][usize::from(h.sender)] = Some([h.min, h.max]);
+            }
+        }
         r.matrix = Some(Matrices {
             lost: (0..nu).map(|p| row(p, &|s| &s.lost_from)).collect(),
             duplicates: (0..nu).map(|p| row(p, &|s| &s.dups_from)).collect(),
             disagreement: pair_matrix,
             latency_p50_us: (0..nu).map(p50).collect(),
+            hops: hops_matrix,
         });
     }
     r
+}
+
+/// Hop distance per sender → receiver pair: the TTL the sender's DATA left with (its log's
+/// header; the receiver's own when the sender's log is missing, every peer of a run sets the
+/// same) minus the TTL it arrived with. Only up to `MAX_MATRIX_PEERS` peers (N² pairs).
+fn pair_hops(by_peer: &[Option<&PeerLog>]) -> Vec<PairHops> {
+    let mut out = Vec::new();
+    if by_peer.len() > MAX_MATRIX_PEERS {
+        return out;
+    }
+    for (receiver, log) in by_peer.iter().enumerate() {
+        let Some(log) = log else { continue };
+        for (sender, &[lo, hi]) in log.ttl_from.iter().enumerate() {
+            let sent = by_peer
+                .get(sender)
+                .copied()
+                .flatten()
+                .map_or(0, |s| s.header.data_ttl);
+            let initial = if sent != 0 { sent } else { log.header.data_ttl };
+            if lo == 0 || initial == 0 {
+                continue;
+            }
+            out.push(PairHops {
+                sender: sender as u16,
+                receiver: receiver as u16,
+                min: initial.saturating_sub(hi),
+                max: initial.saturating_sub(lo),
+            });
+        }
+    }
+    out
 }

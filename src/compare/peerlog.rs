@@ -131,6 +131,9 @@ pub struct PeerLog {
     delay_codes: Vec<u16>,
     /// What happened-before needs of this peer's clock.
     pub sends: SendPoints,
+    /// Per sender, `[min, max]` TTL / hop limit its first-transmission DATA arrived with
+    /// (`[0, 0]`: none recorded); empty when no record carries a TTL (older logs).
+    pub ttl_from: Vec<[u8; 2]>,
 }
 
 /// Where this peer's own messages were sent among its deliveries (one host, one clock).
@@ -223,7 +226,19 @@ impl PeerLog {
         let mut delay_codes = Vec::with_capacity(view.len());
         let mut deliver_ns: Vec<u64> = Vec::with_capacity(view.len());
         let mut own: Vec<(u32, u64)> = Vec::new();
+        let mut ttl_from: Vec<[u8; 2]> = Vec::new();
         for (pos, r) in view.records().enumerate() {
+            // Retransmissions may take another path (unicast, TTL 64): first copies only.
+            if r.ttl != 0 && !r.retransmitted {
+                if ttl_from.is_empty() {
+                    ttl_from = vec![[0, 0]; usize::from(header.peers)];
+                }
+                let cell = &mut ttl_from[usize::from(r.sender)];
+                *cell = match *cell {
+                    [0, 0] => [r.ttl, r.ttl],
+                    [lo, hi] => [lo.min(r.ttl), hi.max(r.ttl)],
+                };
+            }
             latency
                 .codes
                 .push(match r.deliver_ns.checked_sub(r.send_ns) {
@@ -272,6 +287,7 @@ impl PeerLog {
             arrival,
             latency,
             delay_codes,
+            ttl_from,
         })
     }
 
@@ -317,6 +333,7 @@ impl PeerLog {
             + self.latency.unexpected_senders.capacity() * 2
             + self.header.zone.capacity()
             + self.header.wan.capacity()
+            + self.ttl_from.capacity() * 2
     }
 
     /// Per sender → receiver histograms (only when N ≤ [`MAX_PAIR_HIST_PEERS`]), built one at a
@@ -406,6 +423,7 @@ mod tests {
                 arrive_ns: 1_000 + lat,
                 arrival: i as u32,
                 retransmitted: false,
+                ttl: 0,
             })
             .collect();
         encode(&h, &recs)
@@ -470,8 +488,10 @@ mod tests {
             })
             .collect();
         let l = PeerLog::from_bytes(&log(64, 2, &recs)).unwrap();
-        // 6 bytes a delivery, 4 more for deliver_ns out of order (latencies alternate).
-        assert!(l.heap_bytes() < 128 * 10 + 512, "{}", l.heap_bytes());
+        // 6 bytes a delivery, 4 more for deliver_ns out of order (latencies alternate); the
+        // fixed part, the struct itself, has the (here empty) per-sender TTL table too.
+        let fixed = 512 + std::mem::size_of::<Vec<[u8; 2]>>();
+        assert!(l.heap_bytes() < 128 * 10 + fixed, "{}", l.heap_bytes());
         let total = l.latency.total();
         assert_eq!(total.len(), 128);
         assert!(total.equivalent(total.max(), MAX_LATENCY_NS));

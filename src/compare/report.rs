@@ -93,6 +93,11 @@ pub struct Report {
     pub clock_error_ms: Option<f64>,
     /// One entry per peer id 0..N.
     pub per_peer: Vec<PeerSummary>,
+    /// Hop distance per sender → receiver pair (the sender's TTL minus the received one, as
+    /// omping gives it), over first-transmission DATA; only pairs with a recorded TTL, and
+    /// only up to `MAX_MATRIX_PEERS` peers. Empty for logs without TTLs (before version 4).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<PairHops>,
     /// Receiver × sender and peer × peer matrices (`--matrix`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matrix: Option<Matrices>,
@@ -301,6 +306,17 @@ impl Serialize for PeerSummary {
     }
 }
 
+/// How many hops one sender's DATA travelled to one receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PairHops {
+    pub sender: u16,
+    pub receiver: u16,
+    /// Fewest and most hops over that sender's first-transmission DATA at that receiver.
+    pub min: u8,
+    pub max: u8,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Matrices {
@@ -312,6 +328,9 @@ pub struct Matrices {
     pub disagreement: Vec<Vec<Option<f64>>>,
     /// `latency_p50_us[receiver][sender]` (null: no deliveries or not kept for large N).
     pub latency_p50_us: Vec<Vec<Option<f64>>>,
+    /// `hops[receiver][sender]`: `[min, max]` hop distance (null: no TTL recorded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<Vec<Option<[u8; 2]>>>,
 }
 
 /// `1234567` as `1,234,567`.
@@ -533,6 +552,9 @@ impl Report {
             .clock_error_ms
             .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.3} ms"));
         writeln!(w, "  clock error bound: {clock}; one-way latency across hosts is only as good as their clock sync")?;
+        if let Some(line) = self.hops_line() {
+            writeln!(w, "  {line}")?;
+        }
         if !self.missing_peers.is_empty() {
             writeln!(w, "  missing peers (no log): {:?}", self.missing_peers)?;
         }
@@ -616,8 +638,32 @@ impl Report {
                 &m.latency_p50_us,
                 |v| opt(*v, 1),
             )?;
+            if !m.hops.is_empty() {
+                write_matrix(
+                    w,
+                    "hops (row: receiver, column: sender; sender's TTL - received TTL)",
+                    &m.hops,
+                    |v| match v {
+                        None => "-".into(),
+                        Some([lo, hi]) if lo == hi => lo.to_string(),
+                        Some([lo, hi]) => format!("{lo}-{hi}"),
+                    },
+                )?;
+            }
         }
         Ok(())
+    }
+}
+
+impl Report {
+    /// `hops 0..2 over 12 sender → receiver pairs (...)`, or `None` without recorded TTLs.
+    pub fn hops_line(&self) -> Option<String> {
+        let lo = self.hops.iter().map(|h| h.min).min()?;
+        let hi = self.hops.iter().map(|h| h.max).max()?;
+        Some(format!(
+            "hop distance {lo}..{hi} over {} sender -> receiver pairs (sender's TTL - received TTL; per pair: --matrix, --json \"hops\")",
+            self.hops.len()
+        ))
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Experiment {
     pub handshake_timeout: Duration,
     /// The longest emulated delay of one datagram, scaled (set by [`Experiment::check`]).
     pub wan_delay: Duration,
+    /// `--ssm`: source-specific joins (multicast runs).
+    pub ssm: bool,
 }
 
 pub type Outcome = anyhow::Result<Ran>;
@@ -152,6 +154,7 @@ pub fn plan(args: &LabConfig, base_seed: u64) -> Vec<Experiment> {
                         drain: args.drain,
                         handshake_timeout: args.handshake_timeout,
                         wan_delay: Duration::ZERO,
+                        ssm: args.ssm,
                     });
                 }
             }
@@ -218,8 +221,9 @@ impl Experiment {
             order: self.order,
             // Always explicit: a log read later need not know the defaults.
             repair: Some(self.repair),
-            group,
-            iface: ctx.hosts.iface(usize::from(id)).map(|i| i.to_string()),
+            group: Some(group),
+            ssm: self.ssm,
+            iface: ctx.hosts.iface(usize::from(id)),
             interval: self.interval,
             size: self.size,
             seed: Some(self.seed),
@@ -255,7 +259,7 @@ pub fn run_one(exp: &Experiment, ctx: &Context, reports: &Receiver<Report>) -> O
         }
     };
     let peers = ctx.hosts.peer_addrs(usize::from(exp.peers));
-    let group = ctx.hosts.group();
+    let group = ctx.hosts.group(exp.ssm);
     // Every run authenticates its datagrams with a key of its own.
     let key =
         RunKeyFile::create(&ctx.key_dir, run_id).context("cannot write the run's key file")?;

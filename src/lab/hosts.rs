@@ -1,6 +1,6 @@
 //! Where the lab's peers live: loopback addresses on this host, or network namespaces.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
 use std::process::Command;
 
 use anyhow::Context;
@@ -15,12 +15,26 @@ pub enum Hosts {
     /// 256 peers stay in a block of 512 addresses of this lab) — one address per peer, so fan-out
     /// needs no port juggling and parallel labs (other a.b) never collide.
     Loopback { a: u8, b: u8, port: u16 },
-    /// Peer i alone in network namespace i, with its own IP stack, on a Linux bridge.
-    Netns { bed: Testbed, a: u8, b: u8 },
+    /// `--ipv6`: peer i at [::1]:ports[i] (IPv6 has one loopback address: distinct ports).
+    Loopback6 { a: u8, b: u8, ports: Vec<u16> },
+    /// Peer i alone in network namespace i, with its own IP stack, on a Linux bridge; with
+    /// `ipv6`, at its unique-local address there.
+    Netns {
+        bed: Testbed,
+        a: u8,
+        b: u8,
+        ipv6: bool,
+    },
 }
 
-/// The comparator's listener and the hosts for up to `hosts` peers.
-pub fn prepare(netns: bool, hosts: usize) -> anyhow::Result<(TcpListener, Hosts)> {
+/// The comparator's listener and the hosts for up to `hosts` peers (their multicast group
+/// source-specific with `ssm`).
+pub fn prepare(
+    netns: bool,
+    ipv6: bool,
+    ssm: bool,
+    hosts: usize,
+) -> anyhow::Result<(TcpListener, Hosts)> {
     // b even: loopback peers use 127.a.b.1 ..= 127.a.(b+1).0 (see Hosts::Loopback).
     let (a, b) = (rand::random::<u8>().max(1), rand::random::<u8>() & !1);
     if netns {
@@ -28,16 +42,36 @@ pub fn prepare(netns: bool, hosts: usize) -> anyhow::Result<(TcpListener, Hosts)
             .map_err(|why| anyhow::anyhow!("--netns is not possible here: {why}"))?;
         let bed = Testbed::create(hosts).context("cannot build the network-namespace hosts")?;
         // Before the line below (tests read the neighbour table once they see it).
-        bed.pin_multicast(*netns_group(a, b).ip())
+        bed.pin_multicast(*netns_group(a, b, ssm).ip())
             .context("cannot set up the multicast group in the hosts")?;
+        if ipv6 {
+            bed.enable_ipv6(&[group_v6(a, b, ssm)])
+                .context("cannot give the hosts IPv6 addresses")?;
+        }
         say!(
             "mpcomm lab: {hosts} hosts in network namespaces {}-* ({})",
             bed.prefix(),
             mode.as_str()
         );
-        // The comparator listens on the bridge, the one address every host can reach.
+        // The comparator listens on the bridge, the one address every host can reach (its
+        // IPv4 one: the hosts have both families).
         let listener = bed.tcp_listener(0)?;
-        return Ok((listener, Hosts::Netns { bed, a, b }));
+        return Ok((listener, Hosts::Netns { bed, a, b, ipv6 }));
+    }
+    if ipv6 {
+        let listener = TcpListener::bind("[::1]:0").context(
+            "--ipv6: cannot listen on [::1] (does this host have IPv6 on the loopback?)",
+        )?;
+        // Ports the kernel says are free now, all held until every one is known.
+        let probes = (0..hosts)
+            .map(|_| std::net::UdpSocket::bind("[::1]:0"))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("--ipv6: cannot bind UDP on [::1]")?;
+        let ports = probes
+            .iter()
+            .map(|p| p.local_addr().map(|a| a.port()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        return Ok((listener, Hosts::Loopback6 { a, b, ports }));
     }
     // A port the kernel says is free now; on a 127.a.b.x address nobody else uses it anyway.
     let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
@@ -46,9 +80,21 @@ pub fn prepare(netns: bool, hosts: usize) -> anyhow::Result<(TcpListener, Hosts)
     Ok((listener, Hosts::Loopback { a, b, port }))
 }
 
-/// The multicast group of a lab in network namespaces.
-fn netns_group(a: u8, b: u8) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::new(239, 255, a, b), NETNS_PEER_PORT + 7)
+/// The multicast group of a lab in network namespaces (source-specific: in 232/8).
+fn netns_group(a: u8, b: u8, ssm: bool) -> SocketAddrV4 {
+    let first = if ssm { 232 } else { 239 };
+    SocketAddrV4::new(Ipv4Addr::new(first, 255, a, b), NETNS_PEER_PORT + 7)
+}
+
+/// The IPv6 group of a lab: transient, link-local scope (the hosts share one link, the
+/// loopback is one too); ff12::/16, or the SSM range ff32::/96.
+fn group_v6(a: u8, b: u8, ssm: bool) -> Ipv6Addr {
+    let tag = u16::from_be_bytes([a, b]);
+    if ssm {
+        Ipv6Addr::new(0xff32, 0, 0, 0, 0, 0, 0x4000, tag)
+    } else {
+        Ipv6Addr::new(0xff12, 0, 0, 0, 0, 0, 0x77, tag)
+    }
 }
 
 /// Peer i's loopback address: 127.a.b.0 + i + 1 (so 127.a.(b+1).0 for i = 255).
@@ -65,33 +111,96 @@ impl Hosts {
             Hosts::Loopback { a, b, port } => (0..n)
                 .map(|i| SocketAddr::V4(SocketAddrV4::new(loopback_addr(*a, *b, i), *port)))
                 .collect(),
-            Hosts::Netns { bed, .. } => (0..n)
-                .map(|i| SocketAddr::V4(SocketAddrV4::new(bed.host_addr(i), NETNS_PEER_PORT)))
+            Hosts::Loopback6 { ports, .. } => ports[..n]
+                .iter()
+                .map(|&p| SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), p))
+                .collect(),
+            Hosts::Netns { bed, ipv6, .. } => (0..n)
+                .map(|i| match ipv6 {
+                    false => SocketAddr::V4(SocketAddrV4::new(bed.host_addr(i), NETNS_PEER_PORT)),
+                    true => SocketAddr::V6(SocketAddrV6::new(
+                        bed.host_addr_v6(i),
+                        NETNS_PEER_PORT,
+                        0,
+                        0,
+                    )),
+                })
                 .collect(),
         }
     }
 
-    /// A multicast group for the lab's runs (administratively scoped, random per lab).
-    pub fn group(&self) -> SocketAddr {
+    /// A multicast group for the lab's runs (scoped, random per lab; in the SSM range with
+    /// `ssm`).
+    pub fn group(&self, ssm: bool) -> SocketAddr {
         match self {
             Hosts::Loopback { a, b, port } => {
-                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(239, 255, *a, *b), *port))
+                let first = if ssm { 232 } else { 239 };
+                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(first, 255, *a, *b), *port))
             }
-            Hosts::Netns { a, b, .. } => SocketAddr::V4(netns_group(*a, *b)),
+            Hosts::Loopback6 { a, b, ports } => {
+                // One past the peers' ports would do as well; the first peer's port is free
+                // for a group (bound to another address).
+                let port = ports.first().copied().unwrap_or(NETNS_PEER_PORT);
+                SocketAddr::V6(SocketAddrV6::new(group_v6(*a, *b, ssm), port, 0, 0))
+            }
+            Hosts::Netns {
+                a, b, ipv6: false, ..
+            } => SocketAddr::V4(netns_group(*a, *b, ssm)),
+            Hosts::Netns {
+                a, b, ipv6: true, ..
+            } => SocketAddr::V6(SocketAddrV6::new(
+                group_v6(*a, *b, ssm),
+                NETNS_PEER_PORT + 7,
+                0,
+                0,
+            )),
         }
     }
 
-    /// The interface address peer i uses for multicast.
-    pub fn iface(&self, i: usize) -> Option<Ipv4Addr> {
+    /// The interface peer i uses for multicast (`--iface`): an address, or a name for IPv6.
+    pub fn iface(&self, i: usize) -> Option<String> {
         match self {
-            Hosts::Loopback { .. } => Some(Ipv4Addr::LOCALHOST),
-            Hosts::Netns { bed, .. } => Some(bed.host_addr(i)),
+            Hosts::Loopback { .. } => Some(Ipv4Addr::LOCALHOST.to_string()),
+            Hosts::Loopback6 { .. } => Some("lo".into()),
+            Hosts::Netns {
+                bed, ipv6: false, ..
+            } => Some(bed.host_addr(i).to_string()),
+            Hosts::Netns {
+                bed, ipv6: true, ..
+            } => Some(bed.iface(i)),
         }
+    }
+
+    /// Refuse multicast runs this host cannot carry, before any peer starts: IPv6 multicast
+    /// on the loopback (a datagram to the group is sent and must come back).
+    pub fn check_multicast(&self, ssm: bool) -> anyhow::Result<()> {
+        let Hosts::Loopback6 { .. } = self else {
+            return Ok(());
+        };
+        let group = self.group(ssm);
+        let probe = || -> std::io::Result<()> {
+            let lo = nix::net::if_::if_nametoindex("lo").map_err(std::io::Error::from)?;
+            let s = std::net::UdpSocket::bind("[::1]:0")?;
+            let sock = socket2::SockRef::from(&s);
+            sock.set_multicast_if_v6(lo)?;
+            let to = match group {
+                SocketAddr::V6(g) => SocketAddrV6::new(*g.ip(), g.port(), 0, lo),
+                SocketAddr::V4(_) => unreachable!("an IPv6 lab has IPv6 groups"),
+            };
+            s.send_to(b"probe", to).map(drop)
+        };
+        probe().map_err(|e| {
+            anyhow::anyhow!(
+                "--ipv6 multicast is not possible on this host's loopback ({e}): lo needs the \
+                 MULTICAST flag and an ff00::/8 route (`ip link set lo multicast on; ip -6 route \
+                 add multicast ff00::/8 dev lo table local`); use --netns, or --transport fanout"
+            )
+        })
     }
 
     pub fn command(&self, i: usize, exe: &std::path::Path) -> Command {
         match self {
-            Hosts::Loopback { .. } => Command::new(exe),
+            Hosts::Loopback { .. } | Hosts::Loopback6 { .. } => Command::new(exe),
             Hosts::Netns { bed, .. } => bed.command(i, exe),
         }
     }

@@ -65,6 +65,14 @@ pub struct LabConfig {
     /// First run `mpcomm check` on every host (one process each) and stop with its verdict
     /// when unicast or multicast does not get through.
     pub check: bool,
+    /// Run over IPv6: peers on [::1] with distinct ports (the comparator on [::1] too), or with
+    /// --netns on unique-local fd6d:7063:…::/64 addresses of the bridge; multicast to an
+    /// ff12:: group (link-local scope: one bridge). Multicast on ::1 needs a loopback with the
+    /// MULTICAST flag and an ff00::/8 route (most hosts have neither): use --netns.
+    pub ipv6: bool,
+    /// Source-specific multicast: every peer joins (S,G) for each peer's address (IGMPv3 /
+    /// MLDv2), on a group in 232/8 or ff32::/96; other sources never reach the peers.
+    pub ssm: bool,
     /// One JSON object per run per line on stdout instead of tables.
     pub json: bool,
     /// Append every run's JSON line to this file.
@@ -197,7 +205,13 @@ pub fn run(args: LabConfig) -> anyhow::Result<ExitCode> {
     } else {
         usize::from(args.peers)
     };
-    let (listener, hosts) = hosts::prepare(args.netns, host_count)?;
+    let (listener, hosts) = hosts::prepare(args.netns, args.ipv6, args.ssm, host_count)?;
+    if experiments
+        .iter()
+        .any(|e| e.transport == crate::wire::Transport::Multicast)
+    {
+        hosts.check_multicast(args.ssm)?;
+    }
     if args.check {
         // One `mpcomm check` per host, over the transports the runs will use.
         let exe = std::env::current_exe().context("cannot find the mpcomm binary")?;
@@ -206,7 +220,7 @@ pub fn run(args: LabConfig) -> anyhow::Result<ExitCode> {
             crate::check::CheckCommand::new(
                 &peers,
                 i as u16,
-                hosts.group(),
+                hosts.group(args.ssm),
                 hosts.iface(i),
                 &transports,
             )

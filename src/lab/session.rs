@@ -49,7 +49,8 @@ pub struct Session {
 
 impl Session {
     pub fn start(opts: &SessionOptions) -> anyhow::Result<Session> {
-        let (listener, hosts) = hosts::prepare(opts.netns, usize::from(opts.max_peers))?;
+        let (listener, hosts) =
+            hosts::prepare(opts.netns, false, false, usize::from(opts.max_peers))?;
         let mut cfg = ServerConfig::local(listener.local_addr()?);
         cfg.run_timeout = opts.run_timeout;
         // Every log must fit, duplicates included (as in `lab::run`).

@@ -2,7 +2,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -152,6 +152,52 @@ impl Testbed {
                 )
             })
             .collect()
+    }
+
+    /// Give every host IPv6 (off by default, see `build`): host i gets [`Self::host_addr_v6`]
+    /// on its interface (no duplicate-address detection: usable at once, and no link-local
+    /// address or router solicitation either), and — as for IPv4, see
+    /// [`Self::static_neighbours`], the IPv6 neighbour table being one for the whole machine
+    /// too — permanent neighbour entries for every other host, for each of `groups` and for
+    /// ff02::16, where MLDv2 reports go (group MACs 33:33 + the low 32 bits, RFC 2464).
+    pub fn enable_ipv6(&self, groups: &[Ipv6Addr]) -> Result<(), NetnsError> {
+        if let Some(g) = groups.iter().find(|g| !g.is_multicast()) {
+            return Err(NetnsError::Command {
+                what: format!("enable_ipv6({g})"),
+                detail: "not an IPv6 multicast address".into(),
+            });
+        }
+        for i in 0..self.hosts {
+            let mut host = format!(
+                "addr add {}/64 dev {HOST_IFACE} nodad
+",
+                self.host_addr_v6(i)
+            );
+            for j in (0..self.hosts).filter(|&j| j != i) {
+                host += &format!(
+                    "neigh replace {} lladdr {} dev {HOST_IFACE} nud permanent
+",
+                    self.host_addr_v6(j),
+                    mac_of(self.host_addr(j))
+                );
+            }
+            for g in groups.iter().chain([&MLDV2_REPORTS]) {
+                host += &format!(
+                    "neigh replace {g} lladdr {} dev {HOST_IFACE} nud permanent
+",
+                    mac_of_v6_group(*g)
+                );
+            }
+            self.ip_batch(Some(&self.ns_name(i)), &host)?;
+        }
+        Ok(())
+    }
+
+    /// `fd6d:7063:XXYY::(i+1)`, XXYY the IPv4 net's two random bytes: a unique-local address.
+    pub fn host_addr_v6(&self, i: usize) -> Ipv6Addr {
+        assert!(i < self.hosts, "host {i} of {}", self.hosts);
+        let net = u16::from_be_bytes(self.net);
+        Ipv6Addr::new(0xfd6d, 0x7063, net, 0, 0, 0, 0, i as u16 + 1)
     }
 
     /// Give every host a permanent neighbour entry for multicast `group` (see
@@ -430,6 +476,17 @@ pub fn cleanup_stale() -> Result<Vec<String>, NetnsError> {
 
 /// IGMPv3 membership reports go to this group; its neighbour entry is pinned like the rest.
 const IGMPV3_REPORTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
+/// MLDv2 reports go to this group (all MLDv2-capable routers).
+const MLDV2_REPORTS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x16);
+
+/// The Ethernet address of IPv6 multicast group `g`: 33:33 and its low 32 bits (RFC 2464).
+fn mac_of_v6_group(g: Ipv6Addr) -> String {
+    let o = g.octets();
+    format!(
+        "33:33:{:02x}:{:02x}:{:02x}:{:02x}",
+        o[12], o[13], o[14], o[15]
+    )
+}
 
 /// The MAC for an address of the testbed: a host (or the bridge) at `a.b.c.d` has the
 /// locally administered unicast `02:00:a:b:c:d`; a multicast group its IEEE mapping
@@ -456,6 +513,13 @@ fn creator_pid(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_group_macs_take_the_low_32_bits() {
+        let g: Ipv6Addr = "ff32::4000:1234:5678".parse().unwrap();
+        assert_eq!(mac_of_v6_group(g), "33:33:12:34:56:78");
+        assert_eq!(mac_of_v6_group(MLDV2_REPORTS), "33:33:00:00:00:16");
+    }
 
     #[test]
     fn macs_follow_the_address() {

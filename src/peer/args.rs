@@ -10,7 +10,10 @@ use super::socket::Membership;
 use super::wan_delay::WanPlan;
 use crate::wire::{packet, Transport};
 
-pub use super::spec::{PeerSpec, DEFAULT_GROUP};
+pub use super::spec::{
+    default_group, PeerSpec, DEFAULT_GROUP, DEFAULT_GROUP_V6, DEFAULT_SSM_GROUP,
+    DEFAULT_SSM_GROUP_V6,
+};
 
 /// `HOST:PORT` (an IPv6 address in brackets): the syntax only; resolving is the run's business.
 pub fn parse_comparator(s: &str) -> Result<String, String> {
@@ -61,6 +64,8 @@ pub struct Plan {
     pub transport: Transport,
     /// Where the multicast transport joins and sends.
     pub membership: Membership,
+    /// `--ssm`: join (S,G) for every peer's address instead of (*,G).
+    pub ssm: bool,
     pub ttl: u32,
     pub seed: u64,
     pub config: Config,
@@ -92,8 +97,12 @@ pub enum PlanError {
     IdRange { id: u16, n: u16 },
     #[error(transparent)]
     Values(#[from] RunValueError),
-    #[error("--peers mixes IPv4 and IPv6 ({other} and {own}): fan-out needs one family")]
+    #[error("--peers mixes IPv4 and IPv6 ({other} and {own}): a run uses one family, list only IPv4 or only IPv6 addresses")]
     MixedFamilies { other: SocketAddr, own: IpAddr },
+    #[error("--group {group} and the peers ({own}) are of different families: give an IPv4 group for IPv4 peers, an IPv6 one for IPv6 peers")]
+    GroupFamily { group: SocketAddr, own: IpAddr },
+    #[error("--ssm needs a source-specific group: {0} is not in 232.0.0.0/8 or ff3x::/96 (e.g. --group 232.255.77.77:4577 or [ff35::4000:7777]:4577)")]
+    NotSsmGroup(IpAddr),
     #[error("--iface {0}: no such interface")]
     NoSuchIface(String),
     #[error("--iface {0}: no such interface with an IPv4 address")]
@@ -166,12 +175,24 @@ impl PeerSpec {
         .check()?;
         let time_scale = self.time_scale;
         let own_ip = peers[usize::from(id)].ip();
-        if self.transport == Transport::Fanout {
-            if let Some(&other) = peers.iter().find(|p| p.is_ipv6() != own_ip.is_ipv6()) {
-                return Err(PlanError::MixedFamilies { other, own: own_ip });
+        if let Some(&other) = peers.iter().find(|p| p.is_ipv6() != own_ip.is_ipv6()) {
+            return Err(PlanError::MixedFamilies { other, own: own_ip });
+        }
+        let group = self
+            .group
+            .unwrap_or_else(|| default_group(own_ip.is_ipv6(), self.ssm));
+        if self.transport == Transport::Multicast && group.is_ipv6() != own_ip.is_ipv6() {
+            return Err(PlanError::GroupFamily { group, own: own_ip });
+        }
+        if self.ssm && self.transport == Transport::Multicast {
+            if !super::socket::is_ssm_group(group.ip()) {
+                return Err(PlanError::NotSsmGroup(group.ip()));
+            }
+            if own_ip.is_loopback() && own_ip.is_ipv6() && peers.len() > 1 {
+                say!("mpcomm peer: note: --ssm on ::1: every peer sends from ::1, so (S,G) filtering cannot tell them apart here (it still keeps out other sources)");
             }
         }
-        let membership = membership(self.group, self.iface.as_deref(), own_ip)?;
+        let membership = membership(group, self.iface.as_deref(), own_ip)?;
         let seed = self.seed.unwrap_or_else(rand::random);
         let wan = match profile {
             None => None,
@@ -214,6 +235,7 @@ impl PeerSpec {
             peers,
             transport: self.transport,
             membership,
+            ssm: self.ssm,
             ttl: self.ttl,
             seed,
             config,
@@ -368,9 +390,11 @@ fn membership(
         }
         SocketAddr::V6(group) => {
             let ifindex = match iface {
-                Some(text) => match text.parse::<u32>() {
-                    Ok(index) => index,
-                    Err(_) => nix::net::if_::if_nametoindex(text)
+                Some(text) => match (text.parse::<u32>(), text.parse::<std::net::Ipv6Addr>()) {
+                    (Ok(index), _) => index,
+                    // An address (as C2 agents pass their advertised one): its interface.
+                    (_, Ok(ip)) => interface_of(IpAddr::V6(ip))?,
+                    _ => nix::net::if_::if_nametoindex(text)
                         .map_err(|_| PlanError::NoSuchIface(text.to_owned()))?,
                 },
                 None => interface_of(own_ip)?,

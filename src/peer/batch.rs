@@ -31,13 +31,14 @@ pub fn mmsg_from_env() -> bool {
     std::env::var_os(NO_MMSG_ENV).is_none_or(|v| v.is_empty() || v == "0")
 }
 
-/// Room for both control messages a datagram may carry: its SO_TIMESTAMPNS stamp and its
-/// socket's SO_RXQ_OVFL drop count.
+/// Room for every control message a datagram may carry: its SO_TIMESTAMPNS stamp, its
+/// socket's SO_RXQ_OVFL drop count and its received TTL (IP_TTL) or hop limit (IPV6_HOPLIMIT).
 fn cmsg_space() -> usize {
     // SAFETY: pure size computations.
     unsafe {
         libc::CMSG_SPACE(mem::size_of::<libc::timespec>() as u32) as usize
             + libc::CMSG_SPACE(mem::size_of::<u32>() as u32) as usize
+            + libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) as usize
     }
 }
 
@@ -141,12 +142,17 @@ impl RecvBatch {
         Ok(1)
     }
 
-    /// Datagram `i` of the last `recv`, and its SO_TIMESTAMPNS kernel stamp (ns since the epoch).
-    pub fn datagram(&self, i: usize) -> (&[u8], Option<u64>) {
+    /// Datagram `i` of the last `recv`, and what its control messages said.
+    pub fn datagram(&self, i: usize) -> (&[u8], Received) {
         let h = &self.hdrs[i];
         let len = (h.msg_len as usize).min(SLOT_LEN);
         let start = i * SLOT_LEN;
-        (&self.bufs[start..start + len], control(&h.msg_hdr).stamp)
+        let c = control(&h.msg_hdr);
+        let got = Received {
+            stamp: c.stamp,
+            ttl: c.ttl,
+        };
+        (&self.bufs[start..start + len], got)
     }
 
     /// The highest SO_RXQ_OVFL count the first `n` datagrams of the last `recv` carried: how
@@ -161,11 +167,21 @@ impl RecvBatch {
     }
 }
 
+/// What a received datagram's control messages said about it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// SO_TIMESTAMPNS kernel stamp, ns since the epoch.
+    pub stamp: Option<u64>,
+    /// The TTL (IPv4, IP_RECVTTL) or hop limit (IPv6, IPV6_RECVHOPLIMIT) it arrived with.
+    pub ttl: Option<u8>,
+}
+
 /// What a received datagram's control messages said.
 #[derive(Debug, Default, Clone, Copy)]
 struct Control {
     stamp: Option<u64>,
     drops: Option<u32>,
+    ttl: Option<u8>,
 }
 
 fn control(msg: &libc::msghdr) -> Control {
@@ -189,6 +205,14 @@ fn control(msg: &libc::msghdr) -> Control {
                     }
                     _ => {}
                 }
+            }
+            let hops = matches!(
+                ((*c).cmsg_level, (*c).cmsg_type),
+                (libc::IPPROTO_IP, libc::IP_TTL) | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)
+            );
+            if hops && fits(mem::size_of::<libc::c_int>()) {
+                let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                out.ttl = u8::try_from(v).ok();
             }
             c = libc::CMSG_NXTHDR(msg, c);
         }
@@ -303,6 +327,7 @@ mod tests {
         for batched in [true, false] {
             let (rx_sock, addr, stamps) = pair();
             let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            tx.set_ttl(64).unwrap();
             for i in 0..5u8 {
                 tx.send_to(&[i; 3], addr).unwrap();
             }
@@ -312,10 +337,14 @@ mod tests {
             for _ in 0..5 {
                 let n = rx.recv(rx_sock.as_raw_fd(), rx.slots()).unwrap();
                 for i in 0..n {
-                    let (bytes, ns) = rx.datagram(i);
+                    let (bytes, got) = rx.datagram(i);
                     seen.push(bytes.to_vec());
+                    // The sender's unicast TTL is the default 64; loopback decrements nothing.
+                    assert_eq!(got.ttl, Some(64), "IP_RECVTTL is on");
                     if stamps {
-                        let ns = ns.expect("SO_TIMESTAMPNS is on, so every datagram has a stamp");
+                        let ns = got
+                            .stamp
+                            .expect("SO_TIMESTAMPNS is on, so every datagram has a stamp");
                         let now = crate::util::clock::unix_ns();
                         assert!(now >= ns && now - ns < 5_000_000_000);
                     }
@@ -329,6 +358,22 @@ mod tests {
             let e = rx.recv(rx_sock.as_raw_fd(), rx.slots()).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         }
+    }
+
+    #[test]
+    fn the_hop_limit_of_an_ipv6_datagram_is_read() {
+        let Ok(rx_sock) = crate::peer::socket::open_fanout("[::1]:0".parse().unwrap()) else {
+            eprintln!("SKIP: no IPv6 on this host");
+            return;
+        };
+        let addr = rx_sock.socket.local_addr().unwrap();
+        let tx = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
+        tx.set_unicast_hops_v6(17).unwrap();
+        tx.send_to(b"hop", &addr.into()).unwrap();
+        let mut rx = RecvBatch::new(true);
+        assert_eq!(rx.recv(rx_sock.socket.as_raw_fd(), 1).unwrap(), 1);
+        let (bytes, got) = rx.datagram(0);
+        assert_eq!((bytes, got.ttl), (&b"hop"[..], Some(17)));
     }
 
     #[test]

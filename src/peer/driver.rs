@@ -388,16 +388,19 @@ impl Driver {
                         *seen = (*seen).max(d);
                     }
                     for i in 0..n {
-                        let (bytes, kernel_ns) = self.rx.datagram(i);
+                        let (bytes, got) = self.rx.datagram(i);
                         let now = Now::read();
-                        let arrival = match kernel_ns {
+                        let ttl = got.ttl.unwrap_or(0);
+                        let arrival = match got.stamp {
                             Some(ns) if self.kernel_stamps => Arrival {
                                 recv_ns: ns,
                                 kernel_stamp: true,
+                                ttl,
                             },
                             _ => Arrival {
                                 recv_ns: now.unix_ns,
                                 kernel_stamp: false,
+                                ttl,
                             },
                         };
                         machine.handle_datagram(now, bytes, arrival);

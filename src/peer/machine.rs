@@ -48,6 +48,8 @@ pub use transmit::{Dest, Transmit};
 pub struct Arrival {
     pub recv_ns: u64,
     pub kernel_stamp: bool,
+    /// The TTL / hop limit it arrived with (0 = unknown), for the log's hop distances.
+    pub ttl: u8,
 }
 
 /// The ORDER stream's index in the repair stage (after the N DATA streams).

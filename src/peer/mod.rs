@@ -110,7 +110,14 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     let own = plan.peers[usize::from(plan.id)];
     let opened = match plan.transport {
         Transport::Fanout => socket::open_fanout_sized(own, buffer),
-        Transport::Multicast => plan.membership.open(plan.ttl, buffer),
+        Transport::Multicast => {
+            let sources: Vec<std::net::IpAddr> = plan.peers.iter().map(|p| p.ip()).collect();
+            let ssm = plan.ssm.then_some(socket::Ssm {
+                sources: &sources,
+                own: own.ip(),
+            });
+            plan.membership.open(plan.ttl, buffer, ssm)
+        }
     }?;
     warn_capped(&opened);
     let rcvbuf = opened.rcvbuf;
@@ -143,6 +150,9 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     if plan.start_gate {
         // Sockets are bound, so nothing sent to us from now on is lost. Blocked here, SIGTERM
         // still ends the process (the handler below is not installed yet).
+        say!(
+            "mpcomm peer: sockets open (groups joined); waiting for stdin to close (--start-gate)"
+        );
         wait_for_gate();
     }
     let start = Now::read();
@@ -316,6 +326,10 @@ fn finish_run(
         recv_syscalls: summary.recv_syscalls,
         cpu_ns: summary.cpu_ns,
         send_drops: summary.send_errors,
+        data_ttl: match plan.transport {
+            Transport::Multicast => u8::try_from(plan.ttl).unwrap_or(u8::MAX),
+            Transport::Fanout => socket::UNICAST_TTL,
+        },
     };
     let dir = plan
         .log_dir

@@ -174,6 +174,7 @@ impl Sim {
                 let arrival = Arrival {
                     recv_ns: self.now.unix_ns,
                     kernel_stamp: false,
+                    ttl: 0,
                 };
                 self.machines[to].handle_datagram(self.now, &bytes, arrival);
             }

@@ -11,13 +11,22 @@
 //! * IPv6 works the same way: fan-out between IPv6 addresses, or an ff0x:: group joined on an
 //!   interface given by index (IPV6_MULTICAST_IF, IPV6_MULTICAST_LOOP, IPV6_MULTICAST_HOPS,
 //!   IPV6_MULTICAST_ALL off).
+//! * source-specific multicast ([`Ssm`]): instead of the any-source join, one (S,G) join per
+//!   peer's address (IP_ADD_SOURCE_MEMBERSHIP, MCAST_JOIN_SOURCE_GROUP for IPv6), so the kernel
+//!   drops group datagrams from any other source; the host then sends IGMPv3 / MLDv2 reports.
+//!   IPv4 datagrams leave from this peer's own listed address (IP_MULTICAST_IF set to it; on
+//!   the loopback each lab peer has its own 127.a.b.x), so the others' (S,G) joins match.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use nix::sys::socket::{self, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
+
+mod ssm;
+pub use ssm::{is_ssm_group, Ssm};
+use ssm::{join_sources_v4, join_sources_v6, ssm_refused};
 
 /// Buffer budget when nothing is known about the run (tests, tools): 4 MiB.
 pub const DEFAULT_BUFFER: usize = MIN_BUFFER;
@@ -75,6 +84,8 @@ pub struct Opened {
     pub forced: bool,
     /// SO_RXQ_OVFL is on: datagrams carry the socket's drop count (see `peer::batch`).
     pub drop_counts: bool,
+    /// IP_RECVTTL / IPV6_RECVHOPLIMIT is on: datagrams carry the TTL they arrived with.
+    pub hop_counts: bool,
 }
 
 impl Opened {
@@ -109,11 +120,45 @@ fn new_udp(addr: &SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// The TTL / hop limit of unicast datagrams (fan-out DATA, one-peer messages), set on every
+/// socket rather than left to `net.ipv4.ip_default_ttl`: hop distance is this minus the TTL
+/// a receiver sees, so the sender must know it.
+pub const UNICAST_TTL: u8 = 64;
+
+/// Ask for the received TTL (IPv4) or hop limit (IPv6) of every datagram as a control message.
+fn receive_hop_counts(s: &Socket, ipv6: bool) -> bool {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVTTL)
+    };
+    let on: libc::c_int = 1;
+    use std::os::fd::AsRawFd;
+    // SAFETY: a live socket, an int option of the advertised size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
+
 fn finish(s: Socket, buffer: usize) -> io::Result<Opened> {
     let forced = size_buffers(&s, buffer);
     let rcvbuf = s.recv_buffer_size()?;
     let kernel_stamps = socket::setsockopt(&s, sockopt::ReceiveTimestampns, &true).is_ok();
     let drop_counts = socket::setsockopt(&s, sockopt::RxqOvfl, &1).is_ok();
+    let ipv6 = s.local_addr()?.is_ipv6();
+    if ipv6 {
+        s.set_unicast_hops_v6(u32::from(UNICAST_TTL))?;
+    } else {
+        s.set_ttl(u32::from(UNICAST_TTL))?;
+    }
+    let hop_counts = receive_hop_counts(&s, ipv6);
     Ok(Opened {
         socket: s.into(),
         kernel_stamps,
@@ -121,6 +166,7 @@ fn finish(s: Socket, buffer: usize) -> io::Result<Opened> {
         asked: buffer,
         forced,
         drop_counts,
+        hop_counts,
     })
 }
 
@@ -181,6 +227,17 @@ pub fn open_multicast(
     ttl: u32,
     buffer: usize,
 ) -> io::Result<Opened> {
+    open_multicast_v4(group, iface, ttl, buffer, None)
+}
+
+/// [`open_multicast`], any-source or (with `ssm`) source-specific.
+fn open_multicast_v4(
+    group: SocketAddrV4,
+    iface: Ipv4Addr,
+    ttl: u32,
+    buffer: usize,
+    ssm: Option<Ssm>,
+) -> io::Result<Opened> {
     if !group.ip().is_multicast() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -190,17 +247,33 @@ pub fn open_multicast(
             ),
         ));
     }
+    if ssm.is_some() && !is_ssm_group(IpAddr::V4(*group.ip())) {
+        return Err(ssm_refused(IpAddr::V4(*group.ip())));
+    }
     let s = bind_group(group.into())?;
-    s.join_multicast_v4(group.ip(), &iface).map_err(|e| {
+    match ssm {
+        None => s.join_multicast_v4(group.ip(), &iface).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot join {} on interface {iface}: {e} (check --iface)",
+                    group.ip()
+                ),
+            )
+        })?,
+        Some(ssm) => join_sources_v4(&s, *group.ip(), iface, ssm.sources)?,
+    }
+    // SSM: the source of our datagrams must be our listed address, which the others joined.
+    let send_from = match ssm.map(|s| s.own) {
+        Some(IpAddr::V4(own)) => own,
+        _ => iface,
+    };
+    s.set_multicast_if_v4(&send_from).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!(
-                "cannot join {} on interface {iface}: {e} (check --iface)",
-                group.ip()
-            ),
+            format!("cannot send multicast from {send_from}: {e}"),
         )
     })?;
-    s.set_multicast_if_v4(&iface)?;
     s.set_multicast_loop_v4(true)?;
     s.set_multicast_ttl_v4(ttl)?;
     s.set_multicast_all_v4(false)?;
@@ -231,11 +304,13 @@ impl Membership {
     }
 
     /// Open the socket: IPv4 as [`open_multicast`], IPv6 as [`open_multicast_v6`], its
-    /// buffers sized for `buffer` bytes.
-    pub fn open(&self, hops: u32, buffer: usize) -> io::Result<Opened> {
+    /// buffers sized for `buffer` bytes; source-specific with `ssm`.
+    pub fn open(&self, hops: u32, buffer: usize, ssm: Option<Ssm>) -> io::Result<Opened> {
         match *self {
-            Membership::V4 { group, iface } => open_multicast(group, iface, hops, buffer),
-            Membership::V6 { group, ifindex } => open_multicast_v6(group, ifindex, hops, buffer),
+            Membership::V4 { group, iface } => open_multicast_v4(group, iface, hops, buffer, ssm),
+            Membership::V6 { group, ifindex } => {
+                open_multicast_v6_from(group, ifindex, hops, buffer, ssm)
+            }
         }
     }
 }
@@ -247,6 +322,19 @@ pub fn open_multicast_v6(
     hops: u32,
     buffer: usize,
 ) -> io::Result<Opened> {
+    open_multicast_v6_from(group, ifindex, hops, buffer, None)
+}
+
+/// [`open_multicast_v6`], any-source or (with `ssm`) source-specific. The kernel picks the
+/// source address of IPv6 datagrams (the interface's, by RFC 6724 rules): a host with one
+/// global or ULA address on the interface sends from it.
+fn open_multicast_v6_from(
+    group: SocketAddrV6,
+    ifindex: u32,
+    hops: u32,
+    buffer: usize,
+    ssm: Option<Ssm>,
+) -> io::Result<Opened> {
     if !group.ip().is_multicast() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -256,17 +344,23 @@ pub fn open_multicast_v6(
             ),
         ));
     }
+    if ssm.is_some() && !is_ssm_group(IpAddr::V6(*group.ip())) {
+        return Err(ssm_refused(IpAddr::V6(*group.ip())));
+    }
     let group = SocketAddrV6::new(*group.ip(), group.port(), 0, ifindex);
     let s = bind_group(group.into())?;
-    s.join_multicast_v6(group.ip(), ifindex).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot join {} on interface index {ifindex}: {e} (check --iface)",
-                group.ip()
-            ),
-        )
-    })?;
+    match ssm {
+        None => s.join_multicast_v6(group.ip(), ifindex).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot join {} on interface index {ifindex}: {e} (check --iface)",
+                    group.ip()
+                ),
+            )
+        })?,
+        Some(ssm) => join_sources_v6(&s, *group.ip(), ifindex, ssm.sources)?,
+    }
     s.set_multicast_if_v6(ifindex)?;
     s.set_multicast_loop_v6(true)?;
     s.set_multicast_hops_v6(hops)?;

@@ -13,6 +13,22 @@ use crate::wire::{packet, Order, Repair, Transport};
 
 /// The default multicast group and port: administratively scoped (239/8, RFC 2365).
 pub const DEFAULT_GROUP: &str = "239.255.77.77:4577";
+/// The default group of IPv6 peers: transient, site-local scope (ff15::/16).
+pub const DEFAULT_GROUP_V6: &str = "[ff15::7777]:4577";
+/// The default groups with --ssm: the source-specific ranges 232/8 and ff3x::/96 (RFC 4607).
+pub const DEFAULT_SSM_GROUP: &str = "232.255.77.77:4577";
+pub const DEFAULT_SSM_GROUP_V6: &str = "[ff35::4000:7777]:4577";
+
+/// The group a peer without `--group` uses.
+pub fn default_group(ipv6: bool, ssm: bool) -> SocketAddr {
+    let text = match (ipv6, ssm) {
+        (false, false) => DEFAULT_GROUP,
+        (true, false) => DEFAULT_GROUP_V6,
+        (false, true) => DEFAULT_SSM_GROUP,
+        (true, true) => DEFAULT_SSM_GROUP_V6,
+    };
+    text.parse().expect("the default groups parse")
+}
 /// `--msgs`, `--ttl`, `--interval`, `--handshake-timeout`, `--drain` when not given: the
 /// clap definitions in `cli::peer` take their defaults from here.
 pub const DEFAULT_MSGS: u32 = 100;
@@ -32,7 +48,10 @@ pub struct PeerSpec {
     pub order: Order,
     /// `None`: the mode's default ([`Order::default_repair`]).
     pub repair: Option<Repair>,
-    pub group: SocketAddr,
+    /// `None`: [`default_group`] of the peers' family and `ssm`.
+    pub group: Option<SocketAddr>,
+    /// `--ssm`: join (S,G) for each listed peer instead of the whole group.
+    pub ssm: bool,
     pub iface: Option<String>,
     pub ttl: u32,
     pub interval: (Duration, Duration),
@@ -72,7 +91,8 @@ impl PeerSpec {
             transport: Transport::Fanout,
             order: Order::None,
             repair: None,
-            group: DEFAULT_GROUP.parse().expect("default"),
+            group: None,
+            ssm: false,
             iface: None,
             ttl: DEFAULT_TTL,
             interval: (lo, hi),
@@ -115,8 +135,8 @@ impl PeerSpec {
         if let Some(r) = self.repair {
             push("--repair", r.as_str().into());
         }
-        if self.group != base.group {
-            push("--group", self.group.to_string().into());
+        if let Some(g) = self.group {
+            push("--group", g.to_string().into());
         }
         if let Some(i) = &self.iface {
             push("--iface", i.into());
@@ -169,7 +189,11 @@ impl PeerSpec {
         if let Some(n) = &self.notify {
             push("--notify", n.into());
         }
-        for (on, flag) in [(self.start_gate, "--start-gate"), (self.json, "--json")] {
+        for (on, flag) in [
+            (self.ssm, "--ssm"),
+            (self.start_gate, "--start-gate"),
+            (self.json, "--json"),
+        ] {
             if on {
                 a.push(flag.into());
             }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! header (HEADER_FIXED_LEN bytes, then `wan` and `zone` as UTF-8 of the lengths given)
-//!   0..8    magic "MPCOMLOG"       8..10  version (3)        10..12 header length (bytes)
+//!   0..8    magic "MPCOMLOG"       8..10  version (4)        10..12 header length (bytes)
 //!  12..20   run id                20..22 peer id            22..24 peers (N)
 //!  24..28   messages per peer (M) 28     transport          29     flags (bit 0: kernel rx
 //!           stamps; bit 1: authenticated run)
@@ -23,13 +23,16 @@
 //!           their receive buffers full)      168..176 DATA datagrams sent (every copy)
 //! 176..184  DATA bytes sent (UDP payload)     184..192 send syscalls  192..200 receive syscalls
 //! 200..208  CPU ns (user + system, getrusage)  208..216 send drops (datagrams a send refused)
+//! 216       the TTL / hop limit this peer's first-transmission DATA leave with (0 = unknown)
+//! 217..224  reserved (0)
 //! then `wan` and `zone`
 //! record (RECORD_LEN = 48 bytes)
 //!   0..2 sender   2..4 flags (bit 0: recv_ns is a kernel stamp; bit 1: the copy that reached
 //!   the ordering stage was a retransmission)   4..8 seq
 //!   8..16 send ns (sender's clock)  16..24 receive ns  24..32 delivery ns (receiver's clock)
 //!  32..40 ns when it reached the ordering stage   40..44 arrival index (0, 1, … in the order
-//!   messages reached the ordering stage)   44..48 reserved (0)
+//!   messages reached the ordering stage)   44 received TTL / hop limit (IP_RECVTTL,
+//!   IPV6_RECVHOPLIMIT; 0 = unknown)   45..48 reserved (0)
 //! ```
 //!
 //! Sorting a log's records by arrival index gives the order the network (after the emulated
@@ -44,15 +47,18 @@
 //! The header length field lets a later version append fields that this one skips; the file
 //! length must be exactly header + count × 48 + N × 8, so truncation is always detected.
 //!
-//! Version 2 logs (no fields 160..216: the strings follow `forged` directly) are still read;
-//! the counters they lack parse as 0.
+//! Version 2 logs (no fields 160..216: the strings follow `forged` directly) and version 3
+//! logs (no fields 216..224) are still read; the fields they lack parse as 0. Their records'
+//! byte 44 was reserved (0), so it reads as "TTL unknown" there too.
 
 use byteorder::{ByteOrder, NetworkEndian};
 
 use super::{Error, Field, Order, Repair, Result, Transport};
 
 pub const MAGIC: &[u8; 8] = b"MPCOMLOG";
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
+/// The previous version, still read (its header ends at the send drops: no sending TTL).
+pub const VERSION_3: u16 = 3;
 /// The previous version, still read (its header has no kernel-drop and cost counters).
 pub const VERSION_2: u16 = 2;
 pub const RECORD_LEN: usize = 48;
@@ -105,7 +111,11 @@ mod field {
     pub const RECV_SYSCALLS: Field = 192..200;
     pub const CPU_NS: Field = 200..208;
     pub const SEND_DROPS: Field = 208..216;
-    pub const VARIABLE: usize = SEND_DROPS.end;
+    /// Where version 3's strings begin.
+    pub const VARIABLE_V3: usize = SEND_DROPS.end;
+    pub const DATA_TTL: usize = 216;
+    pub const RESERVED: Field = 217..224;
+    pub const VARIABLE: usize = RESERVED.end;
 
     pub const R_SENDER: Field = 0..2;
     pub const R_FLAGS: Field = 2..4;
@@ -115,12 +125,15 @@ mod field {
     pub const R_DELIVER_NS: Field = 24..32;
     pub const R_ARRIVE_NS: Field = 32..40;
     pub const R_ARRIVAL: Field = 40..44;
-    pub const R_RESERVED: Field = 44..48;
+    pub const R_TTL: usize = 44;
+    pub const R_RESERVED: Field = 45..48;
 }
 
 pub const HEADER_FIXED_LEN: usize = field::VARIABLE;
 /// The fixed part of a version 2 header.
 pub const HEADER_FIXED_LEN_V2: usize = field::VARIABLE_V2;
+/// The fixed part of a version 3 header.
+pub const HEADER_FIXED_LEN_V3: usize = field::VARIABLE_V3;
 const FLAG_KERNEL_STAMPS: u8 = 1;
 const FLAG_AUTHENTICATED: u8 = 2;
 const RFLAG_KERNEL_STAMP: u16 = 1;
@@ -177,6 +190,10 @@ pub struct LogHeader {
     /// Datagram copies a send refused with an error other than "would block" (ENOBUFS, no
     /// route, …): given up, never on the wire.
     pub send_drops: u64,
+    /// The TTL (IPv4) or hop limit (IPv6) this peer's first-transmission DATA left with: the
+    /// multicast TTL, or the unicast 64 the fan-out socket sets; 0 = unknown (older logs).
+    /// A receiver's hop distance from this peer is this minus the TTL it received.
+    pub data_ttl: u8,
     /// Per sender, how far its stream got as this peer saw it (`None`: not recorded). Lives
     /// in the log's trailer: `encode` writes `peers` entries whatever the length (missing ones
     /// as not recorded), `LogView::parse` reads them; `LogHeader::parse` leaves it empty.
@@ -301,6 +318,8 @@ impl LogHeader {
         NetworkEndian::write_u64(&mut buf[field::RECV_SYSCALLS], self.recv_syscalls);
         NetworkEndian::write_u64(&mut buf[field::CPU_NS], self.cpu_ns);
         NetworkEndian::write_u64(&mut buf[field::SEND_DROPS], self.send_drops);
+        buf[field::DATA_TTL] = self.data_ttl;
+        buf[field::RESERVED].fill(0);
         let w = field::VARIABLE;
         buf[w..w + wan.len()].copy_from_slice(wan.as_bytes());
         buf[w + wan.len()..w + wan.len() + zone.len()].copy_from_slice(zone.as_bytes());
@@ -321,6 +340,7 @@ impl LogHeader {
         }
         let fixed = match NetworkEndian::read_u16(&data[field::VERSION]) {
             VERSION => HEADER_FIXED_LEN,
+            VERSION_3 => HEADER_FIXED_LEN_V3,
             VERSION_2 => HEADER_FIXED_LEN_V2,
             _ => return Err(Error::BadVersion),
         };
@@ -397,6 +417,11 @@ impl LogHeader {
             recv_syscalls: v3_at(field::RECV_SYSCALLS),
             cpu_ns: v3_at(field::CPU_NS),
             send_drops: v3_at(field::SEND_DROPS),
+            data_ttl: if fixed > field::DATA_TTL {
+                data[field::DATA_TTL]
+            } else {
+                0
+            },
             streams: Vec::new(),
         };
         Ok((header, header_len))
@@ -431,6 +456,9 @@ pub struct Record {
     pub arrival: u32,
     /// The copy that reached the ordering stage was a retransmission.
     pub retransmitted: bool,
+    /// The TTL / hop limit that copy arrived with (0 = unknown: not reported by the kernel,
+    /// or an older log).
+    pub ttl: u8,
 }
 
 impl Record {
@@ -449,6 +477,7 @@ impl Record {
             send_ns: NetworkEndian::read_u64(&b[field::R_SEND_NS]),
             recv_ns: NetworkEndian::read_u64(&b[field::R_RECV_NS]),
             deliver_ns: NetworkEndian::read_u64(&b[field::R_DELIVER_NS]),
+            ttl: b[field::R_TTL],
         }
     }
 
@@ -469,6 +498,7 @@ impl Record {
         NetworkEndian::write_u64(&mut b[field::R_DELIVER_NS], self.deliver_ns);
         NetworkEndian::write_u64(&mut b[field::R_ARRIVE_NS], self.arrive_ns);
         NetworkEndian::write_u32(&mut b[field::R_ARRIVAL], self.arrival);
+        b[field::R_TTL] = self.ttl;
         b[field::R_RESERVED].fill(0);
     }
 }
@@ -617,6 +647,7 @@ mod tests {
             recv_syscalls: 22,
             cpu_ns: 23,
             send_drops: 24,
+            data_ttl: 25,
             streams: vec![
                 Some(StreamEnd {
                     known: 10,
@@ -638,7 +669,7 @@ mod tests {
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0xd0, // recv 2000
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0xb8, // deliver 3000
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0xc4, // arrive 2500
-        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, // arrival 256, reserved
+        0x00, 0x00, 0x01, 0x00, 0x3d, 0x00, 0x00, 0x00, // arrival 256, TTL 61, reserved
     ];
 
     #[test]
@@ -654,6 +685,7 @@ mod tests {
             arrive_ns: 2500,
             arrival: 256,
             retransmitted: true,
+            ttl: 61,
         };
         assert_eq!(r, want);
         let mut buf = [0xa5u8; RECORD_LEN];
@@ -667,7 +699,7 @@ mod tests {
         let mut buf = vec![0xa5u8; h.buffer_len()];
         h.emit(&mut buf);
         assert_eq!(&buf[0..8], b"MPCOMLOG");
-        assert_eq!(&buf[8..12], &[0, 3, 0, 222]);
+        assert_eq!(&buf[8..12], &[0, 4, 0, 230]);
         assert_eq!(&buf[12..20], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&buf[20..24], &[0, 1, 0, 3]);
         assert_eq!(buf[28], 1);
@@ -684,16 +716,17 @@ mod tests {
                 "at {at}"
             );
         }
-        assert_eq!(&buf[216..], b"gcp8SA");
+        assert_eq!(&buf[216..224], &[25, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&buf[224..], b"gcp8SA");
         let streams = h.streams.clone();
         let header_only = LogHeader {
             streams: vec![],
             ..h.clone()
         };
-        assert_eq!(LogHeader::parse(&buf), Ok((header_only, 222)));
+        assert_eq!(LogHeader::parse(&buf), Ok((header_only, 230)));
         // The trailer, after the (here no) records.
         let bytes = encode(&h, &[]);
-        let t = &bytes[222..];
+        let t = &bytes[230..];
         assert_eq!(
             &t[0..8],
             &[0, 0, 0, 10, 0, 0, 0, 10],
@@ -740,6 +773,7 @@ mod tests {
             recv_syscalls: 0,
             cpu_ns: 0,
             send_drops: 0,
+            data_ttl: 0,
             ..h
         };
         assert_eq!(view.header, want);
@@ -751,6 +785,35 @@ mod tests {
         let mut b = encode(&header(), &[]);
         NetworkEndian::write_u16(&mut b[10..12], 166);
         assert_eq!(LogView::parse(&b).unwrap_err(), Error::BadLength);
+    }
+
+    /// A version 3 log, as version 3 wrote it: the strings right after `send_drops`, records
+    /// with byte 44 reserved (0).
+    #[test]
+    fn version_3_logs_still_parse_without_ttls() {
+        let h = header();
+        let recs = [Record {
+            sender: 1,
+            seq: 3,
+            ..Record::default()
+        }];
+        let mut b = encode(&h, &recs);
+        b.drain(HEADER_FIXED_LEN_V3..HEADER_FIXED_LEN);
+        let hl = h.buffer_len() - (HEADER_FIXED_LEN - HEADER_FIXED_LEN_V3);
+        NetworkEndian::write_u16(&mut b[8..10], VERSION_3);
+        NetworkEndian::write_u16(&mut b[10..12], hl as u16);
+        assert_eq!(&b[216..222], b"gcp8SA");
+        let view = LogView::parse(&b).unwrap();
+        let want = LogHeader {
+            record_count: 1,
+            data_ttl: 0,
+            ..h
+        };
+        assert_eq!(view.header, want);
+        assert_eq!(view.records().collect::<Vec<_>>(), recs);
+        for cut in 0..b.len() {
+            assert!(LogView::parse(&b[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]
@@ -766,6 +829,7 @@ mod tests {
                 arrive_ns: 2,
                 arrival: u32::from(4 - i),
                 retransmitted: i == 2,
+                ttl: 64 - i as u8,
             })
             .collect();
         let bytes = encode(&header(), &recs);

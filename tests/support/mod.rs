@@ -47,9 +47,14 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null());
+        Proc::spawn_keeping_stdin(cmd)
+    }
+
+    /// As `spawn`, with the stdin `cmd` was given (`Stdio::piped()` for `--start-gate`: drop
+    /// `child.stdin` to open the gate).
+    pub fn spawn_keeping_stdin(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mpcomm");
         let err = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -195,6 +200,7 @@ pub fn synthetic_log(run: u64, peer: u16, n: u16, m: u32, recs: &[(u16, u32, u64
             arrive_ns: 1_000 + latency,
             arrival: i as u32,
             retransmitted: false,
+            ttl: 0,
         })
         .collect();
     encode(&h, &recs)

@@ -49,7 +49,8 @@ pub fn peer_spec(
         transport: spec.transport,
         order: spec.order,
         repair: Some(spec.repair),
-        group: spec.group.unwrap_or(base.group),
+        group: spec.group,
+        ssm: spec.ssm,
         // Send and join on the interface of our advertised address: hosts without a default
         // route (network namespaces, private VPCs) have no other multicast route.
         iface: multicast.then(|| spec.peers[usize::from(spec.peer_id)].ip().to_string()),

@@ -82,6 +82,7 @@ fn spec() -> RunSpec {
         time_scale: 0.1,
         wan_loss: 0.02,
         run_key: [1; 32],
+        ssm: false,
     }
 }
 

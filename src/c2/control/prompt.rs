@@ -63,6 +63,7 @@ pub fn parse_prompt(line: &str) -> Result<Option<Msg>, PromptError> {
                 time_scale: 1.0,
                 wan_loss: 0.0,
                 seed: None,
+                ssm: false,
             })))
         }
         _ => Err(PromptError::Usage),

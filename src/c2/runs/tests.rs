@@ -27,6 +27,7 @@ fn req(peers: u16, msgs: u32) -> RunRequest {
         time_scale: 1.0,
         wan_loss: 0.0,
         seed: None,
+        ssm: false,
     }
 }
 
@@ -187,6 +188,45 @@ fn plans_in_order_and_refuses_out_of_bounds() {
     let e = plan(None, &req(2, 5), &dup, 2, &D, 9, 1).unwrap_err();
     assert_eq!(e, PlanError::SameAddress("10.0.0.1:4567".parse().unwrap()));
     assert!(e.to_string().contains("same address"));
+}
+
+#[test]
+fn one_family_per_run_and_loopback_agents_get_their_own_ports() {
+    let mut mixed = cands(2, "");
+    mixed[1].advertise = "fd00::2".parse().unwrap();
+    let e = plan(None, &req(2, 5), &mixed, 2, &D, 9, 1).unwrap_err();
+    assert!(matches!(e, PlanError::MixedFamilies(..)), "{e}");
+    let mut v6 = cands(3, "");
+    for c in &mut v6 {
+        c.advertise = "::1".parse().unwrap();
+    }
+    let p = plan(None, &req(3, 5), &v6, 3, &D, 9, 1).unwrap();
+    let ports: Vec<u16> = p.specs[0].1.peers.iter().map(|a| a.port()).collect();
+    assert_eq!(ports, [4567, 4568, 4569]);
+    // A v4 group for v6 agents, or a non-SSM group with --ssm: refused before a run.
+    let mcast = RunRequest {
+        transport: Transport::Multicast,
+        ..req(3, 5)
+    };
+    let v4_group = RunDefaults {
+        group: Some("239.1.2.3:4570".parse().unwrap()),
+        ..D
+    };
+    let e = plan(None, &mcast, &v6, 3, &v4_group, 9, 1).unwrap_err();
+    assert!(matches!(e, PlanError::GroupFamily { .. }), "{e}");
+    let ssm = RunRequest {
+        ssm: true,
+        ..mcast.clone()
+    };
+    let c = cands(3, "");
+    let e = plan(None, &ssm, &c, 3, &v4_group, 9, 1).unwrap_err();
+    assert!(matches!(e, PlanError::NotSsmGroup(_)), "{e}");
+    let ssm_group = RunDefaults {
+        group: Some("232.1.2.3:4570".parse().unwrap()),
+        ..D
+    };
+    let p = plan(None, &ssm, &c, 3, &ssm_group, 9, 1).unwrap();
+    assert!(p.specs.iter().all(|(_, s)| s.ssm));
 }
 
 #[test]

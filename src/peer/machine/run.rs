@@ -96,6 +96,7 @@ impl Machine {
             send_ns,
             recv_ns: arrival.recv_ns,
             kernel_stamp: arrival.kernel_stamp,
+            ttl: arrival.ttl,
             retransmitted: retransmit,
             lamport,
             arrive_ns: now.unix_ns,

@@ -29,6 +29,8 @@ pub struct Msg {
     pub send_ns: u64,
     pub recv_ns: u64,
     pub kernel_stamp: bool,
+    /// Received TTL / hop limit (0 = unknown).
+    pub ttl: u8,
     pub retransmitted: bool,
     pub lamport: u64,
     pub arrive_ns: u64,
@@ -47,6 +49,7 @@ impl Msg {
             arrive_ns: self.arrive_ns,
             arrival: self.arrival,
             retransmitted: self.retransmitted,
+            ttl: self.ttl,
         }
     }
 }

@@ -149,6 +149,18 @@ impl<'a> Reader<'a> {
             v => Repair::from_u8(v).map(Some),
         }
     }
+    /// The optional trailing flags byte of a RUN or RUN_REQUEST (0 when absent); a 0 byte
+    /// (never written) and unknown bits are errors, so every value has one encoding.
+    pub(super) fn run_flags(&mut self) -> Result<u8> {
+        if self.0.is_empty() {
+            return Ok(0);
+        }
+        match self.u8()? {
+            0 => Err(Error::BadLength),
+            f if f & !super::msg::FLAG_SSM != 0 => Err(Error::BadValue),
+            f => Ok(f),
+        }
+    }
     pub(super) fn end(&self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())
@@ -162,6 +174,13 @@ impl<'a> Reader<'a> {
 pub(super) struct Writer<'a>(pub(super) &'a mut Vec<u8>);
 
 impl Writer<'_> {
+    /// The flags byte, only when a flag is set: without one the bytes are what they were
+    /// before flags existed, so an older peer of the link reads every other run as before.
+    pub(super) fn run_flags(&mut self, ssm: bool) {
+        if ssm {
+            self.u8(super::msg::FLAG_SSM);
+        }
+    }
     pub(super) fn bytes(&mut self, b: &[u8]) {
         self.0.extend_from_slice(b);
     }

@@ -64,7 +64,13 @@ pub struct RunSpec {
     /// its peer in a private file, never on a command line). Travels only inside the
     /// authenticated link.
     pub run_key: [u8; 32],
+    /// The peer joins (S,G) per peer instead of the whole group (`peer --ssm`).
+    pub ssm: bool,
 }
+
+/// Run flags: one byte after the last field of a RUN or RUN_REQUEST, written only when a flag
+/// is set (see `Writer::run_flags`).
+pub(super) const FLAG_SSM: u8 = 1;
 
 /// What a control client asks for (one run; `--repeat` and `both` are loops in the client).
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +88,8 @@ pub struct RunRequest {
     pub wan_loss: f64,
     /// Base seed (peer i gets seed + i); `None`: the controller draws one.
     pub seed: Option<u64>,
+    /// Source-specific multicast (`c2 run --ssm`).
+    pub ssm: bool,
 }
 
 /// One line of `c2 status`.
@@ -165,6 +173,7 @@ impl RunSpec {
             run_key: r.array()?,
             time_scale: r.f64()?,
             wan_loss: r.f64()?,
+            ssm: r.run_flags()? & FLAG_SSM != 0,
         })
     }
 
@@ -187,6 +196,7 @@ impl RunSpec {
         w.bytes(&self.run_key);
         w.f64(self.time_scale);
         w.f64(self.wan_loss);
+        w.run_flags(self.ssm);
     }
 }
 
@@ -204,6 +214,7 @@ impl RunRequest {
             time_scale: r.f64()?,
             wan_loss: r.f64()?,
             seed: r.opt_u64()?,
+            ssm: r.run_flags()? & FLAG_SSM != 0,
         })
     }
 
@@ -220,6 +231,7 @@ impl RunRequest {
         w.f64(self.time_scale);
         w.f64(self.wan_loss);
         w.opt_u64(self.seed);
+        w.run_flags(self.ssm);
     }
 }
 

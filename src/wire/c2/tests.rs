@@ -28,6 +28,7 @@ fn spec() -> RunSpec {
         time_scale: 0.1,
         wan_loss: 0.01,
         run_key: [0x5a; 32],
+        ssm: false,
     }
 }
 
@@ -44,6 +45,7 @@ fn request() -> RunRequest {
         time_scale: 0.5,
         wan_loss: 0.0,
         seed: Some(0x0102),
+        ssm: false,
     }
 }
 
@@ -67,6 +69,7 @@ fn run_fixture() -> (Msg, Vec<u8>) {
         time_scale: 1.0,
         wan_loss: 0.0,
         run_key: [0x5a; 32],
+        ssm: false,
     };
     #[rustfmt::skip]
     let mut b = vec![

@@ -17,6 +17,7 @@ pub mod controller;
 pub mod exit;
 pub mod key;
 pub mod notify;
+pub mod preflight;
 pub mod proto;
 pub mod registry;
 pub mod runs;

@@ -105,6 +105,66 @@ pub struct RunArgs {
     pub results: Option<PathBuf>,
 }
 
+/// Check, before an experiment, that unicast and multicast get through between the agents:
+/// every chosen agent runs `mpcomm check` against the others' advertised addresses at once.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example: every live idle agent, both transports, on the controller's peer port and group:
+  mpcomm c2 check --controller ctl:4569 --key-file key
+
+Prints who heard whom over which transport (loss both ways, rtt, hops) per host, then one FAIL
+line per failed pair and transport. Exit codes: 0 every host passed, 1 a pair failed or a host
+could not check. The agents' peer port must be free (no run in progress there)."
+)]
+pub struct C2CheckArgs {
+    #[command(flatten)]
+    pub ctl: ControlArgs,
+    /// Number of agents (the first N live idle ones; default: all of them).
+    #[arg(long)]
+    pub peers: Option<u16>,
+    /// What to check.
+    #[arg(long, value_enum, default_value = "both")]
+    pub transport: TransportChoice,
+    /// Multicast group and port (default: the controller's --group, as runs use).
+    #[arg(long)]
+    pub group: Option<std::net::SocketAddr>,
+    /// UDP port every agent probes on (default: the controller's --peer-port, as runs use).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// How long each pair is counted (at most 60 s).
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    pub duration: Duration,
+    /// Wait up to this long for the controller to answer and for --peers idle agents.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub wait: Duration,
+    /// Print the merged result as one JSON object on stdout (FAIL lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<C2CheckArgs> for super::client_check::C2CheckConfig {
+    fn from(a: C2CheckArgs) -> Self {
+        let (fanout, multicast) = match a.transport {
+            TransportChoice::Fanout => (true, false),
+            TransportChoice::Multicast => (false, true),
+            TransportChoice::Both => (true, true),
+        };
+        super::client_check::C2CheckConfig {
+            ctl: a.ctl,
+            request: super::proto::CheckRequest {
+                peers: a.peers.unwrap_or(0),
+                port: a.port.unwrap_or(0),
+                fanout,
+                multicast,
+                group: a.group,
+                duration_ms: u32::try_from(a.duration.as_millis()).unwrap_or(u32::MAX),
+            },
+            wait: a.wait,
+            json: a.json,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
     #[command(flatten)]
@@ -420,7 +480,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// Wait (at most `within`) until `peers` agents are live and idle. Running out of time is no
 /// error here: the run request then says how many are missing, in the controller's words.
-fn wait_for_idle(client: &mut Client, peers: usize, within: Duration) -> anyhow::Result<()> {
+pub(super) fn wait_for_idle(
+    client: &mut Client,
+    peers: usize,
+    within: Duration,
+) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + within;
     loop {
         let idle = client

@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod auth;
 pub mod client;
+pub mod client_check;
 pub mod conn;
 pub mod control;
 pub mod controller;
@@ -35,6 +36,8 @@ pub enum C2Command {
     Serve(controller::ServeArgs),
     /// Start a run (or a series: --repeat, --transport both, --order all) and print the reports.
     Run(client::RunArgs),
+    /// Preflight across the live agents: does unicast and multicast get through between them?
+    Check(client::C2CheckArgs),
     /// List the agents the controller knows, live or lost.
     Status(client::StatusArgs),
     /// Stop every agent (also those that register within 3 s: still connecting, or in their
@@ -52,6 +55,7 @@ pub fn run(cmd: C2Command) -> anyhow::Result<ExitCode> {
         C2Command::Agent(a) => agent::run(a),
         C2Command::Serve(a) => controller::run(a),
         C2Command::Run(a) => client::run_series(a),
+        C2Command::Check(a) => client_check::run(a.into()),
         C2Command::Status(a) => client::status(a),
         C2Command::Exit(a) => client::exit(a),
     }

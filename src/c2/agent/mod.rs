@@ -6,6 +6,7 @@
 //! [`AgentArgs`] at the edge.
 
 mod admit;
+mod check;
 mod child;
 mod link;
 mod logs;
@@ -35,6 +36,7 @@ const LINK: Token = Token(0);
 const WAKER: Token = Token(1);
 const CHILD_EXIT: Token = Token(2);
 const CHILD_STDERR: Token = Token(3);
+const CHECK_EXIT: Token = Token(4);
 
 /// Outcomes kept for the controller while the link is down (one run at a time, so few).
 const MAX_PENDING: usize = 8;
@@ -118,6 +120,9 @@ struct Agent {
     link: Link,
     backoff: Backoff,
     running: Option<Running>,
+    /// A `c2 check` preflight child, apart from runs (the controller sends neither while the
+    /// other is going on; the agent refuses a second of either).
+    checking: Option<check::Checking>,
     pending: VecDeque<Msg>,
     notified_ready: bool,
     last_err: String,
@@ -167,6 +172,7 @@ pub fn run_config(cfg: AgentConfig) -> anyhow::Result<ExitCode> {
         },
         backoff: Backoff::new(instance),
         running: None,
+        checking: None,
         pending: VecDeque::new(),
         notified_ready: false,
         last_err: String::new(),
@@ -213,6 +219,7 @@ impl Agent {
                     }
                     CHILD_EXIT => self.reap_child(),
                     CHILD_STDERR => self.read_child_stderr(),
+                    CHECK_EXIT => self.reap_check(Instant::now()),
                     t => log(format_args!("event for unknown token {t:?} ignored")),
                 }
             }
@@ -226,7 +233,16 @@ impl Agent {
                 log("shutdown ordered by the controller");
                 return Ok(self.shutdown());
             }
-            self.on_timers(Instant::now());
+            let now = Instant::now();
+            self.on_timers(now);
+            // Polled without a pidfd, and killed at its deadline either way.
+            if self
+                .checking
+                .as_ref()
+                .is_some_and(|c| c.pidfd.is_none() || now >= c.deadline)
+            {
+                self.reap_check(now);
+            }
         }
     }
 
@@ -242,7 +258,15 @@ impl Agent {
             .as_ref()
             .filter(|r| r.pidfd.is_none())
             .map(|_| Instant::now() + Duration::from_millis(200));
-        Some(child.map_or(link, |c| c.min(link)))
+        let check = self.checking.as_ref().map(|c| match c.pidfd {
+            Some(_) => c.deadline,
+            None => c.deadline.min(Instant::now() + Duration::from_millis(200)),
+        });
+        let first = [child, check]
+            .into_iter()
+            .flatten()
+            .fold(link, Instant::min);
+        Some(first)
     }
 
     fn link_read_pending(&self) -> bool {
@@ -277,6 +301,7 @@ impl Agent {
             match m {
                 Msg::Heartbeat => {}
                 Msg::Run(spec) => self.start_run(spec),
+                Msg::Check(spec) => self.start_check(spec),
                 Msg::Shutdown => self.shutdown_ordered = true,
                 other => log(format_args!(
                     "unexpected message from the controller ignored: {other:?}"
@@ -330,6 +355,8 @@ impl Agent {
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
+        // Its Drop kills and reaps the check child and removes its files.
+        self.checking = None;
         if let Link::Up { conn, .. } = &mut self.link {
             let _ = conn.flush();
         }

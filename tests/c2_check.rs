@@ -141,6 +141,7 @@ fn fanout_check_across_three_loopback_agents_passes() {
         &["--transport", "fanout", "--peers", "2"],
     );
     assert_eq!(code, 0, "{out}\n{err}");
+    eprintln!("{out}");
     let rows = out
         .lines()
         .filter(|l| l.trim_end().ends_with(" ok"))
@@ -271,6 +272,7 @@ fn a_host_dropping_multicast_fails_exactly_its_multicast_pairs() {
     assert_eq!(victim_own, AGENTS - 1, "{fails:#?}");
     // Without the rule the same check passes, and the human matrix says so.
     nft(&bed, &["delete", "table", "inet", "mpcc2"]);
+    let t = std::time::Instant::now();
     let (code, out, err) = c2_check(
         bed.command(0, EXE),
         fleet.ctl,
@@ -279,6 +281,10 @@ fn a_host_dropping_multicast_fails_exactly_its_multicast_pairs() {
     );
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("PASS: all 3 hosts reach each other"), "{out}");
+    eprintln!(
+        "{out}MEASURED c2 check --transport both --duration 1s, 3 hosts in namespaces: {:?}",
+        t.elapsed()
+    );
     drop(fleet);
     bed.teardown().expect("teardown");
 }

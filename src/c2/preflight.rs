@@ -198,3 +198,89 @@ impl MergedCheck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(host: u16, report: &str, error: &str) -> CheckResult {
+        CheckResult {
+            host,
+            hosts: 3,
+            advertise: IpAddr::from([10, 0, 0, 1 + host as u8]),
+            report: report.into(),
+            error: error.into(),
+        }
+    }
+
+    fn report(pass: bool, failures: &[&str]) -> String {
+        serde_json::json!({
+            "pass": pass, "id": 0, "addr": "10.0.0.1:4570", "transports": ["fanout"],
+            "duration_ms": 1000.0, "warmup_ms": 1000.0, "probes": 10, "pairs": [],
+            "failures": failures, "multicast_ttl": 1, "ignored": 0,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn hosts_pass_only_with_a_passing_report_and_failures_name_their_host() {
+        let fail = "FAIL peer 2 (10.0.0.3:4570) multicast: its probes never arrived here";
+        let merged = MergedCheck::new(vec![
+            HostOutcome::from_result(&result(2, "", "the agent's link was lost")),
+            HostOutcome::from_result(&result(0, &report(true, &[]), "")),
+            HostOutcome::from_result(&result(1, &report(false, &[fail]), "")),
+        ]);
+        assert!(!merged.pass);
+        let passed: Vec<bool> = merged.hosts.iter().map(|h| h.pass).collect();
+        assert_eq!(passed, [true, false, false], "in host order");
+        assert_eq!(
+            merged.failure_lines(),
+            [
+                format!("host 1 (10.0.0.2): {fail}"),
+                "host 2 (10.0.0.3): FAIL could not check: the agent's link was lost".into(),
+            ]
+        );
+        let bad = HostOutcome::from_result(&result(0, "{not json", ""));
+        assert!(!bad.pass && bad.report.is_none());
+        assert!(bad.error.unwrap().contains("does not parse"));
+        let mut text = Vec::new();
+        merged.write_human(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("(no report)") && text.ends_with("2 of 3 host(s) failed\n"),
+            "{text}"
+        );
+        assert!(!MergedCheck::new(Vec::new()).pass, "no host is no pass");
+        let all = MergedCheck::new(vec![HostOutcome::from_result(&result(
+            0,
+            &report(true, &[]),
+            "",
+        ))]);
+        assert!(all.pass);
+    }
+
+    #[test]
+    fn request_bounds() {
+        let ok = CheckRequest {
+            peers: 0,
+            port: 0,
+            fanout: true,
+            multicast: false,
+            group: None,
+            duration_ms: 1,
+        };
+        assert_eq!(ok.check(), Ok(()));
+        let bad = |f: fn(&mut CheckRequest)| {
+            let mut r = ok.clone();
+            f(&mut r);
+            r.check().unwrap_err()
+        };
+        assert_eq!(bad(|r| r.fanout = false), CheckBoundsError::NoTransport);
+        assert_eq!(
+            bad(|r| r.duration_ms = 60_001),
+            CheckBoundsError::Duration(60_001)
+        );
+        assert_eq!(bad(|r| r.peers = 1), CheckBoundsError::Peers(1));
+        assert_eq!(bad(|r| r.peers = 257), CheckBoundsError::Peers(257));
+    }
+}

@@ -38,7 +38,7 @@ impl Drop for Checking {
 
 /// The `check` command line of one CHECK: this host is `spec.id`, multicast on the interface
 /// of its own advertised address (as its peers do).
-pub fn check_args(spec: &CheckSpec) -> Vec<std::ffi::OsString> {
+pub(super) fn check_args(spec: &CheckSpec) -> Vec<std::ffi::OsString> {
     let own = spec.peers.get(usize::from(spec.id)).map(|a| a.ip());
     let iface = match own {
         Some(std::net::IpAddr::V4(v4)) if spec.multicast => Some(v4),

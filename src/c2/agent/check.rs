@@ -27,6 +27,12 @@ pub(super) struct Checking {
     err: PathBuf,
 }
 
+impl Checking {
+    pub(super) fn id(&self) -> u64 {
+        self.check_id
+    }
+}
+
 impl Drop for Checking {
     fn drop(&mut self) {
         let _ = self.child.kill();

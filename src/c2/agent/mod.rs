@@ -320,6 +320,12 @@ impl Agent {
     /// out-of-bounds RUN gets a typed refusal and the link stays up.
     fn start_run(&mut self, spec: &RunSpec) {
         let outcome = admit(spec, self.running_id()).and_then(|()| {
+            // A controller that restarted during a check thinks this agent idle.
+            if let Some(id) = self.checking.as_ref().map(check::Checking::id) {
+                return Err(Refusal::CannotStart(format!(
+                    "busy with check {id:016x} (its sockets hold the peer port)"
+                )));
+            }
             self.spawn_peer(spec)
                 .map_err(|e| Refusal::CannotStart(format!("{e:#}")))
         });

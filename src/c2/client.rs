@@ -113,8 +113,8 @@ pub struct RunArgs {
   mpcomm c2 check --controller ctl:4569 --key-file key
 
 Prints who heard whom over which transport (loss both ways, rtt, hops) per host, then one FAIL
-line per failed pair and transport. Exit codes: 0 every host passed, 1 a pair failed or a host
-could not check. The agents' peer port must be free (no run in progress there)."
+line per failed pair and transport. The agents' peer port must be free: agents busy with a run
+are not picked."
 )]
 pub struct C2CheckArgs {
     #[command(flatten)]

@@ -21,6 +21,7 @@ fn every_command_documents_its_exit_codes() {
         &["c2", "run"],
         &["c2", "status"],
         &["c2", "exit"],
+        &["c2", "check"],
     ];
     for cmd in commands {
         let out = support::mpcomm().args(*cmd).arg("--help").output().unwrap();

@@ -7,7 +7,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use mpcomm::wire::c2::{
-    AgentInfo, Hello, Msg, RefusalCode, Role, RunRequest, RunSpec, SealedPacket,
+    AgentInfo, CheckRequest, CheckResult, CheckSpec, Hello, Msg, RefusalCode, Role, RunRequest,
+    RunSpec, SealedPacket,
 };
 use mpcomm::wire::child::{self, Reason};
 use mpcomm::wire::frame::{FrameHeader, Kind as FrameKind};
@@ -130,6 +131,39 @@ fn c2_inputs() -> Vec<Vec<u8>> {
             }],
         },
         Msg::ExitDone { agents: 4 },
+        Msg::CheckRequest(CheckRequest {
+            peers: 0,
+            port: 4570,
+            fanout: true,
+            multicast: true,
+            group: Some("239.255.77.77:4577".parse().unwrap()),
+            duration_ms: 2000,
+        }),
+        Msg::Check(Box::new(CheckSpec {
+            check_id: 5,
+            id: 1,
+            peers: vec![
+                "127.0.0.11:4570".parse().unwrap(),
+                "[::1]:4570".parse().unwrap(),
+            ],
+            fanout: true,
+            multicast: false,
+            group: "[ff12::7777]:4577".parse().unwrap(),
+            duration_ms: 2000,
+            wait_ms: 10_000,
+        })),
+        Msg::CheckDone {
+            check_id: 5,
+            report: "{\"pass\":true}".into(),
+            error: String::new(),
+        },
+        Msg::CheckResult(Box::new(CheckResult {
+            host: 2,
+            hosts: 3,
+            advertise: "::1".parse().unwrap(),
+            report: String::new(),
+            error: "the agent's link was lost".into(),
+        })),
     ];
     let mut out: Vec<Vec<u8>> = msgs
         .iter()
@@ -330,8 +364,8 @@ fn seeded_random_bytes_never_panic() {
         let mut v: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         // Half of them start like ours, so the deeper checks are reached too.
         if rng.gen_bool(0.5) && !v.is_empty() {
-            // C2 bodies start with their kind: RUN (10) and STATUS (33) have lists.
-            let prefixes: [&[u8]; 8] = [
+            // C2 bodies start with their kind: RUN (10), STATUS (33) and CHECK (12) have lists.
+            let prefixes: [&[u8]; 9] = [
                 b"MP\x01",
                 b"MPCOMLOG\x00\x01",
                 b"MPCF\x01",
@@ -340,6 +374,7 @@ fn seeded_random_bytes_never_panic() {
                 b"MQ\x01\x02",
                 b"\x0a",
                 b"\x21\x00",
+                b"\x0c",
             ];
             let p = prefixes[rng.gen_range(0..prefixes.len())];
             let n = p.len().min(v.len());
@@ -591,6 +626,63 @@ fn any_c2_msg() -> impl Strategy<Value = Msg> {
                 .collect()
         }),
         "\\PC{0,300}".prop_map(|text| Msg::Progress { text }),
+        (
+            any::<(u64, u16)>(),
+            proptest::collection::vec(any_sock(), 0..30),
+            any::<(bool, bool)>(),
+            (any_sock(), any::<(u32, u32)>())
+        )
+            .prop_map(
+                |((check_id, id), peers, (fanout, multicast), (group, (duration_ms, wait_ms)))| {
+                    Msg::Check(Box::new(CheckSpec {
+                        check_id,
+                        id,
+                        peers,
+                        fanout,
+                        multicast,
+                        group,
+                        duration_ms,
+                        wait_ms,
+                    }))
+                }
+            ),
+        (
+            any::<(u16, u16, bool, bool)>(),
+            proptest::option::of(any_sock()),
+            any::<u32>()
+        )
+            .prop_map(|((peers, port, fanout, multicast), group, duration_ms)| {
+                Msg::CheckRequest(CheckRequest {
+                    peers,
+                    port,
+                    fanout,
+                    multicast,
+                    group,
+                    duration_ms,
+                })
+            }),
+        (any::<u64>(), "\\PC{0,300}", "\\PC{0,100}").prop_map(|(check_id, report, error)| {
+            Msg::CheckDone {
+                check_id,
+                report,
+                error,
+            }
+        }),
+        (
+            any::<(u16, u16)>(),
+            any_sock(),
+            "\\PC{0,300}",
+            "\\PC{0,100}"
+        )
+            .prop_map(|((host, hosts), a, report, error)| {
+                Msg::CheckResult(Box::new(CheckResult {
+                    host,
+                    hosts,
+                    advertise: a.ip(),
+                    report,
+                    error,
+                }))
+            }),
     ]
 }
 

@@ -415,7 +415,7 @@ mod tests {
         for (old, shown) in [
             (0, "version 1,"),
             (3, "version 3,"),
-            (VERSION + 1, "version 5,"),
+            (VERSION + 1, "version 6,"),
         ] {
             let mut s = Handshake::server(k, fresh32());
             let hello = Hello {

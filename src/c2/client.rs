@@ -420,7 +420,11 @@ pub fn status(args: StatusConfig) -> anyhow::Result<ExitCode> {
 
 /// Wait (at most `within`) until `peers` agents are live and idle. Running out of time is no
 /// error here: the run request then says how many are missing, in the controller's words.
-fn wait_for_idle(client: &mut Client, peers: usize, within: Duration) -> anyhow::Result<()> {
+pub(super) fn wait_for_idle(
+    client: &mut Client,
+    peers: usize,
+    within: Duration,
+) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + within;
     loop {
         let idle = client

@@ -11,12 +11,14 @@
 pub mod agent;
 pub mod auth;
 pub mod client;
+pub mod client_check;
 pub mod conn;
 pub mod control;
 pub mod controller;
 pub mod exit;
 pub mod key;
 pub mod notify;
+pub mod preflight;
 pub mod proto;
 pub mod registry;
 pub mod runs;

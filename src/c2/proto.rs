@@ -12,6 +12,7 @@ pub use crate::wire::c2::{
     AgentInfo, Hello, Msg, MsgKind, RefusalCode, Role, RunRequest, RunSpec, COUNTER_LEN, HELLO_LEN,
     MAX_AGENTS_LISTED, MAX_FRAME, MAX_LABEL, MAX_REPORT, MAX_TEXT, NONCE_LEN, TAG_LEN, VERSION,
 };
+pub use crate::wire::c2::{CheckRequest, CheckResult, CheckSpec, MAX_CHECK_REPORT};
 
 /// Documented limits of a run (README "C2").
 pub const MAX_PEERS: usize = 256;

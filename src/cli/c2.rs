@@ -22,6 +22,8 @@ pub enum C2Command {
     Serve(c2_services::ServeArgs),
     /// Start a run (or a series: --repeat, --transport both, --order all) and print the reports.
     Run(RunArgs),
+    /// Preflight across the live agents: does unicast and multicast get through between them?
+    Check(C2CheckArgs),
     /// List the agents the controller knows, live or lost.
     Status(StatusArgs),
     /// Stop every agent (also those that register within 3 s: still connecting, or in their
@@ -42,6 +44,7 @@ pub fn run(cmd: C2Command) -> anyhow::Result<ExitCode> {
             client::run_series(cfg)
         }
         C2Command::Status(a) => client::status(a.into()),
+        C2Command::Check(a) => crate::c2::client_check::run(a.into()),
         C2Command::Exit(a) => client::exit(a.into()),
     }
 }
@@ -54,6 +57,66 @@ pub struct ControlArgs {
     /// Pre-shared key file (`mpcomm c2 keygen`); must not be readable by group or others.
     #[arg(long, env = "MPCOMM_KEY_FILE")]
     pub key_file: PathBuf,
+}
+
+/// Check, before an experiment, that unicast and multicast get through between the agents:
+/// every chosen agent runs `mpcomm check` against the others' advertised addresses at once.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example: every live idle agent, both transports, on the controller's peer port and group:
+  mpcomm c2 check --controller ctl:4569 --key-file key
+
+Prints who heard whom over which transport (loss both ways, rtt, hops) per host, then one FAIL
+line per failed pair and transport. The agents' peer port must be free: agents busy with a run
+are not picked."
+)]
+pub struct C2CheckArgs {
+    #[command(flatten)]
+    pub ctl: ControlArgs,
+    /// Number of agents (the first N live idle ones; default: all of them).
+    #[arg(long)]
+    pub peers: Option<u16>,
+    /// What to check.
+    #[arg(long, value_enum, default_value = "both")]
+    pub transport: TransportArg,
+    /// Multicast group and port (default: the controller's --group, as runs use).
+    #[arg(long)]
+    pub group: Option<std::net::SocketAddr>,
+    /// UDP port every agent probes on (default: the controller's --peer-port, as runs use).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// How long each pair is counted (at most 60 s).
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
+    pub duration: Duration,
+    /// Wait up to this long for the controller to answer and for --peers idle agents.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub wait: Duration,
+    /// Print the merged result as one JSON object on stdout (FAIL lines go to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<C2CheckArgs> for crate::c2::client_check::C2CheckConfig {
+    fn from(a: C2CheckArgs) -> Self {
+        let (fanout, multicast) = match a.transport {
+            TransportArg::Fanout => (true, false),
+            TransportArg::Multicast => (false, true),
+            TransportArg::Both => (true, true),
+        };
+        crate::c2::client_check::C2CheckConfig {
+            ctl: a.ctl.into(),
+            request: crate::c2::proto::CheckRequest {
+                peers: a.peers.unwrap_or(0),
+                port: a.port.unwrap_or(0),
+                fanout,
+                multicast,
+                group: a.group,
+                duration_ms: u32::try_from(a.duration.as_millis()).unwrap_or(u32::MAX),
+            },
+            wait: a.wait,
+            json: a.json,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -13,7 +13,7 @@
 mod bench;
 mod c2;
 mod c2_services;
-mod check;
+pub(crate) mod check;
 mod compare;
 mod generate;
 mod lab;
@@ -126,6 +126,7 @@ const EXIT_CODES: &[(&[&str], &str)] = &[
     (&["c2", "agent"], "0 stopped by the controller or a signal, 1 an error (bad key file, cannot reach the controller's address), 2 bad arguments."),
     (&["c2", "serve"], "0 stopped by `c2 exit` or a signal, 1 an error (cannot listen, bad key file), 2 bad arguments."),
     (&["c2", "run"], "0 every run was reported, 1 a run was refused or failed, or the controller cannot be reached, 2 bad arguments (also a value refused before sending: the flag named)."),
+    (&["c2", "check"], "0 every host passed over every transport asked for, 1 a pair failed (one FAIL line each, prefixed with its host), a host could not check, the check was refused or the controller cannot be reached, 2 bad arguments."),
     (&["c2", "status"], "0 the list was printed, 1 the controller cannot be reached or refused, or fewer than --live agents were live, 2 bad arguments."),
     (&["c2", "exit"], "0 the controller and its agents stopped, 1 the controller cannot be reached, 2 bad arguments."),
 ];

@@ -354,7 +354,7 @@ impl Agent {
 
 /// This program's path. After an upgrade replaced the binary, Linux reports the old inode as
 /// "PATH (deleted)": new runs then start the new binary at PATH.
-fn current_exe() -> anyhow::Result<PathBuf> {
+pub(super) fn current_exe() -> anyhow::Result<PathBuf> {
     let p = std::env::current_exe().context("cannot find this program to start the peer")?;
     let s = p.to_string_lossy();
     Ok(match s.strip_suffix(" (deleted)") {
@@ -375,7 +375,7 @@ fn set_nonblocking(fd: i32) -> std::io::Result<()> {
 }
 
 /// A pidfd for `pid` (Linux 5.3+): readable when the process exits. `None` on older kernels.
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+pub(super) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     // SAFETY: the syscall returns a new fd we then own, or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })

@@ -6,6 +6,7 @@
 //! one from the flags).
 
 mod admit;
+mod check;
 mod child;
 mod link;
 mod logs;
@@ -36,6 +37,7 @@ const WAKER: Token = Token(1);
 const CHILD_EXIT: Token = Token(2);
 const CHILD_STDERR: Token = Token(3);
 const CHILD_NOTIFY: Token = Token(4);
+const CHECK_EXIT: Token = Token(5);
 
 /// Outcomes kept for the controller while the link is down (one run at a time, so few).
 const MAX_PENDING: usize = 8;
@@ -77,6 +79,9 @@ struct Agent {
     link: Link,
     backoff: Backoff,
     running: Option<Running>,
+    /// A `c2 check` preflight child, apart from runs (the controller sends neither while the
+    /// other is going on; the agent refuses a second of either).
+    checking: Option<check::Checking>,
     pending: VecDeque<Msg>,
     notified_ready: bool,
     last_err: String,
@@ -121,6 +126,7 @@ pub fn run_config(cfg: AgentConfig) -> anyhow::Result<ExitCode> {
         },
         backoff: Backoff::new(instance),
         running: None,
+        checking: None,
         pending: VecDeque::new(),
         notified_ready: false,
         last_err: String::new(),
@@ -168,6 +174,7 @@ impl Agent {
                     CHILD_EXIT => self.reap_child(),
                     CHILD_STDERR => self.read_child_stderr(),
                     CHILD_NOTIFY => self.read_child_notify(),
+                    CHECK_EXIT => self.reap_check(Instant::now()),
                     t => log(format_args!("event for unknown token {t:?} ignored")),
                 }
             }
@@ -181,7 +188,16 @@ impl Agent {
                 log("shutdown ordered by the controller");
                 return Ok(self.shutdown());
             }
-            self.on_timers(Instant::now());
+            let now = Instant::now();
+            self.on_timers(now);
+            // Polled without a pidfd, and killed at its deadline either way.
+            if self
+                .checking
+                .as_ref()
+                .is_some_and(|c| c.pidfd.is_none() || now >= c.deadline)
+            {
+                self.reap_check(now);
+            }
         }
     }
 
@@ -197,7 +213,15 @@ impl Agent {
             .as_ref()
             .filter(|r| r.pidfd.is_none())
             .map(|_| Instant::now() + Duration::from_millis(200));
-        Some(child.map_or(link, |c| c.min(link)))
+        let check = self.checking.as_ref().map(|c| match c.pidfd {
+            Some(_) => c.deadline,
+            None => c.deadline.min(Instant::now() + Duration::from_millis(200)),
+        });
+        let first = [child, check]
+            .into_iter()
+            .flatten()
+            .fold(link, Instant::min);
+        Some(first)
     }
 
     fn link_read_pending(&self) -> bool {
@@ -232,6 +256,7 @@ impl Agent {
             match m {
                 Msg::Heartbeat => {}
                 Msg::Run(spec) => self.start_run(spec),
+                Msg::Check(spec) => self.start_check(spec),
                 Msg::Shutdown => self.shutdown_ordered = true,
                 other => log(format_args!(
                     "unexpected message from the controller ignored: {other:?}"
@@ -250,6 +275,12 @@ impl Agent {
     /// out-of-bounds RUN gets a typed refusal and the link stays up.
     fn start_run(&mut self, spec: &RunSpec) {
         let outcome = admit(spec, self.running_id()).and_then(|()| {
+            // A controller that restarted during a check thinks this agent idle.
+            if let Some(id) = self.checking.as_ref().map(check::Checking::id) {
+                return Err(Refusal::CannotStart(format!(
+                    "busy with check {id:016x} (its sockets hold the peer port)"
+                )));
+            }
             self.spawn_peer(spec)
                 .map_err(|e| Refusal::CannotStart(format!("{e:#}")))
         });
@@ -285,6 +316,8 @@ impl Agent {
             let _ = r.child.kill();
             let _ = r.child.wait();
         }
+        // Its Drop kills and reaps the check child and removes its files.
+        self.checking = None;
         if let Link::Up { conn, .. } = &mut self.link {
             let _ = conn.flush();
         }

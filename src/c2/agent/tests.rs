@@ -185,3 +185,56 @@ fn runs_out_of_bounds_or_while_busy_are_refused_with_a_code() {
     assert_eq!(e.code(), RefusalCode::CannotStart);
     assert!(e.to_string().starts_with("cannot start the peer: spawn"));
 }
+/// A CHECK's command line parses back as `mpcomm check` with the same values: this host's id,
+/// multicast on its own advertised address, the spec's duration and wait.
+#[test]
+fn a_check_becomes_a_check_command_line() {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        c: Sub,
+    }
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Check(crate::cli::check::CheckArgs),
+    }
+    let parse = |spec: &crate::c2::proto::CheckSpec| {
+        let mut argv: Vec<std::ffi::OsString> = vec!["mpcomm".into()];
+        argv.extend(check::check_args(spec));
+        let Sub::Check(a) = <Cli as clap::Parser>::try_parse_from(argv).unwrap().c;
+        a
+    };
+    let mut spec = crate::c2::proto::CheckSpec {
+        check_id: 9,
+        id: 1,
+        peers: vec![
+            "10.0.0.1:4570".parse().unwrap(),
+            "10.0.0.2:4570".parse().unwrap(),
+        ],
+        fanout: true,
+        multicast: true,
+        group: "239.1.2.3:4577".parse().unwrap(),
+        duration_ms: 1500,
+        wait_ms: 10_000,
+    };
+    let a = parse(&spec);
+    assert_eq!(a.peers, ["10.0.0.1:4570", "10.0.0.2:4570"]);
+    assert_eq!(a.id, Some(1));
+    assert_eq!(a.transport, crate::cli::check::TransportsArg::Both);
+    assert_eq!(a.group, Some(spec.group));
+    assert_eq!(
+        a.iface.as_deref(),
+        Some("10.0.0.2"),
+        "its own advertised address"
+    );
+    assert_eq!(
+        (a.duration, a.wait),
+        (Duration::from_millis(1500), Duration::from_secs(10))
+    );
+    assert!(a.json);
+    assert_eq!(spec.bound(), Duration::from_millis(26_500));
+    spec.multicast = false;
+    let a = parse(&spec);
+    assert_eq!(a.transport, crate::cli::check::TransportsArg::Fanout);
+    assert_eq!(a.iface, None, "no interface without multicast");
+}

@@ -27,6 +27,7 @@ use crate::c2::runs::{ActiveRun, RunDefaults};
 
 pub use super::link::CloseReason;
 
+mod checks;
 mod requests;
 
 /// Who asked for a run or the exit, and so hears how it goes.
@@ -46,6 +47,7 @@ pub struct Core {
     links: HashMap<ConnId, Link>,
     timers: Timers,
     active: Option<(ActiveRun, Requester)>,
+    check: Option<checks::ActiveCheck>,
     exiting: Option<Exiting>,
     defaults: RunDefaults,
     /// The comparator's listening address (its IP may be unspecified).
@@ -63,6 +65,7 @@ impl Core {
             links: HashMap::new(),
             timers: Timers::default(),
             active: None,
+            check: None,
             exiting: None,
             defaults: RunDefaults {
                 peer_port: cfg.peer_port,
@@ -141,6 +144,7 @@ impl Core {
         }
         if let Some(instance) = l.agent {
             self.registry.disconnected(conn);
+            self.on_check_agent_lost(now, instance);
             let live = self.registry.live(now).len();
             self.out.log(format!(
                 "agent {} ({instance:016x}) disconnected: {why}; {live} live",
@@ -233,6 +237,20 @@ impl Core {
                 self.send(now, conn, Msg::Status { agents });
             }
             (Some(Role::Control), Msg::ExitRequest) => self.begin_exit(now, Requester::Conn(conn)),
+            (Some(Role::Control), Msg::CheckRequest(req)) => self.start_check(now, req, conn),
+            (
+                Some(Role::Agent),
+                Msg::CheckDone {
+                    check_id,
+                    report,
+                    error,
+                },
+            ) => {
+                self.registry.seen(conn, now);
+                if let Some(instance) = agent {
+                    self.on_check_done(now, instance, *check_id, report, error);
+                }
+            }
             (_, other) => self.out.log(format!(
                 "{addr}: message not allowed for role {role:?} ignored: {other:?}"
             )),
@@ -288,6 +306,7 @@ impl Core {
                 TimerId::Link(conn) => self.on_link_timer(now, conn),
                 TimerId::Run => self.poll_run(now),
                 TimerId::Exit => self.poll_exit(now),
+                TimerId::Check => self.poll_check(now),
             }
         }
     }

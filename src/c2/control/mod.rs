@@ -15,6 +15,8 @@ pub mod refusal;
 pub mod timers;
 
 #[cfg(test)]
+mod check_tests;
+#[cfg(test)]
 mod tests;
 
 pub use self::config::ServeConfig;

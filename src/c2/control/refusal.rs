@@ -15,6 +15,16 @@ pub enum Refusal {
     Profile(#[from] ProfileError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error("check {0:016x} is in progress: one check at a time")]
+    CheckInProgress(u64),
+    #[error("{0}")]
+    CheckBounds(crate::c2::preflight::CheckBoundsError),
+    #[error("the check needs {want} idle agents: {idle} of {live} live agents are idle")]
+    CheckAgents {
+        want: usize,
+        idle: usize,
+        live: usize,
+    },
 }
 
 #[derive(Debug, PartialEq, thiserror::Error)]

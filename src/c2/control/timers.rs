@@ -16,6 +16,8 @@ pub enum TimerId {
     Run,
     /// The exit's grace period, then its give-up time.
     Exit,
+    /// The `c2 check` in flight: when the hosts still missing fail.
+    Check,
 }
 
 #[derive(Debug, Default)]

@@ -21,6 +21,7 @@
 //! whose values are out of bounds (peers, msgs, interval, …) parses; the code that acts on it
 //! checks the bounds (`c2::proto`) and answers with a typed refusal ([`RefusalCode`] + text).
 
+pub mod check;
 mod cursor;
 pub mod msg;
 
@@ -31,14 +32,15 @@ use byteorder::{ByteOrder, NetworkEndian};
 
 use super::{Error, Field, Result};
 
-pub use msg::{AgentInfo, Msg, RunRequest, RunSpec};
+pub use msg::{AgentInfo, CheckRequest, CheckResult, CheckSpec, Msg, RunRequest, RunSpec};
 
 /// The C2 protocol version, byte 1 of every Hello. Version 1 sent 0 there (a reserved byte);
 /// 2 added order and repair to `RunSpec` and `RunRequest`; 3 the time scale, the WAN's extra
 /// loss and an optional seed; 4 a refusal code in RUN_FINISHED and lists bounded by the bytes
-/// that follow instead of by run limits. Both sides refuse another version in the handshake,
+/// that follow instead of by run limits; 5 the preflight (`c2 check`): CHECK_REQUEST, CHECK,
+/// CHECK_DONE and CHECK_RESULT. Both sides refuse another version in the handshake,
 /// before any message could be misread.
-pub const VERSION: u8 = 4;
+pub const VERSION: u8 = 5;
 pub const NONCE_LEN: usize = 32;
 pub const TAG_LEN: usize = 32;
 pub const COUNTER_LEN: usize = 8;
@@ -49,6 +51,9 @@ pub const MAX_FRAME: u32 = 1 << 20;
 pub const MAX_LABEL: usize = 32;
 pub const MAX_TEXT: usize = 4_096;
 pub const MAX_REPORT: usize = (MAX_FRAME as usize) - 1024;
+/// A host's preflight report (JSON) in CHECK_DONE and CHECK_RESULT: a report, the error text
+/// and the other fields still fit in one frame.
+pub const MAX_CHECK_REPORT: usize = MAX_REPORT - MAX_TEXT - 64;
 /// Agents in one STATUS (the controller lists at most this many).
 pub const MAX_AGENTS_LISTED: usize = 1024;
 
@@ -84,16 +89,20 @@ enum_with_unknown! {
         Heartbeat = 2,
         RunReady = 3,
         RunFinished = 4,
+        CheckDone = 5,
         Run = 10,
         Shutdown = 11,
+        Check = 12,
         RunRequest = 20,
         StatusRequest = 21,
         ExitRequest = 22,
+        CheckRequest = 23,
         Progress = 30,
         RunReport = 31,
         Refused = 32,
         Status = 33,
         ExitDone = 34,
+        CheckResult = 35,
     }
 }
 

@@ -22,6 +22,7 @@
 //!   STATUS         agents list ≤ 1024 (advertise ip  zone str32  live bool  busy bool
 //!                  seen-ms u32)
 //!   EXIT_DONE      agents u16
+//!   CHECK_REQUEST, CHECK, CHECK_DONE, CHECK_RESULT: see [`super::check`]
 //! ```
 //!
 //! Any trailing byte is an error. `parse` checks syntax only (see the module above): a RUN
@@ -29,6 +30,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+pub use super::check::{CheckRequest, CheckResult, CheckSpec};
 use super::cursor::{Reader, Writer, MIN_AGENT_LEN, MIN_SOCK_LEN, MIN_STR_LEN, NO_REPAIR};
 use super::{MsgKind, RefusalCode, MAX_AGENTS_LISTED, MAX_LABEL, MAX_REPORT, MAX_TEXT};
 
@@ -127,13 +129,22 @@ pub enum Msg {
         running: Option<u64>,
         refused: Option<RefusalCode>,
     },
+    /// The preflight's outcome on this host: `report` is its JSON (empty when it did not run,
+    /// then `error` says why).
+    CheckDone {
+        check_id: u64,
+        report: String,
+        error: String,
+    },
     // controller → agent
     Run(Box<RunSpec>),
     Shutdown,
+    Check(Box<CheckSpec>),
     // control → controller
     RunRequest(RunRequest),
     StatusRequest,
     ExitRequest,
+    CheckRequest(CheckRequest),
     // controller → control
     Progress {
         text: String,
@@ -151,6 +162,7 @@ pub enum Msg {
     ExitDone {
         agents: u16,
     },
+    CheckResult(Box<CheckResult>),
 }
 
 impl RunSpec {
@@ -282,6 +294,10 @@ impl Msg {
             Msg::Refused { .. } => MsgKind::Refused,
             Msg::Status { .. } => MsgKind::Status,
             Msg::ExitDone { .. } => MsgKind::ExitDone,
+            Msg::CheckDone { .. } => MsgKind::CheckDone,
+            Msg::Check(_) => MsgKind::Check,
+            Msg::CheckRequest(_) => MsgKind::CheckRequest,
+            Msg::CheckResult(_) => MsgKind::CheckResult,
         }
     }
 
@@ -327,6 +343,17 @@ impl Msg {
                 agents: r.list(MIN_AGENT_LEN, MAX_AGENTS_LISTED, AgentInfo::parse)?,
             },
             MsgKind::ExitDone => Msg::ExitDone { agents: r.u16()? },
+            MsgKind::CheckDone => {
+                let (check_id, report, error) = super::check::parse_done(&mut r)?;
+                Msg::CheckDone {
+                    check_id,
+                    report,
+                    error,
+                }
+            }
+            MsgKind::Check => Msg::Check(Box::new(CheckSpec::parse(&mut r)?)),
+            MsgKind::CheckRequest => Msg::CheckRequest(CheckRequest::parse(&mut r)?),
+            MsgKind::CheckResult => Msg::CheckResult(Box::new(CheckResult::parse(&mut r)?)),
             MsgKind::Unknown(_) => return Err(Error::UnknownKind),
         };
         r.end()?;
@@ -376,6 +403,14 @@ impl Msg {
                 w.list(agents, MAX_AGENTS_LISTED, |w, a| a.emit(w));
             }
             Msg::ExitDone { agents } => w.u16(*agents),
+            Msg::CheckDone {
+                check_id,
+                report,
+                error,
+            } => super::check::emit_done(&mut w, *check_id, report, error),
+            Msg::Check(spec) => spec.emit(&mut w),
+            Msg::CheckRequest(q) => q.emit(&mut w),
+            Msg::CheckResult(res) => res.emit(&mut w),
             Msg::Heartbeat | Msg::Shutdown | Msg::StatusRequest | Msg::ExitRequest => {}
         }
     }

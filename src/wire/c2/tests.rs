@@ -156,6 +156,53 @@ fn fixtures() -> Vec<(Msg, Vec<u8>)> {
             vec![33, 0, 1, 4, 10, 0, 0, 2, 0, 0, 0, 1, b'z', 1, 0, 0, 0, 0, 12],
         ),
         (Msg::ExitDone { agents: 4 }, vec![34, 0, 4]),
+        (
+            Msg::CheckDone { check_id: 3, report: "{}".into(), error: "e".into() },
+            vec![5, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 2, b'{', b'}', 0, 0, 0, 1, b'e'],
+        ),
+        (
+            Msg::Check(Box::new(CheckSpec {
+                check_id: 3,
+                id: 1,
+                peers: vec!["10.0.0.1:4570".parse().unwrap()],
+                fanout: true,
+                multicast: false,
+                group: "239.1.2.3:4577".parse().unwrap(),
+                duration_ms: 0x0102,
+                wait_ms: 5,
+            })),
+            vec![
+                12, 0, 0, 0, 0, 0, 0, 0, 3, 0, 1, // check 3, host 1
+                0, 1, 4, 10, 0, 0, 1, 0x11, 0xda, // one peer, 10.0.0.1:4570
+                1, 0, // fan-out, no multicast
+                4, 239, 1, 2, 3, 0x11, 0xe1, // group 239.1.2.3:4577
+                0, 0, 1, 2, 0, 0, 0, 5, // duration 0x0102 ms, wait 5 ms
+            ],
+        ),
+        (
+            Msg::CheckRequest(CheckRequest {
+                peers: 3,
+                port: 0,
+                fanout: false,
+                multicast: true,
+                group: None,
+                duration_ms: 2000,
+            }),
+            vec![23, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0x07, 0xd0],
+        ),
+        (
+            Msg::CheckResult(Box::new(CheckResult {
+                host: 1,
+                hosts: 3,
+                advertise: "10.0.0.2".parse().unwrap(),
+                report: String::new(),
+                error: "lost".into(),
+            })),
+            vec![
+                35, 0, 1, 0, 3, 4, 10, 0, 0, 2, // host 1 of 3 at 10.0.0.2
+                0, 0, 0, 0, 0, 0, 0, 4, b'l', b'o', b's', b't', // no report; the error
+            ],
+        ),
     ];
     // Larger ones, checked by round trip only.
     for m in [
@@ -202,7 +249,7 @@ fn every_kind_both_ways() {
         assert_eq!(MsgKind::from(b[0]), m.kind());
     }
     let kinds: std::collections::HashSet<u8> = fixtures().iter().map(|(_, b)| b[0]).collect();
-    assert_eq!(kinds.len(), 14, "a fixture for every kind");
+    assert_eq!(kinds.len(), 18, "a fixture for every kind");
 }
 
 #[test]

@@ -201,6 +201,7 @@ impl Core {
             state.told();
             self.send(now, c, Msg::Shutdown);
         }
+        self.abandon_check(now);
         if let Some((r, w)) = self.active.take() {
             self.timers.set(TimerId::Run, None);
             let text = format!("run {:016x} abandoned: the controller is exiting", r.run_id);

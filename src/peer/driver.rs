@@ -20,7 +20,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,19 +76,8 @@ impl Route {
     }
 }
 
-/// Stop requests from other threads (the signal handler): they only set a flag and wake us.
-#[derive(Clone)]
-pub struct Shutdown {
-    flag: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-}
-
-impl Shutdown {
-    pub fn request(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        let _ = self.waker.wake();
-    }
-}
+/// Stop requests from other threads (the signal handler): the services' one stop handle.
+pub type Shutdown = crate::net::StopHandle;
 
 pub struct Driver {
     poll: Poll,
@@ -153,10 +141,7 @@ impl Driver {
         poll.registry()
             .register(&mut socket, SOCKET, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let shutdown = Shutdown {
-            flag: Arc::new(AtomicBool::new(false)),
-            waker,
-        };
+        let shutdown = Shutdown::new(waker);
         let timer = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
@@ -242,7 +227,7 @@ impl Driver {
         // Which socket has WRITABLE interest: None, the main one (false) or the unicast one.
         let mut writable_on: Option<bool> = None;
         loop {
-            if self.shutdown.flag.load(Ordering::SeqCst) {
+            if self.shutdown.is_stopped() {
                 return Err(io::Error::new(
                     io::ErrorKind::Interrupted,
                     "interrupted by a signal",

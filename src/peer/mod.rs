@@ -158,7 +158,7 @@ pub fn run(plan: Plan) -> anyhow::Result<ExitCode> {
     let start = Now::read();
     let shutdown = driver.shutdown_handle();
     // The handler only wakes the loop; shutdown happens there.
-    let _ = ctrlc::set_handler(move || shutdown.request());
+    let _ = ctrlc::set_handler(move || shutdown.stop());
 
     let delay = plan.wan.as_ref().map(|w| w.delay_model(plan.id, plan.seed));
     let mut machine = Machine::new(plan.config.clone(), start, delay);

@@ -486,7 +486,9 @@ fn huge_claimed_n_costs_what_the_logs_hold() {
         "{:?}",
         r.warnings
     );
-    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    // A guard against work in the claimed N (minutes, or memory), not a benchmark: on a
+    // loaded 2-core machine the linear work alone has taken more than 10 s.
+    assert!(t.elapsed() < std::time::Duration::from_secs(60));
 }
 
 /// A log of the same run id and N but another M is ignored by the analysis, and so by the

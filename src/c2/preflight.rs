@@ -141,31 +141,13 @@ impl MergedCheck {
             "rtt min/avg/max ms",
             "hops"
         )?;
-        let pct = |v: Option<f64>| v.map_or("-".into(), |l| format!("{:.0}%", l * 100.0));
-        let hop = |v: Option<u8>| v.map_or("-".into(), |h| h.to_string());
         for h in &self.hosts {
             let Some(rep) = &h.report else {
                 writeln!(out, "{:>4}  (no report)", h.host)?;
                 continue;
             };
             for p in &rep.pairs {
-                let rtt = p.rtt_ms.map_or("-".into(), |r| {
-                    format!("{:.2}/{:.2}/{:.2}", r.min, r.avg, r.max)
-                });
-                writeln!(
-                    out,
-                    "{:>4}  {:>4}  {:<9}  {:>9}  {:>5}  {:>9}  {:>5}  {:>20}  {:>7}  {}",
-                    h.host,
-                    p.peer,
-                    p.transport.as_str(),
-                    format!("{}/{}", p.answered, p.sent),
-                    pct(p.loss_out),
-                    format!("{}/{}", p.heard, p.expected),
-                    pct(p.loss_in),
-                    rtt,
-                    format!("{}/{}", hop(p.hops_out), hop(p.hops_in)),
-                    if p.pass { "ok" } else { "FAIL" }
-                )?;
+                writeln!(out, "{:>4}  {:>4}  {}", h.host, p.peer, p.columns())?;
             }
         }
         writeln!(out, "hosts:")?;

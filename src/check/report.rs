@@ -66,6 +66,25 @@ pub struct Rtt {
 }
 
 impl PairReport {
+    /// The table columns from the transport on (transport, answered, loss out, heard, loss
+    /// in, rtt, hops, verdict): this host's table and `c2 check`'s merged one print the same.
+    pub fn columns(&self) -> String {
+        let rtt = self.rtt_ms.map_or("-".into(), |r| {
+            format!("{:.2}/{:.2}/{:.2}", r.min, r.avg, r.max)
+        });
+        format!(
+            "{:<9}  {:>9}  {:>5}  {:>9}  {:>5}  {:>20}  {:>7}  {}",
+            self.transport.as_str(),
+            format!("{}/{}", self.answered, self.sent),
+            pct(self.loss_out),
+            format!("{}/{}", self.heard, self.expected),
+            pct(self.loss_in),
+            rtt,
+            format!("{}/{}", hops(self.hops_out), hops(self.hops_in)),
+            if self.pass { "ok" } else { "FAIL" }
+        )
+    }
+
     /// `FAIL peer 2 (10.0.0.3:4570) multicast: …`, or `None` for a pair that passed.
     pub fn failure_line(&self) -> Option<String> {
         let why = self.problem.as_ref()?;
@@ -165,23 +184,7 @@ impl CheckReport {
             "hops",
         )?;
         for p in &self.pairs {
-            let rtt = p.rtt_ms.map_or("-".into(), |r| {
-                format!("{:.2}/{:.2}/{:.2}", r.min, r.avg, r.max)
-            });
-            writeln!(
-                out,
-                "{:>4}  {:<width$}  {:<9}  {:>9}  {:>5}  {:>9}  {:>5}  {:>20}  {:>7}  {}",
-                p.peer,
-                p.addr,
-                p.transport.as_str(),
-                format!("{}/{}", p.answered, p.sent),
-                pct(p.loss_out),
-                format!("{}/{}", p.heard, p.expected),
-                pct(p.loss_in),
-                rtt,
-                format!("{}/{}", hops(p.hops_out), hops(p.hops_in)),
-                if p.pass { "ok" } else { "FAIL" }
-            )?;
+            writeln!(out, "{:>4}  {:<width$}  {}", p.peer, p.addr, p.columns())?;
         }
         writeln!(
             out,

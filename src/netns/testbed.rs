@@ -428,52 +428,6 @@ fn list_netns() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// As root: delete the namespaces (and kill the processes inside them) of testbeds whose
-/// creating process no longer exists. Returns the names removed. Namespaces of live creators,
-/// and anything not named `mpc-<pid>-<8 hex>-…`, are left alone.
-pub fn cleanup_stale() -> Result<Vec<String>, NetnsError> {
-    let ip = super::find_tool("ip")
-        .ok_or_else(|| NetnsError::Unsupported("`ip` not found: install iproute2".into()))?;
-    let mut removed = Vec::new();
-    for name in list_netns() {
-        let Some(pid) = creator_pid(&name) else {
-            continue;
-        };
-        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let pids = Command::new(&ip)
-            .args(["netns", "pids", &name])
-            .stderr(Stdio::null())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        for p in pids
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(p),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let out = Command::new(&ip)
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .output()
-            .map_err(|e| NetnsError::io("ip netns del", e))?;
-        // Another creator may have collected it at the same moment.
-        if !out.status.success() && std::path::Path::new("/run/netns").join(&name).exists() {
-            return Err(NetnsError::Command {
-                what: format!("ip netns del {name}"),
-                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        removed.push(name);
-    }
-    Ok(removed)
-}
-
 /// IGMPv3 membership reports go to this group; its neighbour entry is pinned like the rest.
 const IGMPV3_REPORTS: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 22);
 /// MLDv2 reports go to this group (all MLDv2-capable routers).
@@ -499,46 +453,8 @@ fn mac_of(addr: Ipv4Addr) -> String {
         format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
     }
 }
-
-/// `mpc-<pid>-<8 hex>-<suffix>` → pid.
-fn creator_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(PREFIX)?;
-    let mut parts = rest.splitn(3, '-');
-    let pid = parts.next()?.parse().ok()?;
-    let tag = parts.next()?;
-    parts.next()?;
-    (tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(pid)
-}
-
+mod stale;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn ipv6_group_macs_take_the_low_32_bits() {
-        let g: Ipv6Addr = "ff32::4000:1234:5678".parse().unwrap();
-        assert_eq!(mac_of_v6_group(g), "33:33:12:34:56:78");
-        assert_eq!(mac_of_v6_group(MLDV2_REPORTS), "33:33:00:00:00:16");
-    }
-
-    #[test]
-    fn macs_follow_the_address() {
-        assert_eq!(mac_of(Ipv4Addr::new(10, 200, 7, 1)), "02:00:0a:c8:07:01");
-        assert_eq!(mac_of(Ipv4Addr::new(10, 200, 7, 254)), "02:00:0a:c8:07:fe");
-        assert_eq!(
-            mac_of(Ipv4Addr::new(239, 255, 136, 140)),
-            "01:00:5e:7f:88:8c"
-        );
-        assert_eq!(mac_of(IGMPV3_REPORTS), "01:00:5e:00:00:16");
-    }
-
-    #[test]
-    fn creator_pid_only_from_our_names() {
-        assert_eq!(creator_pid("mpc-1234-0badf00d-h0"), Some(1234));
-        assert_eq!(creator_pid("mpc-1234-0badf00d-sw"), Some(1234));
-        assert_eq!(creator_pid("mpc-1234-0badf00d"), None);
-        assert_eq!(creator_pid("mpc-x-0badf00d-h0"), None);
-        assert_eq!(creator_pid("mpc-1234-nothex00-h0"), None);
-        assert_eq!(creator_pid("other-1234-0badf00d-h0"), None);
-    }
-}
+pub use stale::cleanup_stale;

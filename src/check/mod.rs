@@ -173,9 +173,9 @@ impl CheckOptions {
     }
 }
 
-/// `mpcomm check …`: 0 pass, 1 a pair failed, 3 could not run.
-pub fn run_cli(args: CheckOptions) -> anyhow::Result<ExitCode> {
-    let cfg = args.config()?;
+/// `mpcomm check …` with the options' [`CheckOptions::config`]: 0 pass, 1 a pair failed, 3
+/// could not run.
+pub fn run_cli(args: &CheckOptions, cfg: CheckConfig) -> anyhow::Result<ExitCode> {
     let m = &cfg.machine;
     say!(
         "mpcomm check: peer {} ({}) probing {} peer(s) by {}{} every {} for {} counted (waiting up to {} for each)",

@@ -122,10 +122,11 @@ impl From<CheckArgs> for CheckOptions {
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let opts = CheckOptions::from(args);
     // What the options cannot be planned into is the arguments' fault: a usage error.
-    if let Err(e) = opts.config() {
-        super::usage(&["check"], format!("{e:#}")).exit();
-    }
-    crate::check::run_cli(opts)
+    let cfg = match opts.config() {
+        Ok(cfg) => cfg,
+        Err(e) => super::usage(&["check"], format!("{e:#}")).exit(),
+    };
+    crate::check::run_cli(&opts, cfg)
 }
 
 #[cfg(test)]

@@ -10,38 +10,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use c2_common::{write_key, Proc, Sealed, TempDir, EXE};
-use mpcomm::c2::auth::{fresh32, Handshake};
-use mpcomm::c2::proto::{Msg, RefusalCode, RunSpec, HELLO_LEN};
-use mpcomm::wire::frame::{read_frame, write_frame};
+use mpcomm::c2::proto::{Msg, RefusalCode, RunSpec};
 use mpcomm::wire::{Order, Repair, Transport};
-
-type FakeController = Sealed;
-
-impl FakeController {
-    fn accept(listener: &TcpListener, key: [u8; 32]) -> FakeController {
-        let (mut stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut hs = Handshake::server(key, fresh32());
-        let mut buf = Vec::new();
-        for _ in 0..4 {
-            let (k, p) = read_frame(&mut stream, HELLO_LEN as u32).unwrap();
-            hs.handle_frame(k, &p).unwrap();
-            while let Some(k) = hs.poll_transmit(&mut buf) {
-                write_frame(&mut stream, k, &buf).unwrap();
-            }
-            if let Some(session) = hs.take_session() {
-                return Sealed { stream, session };
-            }
-        }
-        panic!("agent handshake did not finish");
-    }
-}
 
 /// An agent registered with this test's controller and running peer 0 of run 11, which waits
 /// in its handshake (peer 1 never exists): (agent, controller, a RunSpec for other run ids).
-fn agent_running_a_peer(dir: &TempDir) -> (Proc, FakeController, impl Fn(u64) -> RunSpec) {
+fn agent_running_a_peer(dir: &TempDir) -> (Proc, Sealed, impl Fn(u64) -> RunSpec) {
     let key_path = write_key(dir, "key");
     let key = mpcomm::c2::key::load(&key_path).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -63,7 +37,7 @@ fn agent_running_a_peer(dir: &TempDir) -> (Proc, FakeController, impl Fn(u64) ->
         .arg("--log-dir")
         .arg(dir.path("logs"));
     let agent = Proc::spawn(cmd, "agent");
-    let mut c = FakeController::accept(&listener, key);
+    let mut c = Sealed::accept_agent(&listener, key);
     let Msg::Register {
         advertise, zone, ..
     } = c.recv()
@@ -212,7 +186,7 @@ fn failed_uploads_keep_at_most_keep_failed_logs_the_oldest_removed_first() {
         .arg("--peer-exe")
         .arg(&wrapper);
     let mut agent = Proc::spawn(cmd, "agent");
-    let mut c = FakeController::accept(&listener, key);
+    let mut c = Sealed::accept_agent(&listener, key);
     assert!(matches!(c.recv(), Msg::Register { .. }));
     // A port nothing listens on: the upload is refused at once.
     let closed = TcpListener::bind("127.0.0.1:0")

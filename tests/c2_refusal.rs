@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use c2_common::{write_key, Proc, Sealed, TempDir, EXE};
-use mpcomm::c2::auth::{fresh32, Handshake};
 use mpcomm::c2::proto::{Hello, Msg, RefusalCode, Role, RunSpec, HELLO_LEN, VERSION};
 use mpcomm::wire::frame::{read_frame, write_frame, Kind};
 use mpcomm::wire::{Order, Repair, Transport};
@@ -27,29 +26,6 @@ fn start_agent(dir: &TempDir) -> (Proc, TcpListener, [u8; 32]) {
         .arg("--log-dir")
         .arg(dir.path("logs"));
     (Proc::spawn(cmd, "agent"), listener, key)
-}
-
-fn accept(listener: &TcpListener, key: [u8; 32]) -> Sealed {
-    let (mut stream, _) = listener.accept().unwrap();
-    // `write_frame` writes header and payload separately: without this, Nagle holds the
-    // payload for the agent's delayed ACK (~40 ms) and the measurement shows that, not us.
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut hs = Handshake::server(key, fresh32());
-    let mut buf = Vec::new();
-    for _ in 0..4 {
-        let (k, p) = read_frame(&mut stream, HELLO_LEN as u32).unwrap();
-        hs.handle_frame(k, &p).unwrap();
-        while let Some(k) = hs.poll_transmit(&mut buf) {
-            write_frame(&mut stream, k, &buf).unwrap();
-        }
-        if let Some(session) = hs.take_session() {
-            return Sealed { stream, session };
-        }
-    }
-    panic!("agent handshake did not finish");
 }
 
 fn spec(run_id: u64) -> RunSpec {
@@ -80,7 +56,7 @@ fn spec(run_id: u64) -> RunSpec {
 fn an_out_of_bounds_run_is_refused_with_a_code_and_the_link_stays_up() {
     let dir = TempDir::new("c2-refusal");
     let (mut agent, listener, key) = start_agent(&dir);
-    let mut c = accept(&listener, key);
+    let mut c = Sealed::accept_agent(&listener, key);
     assert!(matches!(c.recv(), Msg::Register { .. }));
 
     type Spoil = fn(&mut RunSpec);

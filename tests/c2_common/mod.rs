@@ -543,6 +543,31 @@ pub struct Sealed {
 }
 
 impl Sealed {
+    /// Play the controller for the agent connecting to `listener`: accept, run the server side
+    /// of the handshake, return the sealed link.
+    pub fn accept_agent(listener: &std::net::TcpListener, key: [u8; 32]) -> Sealed {
+        let (mut stream, _) = listener.accept().unwrap();
+        // `write_frame` writes header and payload separately: without this, Nagle holds the
+        // payload for the agent's delayed ACK (~40 ms).
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut hs = Handshake::server(key, fresh32());
+        let mut buf = Vec::new();
+        for _ in 0..4 {
+            let (k, p) = read_frame(&mut stream, HELLO_LEN as u32).unwrap();
+            hs.handle_frame(k, &p).unwrap();
+            while let Some(k) = hs.poll_transmit(&mut buf) {
+                write_frame(&mut stream, k, &buf).unwrap();
+            }
+            if let Some(session) = hs.take_session() {
+                return Sealed { stream, session };
+            }
+        }
+        panic!("agent handshake did not finish");
+    }
+
     pub fn send(&mut self, m: &Msg) {
         let mut body = Vec::new();
         m.emit(&mut body);

@@ -5,9 +5,12 @@
 //! Deadlines are kept by a timerfd with nanosecond resolution: `epoll_wait` alone rounds its
 //! timeout up to whole milliseconds, which would add up to 1 ms to every emulated WAN delay.
 //!
-//! Per-wake work is bounded (`RECV_BATCH` datagrams in, `SEND_BATCH` transmits out), then the
-//! loop polls with a zero timeout so timers, sends and receives take turns under a flood. A send
-//! that would block keeps its datagram and waits for WRITABLE instead of failing.
+//! Per-turn work is bounded (`RECV_BATCH` datagrams in, `SEND_BATCH` transmits out) so timers,
+//! sends and receives take turns under a flood. While there is more to do than a turn allows
+//! the sockets are taken off epoll and read every turn without waiting ("parked", see
+//! `Driver::run`): epoll's per-datagram wake-up callback was the largest part of the gap to a C
+//! `poll(2)` loop (docs/perf.md). A send that would block keeps its datagram and waits for
+//! WRITABLE instead of failing.
 //!
 //! With multicast, a second socket bound to the peer's listed unicast address carries the
 //! one-peer messages (`Dest::Peer`: ACKs, NACKs, retransmissions to one peer) point to point,
@@ -33,7 +36,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use super::machine::{Arrival, Dest, Machine, Transmit};
-use crate::util::clock::Now;
+use crate::util::clock::Clock;
 
 use super::batch::{self, RecvBatch, SendBatch};
 
@@ -97,6 +100,8 @@ pub struct Driver {
     pub io: IoStats,
     /// Per receive socket (main, unicast), the highest SO_RXQ_OVFL count a datagram carried.
     drops_seen: [u32; 2],
+    /// One clock read per send and per received batch.
+    clock: Clock,
     /// Multicast: a socket bound to this peer's listed address, so one-peer messages (ACKs,
     /// NACKs, retransmissions to one peer) go point to point instead of to the whole group.
     /// Its targets are `tx`'s addresses `1..`, after the group.
@@ -163,6 +168,7 @@ impl Driver {
             send_errors: 0,
             io: IoStats::default(),
             drops_seen: [0; 2],
+            clock: Clock::new(),
             unicast: None,
         })
     }
@@ -219,6 +225,13 @@ impl Driver {
     }
 
     /// Run the machine until it is finished. `Err(Interrupted)` if a shutdown was requested.
+    ///
+    /// While busy (the machine has more to send than a turn allows, or the last read found
+    /// datagrams) the sockets are *parked*: off epoll, read in every turn without waiting, as
+    /// a `poll(2)` loop would. A registered socket costs the kernel a wake-up callback for every
+    /// datagram queued on it and every sent datagram freed, even while nobody waits; a parked
+    /// one costs nothing. The first turn with nothing done registers them again (which reports
+    /// what is already queued, so no datagram waits for an edge) and sleeps in epoll.
     pub fn run(&mut self, machine: &mut Machine) -> io::Result<()> {
         let mut events = Events::with_capacity(16);
         let mut pending: Option<Pending> = None;
@@ -226,6 +239,9 @@ impl Driver {
         let mut more_unicast = false;
         // Which socket has WRITABLE interest: None, the main one (false) or the unicast one.
         let mut writable_on: Option<bool> = None;
+        let mut parked = false;
+        // A parked turn read something: the next one reads again before any sleep.
+        let mut read_any = false;
         loop {
             if self.shutdown.is_stopped() {
                 return Err(io::Error::new(
@@ -233,7 +249,7 @@ impl Driver {
                     "interrupted by a signal",
                 ));
             }
-            machine.handle_timeout(Now::read());
+            machine.handle_timeout(self.clock.now());
             if let Some(missing) = machine.take_wait_note() {
                 crate::say!(
                     "mpcomm peer: waiting for peer(s) {} (no HELLO or acknowledgement yet)",
@@ -249,7 +265,8 @@ impl Driver {
             // left set only by a full socket (never by the turn's bound).
             for _ in 0..SEND_BATCH {
                 if pending.is_none() {
-                    let Some(t) = machine.poll_transmit(Now::read(), self.tx.buf_mut()) else {
+                    let now = self.clock.now();
+                    let Some(t) = machine.poll_transmit(now, self.tx.buf_mut()) else {
                         break;
                     };
                     let (left, unicast) = self.targets(t.dest);
@@ -261,6 +278,30 @@ impl Driver {
                 }
                 pending = None;
             }
+            if machine.is_finished() && pending.is_none() {
+                return Ok(());
+            }
+            let busy = pending.is_none()
+                && (more_to_read || more_unicast || read_any || machine.wants_transmit());
+            if busy {
+                if !parked {
+                    self.park()?;
+                    (parked, writable_on) = (true, None);
+                }
+                let (more, got) = self.recv_batch(machine, false)?;
+                more_to_read = more;
+                read_any = got > 0;
+                if self.unicast.is_some() {
+                    let (more, got) = self.recv_batch(machine, true)?;
+                    more_unicast = more;
+                    read_any |= got > 0;
+                }
+                continue;
+            }
+            if parked {
+                self.unpark()?;
+                parked = false;
+            }
             let want_writable = pending.as_ref().map(|p| p.unicast);
             if want_writable != writable_on {
                 if let Some(was) = writable_on {
@@ -271,13 +312,9 @@ impl Driver {
                 }
                 writable_on = want_writable;
             }
-            if machine.is_finished() && pending.is_none() {
-                return Ok(());
-            }
-            let timeout = if more_to_read
-                || more_unicast
-                || (machine.wants_transmit() && pending.is_none())
-            {
+            // Registered and edge-triggered: a socket left unread at the turn's bound raises
+            // no new edge, so poll without sleeping.
+            let timeout = if more_to_read || more_unicast {
                 Some(Duration::ZERO)
             } else {
                 self.arm(machine.poll_timeout())?
@@ -295,16 +332,35 @@ impl Driver {
                     .iter()
                     .any(|e| e.token() == SOCKET && e.is_readable());
             if readable {
-                more_to_read = self.recv_batch(machine, false)?;
+                more_to_read = self.recv_batch(machine, false)?.0;
             }
             let readable = more_unicast
                 || events
                     .iter()
                     .any(|e| e.token() == UNICAST && e.is_readable());
             if readable && self.unicast.is_some() {
-                more_unicast = self.recv_batch(machine, true)?;
+                more_unicast = self.recv_batch(machine, true)?.0;
             }
         }
+    }
+
+    /// Take the sockets off epoll (see `run`).
+    fn park(&mut self) -> io::Result<()> {
+        self.poll.registry().deregister(&mut self.socket)?;
+        if let Some(u) = self.unicast.as_mut() {
+            self.poll.registry().deregister(u)?;
+        }
+        Ok(())
+    }
+
+    /// Put them back, readable only.
+    fn unpark(&mut self) -> io::Result<()> {
+        let registry = self.poll.registry();
+        registry.register(&mut self.socket, SOCKET, Interest::READABLE)?;
+        if let Some(u) = self.unicast.as_mut() {
+            registry.register(u, UNICAST, Interest::READABLE)?;
+        }
+        Ok(())
     }
 
     fn interest(&mut self, unicast: bool, interest: Interest) -> io::Result<()> {
@@ -357,10 +413,11 @@ impl Driver {
         self.armed_for = None;
     }
 
-    /// Read up to `RECV_BATCH` datagrams from one socket; true if it may hold more.
-    fn recv_batch(&mut self, machine: &mut Machine, unicast: bool) -> io::Result<bool> {
+    /// Read up to `RECV_BATCH` datagrams from one socket: whether it may hold more, and how
+    /// many were read.
+    fn recv_batch(&mut self, machine: &mut Machine, unicast: bool) -> io::Result<(bool, usize)> {
         let fd = self.fd(unicast);
-        let mut read = 0;
+        let (mut read, mut got) = (0, 0);
         // Each pass reads at least one datagram or returns, so at most RECV_BATCH passes.
         while read < RECV_BATCH {
             let want = self.rx.slots().min(RECV_BATCH - read);
@@ -372,11 +429,13 @@ impl Driver {
                         let seen = &mut self.drops_seen[usize::from(unicast)];
                         *seen = (*seen).max(d);
                     }
+                    got += n;
+                    // One clock read per call: each datagram has its kernel timestamp.
+                    let now = self.clock.now();
                     for i in 0..n {
-                        let (bytes, got) = self.rx.datagram(i);
-                        let now = Now::read();
-                        let ttl = got.ttl.unwrap_or(0);
-                        let arrival = match got.stamp {
+                        let (bytes, meta) = self.rx.datagram(i);
+                        let ttl = meta.ttl.unwrap_or(0);
+                        let arrival = match meta.stamp {
                             Some(ns) if self.kernel_stamps => Arrival {
                                 recv_ns: ns,
                                 kernel_stamp: true,
@@ -394,17 +453,17 @@ impl Driver {
                     // recvmmsg with MSG_DONTWAIT stops short only at an empty queue; anything
                     // arriving later raises a new edge, so no extra call to see WouldBlock.
                     if n < want && self.rx.is_batched() {
-                        return Ok(false);
+                        return Ok((false, got));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((false, got)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => read += 1,
                 // ICMP errors from a peer that already exited surface as ECONNREFUSED: harmless.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => read += 1,
                 Err(e) => return Err(e),
             }
         }
-        Ok(true)
+        Ok((true, got))
     }
 
     /// Send `p` to its remaining targets; false if the socket is full (try again when writable).

@@ -154,3 +154,38 @@ fn run_ip(ip: &std::path::Path, args: &[&str]) -> Result<(), NetnsError> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test harness is multi-threaded, and a parked thread makes sure of it (libtest may run
+    /// a test on the main thread): a user namespace is refused with the typed error, and the
+    /// refused unshare changes nothing (the namespaces stay the harness's).
+    #[test]
+    fn a_user_namespace_is_refused_once_a_thread_runs() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let parked = std::thread::spawn(move || drop(rx.recv()));
+        let net_before = std::fs::read_link("/proc/self/ns/net").ok();
+        let result = enter_private_loopback(Mode::UserNamespace);
+        drop(tx);
+        parked.join().expect("the parked thread ends");
+        match result {
+            Err(NetnsError::Threaded) => {}
+            Err(NetnsError::Unsupported(why)) if why.contains("`ip` not found") => {
+                eprintln!("SKIP: {why}");
+                return;
+            }
+            other => panic!("expected NetnsError::Threaded, got {other:?}"),
+        }
+        assert_eq!(std::fs::read_link("/proc/self/ns/net").ok(), net_before);
+        assert!(NetnsError::Threaded
+            .to_string()
+            .contains("must be called before any thread starts"));
+    }
+
+    #[test]
+    fn a_unicast_address_never_carries_multicast() {
+        assert!(!loopback_carries_ipv6_multicast(Ipv6Addr::LOCALHOST));
+    }
+}

@@ -80,8 +80,8 @@ fn round_trip(group: Ipv6Addr) -> io::Result<bool> {
 /// doc). Nothing else is in it: no other interface, no route out, so peers in it can reach
 /// only each other.
 ///
-/// * [`Mode::Root`]: `unshare(CLONE_NEWNET)`.
-/// * [`Mode::UserNamespace`]: `unshare(CLONE_NEWUSER | CLONE_NEWNET)`, the caller's uid and gid
+/// * In [`Mode::Root`]: `unshare(CLONE_NEWNET)`.
+/// * In [`Mode::UserNamespace`]: `unshare(CLONE_NEWUSER | CLONE_NEWNET)`, the caller's uid and gid
 ///   mapped to 0 inside (so the `ip` commands, and any child, hold CAP_NET_ADMIN over the new
 ///   namespace, and nothing beyond it). The kernel allows this only in a single-threaded
 ///   process: call it before any thread starts ([`NetnsError::Threaded`] otherwise).
@@ -165,7 +165,9 @@ mod tests {
     #[test]
     fn a_user_namespace_is_refused_once_a_thread_runs() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let parked = std::thread::spawn(move || drop(rx.recv()));
+        let parked = std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
         let net_before = std::fs::read_link("/proc/self/ns/net").ok();
         let result = enter_private_loopback(Mode::UserNamespace);
         drop(tx);

@@ -15,7 +15,8 @@ pub enum Hosts {
     /// 256 peers stay in a block of 512 addresses of this lab) — one address per peer, so fan-out
     /// needs no port juggling and parallel labs (other a.b) never collide.
     Loopback { a: u8, b: u8, port: u16 },
-    /// `--ipv6`: peer i at [::1]:ports[i] (IPv6 has one loopback address: distinct ports).
+    /// `--ipv6`: peer i at [::1]:ports[i] (IPv6 has one loopback address: distinct ports); with
+    /// multicast runs, usually the ::1 of a private namespace (see [`private_loopback_for`]).
     Loopback6 { a: u8, b: u8, ports: Vec<u16> },
     /// Peer i alone in network namespace i, with its own IP stack, on a Linux bridge; with
     /// `ipv6`, at its unique-local address there.

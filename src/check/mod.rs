@@ -27,8 +27,6 @@ pub use report::{CheckReport, PairReport, Rtt};
 use crate::peer::socket::Membership;
 use crate::util::duration;
 
-/// The default group for IPv6 peer lists (the IPv4 default is the peer's).
-pub const DEFAULT_GROUP_V6: &str = "[ff12::7777]:4577";
 /// Unicast probes and replies leave with this TTL, so the hop count is `64 − received`.
 pub const UNICAST_TTL: u8 = 64;
 
@@ -61,7 +59,8 @@ pub struct CheckOptions {
     /// This host's id; `None`: the one listed address that is local.
     pub id: Option<u16>,
     pub transport: Transports,
-    /// `None`: the peer's default group, or [`DEFAULT_GROUP_V6`] for IPv6 peers.
+    /// `None`: the peer's default group for the list's family (`peer::args::default_group`),
+    /// the one a run uses.
     pub group: Option<SocketAddr>,
     pub iface: Option<String>,
     pub ttl: u8,
@@ -123,16 +122,12 @@ impl CheckOptions {
             Transports::Multicast => (false, true),
             Transports::Both => (true, true),
         };
-        // Family of the list decides the default group.
+        // Family of the list decides the default group: the peer's, so the check tests the
+        // group a run without --group will use.
         let first_v6 = self.peers.first().is_some_and(|p| p.starts_with('['));
-        let group = self.group.unwrap_or_else(|| {
-            let g = if first_v6 {
-                DEFAULT_GROUP_V6
-            } else {
-                crate::peer::args::DEFAULT_GROUP
-            };
-            g.parse().expect("a valid default group")
-        });
+        let group = self
+            .group
+            .unwrap_or_else(|| crate::peer::args::default_group(first_v6, false));
         // The peer's own planner: a peer list (and --id, --group, --iface) means the same to
         // both commands. Fan-out makes it refuse a list of mixed families, as it should here.
         let mut spec = crate::peer::PeerSpec::new(self.peers.clone());
@@ -149,7 +144,7 @@ impl CheckOptions {
         if multicast && group.is_ipv6() != own.is_ipv6() {
             anyhow::bail!(
                 "--group {group} and this host's address {own} are of different families: give an {} group",
-                if own.is_ipv6() { "IPv6 (e.g. [ff12::7777]:4577)" } else { "IPv4 (e.g. 239.255.77.77:4577)" }
+                if own.is_ipv6() { "IPv6 (e.g. [ff15::7777]:4577)" } else { "IPv4 (e.g. 239.255.77.77:4577)" }
             );
         }
         Ok(CheckConfig {

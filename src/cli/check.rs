@@ -59,8 +59,8 @@ pub struct CheckArgs {
     /// What to check.
     #[arg(long, value_enum, default_value_t = TransportsArg::Both)]
     pub transport: TransportsArg,
-    /// Multicast group and port. Default: the peer's (239.255.77.77:4577), or
-    /// [ff12::7777]:4577 for IPv6 peers.
+    /// Multicast group and port. Default: the peer's, the group a run uses
+    /// (239.255.77.77:4577, or [ff15::7777]:4577 for IPv6 peers).
     #[arg(long)]
     pub group: Option<SocketAddr>,
     /// Interface for multicast, as for `mpcomm peer` (its IPv4 address or name).

@@ -74,8 +74,9 @@ pub struct LabArgs {
     pub check: bool,
     /// Run over IPv6: peers on [::1] with distinct ports (the comparator on [::1] too), or with
     /// --netns on unique-local fd6d:7063:…::/64 addresses of the bridge; multicast to an
-    /// ff12:: group (link-local scope: one bridge). Multicast on ::1 needs a loopback with the
-    /// MULTICAST flag and an ff00::/8 route (most hosts have neither): use --netns.
+    /// ff12:: group (link-local scope: one bridge). Multicast on ::1: Linux's loopback cannot
+    /// carry it, so the lab then runs in a private network namespace whose loopback can (a
+    /// local ff00::/8 route on its lo; root, or a user namespace) and says so on stderr.
     #[arg(long)]
     pub ipv6: bool,
     /// Source-specific multicast: every peer joins (S,G) for each peer's address (IGMPv3 /

@@ -15,7 +15,8 @@ pub enum Hosts {
     /// 256 peers stay in a block of 512 addresses of this lab) — one address per peer, so fan-out
     /// needs no port juggling and parallel labs (other a.b) never collide.
     Loopback { a: u8, b: u8, port: u16 },
-    /// `--ipv6`: peer i at [::1]:ports[i] (IPv6 has one loopback address: distinct ports).
+    /// `--ipv6`: peer i at [::1]:ports[i] (IPv6 has one loopback address: distinct ports); with
+    /// multicast runs, usually the ::1 of a private namespace (see [`private_loopback_for`]).
     Loopback6 { a: u8, b: u8, ports: Vec<u16> },
     /// Peer i alone in network namespace i, with its own IP stack, on a Linux bridge; with
     /// `ipv6`, at its unique-local address there.
@@ -28,11 +29,15 @@ pub enum Hosts {
 }
 
 /// The comparator's listener and the hosts for up to `hosts` peers (their multicast group
-/// source-specific with `ssm`).
+/// source-specific with `ssm`; `multicast`: some run uses the group).
+///
+/// `--ipv6` multicast without `--netns` may move this whole process into a private network
+/// namespace (see [`private_loopback_for`]): call it before any thread starts.
 pub fn prepare(
     netns: bool,
     ipv6: bool,
     ssm: bool,
+    multicast: bool,
     hosts: usize,
 ) -> anyhow::Result<(TcpListener, Hosts)> {
     // b even: loopback peers use 127.a.b.1 ..= 127.a.(b+1).0 (see Hosts::Loopback).
@@ -59,6 +64,10 @@ pub fn prepare(
         return Ok((listener, Hosts::Netns { bed, a, b, ipv6 }));
     }
     if ipv6 {
+        if multicast {
+            // Before the listener: it must live in the namespace the peers will.
+            private_loopback_for(group_v6(a, b, ssm))?;
+        }
         let listener = TcpListener::bind("[::1]:0").context(
             "--ipv6: cannot listen on [::1] (does this host have IPv6 on the loopback?)",
         )?;
@@ -78,6 +87,39 @@ pub fn prepare(
     let port = probe.local_addr()?.port();
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot listen on loopback")?;
     Ok((listener, Hosts::Loopback { a, b, port }))
+}
+
+/// Make sure IPv6 multicast to `group` gets around this process's loopback: if it does not here
+/// (Linux's `lo` in the host's namespace never carries it), move the process into a private
+/// network namespace whose loopback does (`netns::enter_private_loopback`), and say so. That
+/// namespace holds the comparator and every peer (they are children); it has no name and goes
+/// when the lab exits. Needs root or user namespaces, and no thread running yet.
+fn private_loopback_for(group: Ipv6Addr) -> anyhow::Result<()> {
+    // Someone may have set up this namespace's loopback already (e.g. a container of its own).
+    if crate::netns::loopback_carries_ipv6_multicast(group) {
+        return Ok(());
+    }
+    let refused = |why: String| {
+        anyhow::anyhow!(
+            "--ipv6 multicast on the loopback needs a private network namespace, and {why}; \
+             use --transport fanout (or --netns where namespaces work)"
+        )
+    };
+    let mode =
+        crate::netns::support().map_err(|why| refused(format!("none is possible: {why}")))?;
+    crate::netns::enter_private_loopback(mode)
+        .map_err(|e| refused(format!("making one failed: {e}")))?;
+    anyhow::ensure!(
+        crate::netns::loopback_carries_ipv6_multicast(group),
+        "--ipv6: even the private network namespace's loopback does not deliver multicast to \
+         {group} (lo up, a local route for ff00::/8): use --transport fanout, and report this"
+    );
+    say!(
+        "mpcomm lab: this host's loopback cannot carry IPv6 multicast; running in a private \
+         network namespace whose loopback can ({})",
+        mode.as_str()
+    );
+    Ok(())
 }
 
 /// The multicast group of a lab in network namespaces (source-specific: in 232/8).
@@ -169,33 +211,6 @@ impl Hosts {
                 bed, ipv6: true, ..
             } => Some(bed.iface(i)),
         }
-    }
-
-    /// Refuse multicast runs this host cannot carry, before any peer starts: IPv6 multicast
-    /// on the loopback (a datagram to the group is sent and must come back).
-    pub fn check_multicast(&self, ssm: bool) -> anyhow::Result<()> {
-        let Hosts::Loopback6 { .. } = self else {
-            return Ok(());
-        };
-        let group = self.group(ssm);
-        let probe = || -> std::io::Result<()> {
-            let lo = nix::net::if_::if_nametoindex("lo").map_err(std::io::Error::from)?;
-            let s = std::net::UdpSocket::bind("[::1]:0")?;
-            let sock = socket2::SockRef::from(&s);
-            sock.set_multicast_if_v6(lo)?;
-            let to = match group {
-                SocketAddr::V6(g) => SocketAddrV6::new(*g.ip(), g.port(), 0, lo),
-                SocketAddr::V4(_) => unreachable!("an IPv6 lab has IPv6 groups"),
-            };
-            s.send_to(b"probe", to).map(drop)
-        };
-        probe().map_err(|e| {
-            anyhow::anyhow!(
-                "--ipv6 multicast is not possible on this host's loopback ({e}): lo needs the \
-                 MULTICAST flag and an ff00::/8 route (`ip link set lo multicast on; ip -6 route \
-                 add multicast ff00::/8 dev lo table local`); use --netns, or --transport fanout"
-            )
-        })
     }
 
     pub fn command(&self, i: usize, exe: &std::path::Path) -> Command {

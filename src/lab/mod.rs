@@ -67,8 +67,9 @@ pub struct LabConfig {
     pub check: bool,
     /// Run over IPv6: peers on [::1] with distinct ports (the comparator on [::1] too), or with
     /// --netns on unique-local fd6d:7063:…::/64 addresses of the bridge; multicast to an
-    /// ff12:: group (link-local scope: one bridge). Multicast on ::1 needs a loopback with the
-    /// MULTICAST flag and an ff00::/8 route (most hosts have neither): use --netns.
+    /// ff12:: group (link-local scope: one bridge). Multicast on ::1: Linux's loopback cannot
+    /// carry it, so the lab then runs in a private network namespace whose loopback can (a
+    /// local ff00::/8 route on its lo; root, or a user namespace) and says so on stderr.
     pub ipv6: bool,
     /// Source-specific multicast: every peer joins (S,G) for each peer's address (IGMPv3 /
     /// MLDv2), on a group in 232/8 or ff32::/96; other sources never reach the peers.
@@ -205,13 +206,13 @@ pub fn run(args: LabConfig) -> anyhow::Result<ExitCode> {
     } else {
         usize::from(args.peers)
     };
-    let (listener, hosts) = hosts::prepare(args.netns, args.ipv6, args.ssm, host_count)?;
-    if experiments
+    let multicast = experiments
         .iter()
-        .any(|e| e.transport == crate::wire::Transport::Multicast)
-    {
-        hosts.check_multicast(args.ssm)?;
-    }
+        .any(|e| e.transport == Transport::Multicast);
+    // No thread may run yet: `prepare` may move this process into a user namespace, which the
+    // kernel allows only single-threaded. The comparator thread and the ctrlc handler's come
+    // below; keep them after it.
+    let (listener, hosts) = hosts::prepare(args.netns, args.ipv6, args.ssm, multicast, host_count)?;
     if args.check {
         // One `mpcomm check` per host, over the transports the runs will use.
         let exe = std::env::current_exe().context("cannot find the mpcomm binary")?;

@@ -49,8 +49,9 @@ pub struct Session {
 
 impl Session {
     pub fn start(opts: &SessionOptions) -> anyhow::Result<Session> {
+        // IPv4 only: whether runs multicast matters only to `--ipv6` (see `prepare`).
         let (listener, hosts) =
-            hosts::prepare(opts.netns, false, false, usize::from(opts.max_peers))?;
+            hosts::prepare(opts.netns, false, false, false, usize::from(opts.max_peers))?;
         let mut cfg = ServerConfig::local(listener.local_addr()?);
         cfg.run_timeout = opts.run_timeout;
         // Every log must fit, duplicates included (as in `lab::run`).

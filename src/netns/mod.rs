@@ -35,6 +35,9 @@
 //! of creators that no longer exist ([`cleanup_stale`]), in case a guard was killed too. In
 //! user-namespace mode the kernel frees everything once the helper and the processes inside exit.
 //!
+//! Apart from testbeds, [`enter_private_loopback`] moves the calling process itself into a fresh
+//! namespace whose loopback carries IPv6 multicast (what `lab --ipv6` needs; see `private.rs`).
+//!
 //! Set `MPCOMM_NETNS=root` or `MPCOMM_NETNS=userns` to force a mode (e.g. to test the
 //! user-namespace path as root).
 //!
@@ -55,10 +58,12 @@
 //! ```
 
 mod guard;
+pub mod private;
 mod service;
 mod support;
 mod testbed;
 
+pub use private::{enter_private_loopback, loopback_carries_ipv6_multicast};
 pub use support::{find_tool, support, support_of, Mode};
 pub use testbed::{cleanup_stale, Testbed, PREFIX};
 
@@ -75,6 +80,11 @@ pub enum NetnsError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "enter_private_loopback (user namespace) must be called before any thread starts: \
+         unshare(CLONE_NEWUSER) refuses a multi-threaded process (EINVAL)"
+    )]
+    Threaded,
     #[error("a testbed needs 1 to 250 hosts, not {0}")]
     Hosts(usize),
     #[error(

@@ -193,6 +193,14 @@ impl Testbed {
         Ok(())
     }
 
+    /// Make host i's loopback carry IPv6 multicast: a local route for ff00::/8 on its lo, as
+    /// `netns::enter_private_loopback` makes (see `private.rs` for why local, and why only in
+    /// a namespace of our own), so processes of that host can multicast to each other on ::1.
+    pub fn carry_ipv6_multicast_on_loopback(&self, i: usize) -> Result<(), NetnsError> {
+        let ns = self.ns_name(i);
+        self.ip_batch(Some(&ns), "route add local ff00::/8 dev lo table local\n")
+    }
+
     /// `fd6d:7063:XXYY::(i+1)`, XXYY the IPv4 net's two random bytes: a unique-local address.
     pub fn host_addr_v6(&self, i: usize) -> Ipv6Addr {
         assert!(i < self.hosts, "host {i} of {}", self.hosts);

@@ -194,12 +194,7 @@ impl Core {
     }
 }
 
-/// The peer's default group, or the check's IPv6 one for IPv6 agents.
+/// The peer's default group for the agents' family: the one their runs use.
 fn default_group(first: IpAddr) -> SocketAddr {
-    let g = if first.is_ipv6() {
-        crate::check::DEFAULT_GROUP_V6
-    } else {
-        crate::peer::args::DEFAULT_GROUP
-    };
-    g.parse().expect("a valid default group")
+    crate::peer::args::default_group(first.is_ipv6(), false)
 }

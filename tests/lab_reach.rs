@@ -80,9 +80,23 @@ fn check_clean(reports: &[serde_json::Value], what: &str) {
 fn ipv6_and_ssm_labs_in_namespaces_lose_nothing() {
     for mode in support::netns_modes() {
         for extra in [&["--ipv6"][..], &["--ipv6", "--ssm"][..], &["--ssm"][..]] {
-            let (ok, reports, stderr) = lab(Some(mode), &[&["--netns"][..], extra].concat());
+            // --verbose: the comparator names every upload's source.
+            let (ok, reports, stderr) =
+                lab(Some(mode), &[&["--netns", "--verbose"][..], extra].concat());
             assert!(ok, "{extra:?} in {mode:?}: {stderr:?}");
             check_clean(&reports, &format!("{extra:?} in {mode:?}"));
+            // The uploads travel in the lab's family: from the hosts' fd6d:7063:… addresses
+            // to the bridge's, with --ipv6.
+            let from_v6 = stderr
+                .iter()
+                .filter(|l| l.starts_with("compare: [fd6d:7063:") && l.contains("accepted"))
+                .count();
+            let want = if extra.contains(&"--ipv6") {
+                2 * PEERS
+            } else {
+                0
+            };
+            assert_eq!(from_v6 as u64, want, "{extra:?} in {mode:?}: {stderr:?}");
         }
     }
 }

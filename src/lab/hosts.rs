@@ -58,9 +58,12 @@ pub fn prepare(
             bed.prefix(),
             mode.as_str()
         );
-        // The comparator listens on the bridge, the one address every host can reach (its
-        // IPv4 one: the hosts have both families).
-        let listener = bed.tcp_listener(0)?;
+        // The comparator listens on the bridge, the one address every host can reach, in the
+        // lab's family: with --ipv6 the uploads travel over IPv6 too.
+        let listener = match ipv6 {
+            false => bed.tcp_listener(0)?,
+            true => bed.tcp_listener_v6(0)?,
+        };
         return Ok((listener, Hosts::Netns { bed, a, b, ipv6 }));
     }
     if ipv6 {

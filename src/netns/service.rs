@@ -10,7 +10,7 @@
 //! user-namespace mode.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -32,11 +32,25 @@ impl Testbed {
     /// listener; call `set_nonblocking(true)` before handing it to mio.
     pub fn tcp_listener(&self, port: u16) -> Result<TcpListener, NetnsError> {
         let addr = SocketAddrV4::new(self.service_addr(), port);
-        let fd = self.socket_in_switch(addr)?;
+        let fd = self.socket_in_switch(addr.into())?;
         Ok(TcpListener::from(fd))
     }
 
-    fn socket_in_switch(&self, addr: SocketAddrV4) -> Result<OwnedFd, NetnsError> {
+    /// `fd6d:7063:XXYY::fe`: the bridge's IPv6 address, once [`Testbed::enable_ipv6`] gave the
+    /// hosts theirs (host i is `::(i+1)`, at most 250 of them).
+    pub fn service_addr_v6(&self) -> Ipv6Addr {
+        let [a, b] = self.net();
+        Ipv6Addr::new(0xfd6d, 0x7063, u16::from_be_bytes([a, b]), 0, 0, 0, 0, 0xfe)
+    }
+
+    /// As [`Testbed::tcp_listener`], on [`Testbed::service_addr_v6`] (after `enable_ipv6`).
+    pub fn tcp_listener_v6(&self, port: u16) -> Result<TcpListener, NetnsError> {
+        let addr = SocketAddrV6::new(self.service_addr_v6(), port, 0, 0);
+        let fd = self.socket_in_switch(addr.into())?;
+        Ok(TcpListener::from(fd))
+    }
+
+    fn socket_in_switch(&self, addr: SocketAddr) -> Result<OwnedFd, NetnsError> {
         let what = || {
             format!(
                 "creating a listener on {addr} inside testbed {}",
@@ -45,13 +59,11 @@ impl Testbed {
         };
         let (ours, theirs) = UnixStream::pair().map_err(|e| NetnsError::io(what(), e))?;
         let their_fd = theirs.as_raw_fd();
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: addr.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*addr.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
+        // Made before the fork: the child only passes it to bind.
+        let sa = socket2::SockAddr::from(addr);
+        let family = match addr {
+            SocketAddr::V4(_) => libc::AF_INET,
+            SocketAddr::V6(_) => libc::AF_INET6,
         };
         // The program is never executed: the second pre_exec step ends the child.
         let mut cmd = std::process::Command::new("/bin/true");
@@ -63,7 +75,7 @@ impl Testbed {
         // (socket, setsockopt, bind, listen, sendmsg, _exit) on stack data.
         unsafe {
             cmd.pre_exec(move || {
-                let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+                let s = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
                 if s < 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -75,13 +87,7 @@ impl Testbed {
                     (&one as *const libc::c_int).cast(),
                     std::mem::size_of::<libc::c_int>() as libc::socklen_t,
                 );
-                if libc::bind(
-                    s,
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                ) != 0
-                    || libc::listen(s, 128) != 0
-                {
+                if libc::bind(s, sa.as_ptr().cast(), sa.len()) != 0 || libc::listen(s, 128) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 send_fd(their_fd, s)?;

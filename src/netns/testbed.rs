@@ -159,7 +159,8 @@ impl Testbed {
     /// address or router solicitation either), and — as for IPv4, see
     /// [`Self::static_neighbours`], the IPv6 neighbour table being one for the whole machine
     /// too — permanent neighbour entries for every other host, for each of `groups` and for
-    /// ff02::16, where MLDv2 reports go (group MACs 33:33 + the low 32 bits, RFC 2464).
+    /// ff02::16, where MLDv2 reports go (group MACs 33:33 + the low 32 bits, RFC 2464). The
+    /// bridge gets [`Self::service_addr_v6`], for [`Self::tcp_listener_v6`].
     pub fn enable_ipv6(&self, groups: &[Ipv6Addr]) -> Result<(), NetnsError> {
         if let Some(g) = groups.iter().find(|g| !g.is_multicast()) {
             return Err(NetnsError::Command {
@@ -169,28 +170,39 @@ impl Testbed {
         }
         for i in 0..self.hosts {
             let mut host = format!(
-                "addr add {}/64 dev {HOST_IFACE} nodad
-",
+                "addr add {}/64 dev {HOST_IFACE} nodad\n",
                 self.host_addr_v6(i)
             );
             for j in (0..self.hosts).filter(|&j| j != i) {
                 host += &format!(
-                    "neigh replace {} lladdr {} dev {HOST_IFACE} nud permanent
-",
+                    "neigh replace {} lladdr {} dev {HOST_IFACE} nud permanent\n",
                     self.host_addr_v6(j),
                     mac_of(self.host_addr(j))
                 );
             }
             for g in groups.iter().chain([&MLDV2_REPORTS]) {
                 host += &format!(
-                    "neigh replace {g} lladdr {} dev {HOST_IFACE} nud permanent
-",
+                    "neigh replace {g} lladdr {} dev {HOST_IFACE} nud permanent\n",
                     mac_of_v6_group(*g)
                 );
             }
+            // The bridge's IPv6 address (the lab's comparator listens there), like its IPv4 one.
+            host += &format!(
+                "neigh replace {} lladdr {} dev {HOST_IFACE} nud permanent\n",
+                self.service_addr_v6(),
+                mac_of(self.service_addr())
+            );
             self.ip_batch(Some(&self.ns_name(i)), &host)?;
         }
-        Ok(())
+        let mut switch = format!("addr add {}/64 dev br0 nodad\n", self.service_addr_v6());
+        for j in 0..self.hosts {
+            switch += &format!(
+                "neigh replace {} lladdr {} dev br0 nud permanent\n",
+                self.host_addr_v6(j),
+                mac_of(self.host_addr(j))
+            );
+        }
+        self.ip_batch(Some(&self.switch_ns()), &switch)
     }
 
     /// Make host i's loopback carry IPv6 multicast: a local route for ff00::/8 on its lo, as

@@ -36,7 +36,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use super::machine::{Arrival, Dest, Machine, Transmit};
-use crate::util::clock::Clock;
+use crate::util::clock::{unix_ns, Now};
 
 use super::batch::{self, RecvBatch, SendBatch};
 
@@ -100,8 +100,6 @@ pub struct Driver {
     pub io: IoStats,
     /// Per receive socket (main, unicast), the highest SO_RXQ_OVFL count a datagram carried.
     drops_seen: [u32; 2],
-    /// One clock read per send and per received batch.
-    clock: Clock,
     /// Multicast: a socket bound to this peer's listed address, so one-peer messages (ACKs,
     /// NACKs, retransmissions to one peer) go point to point instead of to the whole group.
     /// Its targets are `tx`'s addresses `1..`, after the group.
@@ -168,7 +166,6 @@ impl Driver {
             send_errors: 0,
             io: IoStats::default(),
             drops_seen: [0; 2],
-            clock: Clock::new(),
             unicast: None,
         })
     }
@@ -249,7 +246,8 @@ impl Driver {
                     "interrupted by a signal",
                 ));
             }
-            machine.handle_timeout(self.clock.now());
+            let turn = Now::read();
+            machine.handle_timeout(turn);
             if let Some(missing) = machine.take_wait_note() {
                 crate::say!(
                     "mpcomm peer: waiting for peer(s) {} (no HELLO or acknowledgement yet)",
@@ -265,7 +263,12 @@ impl Driver {
             // left set only by a full socket (never by the turn's bound).
             for _ in 0..SEND_BATCH {
                 if pending.is_none() {
-                    let now = self.clock.now();
+                    // A fresh wall clock for every send stamp (one vDSO read); the turn's
+                    // monotonic reading does for the machine's deadlines.
+                    let now = Now {
+                        at: turn.at,
+                        unix_ns: unix_ns(),
+                    };
                     let Some(t) = machine.poll_transmit(now, self.tx.buf_mut()) else {
                         break;
                     };
@@ -430,8 +433,8 @@ impl Driver {
                         *seen = (*seen).max(d);
                     }
                     got += n;
-                    // One clock read per call: each datagram has its kernel timestamp.
-                    let now = self.clock.now();
+                    // One `Now` per call: each datagram has its kernel timestamp.
+                    let now = Now::read();
                     for i in 0..n {
                         let (bytes, meta) = self.rx.datagram(i);
                         let ttl = meta.ttl.unwrap_or(0);

@@ -1,7 +1,6 @@
 use super::*;
 use crate::peer::machine::{Config, Phase};
 use crate::peer::socket::open_fanout;
-use crate::util::clock::Now;
 use crate::wire::packet::{Body, Repr};
 
 /// A fan-out target that fails (port 0: EINVAL) in the middle of the peer list is counted,

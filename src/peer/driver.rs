@@ -35,10 +35,10 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
-use super::machine::{Arrival, Dest, Machine, Transmit};
+use super::machine::{Arrival, Dest, Machine};
 use crate::util::clock::{unix_ns, Now};
 
-use super::batch::{self, RecvBatch, SendBatch};
+use super::batch::{self, RecvBatch, SendBatch, Sent};
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -113,13 +113,6 @@ pub struct IoStats {
     pub recv_datagrams: u64,
     pub send_calls: u64,
     pub send_datagrams: u64,
-}
-
-/// A datagram partly sent: the route indices it still has to go to, and on which socket.
-struct Pending {
-    t: Transmit,
-    left: Range<usize>,
-    unicast: bool,
 }
 
 impl Driver {
@@ -231,7 +224,6 @@ impl Driver {
     /// what is already queued, so no datagram waits for an edge) and sleeps in epoll.
     pub fn run(&mut self, machine: &mut Machine) -> io::Result<()> {
         let mut events = Events::with_capacity(16);
-        let mut pending: Option<Pending> = None;
         let mut more_to_read = false;
         let mut more_unicast = false;
         // Which socket has WRITABLE interest: None, the main one (false) or the unicast one.
@@ -258,33 +250,39 @@ impl Driver {
                         .join(", ")
                 );
             }
-            // Send until the machine has nothing, the socket is full or this turn is used up.
-            // A datagram is taken from the machine only to be sent at once, so `pending` is
-            // left set only by a full socket (never by the turn's bound).
-            for _ in 0..SEND_BATCH {
-                if pending.is_none() {
+            // Send until the machine has nothing, a socket is full or this turn is used up,
+            // queued datagrams in as few calls as the kernel takes. A datagram is taken from the
+            // machine only to be sent in the same turn, so the queue is left holding datagrams
+            // only by a full socket (never by the turn's bound).
+            let mut blocked = !self.flush_queue()?;
+            let mut taken = 0;
+            while !blocked && taken < SEND_BATCH {
+                while taken < SEND_BATCH && self.tx.has_room() {
                     // A fresh wall clock for every send stamp (one vDSO read); the turn's
                     // monotonic reading does for the machine's deadlines.
                     let now = Now {
                         at: turn.at,
                         unix_ns: unix_ns(),
                     };
-                    let Some(t) = machine.poll_transmit(now, self.tx.buf_mut()) else {
+                    let Some(t) = machine.poll_transmit(now, self.tx.next_buf()) else {
                         break;
                     };
                     let (left, unicast) = self.targets(t.dest);
-                    pending = Some(Pending { t, left, unicast });
+                    self.tx.push(t.len, left, unicast);
+                    taken += 1;
                 }
-                let p = pending.as_mut().expect("set above");
-                if !self.send_pending(p)? {
+                if self.tx.is_empty() {
                     break;
                 }
-                pending = None;
+                blocked = !self.flush_queue()?;
+                if !machine.wants_transmit() {
+                    break;
+                }
             }
-            if machine.is_finished() && pending.is_none() {
+            if machine.is_finished() && self.tx.is_empty() {
                 return Ok(());
             }
-            let busy = pending.is_none()
+            let busy = self.tx.is_empty()
                 && (more_to_read || more_unicast || read_any || machine.wants_transmit());
             if busy {
                 if !parked {
@@ -305,7 +303,7 @@ impl Driver {
                 self.unpark()?;
                 parked = false;
             }
-            let want_writable = pending.as_ref().map(|p| p.unicast);
+            let want_writable = self.tx.waiting_on();
             if want_writable != writable_on {
                 if let Some(was) = writable_on {
                     self.interest(was, Interest::READABLE)?;
@@ -469,28 +467,20 @@ impl Driver {
         Ok((true, got))
     }
 
-    /// Send `p` to its remaining targets; false if the socket is full (try again when writable).
-    fn send_pending(&mut self, p: &mut Pending) -> io::Result<bool> {
-        let fd = self.fd(p.unicast);
-        // Every pass but a few EINTR retries moves `left.start` forward or returns.
-        let mut retries = 0;
-        while !p.left.is_empty() {
-            self.io.send_calls += 1;
-            match self.tx.send(fd, p.t.len, p.left.clone()) {
-                Ok(sent) => {
-                    self.io.send_datagrams += sent as u64;
-                    p.left.start += sent;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted && retries < 8 => retries += 1,
-                Err(_) => {
-                    // An unreachable peer must not stop the others' copies.
-                    self.send_errors += 1;
-                    p.left.start += 1;
-                }
-            }
+    /// Send what the queue holds; false if a socket is full (try again when writable).
+    fn flush_queue(&mut self) -> io::Result<bool> {
+        if self.tx.is_empty() {
+            return Ok(true);
         }
-        Ok(true)
+        let main = self.socket.as_raw_fd();
+        let unicast = self.unicast.as_ref().map_or(main, |u| u.as_raw_fd());
+        let mut sent = Sent::default();
+        let done = self.tx.flush(|u| if u { unicast } else { main }, &mut sent);
+        self.io.send_calls += sent.calls;
+        self.io.send_datagrams += sent.datagrams;
+        // An unreachable peer must not stop the others' copies: counted, skipped.
+        self.send_errors += sent.errors;
+        done
     }
 }
 

@@ -10,14 +10,11 @@
 
 use std::io;
 use std::mem;
-use std::net::SocketAddr;
-use std::ops::Range;
 use std::os::fd::RawFd;
 use std::ptr;
 
-use socket2::SockAddr;
-
-use crate::wire::packet::MAX_DATAGRAM;
+mod send;
+pub use send::{SendBatch, Sent};
 
 /// Datagrams per `recvmmsg` call.
 pub const RECV_SLOTS: usize = 32;
@@ -223,100 +220,13 @@ fn control(msg: &libc::msghdr) -> Control {
 /// SO_RXQ_OVFL (the cmsg type equals the option; asm-generic value, x86 and arm alike).
 const SO_RXQ_OVFL: libc::c_int = 40;
 
-/// The datagram to send and one prepared header per destination, all sharing one iovec.
-pub struct SendBatch {
-    buf: Vec<u8>,
-    addrs: Vec<SockAddr>,
-    iov: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
-    batched: bool,
-}
-
-// SAFETY: the raw pointers only point into buffers this struct owns.
-unsafe impl Send for SendBatch {}
-
-impl SendBatch {
-    /// Headers for `targets` (indexed as the route indexes them); `batched = false` forces one
-    /// `sendmsg` per destination.
-    pub fn new(targets: &[SocketAddr], batched: bool) -> SendBatch {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut s = SendBatch {
-            iov: vec![libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: 0,
-            }],
-            buf,
-            addrs: targets.iter().map(|&a| SockAddr::from(a)).collect(),
-            hdrs: Vec::with_capacity(targets.len()),
-            batched,
-        };
-        for a in &s.addrs {
-            let mut h = zeroed_mmsghdr();
-            h.msg_hdr.msg_name = a.as_ptr() as *mut libc::c_void;
-            h.msg_hdr.msg_namelen = a.len();
-            h.msg_hdr.msg_iov = s.iov.as_mut_ptr();
-            h.msg_hdr.msg_iovlen = 1;
-            s.hdrs.push(h);
-        }
-        s
-    }
-
-    /// Where the machine writes the next datagram.
-    pub fn buf_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
-    }
-
-    /// Send the first `len` bytes of the buffer to targets `to` in one syscall (one per target
-    /// without batching). Returns how many targets, from `to.start`, got it (≥ 1), or the
-    /// error of the first one (`WouldBlock` when the socket is full).
-    pub fn send(&mut self, fd: RawFd, len: usize, to: Range<usize>) -> io::Result<usize> {
-        self.iov[0].iov_len = len.min(self.buf.len());
-        let hdrs = &mut self.hdrs[to];
-        if self.batched && hdrs.len() > 1 {
-            let flags = libc::MSG_DONTWAIT as _;
-            // SAFETY: headers point at our address array and buffer, both alive and unchanged.
-            let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as _, flags) };
-            if n > 0 {
-                return Ok(n as usize);
-            }
-            let e = io::Error::last_os_error();
-            if n == 0 || e.raw_os_error() != Some(libc::ENOSYS) {
-                return Err(if n == 0 {
-                    io::ErrorKind::WouldBlock.into()
-                } else {
-                    e
-                });
-            }
-            self.batched = false;
-        }
-        // One destination: `sendto` (the kernel copies no msghdr and iovec from user space,
-        // which `sendmsg` does: measurable on the multicast path, one send per datagram).
-        let h = &hdrs[0].msg_hdr;
-        // SAFETY: the buffer holds at least `iov_len` bytes; the address is ours, alive.
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                self.buf.as_ptr().cast(),
-                self.iov[0].iov_len,
-                libc::MSG_DONTWAIT,
-                h.msg_name as *const libc::sockaddr,
-                h.msg_namelen,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::peer::socket::open_fanout;
     use std::os::fd::AsRawFd;
 
-    fn pair() -> (std::net::UdpSocket, SocketAddr, bool) {
+    fn pair() -> (std::net::UdpSocket, std::net::SocketAddr, bool) {
         let a = open_fanout("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = a.socket.local_addr().unwrap();
         (a.socket, addr, a.kernel_stamps)
@@ -374,56 +284,5 @@ mod tests {
         assert_eq!(rx.recv(rx_sock.socket.as_raw_fd(), 1).unwrap(), 1);
         let (bytes, got) = rx.datagram(0);
         assert_eq!((bytes, got.ttl), (&b"hop"[..], Some(17)));
-    }
-
-    #[test]
-    fn a_failing_target_is_reported_alone() {
-        let (sock, addr, _) = pair();
-        let bad: SocketAddr = "127.0.0.1:0".parse().unwrap(); // port 0: EINVAL
-        let from = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut tx = SendBatch::new(&[addr, bad, addr], true);
-        let fd = from.as_raw_fd();
-        // sendmmsg stops at the failing message and reports what went before it.
-        assert_eq!(tx.send(fd, 4, 0..3).unwrap(), 1);
-        assert_eq!(
-            tx.send(fd, 4, 1..3).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(tx.send(fd, 4, 2..3).unwrap(), 1);
-        let mut rx = RecvBatch::new(true);
-        assert_eq!(rx.recv(sock.as_raw_fd(), RECV_SLOTS).unwrap(), 2);
-    }
-
-    #[test]
-    fn one_send_reaches_every_target_in_order() {
-        for batched in [true, false] {
-            let socks: Vec<_> = (0..3).map(|_| pair()).collect();
-            let targets: Vec<SocketAddr> = socks.iter().map(|s| s.1).collect();
-            let from = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-            let mut tx = SendBatch::new(&targets, batched);
-            tx.buf_mut()[..4].copy_from_slice(b"ping");
-            let mut next = 0;
-            for _ in 0..3 {
-                next += tx.send(from.as_raw_fd(), 4, next..3).unwrap();
-                if next == 3 {
-                    break;
-                }
-            }
-            assert_eq!(next, 3);
-            // Peer 1 only.
-            assert_eq!(tx.send(from.as_raw_fd(), 2, 1..2).unwrap(), 1);
-            for (i, (sock, _, _)) in socks.iter().enumerate() {
-                let mut rx = RecvBatch::new(batched);
-                let n = rx.recv(sock.as_raw_fd(), 1).unwrap();
-                assert_eq!((n, rx.datagram(0).0), (1, &b"ping"[..]));
-                let again = rx.recv(sock.as_raw_fd(), 1);
-                if i == 1 {
-                    assert_eq!(again.unwrap(), 1);
-                    assert_eq!(rx.datagram(0).0, b"pi");
-                } else {
-                    assert_eq!(again.unwrap_err().kind(), io::ErrorKind::WouldBlock);
-                }
-            }
-        }
     }
 }

@@ -17,8 +17,9 @@
 //! and receives them; without it (the address cannot be bound) they go to the group, where the
 //! others ignore what is not for them.
 //!
-//! Datagrams move in batches ([`super::batch`]): `recvmmsg` into preallocated slots, one `sendmmsg`
-//! for all fan-out destinations of a datagram. `MPCOMM_NO_MMSG=1` turns batching off.
+//! Datagrams move in batches ([`super::batch`]): `recvmmsg` into preallocated slots; a send queue
+//! the machine writes up to a turn's 32 datagrams into, sent with every destination of each in
+//! one `sendmmsg`. `MPCOMM_NO_MMSG=1` turns batching off.
 
 use std::io;
 use std::net::SocketAddr;

@@ -242,6 +242,10 @@ fn role_tcp_send(addr: &str) {
 
 /// Create a testbed with a process inside host 0, report, then wait (60 s at most) to be killed.
 fn role_hold(mode: &str) {
+    // A shell that starts the tests in the background without job control leaves SIGINT
+    // ignored (inherited through exec); the creator under test must be one that SIGINT ends.
+    // SAFETY: signal(2) with SIG_DFL, before any thread of this role starts.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     let mode = if mode == "root" {
         Mode::Root
     } else {

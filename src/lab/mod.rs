@@ -3,6 +3,7 @@
 //! or, with `--netns`, on separate network stacks joined by a bridge.
 
 mod children;
+mod comparator;
 mod experiment;
 mod hosts;
 mod progress;
@@ -13,7 +14,6 @@ pub mod table;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,13 +21,14 @@ use anyhow::Context;
 pub use experiment::{Experiment, Outcome, Ran};
 pub use session::{Session, SessionOptions};
 
+use comparator::{Comparator, Sizing};
+
 /// The most peers one lab runs (C2 allows as many). What bounds it on one machine is in the
 /// README ("Limits of `lab`"): above all two cores shared by N event loops and N² HELLOs.
 pub const MAX_PEERS: u16 = 256;
 /// With `--netns`: the testbed's hosts are one /24 (see `netns::Testbed`).
 pub const NETNS_MAX_PEERS: u16 = 250;
 
-use crate::compare::{Report, Server, ServerConfig};
 use crate::wire::{Order, Repair, Transport};
 
 /// What `mpcomm lab` runs (its flags, in `cli::lab`, map one to one into this).
@@ -237,7 +238,6 @@ pub fn run(args: LabConfig) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    let mut cfg = ServerConfig::local(listener.local_addr()?);
     // A run is reported once every peer uploaded; the timeout only covers a peer that died.
     // The last peer finishes up to a quiet period (≥ the longest send gap) and the longest
     // emulated delay after the first.
@@ -246,57 +246,34 @@ pub fn run(args: LabConfig) -> anyhow::Result<ExitCode> {
         .map(|e| e.interval.1.mul_f64(e.time_scale).max(e.drain) + e.wan_delay)
         .max()
         .unwrap_or_default();
-    cfg.run_timeout = Duration::from_secs(5) + longest_gap * 2;
-    // Every log must fit, duplicates included: N × M records of 32 bytes, twice over.
-    let largest_log = experiments
-        .iter()
-        .map(|e| u64::from(e.peers) * u64::from(e.msgs) * 64 + (1 << 20))
-        .max()
-        .unwrap_or(0);
-    cfg.max_upload_bytes = cfg
-        .max_upload_bytes
-        .max(u32::try_from(largest_log).unwrap_or(u32::MAX));
-    // All logs of the largest run are held at once until it is analysed.
-    let largest_run = experiments
-        .iter()
-        .map(|e| u64::from(e.peers) * (u64::from(e.peers) * u64::from(e.msgs) * 64 + (1 << 20)))
-        .max()
-        .unwrap_or(0);
-    cfg.max_pending_bytes = cfg.max_pending_bytes.max(largest_run);
-    // Every peer uploads from this host's loopback (or the bridge) at about the same moment: the
-    // lab's own comparator admits all of a run's uploads at once from one source.
-    let most_peers = experiments
-        .iter()
-        .map(|e| usize::from(e.peers))
-        .max()
-        .unwrap_or(1);
-    cfg.max_conns_per_source = cfg.max_conns_per_source.max(most_peers);
-    cfg.max_connections = cfg.max_connections.max(most_peers);
-    cfg.hist_dir = args.hist_dir.clone();
-    cfg.analyse.matrix = args.matrix;
+    let log_of = |e: &Experiment| Sizing::log_bytes(u64::from(e.peers) * u64::from(e.msgs));
+    let sizing = Sizing {
+        run_timeout: Duration::from_secs(5) + longest_gap * 2,
+        largest_log: experiments.iter().map(log_of).max().unwrap_or(0),
+        largest_run: experiments
+            .iter()
+            .map(|e| u64::from(e.peers) * log_of(e))
+            .max()
+            .unwrap_or(0),
+        most_peers: experiments
+            .iter()
+            .map(|e| usize::from(e.peers))
+            .max()
+            .unwrap_or(1),
+    };
     // The lab prints one progress line per run; per-upload lines only with --verbose.
-    cfg.quiet = !args.verbose;
-    let server = Server::with_listener(cfg, listener).context("cannot start the comparator")?;
-    let comparator = server.local_addr();
-    let stopper = server.stopper();
-    let (tx, reports) = mpsc::channel::<Report>();
-    let server_thread =
-        std::thread::spawn(move || server.run(move |r: &Report| drop(tx.send(r.clone()))));
-
+    let (hist_dir, matrix) = (args.hist_dir.clone(), args.matrix);
+    let Comparator {
+        addr: comparator,
+        stopper,
+        thread: server_thread,
+        reports,
+    } = Comparator::start(listener, sizing, !args.verbose, |cfg| {
+        cfg.hist_dir = hist_dir;
+        cfg.analyse.matrix = matrix;
+    })?;
     let pids = children::PidList::default();
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let (pids, interrupted) = (pids.clone(), interrupted.clone());
-        let _ = ctrlc::set_handler(move || {
-            interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-            for &pid in pids.lock().expect("pid list").iter() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        });
-    }
+    let interrupted = comparator::stop_peers_on_ctrlc(&pids);
 
     // Ours alone: the runs' key files, and the logs unless --log-dir keeps them elsewhere.
     let private = TempDir::new()?;

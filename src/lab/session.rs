@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,10 +13,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::children::PidList;
+use super::comparator::{stop_peers_on_ctrlc, Comparator, Sizing};
 use super::experiment::{self, Experiment, Outcome};
 use super::hosts::{self, Hosts};
 use super::TempDir;
-use crate::compare::{Report, Server, ServerConfig, Stopper};
+use crate::compare::{Report, Stopper};
 
 /// What the session must be ready for.
 #[derive(Debug, Clone)]
@@ -52,47 +53,22 @@ impl Session {
         // IPv4 only: whether runs multicast matters only to `--ipv6` (see `prepare`).
         let (listener, hosts) =
             hosts::prepare(opts.netns, false, false, false, usize::from(opts.max_peers))?;
-        let mut cfg = ServerConfig::local(listener.local_addr()?);
-        cfg.run_timeout = opts.run_timeout;
-        // Every log must fit, duplicates included (as in `lab::run`).
-        let largest_log = opts.max_records_per_log * 64 + (1 << 20);
-        cfg.max_upload_bytes = cfg
-            .max_upload_bytes
-            .max(u32::try_from(largest_log).unwrap_or(u32::MAX));
-        cfg.max_pending_bytes = cfg
-            .max_pending_bytes
-            .max(u64::from(opts.max_peers) * largest_log);
-        // Every peer of a run uploads at once, all from one source address on loopback.
-        let most_peers = usize::from(opts.max_peers);
-        cfg.max_conns_per_source = cfg.max_conns_per_source.max(most_peers);
-        cfg.max_connections = cfg.max_connections.max(most_peers);
-        cfg.quiet = !opts.verbose;
-        let server = Server::with_listener(cfg, listener).context("cannot start the comparator")?;
-        let comparator = server.local_addr();
-        let stopper = server.stopper();
-        let (tx, reports) = mpsc::channel::<Report>();
-        let server =
-            std::thread::spawn(move || server.run(move |r: &Report| drop(tx.send(r.clone()))));
+        let largest_log = Sizing::log_bytes(opts.max_records_per_log);
+        let sizing = Sizing {
+            run_timeout: opts.run_timeout,
+            largest_log,
+            largest_run: u64::from(opts.max_peers) * largest_log,
+            most_peers: usize::from(opts.max_peers),
+        };
+        let c = Comparator::start(listener, sizing, !opts.verbose, |_| {})?;
         let pids = PidList::default();
-        let interrupted = Arc::new(AtomicBool::new(false));
-        {
-            let (pids, interrupted) = (pids.clone(), interrupted.clone());
-            let _ = ctrlc::set_handler(move || {
-                interrupted.store(true, Ordering::SeqCst);
-                for &pid in pids.lock().expect("pid list").iter() {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid as i32),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-            });
-        }
+        let interrupted = stop_peers_on_ctrlc(&pids);
         Ok(Session {
             hosts,
-            comparator,
-            stopper,
-            server: Some(server),
-            reports,
+            comparator: c.addr,
+            stopper: c.stopper,
+            server: Some(c.thread),
+            reports: c.reports,
             pids,
             interrupted,
             exe: std::env::current_exe().context("cannot find the mpcomm binary")?,

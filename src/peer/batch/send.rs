@@ -171,13 +171,18 @@ impl SendBatch {
     /// Headers for the front of the queue: every remaining destination of each datagram, as
     /// long as they use the same socket and fit; how many.
     fn build(&mut self, unicast: bool) -> usize {
+        // Unbatched, one `sendto` takes one header: build no more than that.
+        let cap = if self.batched { self.hdrs.len() } else { 1 };
         let mut n = 0;
         for k in 0..self.len {
             let q = &self.queue[self.slot_of(k)];
-            if q.unicast != unicast || n + q.left.len() > self.hdrs.len() {
+            if q.unicast != unicast || n >= cap {
                 break;
             }
-            for t in q.left.clone() {
+            if n > 0 && n + q.left.len() > cap {
+                break;
+            }
+            for t in q.left.clone().take(cap - n) {
                 let a = &self.addrs[t];
                 let h = &mut self.hdrs[n].msg_hdr;
                 h.msg_name = a.as_ptr() as *mut libc::c_void;

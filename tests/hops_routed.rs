@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use mpcomm::netns::Testbed;
@@ -75,7 +74,7 @@ fn hops_of_a_run(bed: &Testbed) -> Vec<(u64, u64, u64, u64)> {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(logs.len(), 2, "{logs:?}");
-    let out = Command::new(EXE)
+    let out = support::mpcomm()
         .args(["compare", "--json", "--logs"])
         .args(&logs)
         .output()

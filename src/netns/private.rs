@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 
 use super::{find_tool, Mode, NetnsError};
 
+/// The `ip` command (IPv6 family) that makes a namespace's `lo` carry IPv6 multicast: a
+/// *local* route for ff00::/8 (see the module doc for why local, and why only in a namespace of
+/// our own). [`enter_private_loopback`] and `Testbed::carry_ipv6_multicast_on_loopback` add it.
+pub(super) const LOOPBACK_MULTICAST_ROUTE: [&str; 8] = [
+    "route", "add", "local", "ff00::/8", "dev", "lo", "table", "local",
+];
+
 /// How long [`loopback_carries_ipv6_multicast`] waits for its datagram: the loopback delivers
 /// in microseconds, so anything not back by then is not coming.
 const PROBE_WAIT: Duration = Duration::from_millis(200);
@@ -105,12 +112,9 @@ pub fn enter_private_loopback(mode: Mode) -> Result<(), NetnsError> {
         }
     }
     run_ip(&ip, &["link", "set", "lo", "up"])?;
-    run_ip(
-        &ip,
-        &[
-            "-6", "route", "add", "local", "ff00::/8", "dev", "lo", "table", "local",
-        ],
-    )
+    let mut route = vec!["-6"];
+    route.extend(LOOPBACK_MULTICAST_ROUTE);
+    run_ip(&ip, &route)
 }
 
 fn unshare(flags: libc::c_int) -> Result<(), NetnsError> {

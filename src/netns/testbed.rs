@@ -210,7 +210,8 @@ impl Testbed {
     /// a namespace of our own), so processes of that host can multicast to each other on ::1.
     pub fn carry_ipv6_multicast_on_loopback(&self, i: usize) -> Result<(), NetnsError> {
         let ns = self.ns_name(i);
-        self.ip_batch(Some(&ns), "route add local ff00::/8 dev lo table local\n")
+        let route = super::private::LOOPBACK_MULTICAST_ROUTE.join(" ");
+        self.ip_batch(Some(&ns), &format!("{route}\n"))
     }
 
     /// `fd6d:7063:XXYY::(i+1)`, XXYY the IPv4 net's two random bytes: a unique-local address.

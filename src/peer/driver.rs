@@ -473,8 +473,7 @@ impl Driver {
         if self.tx.is_empty() {
             return Ok(true);
         }
-        let main = self.socket.as_raw_fd();
-        let unicast = self.unicast.as_ref().map_or(main, |u| u.as_raw_fd());
+        let (main, unicast) = (self.fd(false), self.fd(true));
         let mut sent = Sent::default();
         let done = self.tx.flush(|u| if u { unicast } else { main }, &mut sent);
         self.io.send_calls += sent.calls;
